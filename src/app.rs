@@ -1,0 +1,262 @@
+//! What each command does; `main.rs` only parses flags and maps the result to an exit code.
+
+use crate::cli::{Command, LogFormat};
+use crate::config::{Config, StoreKind};
+use crate::gateway::{Clock, Gateway};
+use crate::idempotency::{self, Store};
+use crate::profile::{Profile, ProfileSet};
+use crate::verify::{Input, Verifier};
+use anyhow::{anyhow, Context};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// A usage error: exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => builder.compact().init(),
+    }
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => serve(&config),
+        Command::Check { config } => check(&config),
+        Command::Providers { json, providers_dir } => providers(json, providers_dir.as_deref()),
+        Command::Verify {
+            provider,
+            secrets,
+            headers,
+            method,
+            url,
+            now,
+            body_file,
+            providers_dir,
+        } => {
+            let profile = lookup_profile(&provider, providers_dir.as_deref())?;
+            let verifier = Verifier::new(profile, &secrets, None).map_err(|e| Usage(format!("--secret: {e}")))?;
+            let headers = parse_headers(&headers)?;
+            let method = parse_method(&method)?;
+            let body = read_body(body_file.as_deref())?;
+            let now = now.unwrap_or_else(|| Clock::System.now());
+            let input = Input {
+                method: &method,
+                url: &url,
+                headers: &headers,
+                body: &body,
+                now,
+            };
+            match verifier.verify(&input).and_then(|v| verifier.event_id(&headers, &body).map(|id| (v, id))) {
+                Ok((v, id)) => {
+                    println!("valid: secret {} matched; event id {id}", v.secret_index);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("invalid: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Sign {
+            provider,
+            secret,
+            id,
+            timestamp,
+            method,
+            url,
+            body_file,
+            providers_dir,
+        } => {
+            let profile = lookup_profile(&provider, providers_dir.as_deref())?;
+            let verifier =
+                Verifier::new(profile, &[secret], None).map_err(|e| Usage(format!("--secret: {e}")))?;
+            let body = read_body(body_file.as_deref())?;
+            let id = id.unwrap_or_else(|| format!("msg_{:016x}", rand::random::<u64>()));
+            let ts = timestamp.unwrap_or_else(|| Clock::System.now());
+            for (name, value) in verifier.sign(&parse_method(&method)?, &url, &body, &id, ts) {
+                println!("{name}: {value}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn lookup_profile(name: &str, dir: Option<&Path>) -> anyhow::Result<Arc<Profile>> {
+    let mut set = ProfileSet::builtin();
+    if let Some(d) = dir {
+        set.extend_from_dir(d).map_err(|e| Usage(e.to_string()))?;
+    }
+    set.get(name).cloned().ok_or_else(|| {
+        Usage(format!("unknown provider '{name}' (known: {})", set.names().join(", "))).into()
+    })
+}
+
+fn parse_headers(list: &[String]) -> anyhow::Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for h in list {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| Usage(format!("--header '{h}' is not 'Name: value'")))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| Usage(format!("--header: '{}' is not a header name", name.trim())))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| Usage(format!("--header {name}: the value is not a header value")))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+fn parse_method(m: &str) -> anyhow::Result<Method> {
+    Method::from_bytes(m.as_bytes()).map_err(|_| Usage(format!("--method: '{m}' is not a method")).into())
+}
+
+fn read_body(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match path {
+        Some(p) => std::fs::read(p).map_err(|e| Usage(format!("--body-file {}: {e}", p.display())).into()),
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).context("reading the body from stdin")?;
+            Ok(buf)
+        }
+    }
+}
+
+fn providers(json: bool, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let mut set = ProfileSet::builtin();
+    if let Some(d) = dir {
+        set.extend_from_dir(d).map_err(|e| Usage(e.to_string()))?;
+    }
+    let rows: Vec<[String; 6]> = set
+        .iter()
+        .map(|p| {
+            [
+                p.name.clone(),
+                p.headers.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(" | "),
+                p.algorithm.name().to_string(),
+                p.encoding.name().to_string(),
+                p.timestamp.as_ref().map(|t| t.describe()).unwrap_or_else(|| "none".into()),
+                p.id.describe(),
+            ]
+        })
+        .collect();
+    if json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r[0], "header": r[1], "algorithm": r[2],
+                    "encoding": r[3], "timestamp": r[4], "id": r[5],
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        let head = ["NAME", "HEADER", "ALGORITHM", "ENCODING", "TIMESTAMP", "ID"].map(String::from);
+        let mut widths = [0usize; 6];
+        for r in std::iter::once(&head).chain(rows.iter()) {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        for r in std::iter::once(&head).chain(rows.iter()) {
+            let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            println!("{}", line.join("  ").trim_end());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_store(kind: &StoreKind) -> String {
+    match kind {
+        StoreKind::Memory { max_keys } => format!("memory (at most {max_keys} keys; forgotten on restart)"),
+        StoreKind::Embedded { path } => format!("embedded ({})", path.display()),
+        StoreKind::Redis { url } => format!("redis ({})", redact_url(url)),
+        StoreKind::RedisCluster { nodes } => format!(
+            "redis-cluster ({})",
+            nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Hides a password in a redis URL.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+fn summary(config: &Config) -> String {
+    let mut out = format!("listen {}\nstore {}\nroutes:\n", config.listen, describe_store(&config.store.kind));
+    for r in &config.routes {
+        out.push_str(&format!(
+            "  {} [{}] -> {} (provider {}, max body {} B, timeout {}, ttl {})\n",
+            r.path,
+            r.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
+            r.upstream.url,
+            r.provider(),
+            r.max_body,
+            humantime::format_duration(r.upstream_timeout),
+            humantime::format_duration(r.ttl),
+        ));
+    }
+    out
+}
+
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    print!("{}", summary(&config));
+    println!("ok: {} routes valid", config.routes.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the configured idempotency store.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &config.store.kind {
+        StoreKind::Memory { max_keys } => Arc::new(idempotency::memory::MemoryStore::new(*max_keys)),
+        other => return Err(anyhow!("store kind {other:?} is not available in this build")),
+    })
+}
+
+fn serve(path: &PathBuf) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let store = open_store(&config).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let gateway = Arc::new(Gateway::new(&config, store, Clock::System));
+        eprint!("{}", summary(&config));
+        tracing::info!(listen = %listener.local_addr()?, "portcullis is serving");
+        crate::server::run(listener, gateway, shutdown_signal()).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+}

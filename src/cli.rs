@@ -1,0 +1,91 @@
+//! Command-line definitions.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about = "The gate that drops in front of forged and duplicate webhooks")]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration and print what it holds.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// List the built-in provider profiles.
+    Providers {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also load the profiles of this directory.
+        #[arg(long)]
+        providers_dir: Option<PathBuf>,
+    },
+    /// Verify one request's signature; exit 0 when valid, 1 when invalid, 2 on a usage error.
+    Verify {
+        #[arg(long)]
+        provider: String,
+        /// A secret to try; repeat for several.
+        #[arg(long = "secret", required = true)]
+        secrets: Vec<String>,
+        /// A request header, "Name: value"; repeat for several.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// The URL the provider sent the request to.
+        #[arg(long, default_value = "")]
+        url: String,
+        /// Unix time to check timestamps against (default: now).
+        #[arg(long)]
+        now: Option<u64>,
+        /// The body; read from stdin when absent.
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        /// Load profiles from this directory too.
+        #[arg(long)]
+        providers_dir: Option<PathBuf>,
+    },
+    /// Print the headers a provider would send for a body.
+    Sign {
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        secret: String,
+        /// Event id, for schemes that sign or send one in a header (default: random).
+        #[arg(long)]
+        id: Option<String>,
+        /// Unix time to sign (default: now).
+        #[arg(long)]
+        timestamp: Option<u64>,
+        #[arg(long, default_value = "POST")]
+        method: String,
+        #[arg(long, default_value = "")]
+        url: String,
+        /// The body; read from stdin when absent.
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        /// Load profiles from this directory too.
+        #[arg(long)]
+        providers_dir: Option<PathBuf>,
+    },
+}

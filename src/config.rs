@@ -1,0 +1,607 @@
+//! Gateway configuration: raw YAML (unknown keys refused, `${VAR}` expanded) validated into a
+//! [`Config`] that cannot hold an invalid route.
+
+use crate::profile::{yaml_message, ProfileSet};
+use crate::verify::Verifier;
+use http::uri::{Authority, Scheme};
+use http::{Method, Uri};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+pub const DEFAULT_TTL: Duration = Duration::from_secs(72 * 3600);
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
+// ---------------------------------------------------------------------------------------------
+// Raw YAML
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: String,
+    providers_dir: Option<PathBuf>,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    limits: RawLimits,
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(default = "default_kind")]
+    kind: String,
+    max_keys: Option<usize>,
+    path: Option<String>,
+    url: Option<String>,
+    nodes: Option<Vec<String>>,
+    key_prefix: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            kind: default_kind(),
+            max_keys: None,
+            path: None,
+            url: None,
+            nodes: None,
+            key_prefix: None,
+            timeout: None,
+        }
+    }
+}
+
+fn default_kind() -> String {
+    "memory".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default, with = "humantime_serde")]
+    header_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    body_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    drain_timeout: Option<Duration>,
+    max_connections: Option<usize>,
+    max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path: String,
+    name: Option<String>,
+    provider: String,
+    secrets: Vec<String>,
+    upstream: String,
+    methods: Option<Vec<String>>,
+    max_body: Option<Size>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    lease: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    tolerance: Option<Duration>,
+    public_url: Option<String>,
+    #[serde(default)]
+    on_store_error: OnStoreError,
+}
+
+/// A byte size: an integer, or a string such as `"1MiB"`, `"512KiB"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn bytes(&self) -> Result<u64, String> {
+        match self {
+            Size::Bytes(b) => Ok(*b),
+            Size::Text(t) => {
+                let t = t.trim();
+                let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+                let (num, unit) = t.split_at(split);
+                let n: u64 = num.parse().map_err(|_| format!("'{t}' is not a size"))?;
+                let mult = match unit.trim() {
+                    "" | "B" => 1,
+                    "KiB" | "KB" | "K" => 1024,
+                    "MiB" | "MB" | "M" => 1024 * 1024,
+                    other => return Err(format!("unknown size unit '{other}' (use B, KiB or MiB)")),
+                };
+                Ok(n * mult)
+            }
+        }
+    }
+}
+
+/// What a route does when the idempotency store cannot answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnStoreError {
+    /// Answer 503 with `Retry-After` and forward nothing: the provider retries later, and
+    /// nothing is lost or delivered twice. The default.
+    #[default]
+    Reject,
+    /// Forward without deduplication: the delivery gets through, but a retry of it may be
+    /// delivered a second time while the store is down.
+    Forward,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated
+
+/// Which idempotency store to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory { max_keys: usize },
+    Embedded { path: PathBuf },
+    Redis { url: String },
+    RedisCluster { nodes: Vec<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    pub key_prefix: String,
+    /// Bound on every store call; past it the request is answered 503.
+    pub timeout: Duration,
+}
+
+/// Edge limits of the webhook listener.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub max_connections: usize,
+    pub max_in_flight: usize,
+}
+
+/// Where a route forwards to.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// The upstream's path; the request's query string is appended to it.
+    pub path: String,
+    pub url: String,
+}
+
+/// One validated route.
+#[derive(Debug)]
+pub struct Route {
+    /// Namespace of the route's idempotency keys, and its label in logs and metrics.
+    pub name: String,
+    pub path: String,
+    pub verifier: Verifier,
+    pub upstream: Upstream,
+    pub methods: Vec<Method>,
+    pub max_body: u64,
+    pub upstream_timeout: Duration,
+    pub lease: Duration,
+    pub ttl: Duration,
+    pub public_url: Option<String>,
+    pub on_store_error: OnStoreError,
+}
+
+impl Route {
+    pub fn provider(&self) -> &str {
+        &self.verifier.profile().name
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub store: StoreConfig,
+    pub limits: Limits,
+    pub routes: Vec<Arc<Route>>,
+    pub profiles: ProfileSet,
+}
+
+/// A configuration that cannot be used: the file, where, and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub message: String,
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_yaml(&path.display().to_string(), &text, base, &|k| std::env::var(k).ok())
+    }
+
+    /// Parses and validates configuration text. `env` resolves `${VAR}`; relative paths are
+    /// taken from `base`.
+    pub fn from_yaml(
+        file: &str,
+        text: &str,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let err = |message: String| ConfigError {
+            file: file.to_string(),
+            message,
+        };
+        let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|e| err(yaml_message(&e)))?;
+        raw.validate(base, env).map_err(err)
+    }
+}
+
+/// Expands `${VAR}` and `${VAR:-default}` in `s`. An unset `${VAR}` is an error.
+pub fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or("unclosed '${'")?;
+        let expr = &after[..end];
+        let (name, default) = match expr.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (expr, None),
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("'${{{expr}}}' is not a variable name"));
+        }
+        match (env(name).filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    let uri: Uri = s.parse().map_err(|e| format!("'{s}' is not a URL: {e}"))?;
+    let scheme = uri.scheme().cloned().ok_or_else(|| format!("'{s}' has no scheme"))?;
+    if scheme != Scheme::HTTP {
+        return Err(format!(
+            "'{s}': only http:// upstreams are supported (the upstream is an internal service)"
+        ));
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("'{s}' has no host"))?;
+    if uri.query().is_some() {
+        return Err(format!("'{s}': the upstream URL cannot carry a query string"));
+    }
+    Ok(Upstream {
+        scheme,
+        authority,
+        path: uri.path().to_string(),
+        url: s.to_string(),
+    })
+}
+
+impl RawConfig {
+    fn validate(self, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let listen_s = expand_env(&self.listen, env).map_err(|e| format!("listen: {e}"))?;
+        let listen: SocketAddr = listen_s
+            .parse()
+            .map_err(|_| format!("listen: '{listen_s}' is not an address such as 0.0.0.0:8080"))?;
+
+        let mut profiles = ProfileSet::builtin();
+        if let Some(dir) = &self.providers_dir {
+            profiles
+                .extend_from_dir(&base.join(dir))
+                .map_err(|e| format!("providers_dir: {e}"))?;
+        }
+
+        let store = self.store.validate(base, env)?;
+        let limits = Limits {
+            header_read_timeout: self.limits.header_read_timeout.unwrap_or(Duration::from_secs(10)),
+            body_read_timeout: self.limits.body_read_timeout.unwrap_or(Duration::from_secs(30)),
+            drain_timeout: self.limits.drain_timeout.unwrap_or(Duration::from_secs(30)),
+            max_connections: self.limits.max_connections.unwrap_or(10_000),
+            max_in_flight: self.limits.max_in_flight.unwrap_or(4_096),
+        };
+
+        if self.routes.is_empty() {
+            return Err("routes: at least one route is needed".into());
+        }
+        let mut paths = HashSet::new();
+        let mut names = HashSet::new();
+        let mut routes = Vec::with_capacity(self.routes.len());
+        for (i, r) in self.routes.into_iter().enumerate() {
+            let at = format!("routes[{i}]");
+            let route = r
+                .validate(&profiles, env)
+                .map_err(|e| format!("{at} ({}): {e}", "route"))?;
+            if !paths.insert(route.path.clone()) {
+                return Err(format!("{at}.path: '{}' is used by another route", route.path));
+            }
+            if !names.insert(route.name.clone()) {
+                return Err(format!("{at}.name: '{}' is used by another route", route.name));
+            }
+            routes.push(Arc::new(route));
+        }
+        Ok(Config {
+            listen,
+            store,
+            limits,
+            routes,
+            profiles,
+        })
+    }
+}
+
+impl RawStore {
+    fn validate(self, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<StoreConfig, String> {
+        let forbid = |what: &str, present: bool| {
+            if present {
+                Err(format!("store.{what} does not apply to store.kind '{}'", self.kind))
+            } else {
+                Ok(())
+            }
+        };
+        let kind = match self.kind.as_str() {
+            "memory" => {
+                forbid("path", self.path.is_some())?;
+                forbid("url", self.url.is_some())?;
+                forbid("nodes", self.nodes.is_some())?;
+                let max_keys = self.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
+                if max_keys == 0 {
+                    return Err("store.max_keys must be at least 1".into());
+                }
+                StoreKind::Memory { max_keys }
+            }
+            "embedded" => {
+                forbid("url", self.url.is_some())?;
+                forbid("nodes", self.nodes.is_some())?;
+                let p = self.path.as_deref().ok_or("store.path is needed for kind 'embedded'")?;
+                let p = expand_env(p, env).map_err(|e| format!("store.path: {e}"))?;
+                StoreKind::Embedded { path: base.join(p) }
+            }
+            "redis" => {
+                forbid("path", self.path.is_some())?;
+                forbid("nodes", self.nodes.is_some())?;
+                let u = self.url.as_deref().ok_or("store.url is needed for kind 'redis'")?;
+                let url = expand_env(u, env).map_err(|e| format!("store.url: {e}"))?;
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err("store.url must start with redis:// or rediss://".into());
+                }
+                StoreKind::Redis { url }
+            }
+            "redis-cluster" => {
+                forbid("path", self.path.is_some())?;
+                forbid("url", self.url.is_some())?;
+                let nodes = self.nodes.ok_or("store.nodes is needed for kind 'redis-cluster'")?;
+                if nodes.is_empty() {
+                    return Err("store.nodes: at least one node is needed".into());
+                }
+                let nodes = nodes
+                    .iter()
+                    .map(|n| expand_env(n, env).map_err(|e| format!("store.nodes: {e}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                StoreKind::RedisCluster { nodes }
+            }
+            other => {
+                return Err(format!(
+                    "store.kind: unknown kind '{other}' (memory, embedded, redis, redis-cluster)"
+                ))
+            }
+        };
+        let timeout = self.timeout.unwrap_or(DEFAULT_STORE_TIMEOUT);
+        if timeout.is_zero() {
+            return Err("store.timeout must be more than zero".into());
+        }
+        Ok(StoreConfig {
+            kind,
+            key_prefix: self.key_prefix.unwrap_or_else(|| "portcullis:".into()),
+            timeout,
+        })
+    }
+}
+
+impl RawRoute {
+    fn validate(self, profiles: &ProfileSet, env: &dyn Fn(&str) -> Option<String>) -> Result<Route, String> {
+        if !self.path.starts_with('/') || self.path.contains(['?', '#']) {
+            return Err(format!("path: '{}' must start with '/' and hold no query", self.path));
+        }
+        let profile = profiles.get(&self.provider).ok_or_else(|| {
+            format!(
+                "provider: unknown provider '{}' (known: {})",
+                self.provider,
+                profiles.names().join(", ")
+            )
+        })?;
+
+        let mut secrets = Vec::with_capacity(self.secrets.len());
+        for (i, s) in self.secrets.iter().enumerate() {
+            let v = expand_env(s, env).map_err(|e| format!("secrets[{i}]: {e}"))?;
+            // `${VAR:-}` marks an optional secret (a previous one during rotation): dropped
+            // when unset. Any other empty secret is an error.
+            let optional = s.starts_with("${") && s.ends_with(":-}");
+            if v.is_empty() {
+                if optional {
+                    continue;
+                }
+                return Err(format!("secrets[{i}]: is empty"));
+            }
+            secrets.push(v);
+        }
+        if secrets.is_empty() {
+            return Err("secrets: at least one non-empty secret is needed".into());
+        }
+        let verifier =
+            Verifier::new(profile.clone(), &secrets, self.tolerance).map_err(|e| format!("secrets: {e}"))?;
+
+        let up = expand_env(&self.upstream, env).map_err(|e| format!("upstream: {e}"))?;
+        let upstream = parse_upstream(&up).map_err(|e| format!("upstream: {e}"))?;
+        let public_url = self
+            .public_url
+            .map(|u| expand_env(&u, env).map_err(|e| format!("public_url: {e}")))
+            .transpose()?;
+        if profile.payload.uses(&crate::verify::template::Segment::Url) && public_url.is_none() {
+            return Err(format!(
+                "public_url: provider '{}' signs the URL it sent to, so the route needs the public URL",
+                profile.name
+            ));
+        }
+
+        let methods = match self.methods {
+            None => profile.methods.clone(),
+            Some(ms) => ms
+                .iter()
+                .map(|m| {
+                    Method::from_bytes(m.as_bytes())
+                        .ok()
+                        .filter(|_| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()))
+                        .ok_or_else(|| format!("methods: '{m}' is not an upper-case HTTP method"))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let max_body = match &self.max_body {
+            Some(s) => s.bytes().map_err(|e| format!("max_body: {e}"))?,
+            None => DEFAULT_MAX_BODY,
+        };
+        if max_body == 0 {
+            return Err("max_body must be more than zero".into());
+        }
+        let upstream_timeout = self.timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT);
+        let lease = self.lease.unwrap_or(DEFAULT_LEASE.max(upstream_timeout * 2));
+        if lease <= upstream_timeout {
+            return Err(format!(
+                "lease ({}) must be longer than the upstream timeout ({}), or a slow delivery's claim could expire while it is still being forwarded",
+                humantime::format_duration(lease),
+                humantime::format_duration(upstream_timeout)
+            ));
+        }
+        let ttl = self.ttl.unwrap_or(DEFAULT_TTL);
+        if ttl < lease {
+            return Err("ttl must be at least the lease".into());
+        }
+        Ok(Route {
+            name: self.name.unwrap_or_else(|| self.path.clone()),
+            path: self.path,
+            verifier,
+            upstream,
+            methods,
+            max_body,
+            upstream_timeout,
+            lease,
+            ttl,
+            public_url,
+            on_store_error: self.on_store_error,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Result<Config, ConfigError> {
+        let env = |k: &str| match k {
+            "SECRET" => Some("s3cret".to_string()),
+            _ => None,
+        };
+        Config::from_yaml("gw.yaml", yaml, Path::new("."), &env)
+    }
+
+    const ROUTE: &str = "  - path: /p\n    provider: paylent\n    secrets: ['${SECRET}']\n    upstream: http://127.0.0.1:3000/x\n";
+
+    #[test]
+    fn minimal_config_loads_with_defaults() {
+        let c = load(&format!("listen: 127.0.0.1:0\nroutes:\n{ROUTE}")).unwrap();
+        let r = &c.routes[0];
+        assert_eq!(r.name, "/p");
+        assert_eq!(r.max_body, DEFAULT_MAX_BODY);
+        assert_eq!(r.ttl, DEFAULT_TTL);
+        assert!(r.lease > r.upstream_timeout);
+        assert_eq!(c.store.kind, StoreKind::Memory { max_keys: DEFAULT_MAX_KEYS });
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_place() {
+        let cases = [
+            ("listen: x\nroutes:\n", "listen"),
+            ("listen: 127.0.0.1:0\ncolour: red\nroutes: []\n", "line 2"),
+            (
+                "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: nope\n    secrets: [a]\n    upstream: http://h/\n",
+                "routes[0] (route): provider: unknown provider 'nope'",
+            ),
+            (
+                "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: ['']\n    upstream: http://h/\n",
+                "secrets[0]: is empty",
+            ),
+            (
+                "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: ['${NOPE}']\n    upstream: http://h/\n",
+                "NOPE is not set",
+            ),
+            (
+                "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [a]\n    upstream: 'not a url'\n",
+                "upstream",
+            ),
+            (&format!("listen: 127.0.0.1:0\nroutes:\n{ROUTE}{ROUTE}"), "used by another route"),
+            (
+                "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [a]\n    upstream: http://h/\n    timeout: 30s\n    lease: 10s\n",
+                "lease",
+            ),
+            (
+                "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [a]\n    upstream: http://h/\n    secret: x\n",
+                "unknown field `secret`",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = load(yaml).unwrap_err().to_string();
+            assert!(e.starts_with("gw.yaml: "), "{e}");
+            assert!(e.contains(want), "{e:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn optional_secret_is_dropped_when_unset() {
+        let c = load(
+            "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: ['${SECRET}', '${PREVIOUS:-}']\n    upstream: http://h/\n",
+        )
+        .unwrap();
+        assert_eq!(c.routes[0].name, "/p");
+    }
+
+    #[test]
+    fn env_expansion() {
+        let env = |k: &str| (k == "A").then(|| "1".to_string());
+        assert_eq!(expand_env("x${A}y", &env).unwrap(), "x1y");
+        assert_eq!(expand_env("${B:-d}", &env).unwrap(), "d");
+        assert!(expand_env("${B}", &env).is_err());
+        assert!(expand_env("${A", &env).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(Size::Text("1MiB".into()).bytes().unwrap(), 1 << 20);
+        assert_eq!(Size::Text("512 KiB".into()).bytes().unwrap(), 512 << 10);
+        assert_eq!(Size::Bytes(7).bytes().unwrap(), 7);
+        assert!(Size::Text("1 parsec".into()).bytes().is_err());
+    }
+}

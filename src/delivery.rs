@@ -1,0 +1,29 @@
+//! The request as it moves through the stack: routed, then read, then verified.
+
+use crate::config::Route;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A request whose route is known and whose body is not read yet.
+pub struct Routed {
+    pub route: Arc<Route>,
+    pub req: http::Request<Incoming>,
+    pub peer: SocketAddr,
+}
+
+/// A request whose body has been read in full.
+pub struct Delivery {
+    pub route: Arc<Route>,
+    pub parts: http::request::Parts,
+    /// The raw body, byte for byte as received.
+    pub body: Bytes,
+    pub peer: SocketAddr,
+    /// The idempotency key, namespaced by route; set once the signature is verified.
+    pub key: Arc<str>,
+    /// Index of the route secret that matched.
+    pub secret_index: usize,
+    pub received: Instant,
+}

@@ -1,0 +1,195 @@
+//! The one place where rejections become HTTP responses: generic JSON for the caller, the
+//! precise reason kept for the log line.
+
+use crate::config::Route;
+use crate::idempotency::StoreError;
+use crate::verify::VerifyError;
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::{Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The response body type of the whole stack.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body of fixed bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// What happened to one request; the `outcome` label of logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Forwarded,
+    UpstreamError,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    Duplicate,
+    InFlight,
+    InvalidSignature,
+    BadRequest,
+    StoreError,
+    NotFound,
+    MethodNotAllowed,
+    TooLarge,
+    BodyTimeout,
+    Panic,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::UpstreamUnavailable => "upstream_unavailable",
+            Outcome::UpstreamTimeout => "upstream_timeout",
+            Outcome::Duplicate => "duplicate",
+            Outcome::InFlight => "in_flight",
+            Outcome::InvalidSignature => "invalid_signature",
+            Outcome::BadRequest => "bad_request",
+            Outcome::StoreError => "store_error",
+            Outcome::NotFound => "not_found",
+            Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::TooLarge => "too_large",
+            Outcome::BodyTimeout => "body_timeout",
+            Outcome::Panic => "internal_error",
+        }
+    }
+}
+
+/// What the log line of a request says, carried in the response's extensions from the layer
+/// that decided to the layer that records.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub outcome: Outcome,
+    pub route: Option<Arc<Route>>,
+    /// The event's idempotency key, once known.
+    pub key: Option<Arc<str>>,
+    pub secret_index: Option<usize>,
+    /// The precise reason for a rejection; never a secret or signature value.
+    pub detail: Option<String>,
+}
+
+impl Record {
+    pub fn new(outcome: Outcome) -> Self {
+        Record {
+            outcome,
+            route: None,
+            key: None,
+            secret_index: None,
+            detail: None,
+        }
+    }
+}
+
+/// Why a request was not forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no route for this path")]
+    NotFound,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    #[error("body larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("the body was not received within {0:?}")]
+    BodyTimeout(Duration),
+    #[error("reading the body failed: {0}")]
+    BodyRead(String),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error("idempotency store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the event is being delivered by another request")]
+    InFlight(Duration),
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnavailable(String),
+    #[error("upstream did not answer within {0:?}")]
+    UpstreamTimeout(Duration),
+    #[error("internal error")]
+    Panic,
+}
+
+impl GatewayError {
+    fn parts(&self) -> (StatusCode, Outcome, &'static str) {
+        use GatewayError::*;
+        match self {
+            NotFound => (StatusCode::NOT_FOUND, Outcome::NotFound, "not found"),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, Outcome::MethodNotAllowed, "method not allowed"),
+            TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, Outcome::TooLarge, "payload too large"),
+            BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, Outcome::BodyTimeout, "request timeout"),
+            BodyRead(_) => (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request"),
+            Verify(e) if e.is_ambiguous() => (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request"),
+            Verify(_) => (StatusCode::UNAUTHORIZED, Outcome::InvalidSignature, "invalid signature"),
+            Store(_) => (StatusCode::SERVICE_UNAVAILABLE, Outcome::StoreError, "temporarily unavailable"),
+            InFlight(_) => (StatusCode::CONFLICT, Outcome::InFlight, "delivery in progress"),
+            UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, Outcome::UpstreamUnavailable, "bad gateway"),
+            UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, Outcome::UpstreamTimeout, "gateway timeout"),
+            Panic => (StatusCode::INTERNAL_SERVER_ERROR, Outcome::Panic, "internal error"),
+        }
+    }
+
+    /// Seconds the sender should wait before retrying, where a retry can succeed.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            GatewayError::Store(_) => Some(5),
+            GatewayError::InFlight(d) => Some(d.as_secs().clamp(1, 60)),
+            _ => None,
+        }
+    }
+
+    /// The response to the sender: a generic JSON error, with the precise reason recorded
+    /// for the log.
+    pub fn into_response(self, route: Option<Arc<Route>>, key: Option<Arc<str>>) -> Response<Body> {
+        let (status, outcome, message) = self.parts();
+        let mut res = json_response(status, format!("{{\"error\":\"{message}\"}}"));
+        if let Some(secs) = self.retry_after() {
+            res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res.extensions_mut().insert(Record {
+            outcome,
+            route,
+            key,
+            secret_index: None,
+            detail: Some(self.to_string()),
+        });
+        res
+    }
+}
+
+/// A JSON response with a fixed body.
+pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// The answer to a duplicate of a delivered event: 200, so the provider stops retrying.
+pub fn duplicate_response() -> Response<Body> {
+    json_response(StatusCode::OK, r#"{"status":"duplicate"}"#)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_ask_for_a_retry() {
+        let r = GatewayError::Store(StoreError::Timeout(Duration::from_secs(1))).into_response(None, None);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[RETRY_AFTER], "5");
+    }
+
+    #[test]
+    fn signature_reasons_stay_generic_for_the_caller() {
+        let r = GatewayError::Verify(VerifyError::Stale(999, 300)).into_response(None, None);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let rec = r.extensions().get::<Record>().unwrap();
+        assert!(rec.detail.as_deref().unwrap().contains("999s old"));
+    }
+}

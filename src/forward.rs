@@ -1,0 +1,206 @@
+//! The innermost service: forwards a verified delivery to the route's upstream over a pooled
+//! keep-alive client, body byte-identical, hop-by-hop headers removed.
+
+use crate::delivery::Delivery;
+use crate::error::{Body, BoxError, GatewayError, Outcome, Record};
+use crate::layer::BoxFuture;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower::Service;
+
+pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
+
+static PORTCULLIS_PROVIDER: HeaderName = HeaderName::from_static("portcullis-provider");
+static PORTCULLIS_KEY: HeaderName = HeaderName::from_static("portcullis-idempotency-key");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Builds the pooled upstream client; idle connections are kept warm for reuse.
+pub fn client(connect_timeout: Duration) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(512)
+        .build(http)
+}
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names, and `Upgrade`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(n);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+#[derive(Clone)]
+pub struct Forward {
+    client: UpstreamClient,
+}
+
+impl Forward {
+    pub fn new(client: UpstreamClient) -> Self {
+        Forward { client }
+    }
+}
+
+/// The request the upstream receives.
+fn upstream_request(d: Delivery) -> Result<Request<Full<Bytes>>, http::Error> {
+    let route = &d.route;
+    let up = &route.upstream;
+    let pq = match d.parts.uri.query() {
+        Some(q) => PathAndQuery::try_from(format!("{}?{q}", up.path))?,
+        None => PathAndQuery::try_from(up.path.as_str())?,
+    };
+    let uri = Uri::builder()
+        .scheme(up.scheme.clone())
+        .authority(up.authority.clone())
+        .path_and_query(pq)
+        .build()?;
+
+    let mut headers = d.parts.headers;
+    strip_hop_by_hop(&mut headers);
+    // Headers the upstream trusts come only from the gateway.
+    let ours: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("portcullis-"))
+        .cloned()
+        .collect();
+    for k in ours {
+        headers.remove(k);
+    }
+    // The body is sent with its exact length: one framing, set by the client.
+    headers.remove(header::CONTENT_LENGTH);
+    if let Some(host) = headers.remove(header::HOST) {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
+    }
+    let peer = HeaderValue::from_str(&d.peer.ip().to_string()).expect("an IP is a header value");
+    let xff = match headers.remove(&X_FORWARDED_FOR) {
+        Some(prev) => {
+            let mut v = prev.as_bytes().to_vec();
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(peer.as_bytes());
+            HeaderValue::from_bytes(&v).unwrap_or(peer)
+        }
+        None => peer,
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    headers.insert(
+        PORTCULLIS_PROVIDER.clone(),
+        HeaderValue::from_str(route.provider()).expect("provider names are header-safe"),
+    );
+    let id = &d.key[route.name.len() + 1..];
+    let id_value = HeaderValue::from_str(id)
+        .unwrap_or_else(|_| HeaderValue::from_str(&crate::verify::body_sha256(id.as_bytes())).expect("hex"));
+    headers.insert(PORTCULLIS_KEY.clone(), id_value);
+
+    let mut req = Request::new(Full::new(d.body));
+    *req.method_mut() = d.parts.method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+impl Service<Delivery> for Forward {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, d: Delivery) -> Self::Future {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let route = d.route.clone();
+            let key = d.key.clone();
+            let secret_index = d.secret_index;
+            let timeout = route.upstream_timeout;
+            let req = match upstream_request(d) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Ok(GatewayError::UpstreamUnavailable(e.to_string()).into_response(Some(route), Some(key)))
+                }
+            };
+            let res = match tokio::time::timeout(timeout, client.request(req)).await {
+                Err(_) => return Ok(GatewayError::UpstreamTimeout(timeout).into_response(Some(route), Some(key))),
+                Ok(Err(e)) => {
+                    let mut msg = e.to_string();
+                    if let Some(src) = std::error::Error::source(&e) {
+                        msg = format!("{msg}: {src}");
+                    }
+                    return Ok(GatewayError::UpstreamUnavailable(msg).into_response(Some(route), Some(key)));
+                }
+                Ok(Ok(res)) => res,
+            };
+            let (mut parts, body) = res.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            let outcome = if parts.status.is_success() {
+                Outcome::Forwarded
+            } else {
+                Outcome::UpstreamError
+            };
+            parts.extensions.insert(Record {
+                outcome,
+                route: Some(route),
+                key: Some(key),
+                secret_index: Some(secret_index),
+                detail: None,
+            });
+            let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
+            Ok(Response::from_parts(parts, body))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, X-Secret-Hop".parse().unwrap());
+        h.insert("x-secret-hop", "1".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        h.insert(header::UPGRADE, "websocket".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+}

@@ -1,0 +1,75 @@
+//! Idempotency stores: the claim protocol every backend keeps, and its backends.
+//!
+//! 1. [`Store::claim`] atomically creates the key as *in flight* with a random token and a
+//!    lease; it answers [`Claim::Delivered`] or [`Claim::InFlight`] when the key exists.
+//!    A claim whose lease has expired is taken over.
+//! 2. [`Store::complete`] turns our claim into *delivered*, kept for the dedupe window.
+//! 3. [`Store::release`] deletes the key only if it still holds our token.
+//!
+//! - [`memory`]: bounded, in-process; for tests and throw-away instances.
+
+pub mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A boxed store call.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The random value that proves a claim is ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token(pub u128);
+
+impl Token {
+    pub fn random() -> Self {
+        Token(rand::random())
+    }
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is ours until the lease ends.
+    Acquired(Token),
+    /// The event was delivered before.
+    Delivered,
+    /// Another request holds the key; try again after `retry_after`.
+    InFlight { retry_after: Duration },
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("the store did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the store holds its maximum of {0} keys")]
+    Full(usize),
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// An idempotency store. Keys arrive already namespaced by route.
+pub trait Store: Send + Sync + 'static {
+    /// Creates `key` as in flight for `lease`, unless it exists.
+    fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim>;
+    /// Marks our claim on `key` delivered, kept for `ttl`. A claim that is no longer ours
+    /// is left alone.
+    fn complete<'a>(&'a self, key: &'a str, token: Token, ttl: Duration) -> StoreFuture<'a, ()>;
+    /// Deletes `key` if it still holds `token`.
+    fn release<'a>(&'a self, key: &'a str, token: Token) -> StoreFuture<'a, ()>;
+    /// Answers when the store is reachable.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+    /// The backend's name, for logs.
+    fn kind(&self) -> &'static str;
+}
+
+/// Bounds a store call by `limit`.
+pub async fn bounded<T>(
+    limit: Duration,
+    fut: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Timeout(limit)),
+    }
+}

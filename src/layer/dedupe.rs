@@ -1,0 +1,124 @@
+//! Claims the event's idempotency key before forwarding; completes it when the upstream
+//! answers 2xx and releases it otherwise, so the provider's retry goes through.
+
+use super::BoxFuture;
+use crate::config::OnStoreError;
+use crate::delivery::Delivery;
+use crate::error::{duplicate_response, Body, GatewayError, Outcome, Record};
+use crate::idempotency::{bounded, Claim, Store, Token};
+use http::Response;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower::{Layer, Service};
+
+#[derive(Clone)]
+pub struct DedupeLayer {
+    store: Arc<dyn Store>,
+    timeout: Duration,
+}
+
+impl DedupeLayer {
+    pub fn new(store: Arc<dyn Store>, timeout: Duration) -> Self {
+        DedupeLayer { store, timeout }
+    }
+}
+
+impl<S> Layer<S> for DedupeLayer {
+    type Service = Dedupe<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Dedupe {
+            inner,
+            store: self.store.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Dedupe<S> {
+    inner: S,
+    store: Arc<dyn Store>,
+    timeout: Duration,
+}
+
+impl<S> Service<Delivery> for Dedupe<S>
+where
+    S: Service<Delivery, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, d: Delivery) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let store = self.store.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let route = d.route.clone();
+            let key = d.key.clone();
+            let token = match bounded(timeout, store.claim(&key, route.lease)).await {
+                Ok(Claim::Acquired(token)) => token,
+                Ok(Claim::Delivered) => {
+                    let mut res = duplicate_response();
+                    res.extensions_mut().insert(Record {
+                        outcome: Outcome::Duplicate,
+                        route: Some(route),
+                        key: Some(key),
+                        secret_index: Some(d.secret_index),
+                        detail: None,
+                    });
+                    return Ok(res);
+                }
+                Ok(Claim::InFlight { retry_after }) => {
+                    return Ok(GatewayError::InFlight(retry_after).into_response(Some(route), Some(key)))
+                }
+                Err(e) if route.on_store_error == OnStoreError::Forward => {
+                    tracing::warn!(route = %route.name, key = %key, error = %e,
+                        "store unavailable; forwarding without deduplication (on_store_error: forward)");
+                    return inner.call(d).await;
+                }
+                Err(e) => return Ok(GatewayError::Store(e).into_response(Some(route), Some(key))),
+            };
+
+            // The claim is ours. Forwarding and recording its outcome run in their own task,
+            // so a sender that hangs up cannot leave the claim half-done.
+            let task = tokio::spawn(async move {
+                let Ok(res) = inner.call(d).await;
+                finish(&*store, &key, token, res.status().is_success(), route.ttl, timeout).await;
+                res
+            });
+            Ok(task.await.unwrap_or_else(|_| GatewayError::Panic.into_response(None, None)))
+        })
+    }
+}
+
+/// Completes (2xx) or releases the claim, trying a few times: a completion that never lands
+/// would let a retry through after the lease.
+async fn finish(store: &dyn Store, key: &str, token: Token, delivered: bool, ttl: Duration, timeout: Duration) {
+    let mut wait = Duration::from_millis(50);
+    for attempt in 1..=3 {
+        let r = if delivered {
+            bounded(timeout, store.complete(key, token, ttl)).await
+        } else {
+            bounded(timeout, store.release(key, token)).await
+        };
+        match r {
+            Ok(()) => return,
+            Err(e) if attempt == 3 => {
+                tracing::error!(key = %key, error = %e, delivered,
+                    "could not record the delivery's outcome; the claim lapses when its lease ends");
+            }
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                wait *= 4;
+            }
+        }
+    }
+}

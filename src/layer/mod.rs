@@ -1,0 +1,34 @@
+//! The tower layers of the request path, one per phase; `stack.rs` assembles them.
+//!
+//! | layer | decides |
+//! |---|---|
+//! | [`observe`] | nothing: records one log line per request |
+//! | [`catch_panic`] | 500 for a request whose handler panicked |
+//! | [`route`] | 404, 405 |
+//! | [`read_body`] | 413, 408 |
+//! | [`authenticate`] | 401, 400 |
+//! | [`dedupe`] | 200 duplicate, 409 in flight, 503 store down |
+
+pub mod authenticate;
+pub mod catch_panic;
+pub mod dedupe;
+pub mod observe;
+pub mod read_body;
+pub mod route;
+
+use crate::error::Body;
+use http::Response;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The future of a layer that must await something of its own.
+pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+/// The future of a layer that either answers at once or hands over to the next one.
+pub type EitherFuture<F> = futures_util::future::Either<std::future::Ready<Result<Response<Body>, Infallible>>, F>;
+
+/// Answers at once with `res`.
+pub fn answer<F>(res: Response<Body>) -> EitherFuture<F> {
+    futures_util::future::Either::Left(std::future::ready(Ok(res)))
+}

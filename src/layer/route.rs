@@ -1,0 +1,70 @@
+//! Picks the route by exact path and checks the method, before any body byte is read.
+
+use super::{answer, EitherFuture};
+use crate::delivery::Routed;
+use crate::error::{Body, GatewayError};
+use crate::gateway::Gateway;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+
+#[derive(Clone)]
+pub struct RouteLayer {
+    gateway: Arc<Gateway>,
+    peer: SocketAddr,
+}
+
+impl RouteLayer {
+    pub fn new(gateway: Arc<Gateway>, peer: SocketAddr) -> Self {
+        RouteLayer { gateway, peer }
+    }
+}
+
+impl<S> Layer<S> for RouteLayer {
+    type Service = RouteService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RouteService {
+            inner,
+            gateway: self.gateway.clone(),
+            peer: self.peer,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RouteService<S> {
+    inner: S,
+    gateway: Arc<Gateway>,
+    peer: SocketAddr,
+}
+
+impl<S> Service<Request<Incoming>> for RouteService<S>
+where
+    S: Service<Routed, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = EitherFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let Some(route) = self.gateway.route(req.uri().path()) else {
+            return answer(GatewayError::NotFound.into_response(None, None));
+        };
+        if !route.methods.contains(req.method()) {
+            return answer(GatewayError::MethodNotAllowed.into_response(Some(route), None));
+        }
+        futures_util::future::Either::Right(self.inner.call(Routed {
+            route,
+            req,
+            peer: self.peer,
+        }))
+    }
+}

@@ -1,0 +1,35 @@
+//! portcullis: the gate that drops in front of forged and duplicate webhooks.
+//!
+//! An inbound webhook gateway. For each request it picks the route by path, verifies the
+//! provider's signature over the raw body, claims the event's idempotency key, and forwards
+//! the untouched request to the route's upstream.
+//!
+//! # Layout
+//! - [`cli`], [`app`]: the command line and what each command does;
+//! - [`config`]: gateway YAML, validated into routes;
+//! - [`profile`]: provider profiles (YAML, built-ins from `providers/`);
+//! - [`verify`]: signature schemes: header parsing, payload templates, MACs, timestamps;
+//! - [`jsonptr`]: JSON pointer lookups into raw bodies;
+//! - [`idempotency`]: the `Store` trait and its backends;
+//! - [`delivery`]: the request as it moves through the stack;
+//! - [`layer`]: one tower layer per phase of the request path;
+//! - [`forward`]: the pooled upstream client, the innermost service;
+//! - [`stack`]: the one place the layers are assembled;
+//! - [`gateway`]: shared state (routes, store, client, clock);
+//! - [`server`]: listener, connections, graceful shutdown;
+//! - [`error`]: the one mapping from errors to HTTP responses.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod forward;
+pub mod gateway;
+pub mod idempotency;
+pub mod jsonptr;
+pub mod layer;
+pub mod profile;
+pub mod server;
+pub mod stack;
+pub mod verify;

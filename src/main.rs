@@ -1,0 +1,22 @@
+//! The `portcullis` binary: parse flags, set up logging, run the command.
+
+use clap::Parser;
+use portcullis::app::{self, Usage};
+use portcullis::cli::Cli;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    app::init_tracing(cli.log_format);
+    match app::run(cli.command) {
+        Ok(code) => code,
+        Err(e) if e.is::<Usage>() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

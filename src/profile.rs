@@ -1,0 +1,539 @@
+//! Provider profiles: YAML describing a provider's signing scheme, validated into [`Profile`].
+//! The built-in profiles are the files of `providers/`, compiled into the binary.
+
+use crate::jsonptr::Pointer;
+use crate::verify::header::{Format, HeaderFormat};
+use crate::verify::mac::{Algorithm, Encoding, SecretEncoding};
+use crate::verify::template::{Segment, Template};
+use http::{HeaderName, Method};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Timestamps outside ±this many seconds are refused unless a profile says otherwise.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+include!(concat!(env!("OUT_DIR"), "/builtin_profiles.rs"));
+
+// ---------------------------------------------------------------------------------------------
+// Raw YAML
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: String,
+    /// Human name of the provider.
+    title: Option<String>,
+    /// Where the scheme is documented.
+    docs: Option<String>,
+    /// Assumptions this profile makes where the documentation is vague.
+    #[serde(default)]
+    assumptions: Vec<String>,
+    #[serde(default = "default_methods")]
+    methods: Vec<String>,
+    signature: RawSignature,
+    #[serde(default)]
+    secret: SecretEncoding,
+    timestamp: Option<RawTimestamp>,
+    #[serde(default)]
+    id: RawId,
+}
+
+fn default_methods() -> Vec<String> {
+    vec!["POST".into()]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignature {
+    /// Header names to look in, in order (case-insensitive).
+    headers: Vec<String>,
+    #[serde(default = "default_format")]
+    format: Format,
+    prefix: Option<String>,
+    separator: Option<String>,
+    kv_separator: Option<String>,
+    /// Keys (key-value) or versions (versioned) whose values are signatures.
+    keys: Option<Vec<String>>,
+    /// Key of a timestamp embedded in the header (key-value format).
+    timestamp_key: Option<String>,
+    algorithm: Algorithm,
+    encoding: Encoding,
+    #[serde(default = "default_payload")]
+    payload: String,
+}
+
+fn default_format() -> Format {
+    Format::Raw
+}
+
+fn default_payload() -> String {
+    "{body}".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimestamp {
+    header: Option<String>,
+    json: Option<String>,
+    #[serde(default)]
+    unit: TimeUnit,
+    #[serde(default, with = "humantime_serde")]
+    tolerance: Option<Duration>,
+    /// Whether to hold the timestamp to the tolerance. Defaults to true exactly when the
+    /// signature covers it; an unsigned timestamp can never be checked.
+    check: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawId {
+    header: Option<String>,
+    json: Option<OneOrMany>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The unit of a timestamp value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimeUnit {
+    #[default]
+    Seconds,
+    Milliseconds,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated
+
+/// A validated provider profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub title: String,
+    pub docs: Option<String>,
+    pub assumptions: Vec<String>,
+    pub methods: Vec<Method>,
+    /// Signature header aliases, in the order they are looked for.
+    pub headers: Vec<HeaderName>,
+    pub header_format: HeaderFormat,
+    pub algorithm: Algorithm,
+    pub encoding: Encoding,
+    pub payload: Template,
+    pub secret: SecretEncoding,
+    pub timestamp: Option<TimestampRule>,
+    pub id: IdSource,
+}
+
+/// Where a timestamp is read and whether it is held to a tolerance.
+#[derive(Debug, Clone)]
+pub struct TimestampRule {
+    pub source: TimestampSource,
+    pub unit: TimeUnit,
+    pub tolerance: Duration,
+    /// True only when the signature covers the timestamp.
+    pub check: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum TimestampSource {
+    Header(HeaderName),
+    /// A key of the signature header (`t` in Stripe's `t=…,v1=…`).
+    Signature,
+    Json(Pointer),
+}
+
+/// Where the event's idempotency key comes from.
+#[derive(Debug, Clone)]
+pub enum IdSource {
+    Header(HeaderName),
+    /// One or more pointers into the JSON body, joined with `:`.
+    Json(Vec<Pointer>),
+    /// The SHA-256 of the raw body, for providers that send no event id.
+    BodySha256,
+}
+
+impl IdSource {
+    pub fn describe(&self) -> String {
+        match self {
+            IdSource::Header(h) => format!("header {h}"),
+            IdSource::Json(p) => {
+                let ps: Vec<_> = p.iter().map(Pointer::as_str).collect();
+                format!("body {}", ps.join(" + "))
+            }
+            IdSource::BodySha256 => "sha256(body)".into(),
+        }
+    }
+}
+
+impl TimestampRule {
+    pub fn describe(&self) -> String {
+        let src = match &self.source {
+            TimestampSource::Header(h) => format!("header {h}"),
+            TimestampSource::Signature => "in signature header".into(),
+            TimestampSource::Json(p) => format!("body {p}"),
+        };
+        if self.check {
+            format!("{src}, ±{}s", self.tolerance.as_secs())
+        } else {
+            format!("{src}, unchecked (unsigned)")
+        }
+    }
+}
+
+/// A profile that failed to load: the file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ProfileError {
+    pub origin: String,
+    pub message: String,
+}
+
+impl Profile {
+    /// Parses and validates one profile; `origin` names the file in errors.
+    pub fn from_yaml(origin: &str, text: &str) -> Result<Self, ProfileError> {
+        let err = |message: String| ProfileError {
+            origin: origin.to_string(),
+            message,
+        };
+        let raw: RawProfile = serde_yaml_ng::from_str(text).map_err(|e| err(yaml_message(&e)))?;
+        raw.validate().map_err(err)
+    }
+
+    /// Whether the timestamp is covered by the signature.
+    pub fn timestamp_signed(&self) -> bool {
+        match self.timestamp.as_ref().map(|t| &t.source) {
+            Some(TimestampSource::Json(_)) => true,
+            Some(_) => self.payload.uses(&Segment::Timestamp),
+            None => false,
+        }
+    }
+
+    /// Whether the idempotency key is covered by the signature.
+    pub fn id_signed(&self) -> bool {
+        match self.id {
+            IdSource::Header(_) => self.payload.uses(&Segment::Id),
+            IdSource::Json(_) | IdSource::BodySha256 => true,
+        }
+    }
+}
+
+/// Formats a YAML error with its line and column.
+pub fn yaml_message(e: &serde_yaml_ng::Error) -> String {
+    match e.location() {
+        Some(l) => format!("line {} column {}: {e}", l.line(), l.column()),
+        None => e.to_string(),
+    }
+}
+
+fn header_name(s: &str, what: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(s.as_bytes()).map_err(|_| format!("{what}: '{s}' is not a header name"))
+}
+
+impl RawProfile {
+    fn validate(self) -> Result<Profile, String> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(format!(
+                "name '{}' must be lower-case letters, digits and '-'",
+                self.name
+            ));
+        }
+        let methods = self
+            .methods
+            .iter()
+            .map(|m| {
+                Method::from_bytes(m.as_bytes())
+                    .ok()
+                    .filter(|_| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()))
+                    .ok_or_else(|| format!("methods: '{m}' is not an upper-case HTTP method"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if methods.is_empty() {
+            return Err("methods: at least one method is needed".into());
+        }
+
+        let sig = self.signature;
+        if sig.headers.is_empty() {
+            return Err("signature.headers: at least one header name is needed".into());
+        }
+        let headers = sig
+            .headers
+            .iter()
+            .map(|h| header_name(h, "signature.headers"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let payload = Template::parse(&sig.payload).map_err(|e| format!("signature.payload: {e}"))?;
+
+        let (sep, kv) = match sig.format {
+            Format::Raw => ("", ""),
+            Format::KeyValue => (",", "="),
+            Format::Versioned => (" ", ","),
+        };
+        let keys = sig.keys.unwrap_or_default();
+        match sig.format {
+            Format::Raw => {
+                if !keys.is_empty() || sig.timestamp_key.is_some() || sig.separator.is_some() {
+                    return Err(
+                        "signature: keys, timestamp_key and separator belong to the key-value and versioned formats"
+                            .into(),
+                    );
+                }
+            }
+            Format::KeyValue | Format::Versioned => {
+                if keys.is_empty() || keys.iter().any(String::is_empty) {
+                    return Err(format!(
+                        "signature.keys: the {} format needs the keys whose values are signatures",
+                        if sig.format == Format::KeyValue { "key-value" } else { "versioned" }
+                    ));
+                }
+                if sig.prefix.is_some() {
+                    return Err("signature.prefix belongs to the raw format".into());
+                }
+                if sig.format == Format::Versioned && sig.timestamp_key.is_some() {
+                    return Err("signature.timestamp_key belongs to the key-value format".into());
+                }
+            }
+        }
+        let header_format = HeaderFormat {
+            format: sig.format,
+            prefix: sig.prefix.filter(|p| !p.is_empty()),
+            separator: sig.separator.unwrap_or_else(|| sep.into()),
+            kv_separator: sig.kv_separator.unwrap_or_else(|| kv.into()),
+            signature_keys: keys,
+            timestamp_key: sig.timestamp_key,
+        };
+        if header_format.format != Format::Raw
+            && (header_format.separator.is_empty() || header_format.kv_separator.is_empty())
+        {
+            return Err("signature: separator and kv_separator cannot be empty".into());
+        }
+
+        let id = match (self.id.header, self.id.json) {
+            (Some(_), Some(_)) => return Err("id: give either header or json, not both".into()),
+            (Some(h), None) => IdSource::Header(header_name(&h, "id.header")?),
+            (None, Some(j)) => {
+                let list = match j {
+                    OneOrMany::One(s) => vec![s],
+                    OneOrMany::Many(v) => v,
+                };
+                if list.is_empty() {
+                    return Err("id.json: at least one pointer is needed".into());
+                }
+                IdSource::Json(
+                    list.iter()
+                        .map(|p| Pointer::parse(p).map_err(|e| format!("id.json: {e}")))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            (None, None) => IdSource::BodySha256,
+        };
+        if payload.uses(&Segment::Id) && !matches!(id, IdSource::Header(_)) {
+            return Err("signature.payload uses {id}, which needs id.header".into());
+        }
+
+        let in_template = payload.uses(&Segment::Timestamp);
+        let timestamp = match (self.timestamp, &header_format.timestamp_key) {
+            (None, None) => None,
+            (raw, key) => {
+                let raw = raw.unwrap_or(RawTimestamp {
+                    header: None,
+                    json: None,
+                    unit: TimeUnit::Seconds,
+                    tolerance: None,
+                    check: None,
+                });
+                let source = match (raw.header, raw.json, key) {
+                    (Some(h), None, None) => TimestampSource::Header(header_name(&h, "timestamp.header")?),
+                    (None, Some(j), None) => {
+                        TimestampSource::Json(Pointer::parse(&j).map_err(|e| format!("timestamp.json: {e}"))?)
+                    }
+                    (None, None, Some(_)) => TimestampSource::Signature,
+                    _ => {
+                        return Err(
+                            "timestamp: give exactly one of timestamp.header, timestamp.json or signature.timestamp_key"
+                                .into(),
+                        )
+                    }
+                };
+                let signed = match source {
+                    TimestampSource::Json(_) => payload.uses(&Segment::Body),
+                    _ => in_template,
+                };
+                let check = match (raw.check, &source) {
+                    (Some(true), _) if !signed => {
+                        return Err(
+                            "timestamp.check: an unsigned timestamp cannot guard against replay; \
+                             checking it would refuse late genuine retries"
+                                .into(),
+                        )
+                    }
+                    (Some(c), _) => c,
+                    // An event time inside the body stays the same across retries: only a
+                    // profile that knows the field is per-delivery may opt in.
+                    (None, TimestampSource::Json(_)) => false,
+                    (None, _) => signed,
+                };
+                Some(TimestampRule {
+                    source,
+                    unit: raw.unit,
+                    tolerance: raw.tolerance.unwrap_or(DEFAULT_TOLERANCE),
+                    check,
+                })
+            }
+        };
+        if in_template && timestamp.is_none() {
+            return Err("signature.payload uses {timestamp}, but no timestamp source is given".into());
+        }
+
+        Ok(Profile {
+            title: self.title.unwrap_or_else(|| self.name.clone()),
+            name: self.name,
+            docs: self.docs,
+            assumptions: self.assumptions,
+            methods,
+            headers,
+            header_format,
+            algorithm: sig.algorithm,
+            encoding: sig.encoding,
+            payload,
+            secret: self.secret,
+            timestamp,
+            id,
+        })
+    }
+}
+
+/// The profiles a gateway knows: the built-ins, then those of `providers_dir`.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileSet {
+    map: BTreeMap<String, Arc<Profile>>,
+}
+
+impl ProfileSet {
+    /// The profiles compiled into the binary.
+    pub fn builtin() -> Self {
+        let mut set = ProfileSet::default();
+        for (file, text) in BUILTIN_PROFILES {
+            let p = Profile::from_yaml(&format!("providers/{file}"), text)
+                .unwrap_or_else(|e| panic!("built-in profile is invalid: {e}"));
+            set.map.insert(p.name.clone(), Arc::new(p));
+        }
+        set
+    }
+
+    /// Adds or overrides profiles with every `*.yaml`/`*.yml` file of `dir`.
+    pub fn extend_from_dir(&mut self, dir: &Path) -> Result<(), ProfileError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| ProfileError {
+            origin: dir.display().to_string(),
+            message: format!("cannot read providers_dir: {e}"),
+        })?;
+        let mut paths: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| ProfileError {
+                origin: origin.clone(),
+                message: e.to_string(),
+            })?;
+            let p = Profile::from_yaml(&origin, &text)?;
+            self.map.insert(p.name.clone(), Arc::new(p));
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Profile>> {
+        self.map.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Profile>> {
+        self.map.values()
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.map.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_profile_loads() {
+        let set = ProfileSet::builtin();
+        for name in [
+            "paylent",
+            "paymento",
+            "payable",
+            "paysafe",
+            "paynetworx",
+            "stripe",
+            "github",
+            "shopify",
+            "slack",
+            "standard-webhooks",
+            "svix",
+        ] {
+            assert!(set.get(name).is_some(), "missing built-in {name}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_a_line() {
+        let e = Profile::from_yaml(
+            "x.yaml",
+            "name: x\nsignature:\n  headers: [A]\n  algorithm: hmac-sha256\n  encoding: hex\n  colour: red\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("x.yaml: line"), "{e}");
+        assert!(e.to_string().contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn unsigned_timestamp_cannot_be_checked() {
+        let e = Profile::from_yaml(
+            "x.yaml",
+            "name: x\nsignature: {headers: [A], algorithm: hmac-sha256, encoding: hex}\ntimestamp: {header: T, check: true}\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("unsigned"), "{e}");
+        let p = Profile::from_yaml(
+            "x.yaml",
+            "name: x\nsignature: {headers: [A], algorithm: hmac-sha256, encoding: hex}\ntimestamp: {header: T}\n",
+        )
+        .unwrap();
+        assert!(!p.timestamp.unwrap().check);
+    }
+
+    #[test]
+    fn signed_timestamp_is_checked_by_default() {
+        let p = Profile::from_yaml(
+            "x.yaml",
+            "name: x\nsignature: {headers: [A], algorithm: hmac-sha256, encoding: hex, payload: '{timestamp}.{body}'}\ntimestamp: {header: T}\n",
+        )
+        .unwrap();
+        let t = p.timestamp.unwrap();
+        assert!(t.check);
+        assert_eq!(t.tolerance, DEFAULT_TOLERANCE);
+        let e = Profile::from_yaml(
+            "x.yaml",
+            "name: x\nsignature: {headers: [A], algorithm: hmac-sha256, encoding: hex, payload: '{timestamp}.{body}'}\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("no timestamp source"), "{e}");
+    }
+}

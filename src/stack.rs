@@ -1,0 +1,47 @@
+//! The one place the request path is assembled, outermost layer first.
+
+use crate::error::Body;
+use crate::forward::Forward;
+use crate::gateway::Gateway;
+use crate::layer::authenticate::AuthenticateLayer;
+use crate::layer::catch_panic::CatchPanicLayer;
+use crate::layer::dedupe::DedupeLayer;
+use crate::layer::observe::ObserveLayer;
+use crate::layer::read_body::ReadBodyLayer;
+use crate::layer::route::RouteLayer;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tower::{Service, ServiceBuilder};
+
+/// The webhook service for one connection from `peer`.
+pub fn webhook_service(
+    gateway: &Arc<Gateway>,
+    peer: SocketAddr,
+) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+       + Clone
+       + Send
+       + 'static {
+    ServiceBuilder::new()
+        // Outermost, so that even a panic below gets its log line with the outcome.
+        .layer(ObserveLayer)
+        // A panic while handling one request answers 500 for that request only; the
+        // connection and the process go on.
+        .layer(CatchPanicLayer)
+        // Route by path and check the method before reading a byte of the body: unknown
+        // paths cost nothing.
+        .layer(RouteLayer::new(gateway.clone(), peer))
+        // Read the whole body under the route's limit; the signature covers raw bytes, so
+        // verification needs all of them.
+        .layer(ReadBodyLayer::new(gateway.limits.body_read_timeout))
+        // Verify the signature and derive the idempotency key; forged requests stop here,
+        // before they could claim (and so poison) a genuine event's key.
+        .layer(AuthenticateLayer::new(gateway.clock.clone()))
+        // Claim the key: duplicates and concurrent copies stop here; the claim is completed
+        // or released from the upstream's answer.
+        .layer(DedupeLayer::new(gateway.store.clone(), gateway.store_timeout))
+        // Forward over the pooled upstream client.
+        .service(Forward::new(gateway.client.clone()))
+}

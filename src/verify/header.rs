@@ -1,0 +1,218 @@
+//! Parsing of signature header values: raw (optionally prefixed), key/value lists and
+//! versioned lists, without allocating.
+
+use serde::{Deserialize, Serialize};
+
+/// How the signature header is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// The whole value is one signature, after an optional `prefix` such as `sha256=`.
+    Raw,
+    /// `t=…,v1=…,v1=…` (Stripe) or `ts=…;h1=…` (Paddle): pairs split by `separator`,
+    /// key and value split by `kv_separator`.
+    KeyValue,
+    /// `v1,<sig> v1,<sig>` (Standard Webhooks): entries split by `separator`, version and
+    /// signature split by `kv_separator`.
+    Versioned,
+}
+
+/// A validated description of a signature header's value.
+#[derive(Debug, Clone)]
+pub struct HeaderFormat {
+    pub format: Format,
+    pub prefix: Option<String>,
+    pub separator: String,
+    pub kv_separator: String,
+    /// Keys (key-value) or versions (versioned) whose values are signatures.
+    pub signature_keys: Vec<String>,
+    /// Key of the timestamp inside the header (key-value only).
+    pub timestamp_key: Option<String>,
+}
+
+/// Why a signature header value could not be used. Never carries the value itself.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+pub enum HeaderError {
+    #[error("the signature header is empty")]
+    Empty,
+    #[error("the signature header lacks the expected prefix")]
+    Prefix,
+    #[error("the signature header holds a prefix but no signature")]
+    PrefixOnly,
+    #[error("the signature header holds no signature of an accepted version")]
+    NoSignature,
+    #[error("the signature header names the timestamp twice")]
+    DuplicateTimestamp,
+    #[error("the signature header holds more than {MAX_SIGNATURES} signatures")]
+    TooMany,
+}
+
+/// Signatures beyond this many in one header are refused rather than tried.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// What a header value holds: signature candidates (still encoded) and an embedded timestamp.
+#[derive(Debug, Default)]
+pub struct Parsed<'a> {
+    sigs: [&'a str; MAX_SIGNATURES],
+    count: usize,
+    pub timestamp: Option<&'a str>,
+}
+
+impl<'a> Parsed<'a> {
+    pub fn signatures(&self) -> &[&'a str] {
+        &self.sigs[..self.count]
+    }
+
+    fn push(&mut self, s: &'a str) -> Result<(), HeaderError> {
+        if self.count == MAX_SIGNATURES {
+            return Err(HeaderError::TooMany);
+        }
+        self.sigs[self.count] = s;
+        self.count += 1;
+        Ok(())
+    }
+}
+
+impl HeaderFormat {
+    pub fn parse<'a>(&self, value: &'a str) -> Result<Parsed<'a>, HeaderError> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(HeaderError::Empty);
+        }
+        let mut out = Parsed::default();
+        match self.format {
+            Format::Raw => {
+                let sig = match &self.prefix {
+                    Some(p) => {
+                        let head = value.get(..p.len()).ok_or(HeaderError::Prefix)?;
+                        if !head.eq_ignore_ascii_case(p) {
+                            return Err(HeaderError::Prefix);
+                        }
+                        value[p.len()..].trim()
+                    }
+                    None => value,
+                };
+                if sig.is_empty() {
+                    return Err(HeaderError::PrefixOnly);
+                }
+                out.push(sig)?;
+            }
+            Format::KeyValue | Format::Versioned => {
+                for item in value.split(self.separator.as_str()) {
+                    let item = item.trim();
+                    let Some((k, v)) = item.split_once(self.kv_separator.as_str()) else {
+                        continue;
+                    };
+                    let (k, v) = (k.trim(), v.trim());
+                    if self.timestamp_key.as_deref() == Some(k) {
+                        if out.timestamp.replace(v).is_some() {
+                            return Err(HeaderError::DuplicateTimestamp);
+                        }
+                    } else if !v.is_empty() && self.signature_keys.iter().any(|s| s == k) {
+                        out.push(v)?;
+                    }
+                }
+                if out.count == 0 {
+                    return Err(HeaderError::NoSignature);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes a header value holding `sig` (and `timestamp` where the format embeds it),
+    /// the way the provider would; used by `portcullis sign`.
+    pub fn render(&self, sig: &str, timestamp: Option<&str>) -> String {
+        match self.format {
+            Format::Raw => format!("{}{sig}", self.prefix.as_deref().unwrap_or("")),
+            Format::KeyValue => {
+                let key = &self.signature_keys[0];
+                match (&self.timestamp_key, timestamp) {
+                    (Some(tk), Some(ts)) => format!(
+                        "{tk}{kv}{ts}{sep}{key}{kv}{sig}",
+                        kv = self.kv_separator,
+                        sep = self.separator
+                    ),
+                    _ => format!("{key}{}{sig}", self.kv_separator),
+                }
+            }
+            Format::Versioned => format!("{}{}{sig}", self.signature_keys[0], self.kv_separator),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(prefix: Option<&str>) -> HeaderFormat {
+        HeaderFormat {
+            format: Format::Raw,
+            prefix: prefix.map(str::to_string),
+            separator: String::new(),
+            kv_separator: String::new(),
+            signature_keys: vec![],
+            timestamp_key: None,
+        }
+    }
+
+    fn stripe() -> HeaderFormat {
+        HeaderFormat {
+            format: Format::KeyValue,
+            prefix: None,
+            separator: ",".into(),
+            kv_separator: "=".into(),
+            signature_keys: vec!["v1".into()],
+            timestamp_key: Some("t".into()),
+        }
+    }
+
+    #[test]
+    fn raw_with_prefix() {
+        let f = raw(Some("sha256="));
+        assert_eq!(f.parse("sha256=abcd").unwrap().signatures(), &["abcd"]);
+        assert_eq!(f.parse("SHA256=abcd").unwrap().signatures(), &["abcd"]);
+        assert_eq!(f.parse("sha256=").unwrap_err(), HeaderError::PrefixOnly);
+        assert_eq!(f.parse("abcd").unwrap_err(), HeaderError::Prefix);
+        assert_eq!(f.parse("sha").unwrap_err(), HeaderError::Prefix);
+        assert_eq!(f.parse("  ").unwrap_err(), HeaderError::Empty);
+        // A multi-byte character where the prefix would end is not a panic.
+        assert_eq!(f.parse("sha25é=x").unwrap_err(), HeaderError::Prefix);
+    }
+
+    #[test]
+    fn stripe_key_value() {
+        let p = stripe().parse("t=1492774577,v1=aa,v0=bb,v1=cc").unwrap();
+        assert_eq!(p.signatures(), &["aa", "cc"]);
+        assert_eq!(p.timestamp, Some("1492774577"));
+        assert_eq!(
+            stripe().parse("t=1,v0=bb").unwrap_err(),
+            HeaderError::NoSignature
+        );
+        assert_eq!(
+            stripe().parse("t=1,t=2,v1=aa").unwrap_err(),
+            HeaderError::DuplicateTimestamp
+        );
+        assert_eq!(
+            stripe().parse(&"v1=a,".repeat(9)).unwrap_err(),
+            HeaderError::TooMany
+        );
+    }
+
+    #[test]
+    fn versioned_list() {
+        let f = HeaderFormat {
+            format: Format::Versioned,
+            prefix: None,
+            separator: " ".into(),
+            kv_separator: ",".into(),
+            signature_keys: vec!["v1".into()],
+            timestamp_key: None,
+        };
+        let p = f.parse("v1,abc= v1a,zzz v1,def=").unwrap();
+        assert_eq!(p.signatures(), &["abc=", "def="]);
+        assert_eq!(f.parse("v1a,zzz").unwrap_err(), HeaderError::NoSignature);
+        assert_eq!(f.render("sig", None), "v1,sig");
+        assert_eq!(stripe().render("s", Some("5")), "t=5,v1=s");
+    }
+}

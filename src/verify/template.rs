@@ -1,0 +1,152 @@
+//! Signed-payload templates such as `{timestamp}.{body}`: parsed once, fed to the MAC in parts.
+
+use std::fmt;
+
+/// One piece of a signed payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Bytes written literally in the template.
+    Literal(Box<[u8]>),
+    /// The raw request body, byte for byte.
+    Body,
+    /// The timestamp exactly as the provider sent it.
+    Timestamp,
+    /// The event id exactly as the provider sent it.
+    Id,
+    /// The request method (`POST`).
+    Method,
+    /// The URL the provider sent the request to (a route's `public_url`, or the one received).
+    Url,
+}
+
+/// A parsed template. Placeholders are `{body}`, `{timestamp}`, `{id}`, `{method}` and `{url}`;
+/// `{{` and `}}` stand for literal braces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    source: String,
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TemplateError {
+    #[error("unknown placeholder {{{0}}} (known: body, timestamp, id, method, url)")]
+    Unknown(String),
+    #[error("unclosed '{{' at byte {0}")]
+    Unclosed(usize),
+    #[error("a lone '}}' at byte {0}; write '}}}}' for a literal brace")]
+    LoneClose(usize),
+    #[error("the template must contain {{body}} exactly once")]
+    Body,
+}
+
+impl Template {
+    pub fn parse(source: &str) -> Result<Self, TemplateError> {
+        let mut segments = Vec::new();
+        let mut lit = Vec::new();
+        let bytes = source.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'{' if bytes.get(i + 1) == Some(&b'{') => {
+                    lit.push(b'{');
+                    i += 2;
+                }
+                b'}' if bytes.get(i + 1) == Some(&b'}') => {
+                    lit.push(b'}');
+                    i += 2;
+                }
+                b'}' => return Err(TemplateError::LoneClose(i)),
+                b'{' => {
+                    let end = source[i..]
+                        .find('}')
+                        .map(|e| i + e)
+                        .ok_or(TemplateError::Unclosed(i))?;
+                    let seg = match &source[i + 1..end] {
+                        "body" => Segment::Body,
+                        "timestamp" => Segment::Timestamp,
+                        "id" => Segment::Id,
+                        "method" => Segment::Method,
+                        "url" => Segment::Url,
+                        other => return Err(TemplateError::Unknown(other.to_string())),
+                    };
+                    if !lit.is_empty() {
+                        segments.push(Segment::Literal(std::mem::take(&mut lit).into()));
+                    }
+                    segments.push(seg);
+                    i = end + 1;
+                }
+                b => {
+                    lit.push(b);
+                    i += 1;
+                }
+            }
+        }
+        if !lit.is_empty() {
+            segments.push(Segment::Literal(lit.into()));
+        }
+        if segments.iter().filter(|s| **s == Segment::Body).count() != 1 {
+            return Err(TemplateError::Body);
+        }
+        Ok(Template {
+            source: source.to_string(),
+            segments,
+        })
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    pub fn uses(&self, seg: &Segment) -> bool {
+        self.segments.contains(seg)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_common_templates() {
+        let t = Template::parse("v0:{timestamp}:{body}").unwrap();
+        assert_eq!(
+            t.segments(),
+            &[
+                Segment::Literal(b"v0:".to_vec().into()),
+                Segment::Timestamp,
+                Segment::Literal(b":".to_vec().into()),
+                Segment::Body
+            ]
+        );
+        let t = Template::parse("{id}.{timestamp}.{body}").unwrap();
+        assert!(t.uses(&Segment::Id) && t.uses(&Segment::Timestamp));
+        assert_eq!(Template::parse("{body}").unwrap().segments(), &[Segment::Body]);
+        assert_eq!(
+            Template::parse("{{{body}}}").unwrap().segments().len(),
+            3,
+            "escaped braces around the body"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_templates() {
+        assert_eq!(
+            Template::parse("{nope}.{body}"),
+            Err(TemplateError::Unknown("nope".into()))
+        );
+        assert_eq!(Template::parse("{body"), Err(TemplateError::Unclosed(0)));
+        assert_eq!(Template::parse("{timestamp}"), Err(TemplateError::Body));
+        assert_eq!(Template::parse("{body}{body}"), Err(TemplateError::Body));
+        assert_eq!(Template::parse("}{body}"), Err(TemplateError::LoneClose(0)));
+    }
+}
