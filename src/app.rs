@@ -9,7 +9,7 @@ use crate::verify::{Input, Verifier};
 use anyhow::{anyhow, Context};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -21,7 +21,9 @@ pub struct Usage(pub String);
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Pretty => builder.compact().init(),
@@ -32,7 +34,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
-        Command::Providers { json, providers_dir } => providers(json, providers_dir.as_deref()),
+        Command::Providers {
+            json,
+            providers_dir,
+        } => providers(json, providers_dir.as_deref()),
         Command::Verify {
             provider,
             secrets,
@@ -44,7 +49,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             providers_dir,
         } => {
             let profile = lookup_profile(&provider, providers_dir.as_deref())?;
-            let verifier = Verifier::new(profile, &secrets, None).map_err(|e| Usage(format!("--secret: {e}")))?;
+            let verifier = Verifier::new(profile, &secrets, None)
+                .map_err(|e| Usage(format!("--secret: {e}")))?;
             let headers = parse_headers(&headers)?;
             let method = parse_method(&method)?;
             let body = read_body(body_file.as_deref())?;
@@ -56,7 +62,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 body: &body,
                 now,
             };
-            match verifier.verify(&input).and_then(|v| verifier.event_id(&headers, &body).map(|id| (v, id))) {
+            match verifier
+                .verify(&input)
+                .and_then(|v| verifier.event_id(&headers, &body).map(|id| (v, id)))
+            {
                 Ok((v, id)) => {
                     println!("valid: secret {} matched; event id {id}", v.secret_index);
                     Ok(ExitCode::SUCCESS)
@@ -67,6 +76,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Echo { listen } => echo(listen),
         Command::Sign {
             provider,
             secret,
@@ -78,8 +88,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             providers_dir,
         } => {
             let profile = lookup_profile(&provider, providers_dir.as_deref())?;
-            let verifier =
-                Verifier::new(profile, &[secret], None).map_err(|e| Usage(format!("--secret: {e}")))?;
+            let verifier = Verifier::new(profile, &[secret], None)
+                .map_err(|e| Usage(format!("--secret: {e}")))?;
             let body = read_body(body_file.as_deref())?;
             let id = id.unwrap_or_else(|| format!("msg_{:016x}", rand::random::<u64>()));
             let ts = timestamp.unwrap_or_else(|| Clock::System.now());
@@ -97,7 +107,11 @@ fn lookup_profile(name: &str, dir: Option<&Path>) -> anyhow::Result<Arc<Profile>
         set.extend_from_dir(d).map_err(|e| Usage(e.to_string()))?;
     }
     set.get(name).cloned().ok_or_else(|| {
-        Usage(format!("unknown provider '{name}' (known: {})", set.names().join(", "))).into()
+        Usage(format!(
+            "unknown provider '{name}' (known: {})",
+            set.names().join(", ")
+        ))
+        .into()
     })
 }
 
@@ -117,15 +131,20 @@ fn parse_headers(list: &[String]) -> anyhow::Result<HeaderMap> {
 }
 
 fn parse_method(m: &str) -> anyhow::Result<Method> {
-    Method::from_bytes(m.as_bytes()).map_err(|_| Usage(format!("--method: '{m}' is not a method")).into())
+    Method::from_bytes(m.as_bytes())
+        .map_err(|_| Usage(format!("--method: '{m}' is not a method")).into())
 }
 
 fn read_body(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     match path {
-        Some(p) => std::fs::read(p).map_err(|e| Usage(format!("--body-file {}: {e}", p.display())).into()),
+        Some(p) => {
+            std::fs::read(p).map_err(|e| Usage(format!("--body-file {}: {e}", p.display())).into())
+        }
         None => {
             let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).context("reading the body from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading the body from stdin")?;
             Ok(buf)
         }
     }
@@ -141,10 +160,17 @@ fn providers(json: bool, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
         .map(|p| {
             [
                 p.name.clone(),
-                p.headers.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(" | "),
+                p.headers
+                    .iter()
+                    .map(|h| h.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" | "),
                 p.algorithm.name().to_string(),
                 p.encoding.name().to_string(),
-                p.timestamp.as_ref().map(|t| t.describe()).unwrap_or_else(|| "none".into()),
+                p.timestamp
+                    .as_ref()
+                    .map(|t| t.describe())
+                    .unwrap_or_else(|| "none".into()),
                 p.id.describe(),
             ]
         })
@@ -169,7 +195,11 @@ fn providers(json: bool, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
             }
         }
         for r in std::iter::once(&head).chain(rows.iter()) {
-            let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            let line: Vec<String> = r
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
             println!("{}", line.join("  ").trim_end());
         }
     }
@@ -178,12 +208,18 @@ fn providers(json: bool, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
 
 fn describe_store(kind: &StoreKind) -> String {
     match kind {
-        StoreKind::Memory { max_keys } => format!("memory (at most {max_keys} keys; forgotten on restart)"),
+        StoreKind::Memory { max_keys } => {
+            format!("memory (at most {max_keys} keys; forgotten on restart)")
+        }
         StoreKind::Embedded { path } => format!("embedded ({})", path.display()),
         StoreKind::Redis { url } => format!("redis ({})", redact_url(url)),
         StoreKind::RedisCluster { nodes } => format!(
             "redis-cluster ({})",
-            nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", ")
+            nodes
+                .iter()
+                .map(|n| redact_url(n))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -197,12 +233,20 @@ fn redact_url(url: &str) -> String {
 }
 
 fn summary(config: &Config) -> String {
-    let mut out = format!("listen {}\nstore {}\nroutes:\n", config.listen, describe_store(&config.store.kind));
+    let mut out = format!(
+        "listen {}\nstore {}\nroutes:\n",
+        config.listen,
+        describe_store(&config.store.kind)
+    );
     for r in &config.routes {
         out.push_str(&format!(
             "  {} [{}] -> {} (provider {}, max body {} B, timeout {}, ttl {})\n",
             r.path,
-            r.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
+            r.methods
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
             r.upstream.url,
             r.provider(),
             r.max_body,
@@ -223,14 +267,22 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
 /// Opens the configured idempotency store.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match &config.store.kind {
-        StoreKind::Memory { max_keys } => Arc::new(idempotency::memory::MemoryStore::new(*max_keys)),
-        other => return Err(anyhow!("store kind {other:?} is not available in this build")),
+        StoreKind::Memory { max_keys } => {
+            Arc::new(idempotency::memory::MemoryStore::new(*max_keys))
+        }
+        other => {
+            return Err(anyhow!(
+                "store kind {other:?} is not available in this build"
+            ))
+        }
     })
 }
 
-fn serve(path: &PathBuf) -> anyhow::Result<ExitCode> {
+fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let store = open_store(&config).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -259,4 +311,42 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutdown requested");
+}
+
+/// A demo upstream for the quick start: prints what it receives and answers 200.
+fn echo(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    use http_body_util::{BodyExt, Full};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        eprintln!("echo upstream listening on {listen}");
+        loop {
+            let (stream, _) = listener.accept().await?;
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let (parts, body) = req.into_parts();
+                    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                    let key = parts
+                        .headers
+                        .get("portcullis-idempotency-key")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    println!(
+                        "upstream received {} {} key={key} body={}",
+                        parts.method,
+                        parts.uri,
+                        String::from_utf8_lossy(&body)
+                    );
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(bytes::Bytes::from_static(
+                        b"{\"received\":true}",
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    })
 }

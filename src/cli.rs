@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about = "The gate that drops in front of forged and duplicate webhooks")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "The gate that drops in front of forged and duplicate webhooks"
+)]
 pub struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value = "pretty")]
@@ -64,6 +68,11 @@ pub enum Command {
         /// Load profiles from this directory too.
         #[arg(long)]
         providers_dir: Option<PathBuf>,
+    },
+    /// A demo upstream: answers 200 to everything and prints each request it receives.
+    Echo {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: std::net::SocketAddr,
     },
     /// Print the headers a provider would send for a body.
     Sign {

@@ -123,7 +123,9 @@ impl Size {
                     "" | "B" => 1,
                     "KiB" | "KB" | "K" => 1024,
                     "MiB" | "MB" | "M" => 1024 * 1024,
-                    other => return Err(format!("unknown size unit '{other}' (use B, KiB or MiB)")),
+                    other => {
+                        return Err(format!("unknown size unit '{other}' (use B, KiB or MiB)"))
+                    }
                 };
                 Ok(n * mult)
             }
@@ -232,7 +234,9 @@ impl Config {
             message: format!("cannot read: {e}"),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::from_yaml(&path.display().to_string(), &text, base, &|k| std::env::var(k).ok())
+        Config::from_yaml(&path.display().to_string(), &text, base, &|k| {
+            std::env::var(k).ok()
+        })
     }
 
     /// Parses and validates configuration text. `env` resolves `${VAR}`; relative paths are
@@ -281,7 +285,10 @@ pub fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
 
 fn parse_upstream(s: &str) -> Result<Upstream, String> {
     let uri: Uri = s.parse().map_err(|e| format!("'{s}' is not a URL: {e}"))?;
-    let scheme = uri.scheme().cloned().ok_or_else(|| format!("'{s}' has no scheme"))?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or_else(|| format!("'{s}' has no scheme"))?;
     if scheme != Scheme::HTTP {
         return Err(format!(
             "'{s}': only http:// upstreams are supported (the upstream is an internal service)"
@@ -292,7 +299,9 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
         .cloned()
         .ok_or_else(|| format!("'{s}' has no host"))?;
     if uri.query().is_some() {
-        return Err(format!("'{s}': the upstream URL cannot carry a query string"));
+        return Err(format!(
+            "'{s}': the upstream URL cannot carry a query string"
+        ));
     }
     Ok(Upstream {
         scheme,
@@ -318,8 +327,14 @@ impl RawConfig {
 
         let store = self.store.validate(base, env)?;
         let limits = Limits {
-            header_read_timeout: self.limits.header_read_timeout.unwrap_or(Duration::from_secs(10)),
-            body_read_timeout: self.limits.body_read_timeout.unwrap_or(Duration::from_secs(30)),
+            header_read_timeout: self
+                .limits
+                .header_read_timeout
+                .unwrap_or(Duration::from_secs(10)),
+            body_read_timeout: self
+                .limits
+                .body_read_timeout
+                .unwrap_or(Duration::from_secs(30)),
             drain_timeout: self.limits.drain_timeout.unwrap_or(Duration::from_secs(30)),
             max_connections: self.limits.max_connections.unwrap_or(10_000),
             max_in_flight: self.limits.max_in_flight.unwrap_or(4_096),
@@ -337,10 +352,16 @@ impl RawConfig {
                 .validate(&profiles, env)
                 .map_err(|e| format!("{at} ({}): {e}", "route"))?;
             if !paths.insert(route.path.clone()) {
-                return Err(format!("{at}.path: '{}' is used by another route", route.path));
+                return Err(format!(
+                    "{at}.path: '{}' is used by another route",
+                    route.path
+                ));
             }
             if !names.insert(route.name.clone()) {
-                return Err(format!("{at}.name: '{}' is used by another route", route.name));
+                return Err(format!(
+                    "{at}.name: '{}' is used by another route",
+                    route.name
+                ));
             }
             routes.push(Arc::new(route));
         }
@@ -355,10 +376,17 @@ impl RawConfig {
 }
 
 impl RawStore {
-    fn validate(self, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<StoreConfig, String> {
+    fn validate(
+        self,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<StoreConfig, String> {
         let forbid = |what: &str, present: bool| {
             if present {
-                Err(format!("store.{what} does not apply to store.kind '{}'", self.kind))
+                Err(format!(
+                    "store.{what} does not apply to store.kind '{}'",
+                    self.kind
+                ))
             } else {
                 Ok(())
             }
@@ -377,14 +405,20 @@ impl RawStore {
             "embedded" => {
                 forbid("url", self.url.is_some())?;
                 forbid("nodes", self.nodes.is_some())?;
-                let p = self.path.as_deref().ok_or("store.path is needed for kind 'embedded'")?;
+                let p = self
+                    .path
+                    .as_deref()
+                    .ok_or("store.path is needed for kind 'embedded'")?;
                 let p = expand_env(p, env).map_err(|e| format!("store.path: {e}"))?;
                 StoreKind::Embedded { path: base.join(p) }
             }
             "redis" => {
                 forbid("path", self.path.is_some())?;
                 forbid("nodes", self.nodes.is_some())?;
-                let u = self.url.as_deref().ok_or("store.url is needed for kind 'redis'")?;
+                let u = self
+                    .url
+                    .as_deref()
+                    .ok_or("store.url is needed for kind 'redis'")?;
                 let url = expand_env(u, env).map_err(|e| format!("store.url: {e}"))?;
                 if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                     return Err("store.url must start with redis:// or rediss://".into());
@@ -394,7 +428,9 @@ impl RawStore {
             "redis-cluster" => {
                 forbid("path", self.path.is_some())?;
                 forbid("url", self.url.is_some())?;
-                let nodes = self.nodes.ok_or("store.nodes is needed for kind 'redis-cluster'")?;
+                let nodes = self
+                    .nodes
+                    .ok_or("store.nodes is needed for kind 'redis-cluster'")?;
                 if nodes.is_empty() {
                     return Err("store.nodes: at least one node is needed".into());
                 }
@@ -423,9 +459,16 @@ impl RawStore {
 }
 
 impl RawRoute {
-    fn validate(self, profiles: &ProfileSet, env: &dyn Fn(&str) -> Option<String>) -> Result<Route, String> {
+    fn validate(
+        self,
+        profiles: &ProfileSet,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Route, String> {
         if !self.path.starts_with('/') || self.path.contains(['?', '#']) {
-            return Err(format!("path: '{}' must start with '/' and hold no query", self.path));
+            return Err(format!(
+                "path: '{}' must start with '/' and hold no query",
+                self.path
+            ));
         }
         let profile = profiles.get(&self.provider).ok_or_else(|| {
             format!(
@@ -452,8 +495,8 @@ impl RawRoute {
         if secrets.is_empty() {
             return Err("secrets: at least one non-empty secret is needed".into());
         }
-        let verifier =
-            Verifier::new(profile.clone(), &secrets, self.tolerance).map_err(|e| format!("secrets: {e}"))?;
+        let verifier = Verifier::new(profile.clone(), &secrets, self.tolerance)
+            .map_err(|e| format!("secrets: {e}"))?;
 
         let up = expand_env(&self.upstream, env).map_err(|e| format!("upstream: {e}"))?;
         let upstream = parse_upstream(&up).map_err(|e| format!("upstream: {e}"))?;
@@ -488,7 +531,9 @@ impl RawRoute {
             return Err("max_body must be more than zero".into());
         }
         let upstream_timeout = self.timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT);
-        let lease = self.lease.unwrap_or(DEFAULT_LEASE.max(upstream_timeout * 2));
+        let lease = self
+            .lease
+            .unwrap_or(DEFAULT_LEASE.max(upstream_timeout * 2));
         if lease <= upstream_timeout {
             return Err(format!(
                 "lease ({}) must be longer than the upstream timeout ({}), or a slow delivery's claim could expire while it is still being forwarded",
@@ -538,7 +583,12 @@ mod tests {
         assert_eq!(r.max_body, DEFAULT_MAX_BODY);
         assert_eq!(r.ttl, DEFAULT_TTL);
         assert!(r.lease > r.upstream_timeout);
-        assert_eq!(c.store.kind, StoreKind::Memory { max_keys: DEFAULT_MAX_KEYS });
+        assert_eq!(
+            c.store.kind,
+            StoreKind::Memory {
+                max_keys: DEFAULT_MAX_KEYS
+            }
+        );
     }
 
     #[test]

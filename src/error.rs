@@ -18,7 +18,9 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A body of fixed bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// What happened to one request; the `outcome` label of logs and metrics.
@@ -118,17 +120,55 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             NotFound => (StatusCode::NOT_FOUND, Outcome::NotFound, "not found"),
-            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, Outcome::MethodNotAllowed, "method not allowed"),
-            TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, Outcome::TooLarge, "payload too large"),
-            BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, Outcome::BodyTimeout, "request timeout"),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Outcome::MethodNotAllowed,
+                "method not allowed",
+            ),
+            TooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Outcome::TooLarge,
+                "payload too large",
+            ),
+            BodyTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                Outcome::BodyTimeout,
+                "request timeout",
+            ),
             BodyRead(_) => (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request"),
-            Verify(e) if e.is_ambiguous() => (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request"),
-            Verify(_) => (StatusCode::UNAUTHORIZED, Outcome::InvalidSignature, "invalid signature"),
-            Store(_) => (StatusCode::SERVICE_UNAVAILABLE, Outcome::StoreError, "temporarily unavailable"),
-            InFlight(_) => (StatusCode::CONFLICT, Outcome::InFlight, "delivery in progress"),
-            UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, Outcome::UpstreamUnavailable, "bad gateway"),
-            UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, Outcome::UpstreamTimeout, "gateway timeout"),
-            Panic => (StatusCode::INTERNAL_SERVER_ERROR, Outcome::Panic, "internal error"),
+            Verify(e) if e.is_ambiguous() => {
+                (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request")
+            }
+            Verify(_) => (
+                StatusCode::UNAUTHORIZED,
+                Outcome::InvalidSignature,
+                "invalid signature",
+            ),
+            Store(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Outcome::StoreError,
+                "temporarily unavailable",
+            ),
+            InFlight(_) => (
+                StatusCode::CONFLICT,
+                Outcome::InFlight,
+                "delivery in progress",
+            ),
+            UpstreamUnavailable(_) => (
+                StatusCode::BAD_GATEWAY,
+                Outcome::UpstreamUnavailable,
+                "bad gateway",
+            ),
+            UpstreamTimeout(_) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                Outcome::UpstreamTimeout,
+                "gateway timeout",
+            ),
+            Panic => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Outcome::Panic,
+                "internal error",
+            ),
         }
     }
 
@@ -147,7 +187,8 @@ impl GatewayError {
         let (status, outcome, message) = self.parts();
         let mut res = json_response(status, format!("{{\"error\":\"{message}\"}}"));
         if let Some(secs) = self.retry_after() {
-            res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         res.extensions_mut().insert(Record {
             outcome,
@@ -180,7 +221,8 @@ mod tests {
 
     #[test]
     fn store_errors_ask_for_a_retry() {
-        let r = GatewayError::Store(StoreError::Timeout(Duration::from_secs(1))).into_response(None, None);
+        let r = GatewayError::Store(StoreError::Timeout(Duration::from_secs(1)))
+            .into_response(None, None);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[RETRY_AFTER], "5");
     }

@@ -123,8 +123,9 @@ fn upstream_request(d: Delivery) -> Result<Request<Full<Bytes>>, http::Error> {
         HeaderValue::from_str(route.provider()).expect("provider names are header-safe"),
     );
     let id = &d.key[route.name.len() + 1..];
-    let id_value = HeaderValue::from_str(id)
-        .unwrap_or_else(|_| HeaderValue::from_str(&crate::verify::body_sha256(id.as_bytes())).expect("hex"));
+    let id_value = HeaderValue::from_str(id).unwrap_or_else(|_| {
+        HeaderValue::from_str(&crate::verify::body_sha256(id.as_bytes())).expect("hex")
+    });
     headers.insert(PORTCULLIS_KEY.clone(), id_value);
 
     let mut req = Request::new(Full::new(d.body));
@@ -153,17 +154,22 @@ impl Service<Delivery> for Forward {
             let req = match upstream_request(d) {
                 Ok(r) => r,
                 Err(e) => {
-                    return Ok(GatewayError::UpstreamUnavailable(e.to_string()).into_response(Some(route), Some(key)))
+                    return Ok(GatewayError::UpstreamUnavailable(e.to_string())
+                        .into_response(Some(route), Some(key)))
                 }
             };
             let res = match tokio::time::timeout(timeout, client.request(req)).await {
-                Err(_) => return Ok(GatewayError::UpstreamTimeout(timeout).into_response(Some(route), Some(key))),
+                Err(_) => {
+                    return Ok(GatewayError::UpstreamTimeout(timeout)
+                        .into_response(Some(route), Some(key)))
+                }
                 Ok(Err(e)) => {
                     let mut msg = e.to_string();
                     if let Some(src) = std::error::Error::source(&e) {
                         msg = format!("{msg}: {src}");
                     }
-                    return Ok(GatewayError::UpstreamUnavailable(msg).into_response(Some(route), Some(key)));
+                    return Ok(GatewayError::UpstreamUnavailable(msg)
+                        .into_response(Some(route), Some(key)));
                 }
                 Ok(Ok(res)) => res,
             };
@@ -194,7 +200,10 @@ mod tests {
     #[test]
     fn strips_hop_by_hop_and_connection_named_headers() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, "keep-alive, X-Secret-Hop".parse().unwrap());
+        h.insert(
+            header::CONNECTION,
+            "keep-alive, X-Secret-Hop".parse().unwrap(),
+        );
         h.insert("x-secret-hop", "1".parse().unwrap());
         h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
         h.insert(header::UPGRADE, "websocket".parse().unwrap());

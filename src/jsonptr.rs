@@ -139,10 +139,11 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let index = self
-            .tokens
-            .first()
-            .and_then(|t| t.parse::<usize>().ok().filter(|_| t == "0" || !t.starts_with('0')));
+        let index = self.tokens.first().and_then(|t| {
+            t.parse::<usize>()
+                .ok()
+                .filter(|_| t == "0" || !t.starts_with('0'))
+        });
         let mut found = None;
         let mut i = 0usize;
         loop {
@@ -211,7 +212,10 @@ mod tests {
             get("/id", r#"{"id":"a","x":1,"x":2}"#).unwrap().as_deref(),
             Some("a")
         );
-        assert_eq!(get("/id", r#"{"id":"a"} trailing"#), Err(LookupError::Invalid));
+        assert_eq!(
+            get("/id", r#"{"id":"a"} trailing"#),
+            Err(LookupError::Invalid)
+        );
         assert_eq!(get("/id", "\u{0}"), Err(LookupError::Invalid));
         assert!(Pointer::parse("id").is_err());
     }

@@ -273,7 +273,8 @@ impl RawProfile {
             .iter()
             .map(|h| header_name(h, "signature.headers"))
             .collect::<Result<Vec<_>, _>>()?;
-        let payload = Template::parse(&sig.payload).map_err(|e| format!("signature.payload: {e}"))?;
+        let payload =
+            Template::parse(&sig.payload).map_err(|e| format!("signature.payload: {e}"))?;
 
         let (sep, kv) = match sig.format {
             Format::Raw => ("", ""),
@@ -294,7 +295,11 @@ impl RawProfile {
                 if keys.is_empty() || keys.iter().any(String::is_empty) {
                     return Err(format!(
                         "signature.keys: the {} format needs the keys whose values are signatures",
-                        if sig.format == Format::KeyValue { "key-value" } else { "versioned" }
+                        if sig.format == Format::KeyValue {
+                            "key-value"
+                        } else {
+                            "versioned"
+                        }
                     ));
                 }
                 if sig.prefix.is_some() {
@@ -370,20 +375,19 @@ impl RawProfile {
                     TimestampSource::Json(_) => payload.uses(&Segment::Body),
                     _ => in_template,
                 };
-                let check = match (raw.check, &source) {
-                    (Some(true), _) if !signed => {
-                        return Err(
+                let check =
+                    match (raw.check, &source) {
+                        (Some(true), _) if !signed => return Err(
                             "timestamp.check: an unsigned timestamp cannot guard against replay; \
                              checking it would refuse late genuine retries"
                                 .into(),
-                        )
-                    }
-                    (Some(c), _) => c,
-                    // An event time inside the body stays the same across retries: only a
-                    // profile that knows the field is per-delivery may opt in.
-                    (None, TimestampSource::Json(_)) => false,
-                    (None, _) => signed,
-                };
+                        ),
+                        (Some(c), _) => c,
+                        // An event time inside the body stays the same across retries: only a
+                        // profile that knows the field is per-delivery may opt in.
+                        (None, TimestampSource::Json(_)) => false,
+                        (None, _) => signed,
+                    };
                 Some(TimestampRule {
                     source,
                     unit: raw.unit,
@@ -393,7 +397,9 @@ impl RawProfile {
             }
         };
         if in_template && timestamp.is_none() {
-            return Err("signature.payload uses {timestamp}, but no timestamp source is given".into());
+            return Err(
+                "signature.payload uses {timestamp}, but no timestamp source is given".into(),
+            );
         }
 
         Ok(Profile {

@@ -20,8 +20,12 @@ use tower::{Service, ServiceBuilder};
 pub fn webhook_service(
     gateway: &Arc<Gateway>,
     peer: SocketAddr,
-) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
-       + Clone
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
        + Send
        + 'static {
     ServiceBuilder::new()
@@ -41,7 +45,10 @@ pub fn webhook_service(
         .layer(AuthenticateLayer::new(gateway.clock.clone()))
         // Claim the key: duplicates and concurrent copies stop here; the claim is completed
         // or released from the upstream's answer.
-        .layer(DedupeLayer::new(gateway.store.clone(), gateway.store_timeout))
+        .layer(DedupeLayer::new(
+            gateway.store.clone(),
+            gateway.store_timeout,
+        ))
         // Forward over the pooled upstream client.
         .service(Forward::new(gateway.client.clone()))
 }

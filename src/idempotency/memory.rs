@@ -96,7 +96,8 @@ impl MemoryStore {
 
     fn finish(&self, key: &str, token: Token, ttl: Option<Duration>) {
         let mut shard = self.shard(key);
-        let ours = matches!(shard.get(key), Some(Entry { state: State::InFlight(t), .. }) if *t == token);
+        let ours =
+            matches!(shard.get(key), Some(Entry { state: State::InFlight(t), .. }) if *t == token);
         if !ours {
             return;
         }
@@ -151,8 +152,13 @@ mod tests {
     #[tokio::test]
     async fn claim_complete_then_duplicate() {
         let s = MemoryStore::new(100);
-        let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else { panic!() };
-        assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
+        let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else {
+            panic!()
+        };
+        assert!(matches!(
+            s.claim("k", LEASE).await.unwrap(),
+            Claim::InFlight { .. }
+        ));
         s.complete("k", t, Duration::from_secs(60)).await.unwrap();
         assert_eq!(s.claim("k", LEASE).await.unwrap(), Claim::Delivered);
     }
@@ -160,23 +166,38 @@ mod tests {
     #[tokio::test]
     async fn release_only_with_our_token() {
         let s = MemoryStore::new(100);
-        let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else { panic!() };
+        let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else {
+            panic!()
+        };
         s.release("k", Token(t.0 ^ 1)).await.unwrap();
-        assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
+        assert!(matches!(
+            s.claim("k", LEASE).await.unwrap(),
+            Claim::InFlight { .. }
+        ));
         s.release("k", t).await.unwrap();
-        assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::Acquired(_)));
+        assert!(matches!(
+            s.claim("k", LEASE).await.unwrap(),
+            Claim::Acquired(_)
+        ));
     }
 
     #[test]
     fn expired_lease_is_taken_over_and_old_holder_cannot_finish() {
         let s = MemoryStore::new(100);
         let now = Instant::now();
-        let Ok(Claim::Acquired(old)) = s.claim_now("k", LEASE, now) else { panic!() };
+        let Ok(Claim::Acquired(old)) = s.claim_now("k", LEASE, now) else {
+            panic!()
+        };
         let later = now + LEASE + Duration::from_millis(1);
-        let Ok(Claim::Acquired(new)) = s.claim_now("k", LEASE, later) else { panic!() };
+        let Ok(Claim::Acquired(new)) = s.claim_now("k", LEASE, later) else {
+            panic!()
+        };
         assert_ne!(old, new);
         s.finish("k", old, None);
-        assert!(matches!(s.claim_now("k", LEASE, later), Ok(Claim::InFlight { .. })));
+        assert!(matches!(
+            s.claim_now("k", LEASE, later),
+            Ok(Claim::InFlight { .. })
+        ));
     }
 
     #[test]
@@ -197,7 +218,10 @@ mod tests {
             let _ = s.claim_now(&format!("n{i}"), LEASE, later);
         }
         assert!(s.len() <= SHARDS);
-        assert!(matches!(s.claim_now("k0", LEASE, later), Ok(Claim::Acquired(_)) | Err(StoreError::Full(_))));
+        assert!(matches!(
+            s.claim_now("k0", LEASE, later),
+            Ok(Claim::Acquired(_)) | Err(StoreError::Full(_))
+        ));
     }
 
     #[tokio::test]
@@ -206,7 +230,9 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..50 {
             let s = s.clone();
-            tasks.push(tokio::spawn(async move { s.claim("same", LEASE).await.unwrap() }));
+            tasks.push(tokio::spawn(async move {
+                s.claim("same", LEASE).await.unwrap()
+            }));
         }
         let mut acquired = 0;
         for t in tasks {

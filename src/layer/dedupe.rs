@@ -77,7 +77,9 @@ where
                     return Ok(res);
                 }
                 Ok(Claim::InFlight { retry_after }) => {
-                    return Ok(GatewayError::InFlight(retry_after).into_response(Some(route), Some(key)))
+                    return Ok(
+                        GatewayError::InFlight(retry_after).into_response(Some(route), Some(key))
+                    )
                 }
                 Err(e) if route.on_store_error == OnStoreError::Forward => {
                     tracing::warn!(route = %route.name, key = %key, error = %e,
@@ -91,17 +93,34 @@ where
             // so a sender that hangs up cannot leave the claim half-done.
             let task = tokio::spawn(async move {
                 let Ok(res) = inner.call(d).await;
-                finish(&*store, &key, token, res.status().is_success(), route.ttl, timeout).await;
+                finish(
+                    &*store,
+                    &key,
+                    token,
+                    res.status().is_success(),
+                    route.ttl,
+                    timeout,
+                )
+                .await;
                 res
             });
-            Ok(task.await.unwrap_or_else(|_| GatewayError::Panic.into_response(None, None)))
+            Ok(task
+                .await
+                .unwrap_or_else(|_| GatewayError::Panic.into_response(None, None)))
         })
     }
 }
 
 /// Completes (2xx) or releases the claim, trying a few times: a completion that never lands
 /// would let a retry through after the lease.
-async fn finish(store: &dyn Store, key: &str, token: Token, delivered: bool, ttl: Duration, timeout: Duration) {
+async fn finish(
+    store: &dyn Store,
+    key: &str,
+    token: Token,
+    delivered: bool,
+    ttl: Duration,
+    timeout: Duration,
+) {
     let mut wait = Duration::from_millis(50);
     for attempt in 1..=3 {
         let r = if delivered {

@@ -26,7 +26,8 @@ use std::pin::Pin;
 pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
 /// The future of a layer that either answers at once or hands over to the next one.
-pub type EitherFuture<F> = futures_util::future::Either<std::future::Ready<Result<Response<Body>, Infallible>>, F>;
+pub type EitherFuture<F> =
+    futures_util::future::Either<std::future::Ready<Result<Response<Body>, Infallible>>, F>;
 
 /// Answers at once with `res`.
 pub fn answer<F>(res: Response<Body>) -> EitherFuture<F> {

@@ -71,11 +71,17 @@ where
             let (parts, body) = r.req.into_parts();
             let read = Limited::new(body, limit as usize).collect();
             let body = match tokio::time::timeout(timeout, read).await {
-                Err(_) => return Ok(GatewayError::BodyTimeout(timeout).into_response(Some(r.route), None)),
+                Err(_) => {
+                    return Ok(GatewayError::BodyTimeout(timeout).into_response(Some(r.route), None))
+                }
                 Ok(Err(e)) if e.is::<LengthLimitError>() => {
                     return Ok(GatewayError::TooLarge(limit).into_response(Some(r.route), None))
                 }
-                Ok(Err(e)) => return Ok(GatewayError::BodyRead(e.to_string()).into_response(Some(r.route), None)),
+                Ok(Err(e)) => {
+                    return Ok(
+                        GatewayError::BodyRead(e.to_string()).into_response(Some(r.route), None)
+                    )
+                }
                 Ok(Ok(collected)) => collected.to_bytes(),
             };
             inner

@@ -218,7 +218,10 @@ impl Verifier {
     }
 
     /// The first signature header alias present; present twice is refused.
-    fn signature_header<'h>(&self, headers: &'h HeaderMap) -> Result<&'h http::HeaderValue, VerifyError> {
+    fn signature_header<'h>(
+        &self,
+        headers: &'h HeaderMap,
+    ) -> Result<&'h http::HeaderValue, VerifyError> {
         for name in &self.profile.headers {
             if let Some(v) = single(headers, name)? {
                 return Ok(v);
@@ -237,10 +240,17 @@ impl Verifier {
     /// The event's id as the profile defines it: a header, JSON pointers into the body
     /// (joined with `:`), or the body's SHA-256. A JSON body without the id, or a body that
     /// is not JSON, falls back to the body's SHA-256, which a retry repeats exactly.
-    pub fn event_id<'a>(&self, headers: &'a HeaderMap, body: &'a [u8]) -> Result<Cow<'a, str>, VerifyError> {
+    pub fn event_id<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Result<Cow<'a, str>, VerifyError> {
         match &self.profile.id {
             IdSource::Header(h) => {
-                if let Some(v) = single(headers, h)?.and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
+                if let Some(v) = single(headers, h)?
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty())
+                {
                     return Ok(Cow::Borrowed(v));
                 }
             }
@@ -305,7 +315,8 @@ impl Verifier {
         );
         let mut out = vec![(
             p.headers[0].clone(),
-            p.header_format.render(&sig, embeds_ts.then_some(ts_value.as_str())),
+            p.header_format
+                .render(&sig, embeds_ts.then_some(ts_value.as_str())),
         )];
         if let Some(TimestampSource::Header(h)) = p.timestamp.as_ref().map(|t| &t.source) {
             out.push((h.clone(), ts_value.clone()));
@@ -318,7 +329,10 @@ impl Verifier {
 }
 
 /// The value of a header that must appear at most once.
-fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h http::HeaderValue>, VerifyError> {
+fn single<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'h http::HeaderValue>, VerifyError> {
     let mut all = headers.get_all(name).iter();
     let first = all.next();
     if all.next().is_some() {
@@ -339,13 +353,21 @@ mod tests {
 
     fn verifier(name: &str, secrets: &[&str]) -> Verifier {
         let p = ProfileSet::builtin().get(name).unwrap().clone();
-        Verifier::new(p, &secrets.iter().map(|s| s.to_string()).collect::<Vec<_>>(), None).unwrap()
+        Verifier::new(
+            p,
+            &secrets.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            None,
+        )
+        .unwrap()
     }
 
     fn headers(list: &[(String, String)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in list {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -370,12 +392,26 @@ mod tests {
     #[test]
     fn every_builtin_signs_and_verifies_its_own_output() {
         for p in ProfileSet::builtin().iter() {
-            let secret = if p.secret == mac::SecretEncoding::WhsecBase64 { "whsec_c2VjcmV0" } else { "secret" };
+            let secret = if p.secret == mac::SecretEncoding::WhsecBase64 {
+                "whsec_c2VjcmV0"
+            } else {
+                "secret"
+            };
             let v = verifier(&p.name, &[secret]);
-            let body = br#"{"id":"evt_1","event_id":"e1","event":{"id":"x"},"idempotency_key":"k"}"#;
+            let body =
+                br#"{"id":"evt_1","event_id":"e1","event":{"id":"x"},"idempotency_key":"k"}"#;
             let h = headers(&signed(&v, body, 1_000_000));
-            assert_eq!(check(&v, &h, body, 1_000_000), Ok(Verified { secret_index: 0 }), "{}", p.name);
-            assert!(check(&v, &h, b"{}", 1_000_000).is_err(), "{} tampered", p.name);
+            assert_eq!(
+                check(&v, &h, body, 1_000_000),
+                Ok(Verified { secret_index: 0 }),
+                "{}",
+                p.name
+            );
+            assert!(
+                check(&v, &h, b"{}", 1_000_000).is_err(),
+                "{} tampered",
+                p.name
+            );
         }
     }
 
@@ -383,9 +419,18 @@ mod tests {
     fn stale_and_future_signed_timestamps_are_refused() {
         let v = verifier("stripe", &["whsec_test"]);
         let h = headers(&signed(&v, b"{}", 1_000_000));
-        assert_eq!(check(&v, &h, b"{}", 1_000_300), Ok(Verified { secret_index: 0 }));
-        assert_eq!(check(&v, &h, b"{}", 1_000_301), Err(VerifyError::Stale(301, 300)));
-        assert_eq!(check(&v, &h, b"{}", 999_000), Err(VerifyError::Future(1000, 300)));
+        assert_eq!(
+            check(&v, &h, b"{}", 1_000_300),
+            Ok(Verified { secret_index: 0 })
+        );
+        assert_eq!(
+            check(&v, &h, b"{}", 1_000_301),
+            Err(VerifyError::Stale(301, 300))
+        );
+        assert_eq!(
+            check(&v, &h, b"{}", 999_000),
+            Err(VerifyError::Future(1000, 300))
+        );
     }
 
     #[test]
@@ -417,9 +462,18 @@ mod tests {
     fn event_ids() {
         let v = verifier("paymento", &["s"]);
         let h = HeaderMap::new();
-        assert_eq!(v.event_id(&h, br#"{"event":{"id":"evt_9"}}"#).unwrap(), "evt_9");
-        assert_eq!(v.event_id(&h, b"not json").unwrap(), body_sha256(b"not json"));
-        assert!(v.event_id(&h, br#"{"event":{"id":"a","id":"b"}}"#).unwrap_err().is_ambiguous());
+        assert_eq!(
+            v.event_id(&h, br#"{"event":{"id":"evt_9"}}"#).unwrap(),
+            "evt_9"
+        );
+        assert_eq!(
+            v.event_id(&h, b"not json").unwrap(),
+            body_sha256(b"not json")
+        );
+        assert!(v
+            .event_id(&h, br#"{"event":{"id":"a","id":"b"}}"#)
+            .unwrap_err()
+            .is_ambiguous());
         let ps = verifier("paysafe", &["s"]);
         assert_eq!(ps.event_id(&h, b"x").unwrap(), body_sha256(b"x"));
     }

@@ -130,7 +130,10 @@ mod tests {
         );
         let t = Template::parse("{id}.{timestamp}.{body}").unwrap();
         assert!(t.uses(&Segment::Id) && t.uses(&Segment::Timestamp));
-        assert_eq!(Template::parse("{body}").unwrap().segments(), &[Segment::Body]);
+        assert_eq!(
+            Template::parse("{body}").unwrap().segments(),
+            &[Segment::Body]
+        );
         assert_eq!(
             Template::parse("{{{body}}}").unwrap().segments().len(),
             3,

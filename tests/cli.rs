@@ -1,0 +1,249 @@
+//! The command line: verify, sign, check, providers, and the shared test vectors.
+
+use crate::util::bin;
+use base64::Engine;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn run(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every vector of a file, driven through `portcullis verify` as `run_vectors.py` does.
+fn run_vector_file(path: &str) -> (usize, Vec<String>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let vectors: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let dir = tempdir();
+    let mut failures = Vec::new();
+    for (i, v) in vectors.iter().enumerate() {
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(v["body_b64"].as_str().unwrap())
+            .unwrap();
+        let body_path = dir.join(format!("body{i}"));
+        std::fs::write(&body_path, body).unwrap();
+        let now = v["now"].as_u64().unwrap().to_string();
+        let mut args: Vec<String> = vec![
+            "verify".into(),
+            "--provider".into(),
+            v["provider"].as_str().unwrap().into(),
+            "--method".into(),
+            v["method"].as_str().unwrap().into(),
+            "--url".into(),
+            v["url"].as_str().unwrap().into(),
+            "--now".into(),
+            now,
+            "--body-file".into(),
+            body_path.display().to_string(),
+        ];
+        for s in v["secrets"].as_array().unwrap() {
+            args.extend(["--secret".into(), s.as_str().unwrap().into()]);
+        }
+        for h in v["headers"].as_array().unwrap() {
+            args.extend([
+                "--header".into(),
+                format!("{}: {}", h[0].as_str().unwrap(), h[1].as_str().unwrap()),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = run(&args, b"");
+        let want = if v["expect"] == "valid" { 0 } else { 1 };
+        if code != want {
+            failures.push(format!("{}: expected {want}, got {code}: {err}", v["name"]));
+        }
+    }
+    (vectors.len(), failures)
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "portcullis-test-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn shared_provider_vectors_pass() {
+    let (n, failures) = run_vector_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/shared-providers.json"
+    ));
+    assert!(n >= 37);
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn verify_exit_codes() {
+    let body = b"{\"event_id\":\"e1\"}";
+    let (code, out, _) = run(&["sign", "--provider", "paylent", "--secret", "s"], body);
+    assert_eq!(code, 0);
+    let header = out.lines().next().unwrap().to_string();
+    assert!(
+        header.starts_with("x-paylent-signature: sha256="),
+        "{header}"
+    );
+
+    let (code, out, _) = run(
+        &[
+            "verify",
+            "--provider",
+            "paylent",
+            "--secret",
+            "s",
+            "--header",
+            &header,
+        ],
+        body,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("event id e1"));
+    let (code, _, err) = run(
+        &[
+            "verify",
+            "--provider",
+            "paylent",
+            "--secret",
+            "t",
+            "--header",
+            &header,
+        ],
+        body,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("no configured secret"), "{err}");
+    assert!(
+        !err.contains(&header[28..]),
+        "the signature value is never printed"
+    );
+    let (code, _, _) = run(&["verify", "--provider", "nope", "--secret", "s"], body);
+    assert_eq!(code, 2);
+    let (code, _, _) = run(&["verify", "--provider", "paylent"], body);
+    assert_eq!(code, 2, "missing --secret is a usage error");
+    let (code, _, _) = run(
+        &[
+            "verify",
+            "--provider",
+            "paylent",
+            "--secret",
+            "s",
+            "--header",
+            "no colon",
+        ],
+        body,
+    );
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn sign_then_verify_with_timestamps() {
+    let (code, out, _) = run(
+        &[
+            "sign",
+            "--provider",
+            "stripe",
+            "--secret",
+            "whsec_x",
+            "--timestamp",
+            "1000",
+        ],
+        b"{}",
+    );
+    assert_eq!(code, 0);
+    let header = out.lines().next().unwrap();
+    let ok = run(
+        &[
+            "verify",
+            "--provider",
+            "stripe",
+            "--secret",
+            "whsec_x",
+            "--now",
+            "1100",
+            "--header",
+            header,
+        ],
+        b"{}",
+    );
+    assert_eq!(ok.0, 0, "{}", ok.2);
+    let stale = run(
+        &[
+            "verify",
+            "--provider",
+            "stripe",
+            "--secret",
+            "whsec_x",
+            "--now",
+            "2000",
+            "--header",
+            header,
+        ],
+        b"{}",
+    );
+    assert_eq!(stale.0, 1);
+    assert!(stale.2.contains("old"), "{}", stale.2);
+}
+
+#[test]
+fn check_reports_file_and_key() {
+    let dir = tempdir();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: nosuch\n    secrets: [a]\n    upstream: http://127.0.0.1:1/\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check", "--config", bad.to_str().unwrap()], b"");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("bad.yaml") && err.contains("routes[0]") && err.contains("nosuch"),
+        "{err}"
+    );
+
+    let (code, out, err) = run(
+        &[
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"),
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok:"), "{out}");
+}
+
+#[test]
+fn providers_lists_the_builtins() {
+    let (code, out, _) = run(&["providers"], b"");
+    assert_eq!(code, 0);
+    for p in [
+        "paylent",
+        "paymento",
+        "payable",
+        "paysafe",
+        "paynetworx",
+        "stripe",
+        "github",
+        "svix",
+    ] {
+        assert!(out.contains(p), "{p} missing from\n{out}");
+    }
+    let (code, out, _) = run(&["providers", "--json"], b"");
+    assert_eq!(code, 0);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert!(list.len() >= 11);
+}

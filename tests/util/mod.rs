@@ -1,0 +1,249 @@
+//! Helpers for the integration tests: a real upstream HTTP server, a real gateway on a
+//! loopback port, a client, and signing.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use portcullis::config::Config;
+use portcullis::gateway::{Clock, Gateway};
+use portcullis::profile::ProfileSet;
+use portcullis::verify::Verifier;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub uri: http::Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Default)]
+struct UpstreamState {
+    seen: Vec<Seen>,
+    /// Statuses to answer with, in order; 200 once empty.
+    script: VecDeque<u16>,
+    delay: Duration,
+}
+
+/// A real HTTP server on 127.0.0.1 that records what it receives.
+#[derive(Clone)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<UpstreamState>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(UpstreamState::default()));
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let st = st.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes())
+                                .unwrap_or_default();
+                            let (status, delay) = {
+                                let mut s = st.lock().unwrap();
+                                s.seen.push(Seen {
+                                    method: parts.method,
+                                    uri: parts.uri,
+                                    headers: parts.headers,
+                                    body,
+                                });
+                                (s.script.pop_front().unwrap_or(200), s.delay)
+                            };
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
+                            let mut res = Response::new(Full::new(Bytes::from(format!(
+                                "{{\"upstream\":{status}}}"
+                            ))));
+                            *res.status_mut() = StatusCode::from_u16(status).unwrap();
+                            res.headers_mut()
+                                .insert("x-upstream", "yes".parse().unwrap());
+                            Ok::<_, std::convert::Infallible>(res)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.lock().unwrap().seen.len()
+    }
+
+    /// Answer the next requests with these statuses.
+    pub fn script(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().script.extend(statuses);
+    }
+
+    pub fn set_delay(&self, d: Duration) {
+        self.state.lock().unwrap().delay = d;
+    }
+}
+
+/// A gateway serving on 127.0.0.1, stopped when dropped.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    pub done: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway from YAML text, with the memory store unless the YAML says otherwise.
+    pub async fn start(yaml: &str, clock: Clock) -> TestGateway {
+        let config = Config::from_yaml("test.yaml", yaml, Path::new("."), &|k| {
+            std::env::var(k).ok()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let store = portcullis::app::open_store(&config).await.unwrap();
+        let gateway = Arc::new(Gateway::new(&config, store, clock));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let done = tokio::spawn(portcullis::server::run(listener, gateway, async {
+            let _ = rx.await;
+        }));
+        TestGateway {
+            addr,
+            stop: Some(tx),
+            done: Some(done),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A route block for the config YAML.
+pub fn route(path: &str, provider: &str, secrets: &[&str], upstream: &str, extra: &str) -> String {
+    let secrets: Vec<String> = secrets.iter().map(|s| format!("{s:?}")).collect();
+    format!(
+        "  - path: {path}\n    provider: {provider}\n    secrets: [{}]\n    upstream: {upstream:?}\n{extra}",
+        secrets.join(", ")
+    )
+}
+
+pub fn config(routes: &[String]) -> String {
+    format!("listen: 127.0.0.1:0\nroutes:\n{}", routes.concat())
+}
+
+/// Headers a provider would send for `body`.
+pub fn sign(provider: &str, secret: &str, body: &[u8], id: &str, ts: u64) -> Vec<(String, String)> {
+    let p = ProfileSet::builtin().get(provider).unwrap().clone();
+    let v = Verifier::new(p, &[secret.to_string()], None).unwrap();
+    v.sign(&Method::POST, "", body, id, ts)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+pub fn now() -> u64 {
+    Clock::System.now()
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// The answer to one request.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub async fn send(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    headers: &[(String, String)],
+    body: impl Into<Bytes>,
+) -> Answer {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let res = client
+        .request(req.body(Full::new(body.into())).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = res.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+pub async fn post(
+    client: &HttpClient,
+    url: &str,
+    headers: &[(String, String)],
+    body: impl Into<Bytes>,
+) -> Answer {
+    send(client, Method::POST, url, headers, body).await
+}
+
+/// The path of the built `portcullis` binary.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portcullis")
+}
