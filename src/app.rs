@@ -6,7 +6,7 @@ use crate::gateway::{Clock, Gateway};
 use crate::idempotency::{self, Store};
 use crate::profile::{Profile, ProfileSet};
 use crate::verify::{Input, Verifier};
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::io::Read;
 use std::path::Path;
@@ -266,15 +266,22 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
 
 /// Opens the configured idempotency store.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match &config.store.kind {
+    let c = &config.store;
+    Ok(match &c.kind {
         StoreKind::Memory { max_keys } => {
             Arc::new(idempotency::memory::MemoryStore::new(*max_keys))
         }
-        other => {
-            return Err(anyhow!(
-                "store kind {other:?} is not available in this build"
-            ))
-        }
+        StoreKind::Embedded { path } => Arc::new(idempotency::embedded::EmbeddedStore::open(path)?),
+        StoreKind::Redis { url } => Arc::new(idempotency::redis::RedisStore::single(
+            url,
+            &c.key_prefix,
+            c.timeout,
+        )?),
+        StoreKind::RedisCluster { nodes } => Arc::new(idempotency::redis::RedisStore::cluster(
+            nodes,
+            &c.key_prefix,
+            c.timeout,
+        )?),
     })
 }
 
@@ -285,12 +292,16 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async move {
         let store = open_store(&config).await?;
+        let store_kind = store.kind();
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let gateway = Arc::new(Gateway::new(&config, store, Clock::System));
         eprint!("{}", summary(&config));
-        tracing::info!(listen = %listener.local_addr()?, "portcullis is serving");
+        let local = listener.local_addr()?;
+        tracing::info!(listen = %local, store = store_kind, "portcullis is serving");
+        // One line on stdout for scripts and tests that bind port 0.
+        println!("listening on {local}");
         crate::server::run(listener, gateway, shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
     })
@@ -316,7 +327,9 @@ pub async fn shutdown_signal() {
 /// A demo upstream for the quick start: prints what it receives and answers 200.
 fn echo(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
     use http_body_util::{BodyExt, Full};
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -325,24 +338,30 @@ fn echo(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
         loop {
             let (stream, _) = listener.accept().await?;
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    let (parts, body) = req.into_parts();
-                    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                    let key = parts
-                        .headers
-                        .get("portcullis-idempotency-key")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    println!(
-                        "upstream received {} {} key={key} body={}",
-                        parts.method,
-                        parts.uri,
-                        String::from_utf8_lossy(&body)
-                    );
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(bytes::Bytes::from_static(
-                        b"{\"received\":true}",
-                    ))))
-                });
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
+                        let key = parts
+                            .headers
+                            .get("portcullis-idempotency-key")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        println!(
+                            "upstream received {} {} key={key} body={}",
+                            parts.method,
+                            parts.uri,
+                            String::from_utf8_lossy(&body)
+                        );
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            bytes::Bytes::from_static(b"{\"received\":true}"),
+                        )))
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                     .await;

@@ -6,9 +6,13 @@
 //! 2. [`Store::complete`] turns our claim into *delivered*, kept for the dedupe window.
 //! 3. [`Store::release`] deletes the key only if it still holds our token.
 //!
-//! - [`memory`]: bounded, in-process; for tests and throw-away instances.
+//! - [`memory`]: bounded, in-process; for tests and throw-away instances;
+//! - [`embedded`]: an on-disk file (redb) for one instance that must survive restarts;
+//! - [`redis`]: one Redis server, or a Redis Cluster, shared by many instances.
 
+pub mod embedded;
 pub mod memory;
+pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -75,7 +75,7 @@ impl Encoding {
     pub fn decode(self, value: &[u8], out: &mut [u8; MAX_DIGEST + 8]) -> Option<usize> {
         match self {
             Encoding::Hex => {
-                if value.is_empty() || value.len() % 2 != 0 || value.len() > 2 * MAX_DIGEST {
+                if value.is_empty() || !value.len().is_multiple_of(2) || value.len() > 2 * MAX_DIGEST {
                     return None;
                 }
                 let n = value.len() / 2;
