@@ -5,7 +5,7 @@ use crate::config::{Config, StoreKind};
 use crate::gateway::{Clock, Gateway};
 use crate::idempotency::{self, Store};
 use crate::profile::{Profile, ProfileSet};
-use crate::verify::{Input, Verifier};
+use crate::verify::{Input, Secret, Verifier};
 use anyhow::Context;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::io::Read;
@@ -21,9 +21,7 @@ pub struct Usage(pub String);
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Pretty => builder.compact().init(),
@@ -34,10 +32,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
-        Command::Providers {
-            json,
-            providers_dir,
-        } => providers(json, providers_dir.as_deref()),
+        Command::Providers { json, providers_dir } => providers(json, providers_dir.as_deref()),
         Command::Verify {
             provider,
             secrets,
@@ -47,53 +42,49 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             now,
             body_file,
             providers_dir,
+            explain,
         } => {
             let profile = lookup_profile(&provider, providers_dir.as_deref())?;
-            let verifier = Verifier::new(profile, &secrets, None)
-                .map_err(|e| Usage(format!("--secret: {e}")))?;
+            let secrets: Vec<Secret> = secrets.into_iter().map(Secret::from).collect();
+            let verifier =
+                Verifier::new(profile, &secrets, None).map_err(|e| Usage(format!("--secret: {e}")))?;
             let headers = parse_headers(&headers)?;
             let method = parse_method(&method)?;
             let body = read_body(body_file.as_deref())?;
             let now = now.unwrap_or_else(|| Clock::System.now());
-            let input = Input {
-                method: &method,
-                url: &url,
-                headers: &headers,
-                body: &body,
-                now,
-            };
-            match verifier
-                .verify(&input)
-                .and_then(|v| verifier.event_id(&headers, &body).map(|id| (v, id)))
-            {
+            let input = Input { method: &method, url: &url, headers: &headers, body: &body, now };
+            let result =
+                verifier.verify(&input).and_then(|v| verifier.event_id(&headers, &body).map(|id| (v, id)));
+            match result {
                 Ok((v, id)) => {
                     println!("valid: secret {} matched; event id {id}", v.secret_index);
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
                     eprintln!("invalid: {e}");
+                    if explain && e.is_mismatch() {
+                        for line in crate::verify::diagnose::diagnose(&verifier, &input) {
+                            eprintln!("  - {line}");
+                        }
+                    }
                     Ok(ExitCode::from(1))
                 }
             }
         }
         Command::Echo { listen } => echo(listen),
-        Command::Sign {
-            provider,
-            secret,
-            id,
-            timestamp,
-            method,
-            url,
-            body_file,
-            providers_dir,
-        } => {
+        Command::Sign { provider, secret, id, timestamp, method, url, body_file, providers_dir } => {
             let profile = lookup_profile(&provider, providers_dir.as_deref())?;
-            let verifier = Verifier::new(profile, &[secret], None)
+            let verifier = Verifier::new(profile, &[Secret::from(secret)], None)
                 .map_err(|e| Usage(format!("--secret: {e}")))?;
             let body = read_body(body_file.as_deref())?;
             let id = id.unwrap_or_else(|| format!("msg_{:016x}", rand::random::<u64>()));
             let ts = timestamp.unwrap_or_else(|| Clock::System.now());
-            for (name, value) in verifier.sign(&parse_method(&method)?, &url, &body, &id, ts) {
+            let lines = verifier.sign(&parse_method(&method)?, &url, &body, &id, ts).ok_or_else(|| {
+                Usage(format!(
+                    "provider '{provider}' carries its signature inside the body, or the key given can only verify; it cannot be signed into headers"
+                ))
+            })?;
+            for (name, value) in lines {
                 println!("{name}: {value}");
             }
             Ok(ExitCode::SUCCESS)
@@ -106,21 +97,16 @@ fn lookup_profile(name: &str, dir: Option<&Path>) -> anyhow::Result<Arc<Profile>
     if let Some(d) = dir {
         set.extend_from_dir(d).map_err(|e| Usage(e.to_string()))?;
     }
-    set.get(name).cloned().ok_or_else(|| {
-        Usage(format!(
-            "unknown provider '{name}' (known: {})",
-            set.names().join(", ")
-        ))
-        .into()
-    })
+    set.get(name)
+        .cloned()
+        .ok_or_else(|| Usage(format!("unknown provider '{name}' (known: {})", set.names().join(", "))).into())
 }
 
 fn parse_headers(list: &[String]) -> anyhow::Result<HeaderMap> {
     let mut map = HeaderMap::new();
     for h in list {
-        let (name, value) = h
-            .split_once(':')
-            .ok_or_else(|| Usage(format!("--header '{h}' is not 'Name: value'")))?;
+        let (name, value) =
+            h.split_once(':').ok_or_else(|| Usage(format!("--header '{h}' is not 'Name: value'")))?;
         let name = HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|_| Usage(format!("--header: '{}' is not a header name", name.trim())))?;
         let value = HeaderValue::from_str(value.trim())
@@ -131,20 +117,15 @@ fn parse_headers(list: &[String]) -> anyhow::Result<HeaderMap> {
 }
 
 fn parse_method(m: &str) -> anyhow::Result<Method> {
-    Method::from_bytes(m.as_bytes())
-        .map_err(|_| Usage(format!("--method: '{m}' is not a method")).into())
+    Method::from_bytes(m.as_bytes()).map_err(|_| Usage(format!("--method: '{m}' is not a method")).into())
 }
 
 fn read_body(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     match path {
-        Some(p) => {
-            std::fs::read(p).map_err(|e| Usage(format!("--body-file {}: {e}", p.display())).into())
-        }
+        Some(p) => std::fs::read(p).map_err(|e| Usage(format!("--body-file {}: {e}", p.display())).into()),
         None => {
             let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .context("reading the body from stdin")?;
+            std::io::stdin().read_to_end(&mut buf).context("reading the body from stdin")?;
             Ok(buf)
         }
     }
@@ -160,17 +141,10 @@ fn providers(json: bool, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
         .map(|p| {
             [
                 p.name.clone(),
-                p.headers
-                    .iter()
-                    .map(|h| h.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" | "),
+                p.signature_place(),
                 p.algorithm.name().to_string(),
                 p.encoding.name().to_string(),
-                p.timestamp
-                    .as_ref()
-                    .map(|t| t.describe())
-                    .unwrap_or_else(|| "none".into()),
+                p.timestamp.as_ref().map(|t| t.describe()).unwrap_or_else(|| "none".into()),
                 p.id.describe(),
             ]
         })
@@ -195,11 +169,7 @@ fn providers(json: bool, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
             }
         }
         for r in std::iter::once(&head).chain(rows.iter()) {
-            let line: Vec<String> = r
-                .iter()
-                .zip(widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
+            let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
             println!("{}", line.join("  ").trim_end());
         }
     }
@@ -213,14 +183,9 @@ fn describe_store(kind: &StoreKind) -> String {
         }
         StoreKind::Embedded { path } => format!("embedded ({})", path.display()),
         StoreKind::Redis { url } => format!("redis ({})", redact_url(url)),
-        StoreKind::RedisCluster { nodes } => format!(
-            "redis-cluster ({})",
-            nodes
-                .iter()
-                .map(|n| redact_url(n))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        StoreKind::RedisCluster { nodes } => {
+            format!("redis-cluster ({})", nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", "))
+        }
     }
 }
 
@@ -233,20 +198,13 @@ fn redact_url(url: &str) -> String {
 }
 
 fn summary(config: &Config) -> String {
-    let mut out = format!(
-        "listen {}\nstore {}\nroutes:\n",
-        config.listen,
-        describe_store(&config.store.kind)
-    );
+    let mut out =
+        format!("listen {}\nstore {}\nroutes:\n", config.listen, describe_store(&config.store.kind));
     for r in &config.routes {
         out.push_str(&format!(
             "  {} [{}] -> {} (provider {}, max body {} B, timeout {}, ttl {})\n",
             r.path,
-            r.methods
-                .iter()
-                .map(Method::as_str)
-                .collect::<Vec<_>>()
-                .join(","),
+            r.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
             r.upstream.url,
             r.provider(),
             r.max_body,
@@ -268,28 +226,20 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let c = &config.store;
     Ok(match &c.kind {
-        StoreKind::Memory { max_keys } => {
-            Arc::new(idempotency::memory::MemoryStore::new(*max_keys))
-        }
+        StoreKind::Memory { max_keys } => Arc::new(idempotency::memory::MemoryStore::new(*max_keys)),
         StoreKind::Embedded { path } => Arc::new(idempotency::embedded::EmbeddedStore::open(path)?),
-        StoreKind::Redis { url } => Arc::new(idempotency::redis::RedisStore::single(
-            url,
-            &c.key_prefix,
-            c.timeout,
-        )?),
-        StoreKind::RedisCluster { nodes } => Arc::new(idempotency::redis::RedisStore::cluster(
-            nodes,
-            &c.key_prefix,
-            c.timeout,
-        )?),
+        StoreKind::Redis { url } => {
+            Arc::new(idempotency::redis::RedisStore::single(url, &c.key_prefix, c.timeout)?)
+        }
+        StoreKind::RedisCluster { nodes } => {
+            Arc::new(idempotency::redis::RedisStore::cluster(nodes, &c.key_prefix, c.timeout)?)
+        }
     })
 }
 
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let store = open_store(&config).await?;
         let store_kind = store.kind();
@@ -327,25 +277,18 @@ pub async fn shutdown_signal() {
 /// A demo upstream for the quick start: prints what it receives and answers 200.
 fn echo(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
     use http_body_util::{BodyExt, Full};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding {listen}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         eprintln!("echo upstream listening on {listen}");
         loop {
             let (stream, _) = listener.accept().await?;
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    |req: http::Request<hyper::body::Incoming>| async move {
+                let svc =
+                    hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
                         let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes())
-                            .unwrap_or_default();
+                        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                         let key = parts
                             .headers
                             .get("portcullis-idempotency-key")
@@ -360,8 +303,7 @@ fn echo(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
                         Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
                             bytes::Bytes::from_static(b"{\"received\":true}"),
                         )))
-                    },
-                );
+                    });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                     .await;

@@ -68,6 +68,9 @@ pub enum Command {
         /// Load profiles from this directory too.
         #[arg(long)]
         providers_dir: Option<PathBuf>,
+        /// When invalid, explain why and what would have matched.
+        #[arg(long)]
+        explain: bool,
     },
     /// A demo upstream: answers 200 to everything and prints each request it receives.
     Echo {

@@ -85,7 +85,7 @@ struct RawRoute {
     path: String,
     name: Option<String>,
     provider: String,
-    secrets: Vec<String>,
+    secrets: Vec<RawSecret>,
     upstream: String,
     methods: Option<Vec<String>>,
     max_body: Option<Size>,
@@ -100,6 +100,22 @@ struct RawRoute {
     public_url: Option<String>,
     #[serde(default)]
     on_store_error: OnStoreError,
+}
+
+/// A secret: its value, or its value with an expiry (during a rotation).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSecret {
+    Value(String),
+    WithExpiry(RawSecretExpiry),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretExpiry {
+    value: String,
+    /// RFC 3339, e.g. `2026-12-31T00:00:00Z`; after it the secret no longer verifies.
+    expires_at: String,
 }
 
 /// A byte size: an integer, or a string such as `"1MiB"`, `"512KiB"`.
@@ -123,9 +139,7 @@ impl Size {
                     "" | "B" => 1,
                     "KiB" | "KB" | "K" => 1024,
                     "MiB" | "MB" | "M" => 1024 * 1024,
-                    other => {
-                        return Err(format!("unknown size unit '{other}' (use B, KiB or MiB)"))
-                    }
+                    other => return Err(format!("unknown size unit '{other}' (use B, KiB or MiB)")),
                 };
                 Ok(n * mult)
             }
@@ -234,9 +248,7 @@ impl Config {
             message: format!("cannot read: {e}"),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::from_yaml(&path.display().to_string(), &text, base, &|k| {
-            std::env::var(k).ok()
-        })
+        Config::from_yaml(&path.display().to_string(), &text, base, &|k| std::env::var(k).ok())
     }
 
     /// Parses and validates configuration text. `env` resolves `${VAR}`; relative paths are
@@ -247,10 +259,7 @@ impl Config {
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let err = |message: String| ConfigError {
-            file: file.to_string(),
-            message,
-        };
+        let err = |message: String| ConfigError { file: file.to_string(), message };
         let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|e| err(yaml_message(&e)))?;
         raw.validate(base, env).map_err(err)
     }
@@ -285,30 +294,17 @@ pub fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
 
 fn parse_upstream(s: &str) -> Result<Upstream, String> {
     let uri: Uri = s.parse().map_err(|e| format!("'{s}' is not a URL: {e}"))?;
-    let scheme = uri
-        .scheme()
-        .cloned()
-        .ok_or_else(|| format!("'{s}' has no scheme"))?;
+    let scheme = uri.scheme().cloned().ok_or_else(|| format!("'{s}' has no scheme"))?;
     if scheme != Scheme::HTTP {
         return Err(format!(
             "'{s}': only http:// upstreams are supported (the upstream is an internal service)"
         ));
     }
-    let authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| format!("'{s}' has no host"))?;
+    let authority = uri.authority().cloned().ok_or_else(|| format!("'{s}' has no host"))?;
     if uri.query().is_some() {
-        return Err(format!(
-            "'{s}': the upstream URL cannot carry a query string"
-        ));
+        return Err(format!("'{s}': the upstream URL cannot carry a query string"));
     }
-    Ok(Upstream {
-        scheme,
-        authority,
-        path: uri.path().to_string(),
-        url: s.to_string(),
-    })
+    Ok(Upstream { scheme, authority, path: uri.path().to_string(), url: s.to_string() })
 }
 
 impl RawConfig {
@@ -320,21 +316,13 @@ impl RawConfig {
 
         let mut profiles = ProfileSet::builtin();
         if let Some(dir) = &self.providers_dir {
-            profiles
-                .extend_from_dir(&base.join(dir))
-                .map_err(|e| format!("providers_dir: {e}"))?;
+            profiles.extend_from_dir(&base.join(dir)).map_err(|e| format!("providers_dir: {e}"))?;
         }
 
         let store = self.store.validate(base, env)?;
         let limits = Limits {
-            header_read_timeout: self
-                .limits
-                .header_read_timeout
-                .unwrap_or(Duration::from_secs(10)),
-            body_read_timeout: self
-                .limits
-                .body_read_timeout
-                .unwrap_or(Duration::from_secs(30)),
+            header_read_timeout: self.limits.header_read_timeout.unwrap_or(Duration::from_secs(10)),
+            body_read_timeout: self.limits.body_read_timeout.unwrap_or(Duration::from_secs(30)),
             drain_timeout: self.limits.drain_timeout.unwrap_or(Duration::from_secs(30)),
             max_connections: self.limits.max_connections.unwrap_or(10_000),
             max_in_flight: self.limits.max_in_flight.unwrap_or(4_096),
@@ -348,45 +336,24 @@ impl RawConfig {
         let mut routes = Vec::with_capacity(self.routes.len());
         for (i, r) in self.routes.into_iter().enumerate() {
             let at = format!("routes[{i}]");
-            let route = r
-                .validate(&profiles, env)
-                .map_err(|e| format!("{at} ({}): {e}", "route"))?;
+            let route = r.validate(&profiles, env).map_err(|e| format!("{at} ({}): {e}", "route"))?;
             if !paths.insert(route.path.clone()) {
-                return Err(format!(
-                    "{at}.path: '{}' is used by another route",
-                    route.path
-                ));
+                return Err(format!("{at}.path: '{}' is used by another route", route.path));
             }
             if !names.insert(route.name.clone()) {
-                return Err(format!(
-                    "{at}.name: '{}' is used by another route",
-                    route.name
-                ));
+                return Err(format!("{at}.name: '{}' is used by another route", route.name));
             }
             routes.push(Arc::new(route));
         }
-        Ok(Config {
-            listen,
-            store,
-            limits,
-            routes,
-            profiles,
-        })
+        Ok(Config { listen, store, limits, routes, profiles })
     }
 }
 
 impl RawStore {
-    fn validate(
-        self,
-        base: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<StoreConfig, String> {
+    fn validate(self, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<StoreConfig, String> {
         let forbid = |what: &str, present: bool| {
             if present {
-                Err(format!(
-                    "store.{what} does not apply to store.kind '{}'",
-                    self.kind
-                ))
+                Err(format!("store.{what} does not apply to store.kind '{}'", self.kind))
             } else {
                 Ok(())
             }
@@ -405,20 +372,14 @@ impl RawStore {
             "embedded" => {
                 forbid("url", self.url.is_some())?;
                 forbid("nodes", self.nodes.is_some())?;
-                let p = self
-                    .path
-                    .as_deref()
-                    .ok_or("store.path is needed for kind 'embedded'")?;
+                let p = self.path.as_deref().ok_or("store.path is needed for kind 'embedded'")?;
                 let p = expand_env(p, env).map_err(|e| format!("store.path: {e}"))?;
                 StoreKind::Embedded { path: base.join(p) }
             }
             "redis" => {
                 forbid("path", self.path.is_some())?;
                 forbid("nodes", self.nodes.is_some())?;
-                let u = self
-                    .url
-                    .as_deref()
-                    .ok_or("store.url is needed for kind 'redis'")?;
+                let u = self.url.as_deref().ok_or("store.url is needed for kind 'redis'")?;
                 let url = expand_env(u, env).map_err(|e| format!("store.url: {e}"))?;
                 if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                     return Err("store.url must start with redis:// or rediss://".into());
@@ -428,9 +389,7 @@ impl RawStore {
             "redis-cluster" => {
                 forbid("path", self.path.is_some())?;
                 forbid("url", self.url.is_some())?;
-                let nodes = self
-                    .nodes
-                    .ok_or("store.nodes is needed for kind 'redis-cluster'")?;
+                let nodes = self.nodes.ok_or("store.nodes is needed for kind 'redis-cluster'")?;
                 if nodes.is_empty() {
                     return Err("store.nodes: at least one node is needed".into());
                 }
@@ -450,36 +409,31 @@ impl RawStore {
         if timeout.is_zero() {
             return Err("store.timeout must be more than zero".into());
         }
-        Ok(StoreConfig {
-            kind,
-            key_prefix: self.key_prefix.unwrap_or_else(|| "portcullis:".into()),
-            timeout,
-        })
+        Ok(StoreConfig { kind, key_prefix: self.key_prefix.unwrap_or_else(|| "portcullis:".into()), timeout })
     }
 }
 
 impl RawRoute {
-    fn validate(
-        self,
-        profiles: &ProfileSet,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Route, String> {
+    fn validate(self, profiles: &ProfileSet, env: &dyn Fn(&str) -> Option<String>) -> Result<Route, String> {
         if !self.path.starts_with('/') || self.path.contains(['?', '#']) {
-            return Err(format!(
-                "path: '{}' must start with '/' and hold no query",
-                self.path
-            ));
+            return Err(format!("path: '{}' must start with '/' and hold no query", self.path));
         }
         let profile = profiles.get(&self.provider).ok_or_else(|| {
-            format!(
-                "provider: unknown provider '{}' (known: {})",
-                self.provider,
-                profiles.names().join(", ")
-            )
+            format!("provider: unknown provider '{}' (known: {})", self.provider, profiles.names().join(", "))
         })?;
 
         let mut secrets = Vec::with_capacity(self.secrets.len());
-        for (i, s) in self.secrets.iter().enumerate() {
+        for (i, raw) in self.secrets.iter().enumerate() {
+            let (s, expires_at) = match raw {
+                RawSecret::Value(s) => (s, None),
+                RawSecret::WithExpiry(e) => {
+                    let t = humantime::parse_rfc3339(&e.expires_at).map_err(|_| {
+                        format!("secrets[{i}].expires_at: '{}' is not an RFC 3339 time", e.expires_at)
+                    })?;
+                    let unix = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                    (&e.value, Some(unix))
+                }
+            };
             let v = expand_env(s, env).map_err(|e| format!("secrets[{i}]: {e}"))?;
             // `${VAR:-}` marks an optional secret (a previous one during rotation): dropped
             // when unset. Any other empty secret is an error.
@@ -490,13 +444,13 @@ impl RawRoute {
                 }
                 return Err(format!("secrets[{i}]: is empty"));
             }
-            secrets.push(v);
+            secrets.push(crate::verify::Secret { value: v, expires_at });
         }
         if secrets.is_empty() {
             return Err("secrets: at least one non-empty secret is needed".into());
         }
-        let verifier = Verifier::new(profile.clone(), &secrets, self.tolerance)
-            .map_err(|e| format!("secrets: {e}"))?;
+        let verifier =
+            Verifier::new(profile.clone(), &secrets, self.tolerance).map_err(|e| format!("secrets: {e}"))?;
 
         let up = expand_env(&self.upstream, env).map_err(|e| format!("upstream: {e}"))?;
         let upstream = parse_upstream(&up).map_err(|e| format!("upstream: {e}"))?;
@@ -504,7 +458,7 @@ impl RawRoute {
             .public_url
             .map(|u| expand_env(&u, env).map_err(|e| format!("public_url: {e}")))
             .transpose()?;
-        if profile.payload.uses(&crate::verify::template::Segment::Url) && public_url.is_none() {
+        if verifier.needs_url() && public_url.is_none() {
             return Err(format!(
                 "public_url: provider '{}' signs the URL it sent to, so the route needs the public URL",
                 profile.name
@@ -531,9 +485,7 @@ impl RawRoute {
             return Err("max_body must be more than zero".into());
         }
         let upstream_timeout = self.timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT);
-        let lease = self
-            .lease
-            .unwrap_or(DEFAULT_LEASE.max(upstream_timeout * 2));
+        let lease = self.lease.unwrap_or(DEFAULT_LEASE.max(upstream_timeout * 2));
         if lease <= upstream_timeout {
             return Err(format!(
                 "lease ({}) must be longer than the upstream timeout ({}), or a slow delivery's claim could expire while it is still being forwarded",
@@ -583,12 +535,7 @@ mod tests {
         assert_eq!(r.max_body, DEFAULT_MAX_BODY);
         assert_eq!(r.ttl, DEFAULT_TTL);
         assert!(r.lease > r.upstream_timeout);
-        assert_eq!(
-            c.store.kind,
-            StoreKind::Memory {
-                max_keys: DEFAULT_MAX_KEYS
-            }
-        );
+        assert_eq!(c.store.kind, StoreKind::Memory { max_keys: DEFAULT_MAX_KEYS });
     }
 
     #[test]

@@ -25,5 +25,8 @@ pub struct Delivery {
     pub key: Arc<str>,
     /// Index of the route secret that matched.
     pub secret_index: usize,
+    /// The signed one-time value to remember, for profiles that guard against replay with
+    /// one; namespaced by route.
+    pub nonce: Option<Arc<str>>,
     pub received: Instant,
 }

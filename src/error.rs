@@ -18,9 +18,7 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A body of fixed bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// What happened to one request; the `outcome` label of logs and metrics.
@@ -39,6 +37,8 @@ pub enum Outcome {
     MethodNotAllowed,
     TooLarge,
     BodyTimeout,
+    Handshake,
+    Replay,
     Panic,
 }
 
@@ -58,6 +58,8 @@ impl Outcome {
             Outcome::MethodNotAllowed => "method_not_allowed",
             Outcome::TooLarge => "too_large",
             Outcome::BodyTimeout => "body_timeout",
+            Outcome::Handshake => "handshake",
+            Outcome::Replay => "replay",
             Outcome::Panic => "internal_error",
         }
     }
@@ -78,13 +80,7 @@ pub struct Record {
 
 impl Record {
     pub fn new(outcome: Outcome) -> Self {
-        Record {
-            outcome,
-            route: None,
-            key: None,
-            secret_index: None,
-            detail: None,
-        }
+        Record { outcome, route: None, key: None, secret_index: None, detail: None }
     }
 }
 
@@ -107,6 +103,8 @@ pub enum GatewayError {
     Store(#[from] StoreError),
     #[error("the event is being delivered by another request")]
     InFlight(Duration),
+    #[error("the signed one-time value was used before: a replay")]
+    Replay,
     #[error("upstream unreachable: {0}")]
     UpstreamUnavailable(String),
     #[error("upstream did not answer within {0:?}")]
@@ -120,55 +118,20 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             NotFound => (StatusCode::NOT_FOUND, Outcome::NotFound, "not found"),
-            MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                Outcome::MethodNotAllowed,
-                "method not allowed",
-            ),
-            TooLarge(_) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Outcome::TooLarge,
-                "payload too large",
-            ),
-            BodyTimeout(_) => (
-                StatusCode::REQUEST_TIMEOUT,
-                Outcome::BodyTimeout,
-                "request timeout",
-            ),
-            BodyRead(_) => (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request"),
-            Verify(e) if e.is_ambiguous() => {
-                (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request")
+            MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, Outcome::MethodNotAllowed, "method not allowed")
             }
-            Verify(_) => (
-                StatusCode::UNAUTHORIZED,
-                Outcome::InvalidSignature,
-                "invalid signature",
-            ),
-            Store(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Outcome::StoreError,
-                "temporarily unavailable",
-            ),
-            InFlight(_) => (
-                StatusCode::CONFLICT,
-                Outcome::InFlight,
-                "delivery in progress",
-            ),
-            UpstreamUnavailable(_) => (
-                StatusCode::BAD_GATEWAY,
-                Outcome::UpstreamUnavailable,
-                "bad gateway",
-            ),
-            UpstreamTimeout(_) => (
-                StatusCode::GATEWAY_TIMEOUT,
-                Outcome::UpstreamTimeout,
-                "gateway timeout",
-            ),
-            Panic => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Outcome::Panic,
-                "internal error",
-            ),
+            TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, Outcome::TooLarge, "payload too large"),
+            BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, Outcome::BodyTimeout, "request timeout"),
+            BodyRead(_) => (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request"),
+            Verify(e) if e.is_ambiguous() => (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request"),
+            Verify(_) => (StatusCode::UNAUTHORIZED, Outcome::InvalidSignature, "invalid signature"),
+            Store(_) => (StatusCode::SERVICE_UNAVAILABLE, Outcome::StoreError, "temporarily unavailable"),
+            Replay => (StatusCode::UNAUTHORIZED, Outcome::Replay, "invalid signature"),
+            InFlight(_) => (StatusCode::CONFLICT, Outcome::InFlight, "delivery in progress"),
+            UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, Outcome::UpstreamUnavailable, "bad gateway"),
+            UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, Outcome::UpstreamTimeout, "gateway timeout"),
+            Panic => (StatusCode::INTERNAL_SERVER_ERROR, Outcome::Panic, "internal error"),
         }
     }
 
@@ -187,8 +150,7 @@ impl GatewayError {
         let (status, outcome, message) = self.parts();
         let mut res = json_response(status, format!("{{\"error\":\"{message}\"}}"));
         if let Some(secs) = self.retry_after() {
-            res.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs));
+            res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         res.extensions_mut().insert(Record {
             outcome,
@@ -205,8 +167,7 @@ impl GatewayError {
 pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut res = Response::new(full(body));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
 }
 
@@ -221,8 +182,7 @@ mod tests {
 
     #[test]
     fn store_errors_ask_for_a_retry() {
-        let r = GatewayError::Store(StoreError::Timeout(Duration::from_secs(1)))
-            .into_response(None, None);
+        let r = GatewayError::Store(StoreError::Timeout(Duration::from_secs(1))).into_response(None, None);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[RETRY_AFTER], "5");
     }

@@ -93,11 +93,8 @@ fn upstream_request(d: Delivery) -> Result<Request<Full<Bytes>>, http::Error> {
     let mut headers = d.parts.headers;
     strip_hop_by_hop(&mut headers);
     // Headers the upstream trusts come only from the gateway.
-    let ours: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("portcullis-"))
-        .cloned()
-        .collect();
+    let ours: Vec<HeaderName> =
+        headers.keys().filter(|k| k.as_str().starts_with("portcullis-")).cloned().collect();
     for k in ours {
         headers.remove(k);
     }
@@ -123,9 +120,8 @@ fn upstream_request(d: Delivery) -> Result<Request<Full<Bytes>>, http::Error> {
         HeaderValue::from_str(route.provider()).expect("provider names are header-safe"),
     );
     let id = &d.key[route.name.len() + 1..];
-    let id_value = HeaderValue::from_str(id).unwrap_or_else(|_| {
-        HeaderValue::from_str(&crate::verify::body_sha256(id.as_bytes())).expect("hex")
-    });
+    let id_value = HeaderValue::from_str(id)
+        .unwrap_or_else(|_| HeaderValue::from_str(&crate::verify::body_sha256(id.as_bytes())).expect("hex"));
     headers.insert(PORTCULLIS_KEY.clone(), id_value);
 
     let mut req = Request::new(Full::new(d.body));
@@ -160,26 +156,20 @@ impl Service<Delivery> for Forward {
             };
             let res = match tokio::time::timeout(timeout, client.request(req)).await {
                 Err(_) => {
-                    return Ok(GatewayError::UpstreamTimeout(timeout)
-                        .into_response(Some(route), Some(key)))
+                    return Ok(GatewayError::UpstreamTimeout(timeout).into_response(Some(route), Some(key)))
                 }
                 Ok(Err(e)) => {
                     let mut msg = e.to_string();
                     if let Some(src) = std::error::Error::source(&e) {
                         msg = format!("{msg}: {src}");
                     }
-                    return Ok(GatewayError::UpstreamUnavailable(msg)
-                        .into_response(Some(route), Some(key)));
+                    return Ok(GatewayError::UpstreamUnavailable(msg).into_response(Some(route), Some(key)));
                 }
                 Ok(Ok(res)) => res,
             };
             let (mut parts, body) = res.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            let outcome = if parts.status.is_success() {
-                Outcome::Forwarded
-            } else {
-                Outcome::UpstreamError
-            };
+            let outcome = if parts.status.is_success() { Outcome::Forwarded } else { Outcome::UpstreamError };
             parts.extensions.insert(Record {
                 outcome,
                 route: Some(route),
@@ -200,10 +190,7 @@ mod tests {
     #[test]
     fn strips_hop_by_hop_and_connection_named_headers() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            "keep-alive, X-Secret-Hop".parse().unwrap(),
-        );
+        h.insert(header::CONNECTION, "keep-alive, X-Secret-Hop".parse().unwrap());
         h.insert("x-secret-hop", "1".parse().unwrap());
         h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
         h.insert(header::UPGRADE, "websocket".parse().unwrap());

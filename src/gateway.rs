@@ -20,10 +20,7 @@ impl Clock {
     /// Unix seconds.
     pub fn now(&self) -> u64 {
         match self {
-            Clock::System => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            Clock::System => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             Clock::Fixed(t) => *t,
         }
     }
@@ -41,11 +38,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: &Config, store: Arc<dyn Store>, clock: Clock) -> Self {
         Gateway {
-            routes: config
-                .routes
-                .iter()
-                .map(|r| (r.path.clone(), r.clone()))
-                .collect(),
+            routes: config.routes.iter().map(|r| (r.path.clone(), r.clone())).collect(),
             store,
             store_timeout: config.store.timeout,
             client: forward::client(Duration::from_secs(2)),

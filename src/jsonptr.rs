@@ -22,47 +22,57 @@ pub enum LookupError {
 }
 
 impl Pointer {
-    /// Parses a pointer; it must be empty or start with `/`.
+    /// Parses a pointer; it must start with `/`. A token `*` matches every element of an
+    /// array (or every value of an object), for batched bodies.
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.is_empty() {
             return Err("a JSON pointer to the whole document cannot be an id".into());
         }
-        let rest = s
-            .strip_prefix('/')
-            .ok_or_else(|| format!("JSON pointer '{s}' must start with '/'"))?;
-        let tokens = rest
-            .split('/')
-            .map(|t| t.replace("~1", "/").replace("~0", "~"))
-            .collect();
-        Ok(Pointer {
-            source: s.to_string(),
-            tokens,
-        })
+        let rest = s.strip_prefix('/').ok_or_else(|| format!("JSON pointer '{s}' must start with '/'"))?;
+        let tokens = rest.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect();
+        Ok(Pointer { source: s.to_string(), tokens })
     }
 
     pub fn as_str(&self) -> &str {
         &self.source
     }
 
+    /// Whether the pointer can match several values.
+    pub fn is_wildcard(&self) -> bool {
+        self.tokens.iter().any(|t| t == "*")
+    }
+
     /// The scalar at this pointer: a string (unescaped) or a number/bool as written.
-    /// `Ok(None)` when the body has no such path or the value there is an object, array or null.
+    /// `Ok(None)` when the body has no such path or the value there is an object, array or
+    /// null. With a wildcard, the first match.
     pub fn lookup<'b>(&self, body: &'b [u8]) -> Result<Option<Cow<'b, str>>, LookupError> {
+        let mut found = None;
+        self.walk(body, &mut |v| {
+            if found.is_none() {
+                found = Some(v);
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Every scalar the pointer matches, in document order.
+    pub fn lookup_all<'b>(&self, body: &'b [u8]) -> Result<Vec<Cow<'b, str>>, LookupError> {
+        let mut all = Vec::new();
+        self.walk(body, &mut |v| all.push(v))?;
+        Ok(all)
+    }
+
+    fn walk<'b>(&self, body: &'b [u8], sink: &mut dyn FnMut(Cow<'b, str>)) -> Result<(), LookupError> {
         let dup = Cell::new(None);
         let mut de = serde_json::Deserializer::from_slice(body);
-        let seed = Walk {
-            tokens: &self.tokens,
-            dup: &dup,
-        };
-        let found = match seed.deserialize(&mut de).and_then(|v| de.end().map(|_| v)) {
-            Ok(v) => v,
-            Err(_) => {
-                return Err(match dup.take() {
-                    Some(k) => LookupError::DuplicateKey(k),
-                    None => LookupError::Invalid,
-                })
-            }
-        };
-        Ok(found)
+        let seed = Walk { tokens: &self.tokens, dup: &dup, sink };
+        match seed.deserialize(&mut de).and_then(|_| de.end()) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(match dup.take() {
+                Some(k) => LookupError::DuplicateKey(k),
+                None => LookupError::Invalid,
+            }),
+        }
     }
 }
 
@@ -72,95 +82,120 @@ impl fmt::Display for Pointer {
     }
 }
 
-struct Walk<'t> {
+struct Walk<'t, 's, 'de> {
     tokens: &'t [String],
     dup: &'t Cell<Option<String>>,
+    sink: &'s mut dyn FnMut(Cow<'de, str>),
 }
 
-impl<'de> DeserializeSeed<'de> for Walk<'_> {
-    type Value = Option<Cow<'de, str>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Walk<'_> {
-    type Value = Option<Cow<'de, str>>;
+impl<'de> Walk<'_, '_, 'de> {
+    fn scalar(self, v: Cow<'de, str>) {
+        if self.tokens.is_empty() {
+            (self.sink)(v);
+        }
+    }
+
+    fn child<'x>(&'x mut self, tokens: &'x [String]) -> Walk<'x, 'x, 'de> {
+        Walk { tokens, dup: self.dup, sink: &mut *self.sink }
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(self.tokens.is_empty().then_some(Cow::Borrowed(v)))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
+        self.scalar(Cow::Borrowed(v));
+        Ok(())
     }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(self.tokens.is_empty().then(|| Cow::Owned(v.to_string())))
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        if self.tokens.is_empty() {
+            self.scalar(Cow::Owned(v.to_string()));
+        }
+        Ok(())
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(self.tokens.is_empty().then(|| Cow::Owned(v.to_string())))
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        if self.tokens.is_empty() {
+            self.scalar(Cow::Owned(v.to_string()));
+        }
+        Ok(())
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(self.tokens.is_empty().then(|| Cow::Owned(v.to_string())))
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        if self.tokens.is_empty() {
+            self.scalar(Cow::Owned(v.to_string()));
+        }
+        Ok(())
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(self.tokens.is_empty().then(|| Cow::Owned(v.to_string())))
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        if self.tokens.is_empty() {
+            self.scalar(Cow::Owned(v.to_string()));
+        }
+        Ok(())
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(self.tokens.is_empty().then(|| Cow::Owned(v.to_string())))
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        if self.tokens.is_empty() {
+            self.scalar(Cow::Owned(v.to_string()));
+        }
+        Ok(())
     }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         let Some((want, rest)) = self.tokens.split_first() else {
             while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            return Ok(None);
+            return Ok(());
         };
-        let mut found = None;
+        let any = want == "*";
         let mut seen = false;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == want.as_str() {
+            if any {
+                map.next_value_seed(self.child(rest))?;
+            } else if key == want.as_str() {
                 if seen {
                     self.dup.set(Some(want.clone()));
                     return Err(de::Error::custom("duplicate key"));
                 }
                 seen = true;
-                found = map.next_value_seed(Walk {
-                    tokens: rest,
-                    dup: self.dup,
-                })?;
+                map.next_value_seed(self.child(rest))?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(found)
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let index = self.tokens.first().and_then(|t| {
-            t.parse::<usize>()
-                .ok()
-                .filter(|_| t == "0" || !t.starts_with('0'))
-        });
-        let mut found = None;
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let Some((want, rest)) = self.tokens.split_first() else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(());
+        };
+        let any = want == "*";
+        let index = want.parse::<usize>().ok().filter(|_| want == "0" || !want.starts_with('0'));
         let mut i = 0usize;
         loop {
-            if Some(i) == index {
-                match seq.next_element_seed(Walk {
-                    tokens: &self.tokens[1..],
-                    dup: self.dup,
-                })? {
-                    Some(v) => found = v,
-                    None => break,
-                }
-            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+            let more = if any || Some(i) == index {
+                seq.next_element_seed(self.child(rest))?.is_some()
+            } else {
+                seq.next_element::<IgnoredAny>()?.is_some()
+            };
+            if !more {
                 break;
             }
             i += 1;
         }
-        Ok(found)
+        Ok(())
     }
 }
 
@@ -169,10 +204,7 @@ mod tests {
     use super::*;
 
     fn get(p: &str, body: &str) -> Result<Option<String>, LookupError> {
-        Pointer::parse(p)
-            .unwrap()
-            .lookup(body.as_bytes())
-            .map(|o| o.map(Cow::into_owned))
+        Pointer::parse(p).unwrap().lookup(body.as_bytes()).map(|o| o.map(Cow::into_owned))
     }
 
     #[test]
@@ -189,34 +221,35 @@ mod tests {
     }
 
     #[test]
+    fn wildcards_collect_batched_ids() {
+        let p = Pointer::parse("/events/*/id").unwrap();
+        assert!(p.is_wildcard());
+        let body = br#"{"events":[{"id":"EV1","x":[1]},{"id":"EV2"},{"other":1}]}"#;
+        let all: Vec<String> = p.lookup_all(body).unwrap().into_iter().map(Cow::into_owned).collect();
+        assert_eq!(all, ["EV1", "EV2"]);
+        let top = Pointer::parse("/*/eventId").unwrap();
+        let all = top.lookup_all(br#"[{"eventId":1},{"eventId":2}]"#).unwrap();
+        assert_eq!(all.len(), 2);
+    }
+
+    #[test]
     fn unescapes_strings_and_pointer_tokens() {
-        assert_eq!(
-            get("/a~1b", r#"{"a/b":"q\"uote"}"#).unwrap().as_deref(),
-            Some("q\"uote")
-        );
+        assert_eq!(get("/a~1b", r#"{"a/b":"q\"uote"}"#).unwrap().as_deref(), Some("q\"uote"));
         assert_eq!(get("/t~0", r#"{"t~":"v"}"#).unwrap().as_deref(), Some("v"));
     }
 
     #[test]
     fn refuses_duplicates_on_the_path_and_invalid_json() {
-        assert_eq!(
-            get("/id", r#"{"id":"a","id":"b"}"#),
-            Err(LookupError::DuplicateKey("id".into()))
-        );
+        assert_eq!(get("/id", r#"{"id":"a","id":"b"}"#), Err(LookupError::DuplicateKey("id".into())));
         assert_eq!(
             get("/e/id", r#"{"e":{"id":"a","x":1,"id":"b"}}"#),
             Err(LookupError::DuplicateKey("id".into()))
         );
         // Duplicates off the path do not change which event this is.
-        assert_eq!(
-            get("/id", r#"{"id":"a","x":1,"x":2}"#).unwrap().as_deref(),
-            Some("a")
-        );
-        assert_eq!(
-            get("/id", r#"{"id":"a"} trailing"#),
-            Err(LookupError::Invalid)
-        );
+        assert_eq!(get("/id", r#"{"id":"a","x":1,"x":2}"#).unwrap().as_deref(), Some("a"));
+        assert_eq!(get("/id", r#"{"id":"a"} trailing"#), Err(LookupError::Invalid));
         assert_eq!(get("/id", "\u{0}"), Err(LookupError::Invalid));
+        assert_eq!(get("/id", r#"{"id":"a""#), Err(LookupError::Invalid));
         assert!(Pointer::parse("id").is_err());
     }
 }

@@ -39,6 +39,16 @@ struct RawProfile {
     timestamp: Option<RawTimestamp>,
     #[serde(default)]
     id: RawId,
+    /// A value the signature covers that must never be seen twice (Mailgun's token).
+    replay: Option<RawSource>,
+    /// A verification request the gateway answers itself, after verifying it.
+    handshake: Option<Handshake>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    json: Option<String>,
 }
 
 fn default_methods() -> Vec<String> {
@@ -49,7 +59,12 @@ fn default_methods() -> Vec<String> {
 #[serde(deny_unknown_fields)]
 struct RawSignature {
     /// Header names to look in, in order (case-insensitive).
+    #[serde(default)]
     headers: Vec<String>,
+    /// The signature is inside the JSON body at this pointer, instead of in a header.
+    json: Option<String>,
+    /// A named canonicaliser, for schemes that are not a template over the request.
+    canonical: Option<Canonical>,
     #[serde(default = "default_format")]
     format: Format,
     prefix: Option<String>,
@@ -101,6 +116,28 @@ enum OneOrMany {
     Many(Vec<String>),
 }
 
+/// A scheme whose signed payload cannot be described by a template alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Canonical {
+    /// Twilio: the URL, then the form parameters sorted by name, each name then its value;
+    /// JSON bodies are bound by a `bodySHA256` query parameter instead.
+    Twilio,
+    /// Adyen: HMAC over named fields of each notification item, `:`-joined and escaped; the
+    /// signature is in each item's `additionalData.hmacSignature`.
+    Adyen,
+}
+
+/// An endpoint-verification request answered by the gateway once verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Handshake {
+    /// Slack's `{"type":"url_verification","challenge":…}`: answered with the challenge.
+    SlackUrlVerification,
+    /// Zoom's `endpoint.url_validation`: answered with the plain token and its HMAC.
+    ZoomUrlValidation,
+}
+
 /// The unit of a timestamp value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -121,8 +158,15 @@ pub struct Profile {
     pub docs: Option<String>,
     pub assumptions: Vec<String>,
     pub methods: Vec<Method>,
-    /// Signature header aliases, in the order they are looked for.
+    /// Signature header aliases, in the order they are looked for (empty when the
+    /// signature is in the body).
     pub headers: Vec<HeaderName>,
+    /// The signature's place inside the JSON body, for schemes that put it there.
+    pub signature_json: Option<Pointer>,
+    pub canonical: Option<Canonical>,
+    /// A signed one-time value (a nonce) remembered to refuse replays.
+    pub replay: Option<Pointer>,
+    pub handshake: Option<Handshake>,
     pub header_format: HeaderFormat,
     pub algorithm: Algorithm,
     pub encoding: Encoding,
@@ -199,10 +243,7 @@ pub struct ProfileError {
 impl Profile {
     /// Parses and validates one profile; `origin` names the file in errors.
     pub fn from_yaml(origin: &str, text: &str) -> Result<Self, ProfileError> {
-        let err = |message: String| ProfileError {
-            origin: origin.to_string(),
-            message,
-        };
+        let err = |message: String| ProfileError { origin: origin.to_string(), message };
         let raw: RawProfile = serde_yaml_ng::from_str(text).map_err(|e| err(yaml_message(&e)))?;
         raw.validate().map_err(err)
     }
@@ -213,6 +254,15 @@ impl Profile {
             Some(TimestampSource::Json(_)) => true,
             Some(_) => self.payload.uses(&Segment::Timestamp),
             None => false,
+        }
+    }
+
+    /// Where the signature is read, for tables and diagnosis.
+    pub fn signature_place(&self) -> String {
+        match (&self.signature_json, self.canonical) {
+            (_, Some(Canonical::Adyen)) => "body notificationItems[*] hmacSignature".into(),
+            (Some(p), _) => format!("body {p}"),
+            _ => self.headers.iter().map(HeaderName::as_str).collect::<Vec<_>>().join(" | "),
         }
     }
 
@@ -240,15 +290,9 @@ fn header_name(s: &str, what: &str) -> Result<HeaderName, String> {
 impl RawProfile {
     fn validate(self) -> Result<Profile, String> {
         if self.name.is_empty()
-            || !self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            || !self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            return Err(format!(
-                "name '{}' must be lower-case letters, digits and '-'",
-                self.name
-            ));
+            return Err(format!("name '{}' must be lower-case letters, digits and '-'", self.name));
         }
         let methods = self
             .methods
@@ -265,16 +309,33 @@ impl RawProfile {
         }
 
         let sig = self.signature;
-        if sig.headers.is_empty() {
-            return Err("signature.headers: at least one header name is needed".into());
+        let signature_json = sig
+            .json
+            .as_deref()
+            .map(|p| Pointer::parse(p).map_err(|e| format!("signature.json: {e}")))
+            .transpose()?;
+        match (sig.headers.is_empty(), &signature_json, sig.canonical) {
+            (_, _, Some(Canonical::Adyen)) => {}
+            (true, None, _) => {
+                return Err(
+                    "signature: give the headers it is sent in, or its json pointer in the body".into()
+                )
+            }
+            (false, Some(_), _) => return Err("signature: give either headers or json, not both".into()),
+            _ => {}
         }
-        let headers = sig
-            .headers
-            .iter()
-            .map(|h| header_name(h, "signature.headers"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let payload =
-            Template::parse(&sig.payload).map_err(|e| format!("signature.payload: {e}"))?;
+        let headers =
+            sig.headers.iter().map(|h| header_name(h, "signature.headers")).collect::<Result<Vec<_>, _>>()?;
+        let payload = Template::parse(&sig.payload).map_err(|e| format!("signature.payload: {e}"))?;
+        // The whole body must be signed, unless the signature lives inside it (it cannot sign
+        // itself) or a canonicaliser decides what is signed.
+        if !payload.uses(&Segment::Body) && signature_json.is_none() && sig.canonical.is_none() {
+            return Err("signature.payload must contain {body}".into());
+        }
+        let is_ed25519 = sig.algorithm == Algorithm::Ed25519;
+        if is_ed25519 != (self.secret == SecretEncoding::Ed25519) {
+            return Err("secret: ed25519 keys go with the ed25519 algorithm, and only with it".into());
+        }
 
         let (sep, kv) = match sig.format {
             Format::Raw => ("", ""),
@@ -295,11 +356,7 @@ impl RawProfile {
                 if keys.is_empty() || keys.iter().any(String::is_empty) {
                     return Err(format!(
                         "signature.keys: the {} format needs the keys whose values are signatures",
-                        if sig.format == Format::KeyValue {
-                            "key-value"
-                        } else {
-                            "versioned"
-                        }
+                        if sig.format == Format::KeyValue { "key-value" } else { "versioned" }
                     ));
                 }
                 if sig.prefix.is_some() {
@@ -347,6 +404,20 @@ impl RawProfile {
             return Err("signature.payload uses {id}, which needs id.header".into());
         }
 
+        let replay = match self.replay {
+            None => None,
+            Some(RawSource { json: Some(j) }) => {
+                let ptr = Pointer::parse(&j).map_err(|e| format!("replay.json: {e}"))?;
+                let signed = payload.uses(&Segment::Body)
+                    || payload.segments().iter().any(|s| *s == Segment::Json(ptr.clone()));
+                if !signed {
+                    return Err("replay.json: the value must be covered by the signature".into());
+                }
+                Some(ptr)
+            }
+            Some(_) => return Err("replay: give the json pointer of a signed one-time value".into()),
+        };
+
         let in_template = payload.uses(&Segment::Timestamp);
         let timestamp = match (self.timestamp, &header_format.timestamp_key) {
             (None, None) => None,
@@ -371,23 +442,26 @@ impl RawProfile {
                         )
                     }
                 };
-                let signed = match source {
-                    TimestampSource::Json(_) => payload.uses(&Segment::Body),
+                let signed = match &source {
+                    TimestampSource::Json(p) => {
+                        in_template
+                            || payload.uses(&Segment::Body)
+                            || payload.segments().iter().any(|s| *s == Segment::Json(p.clone()))
+                    }
                     _ => in_template,
                 };
-                let check =
-                    match (raw.check, &source) {
-                        (Some(true), _) if !signed => return Err(
-                            "timestamp.check: an unsigned timestamp cannot guard against replay; \
+                let check = match (raw.check, &source) {
+                    (Some(true), _) if !signed => {
+                        return Err("timestamp.check: an unsigned timestamp cannot guard against replay; \
                              checking it would refuse late genuine retries"
-                                .into(),
-                        ),
-                        (Some(c), _) => c,
-                        // An event time inside the body stays the same across retries: only a
-                        // profile that knows the field is per-delivery may opt in.
-                        (None, TimestampSource::Json(_)) => false,
-                        (None, _) => signed,
-                    };
+                            .into())
+                    }
+                    (Some(c), _) => c,
+                    // An event time inside the body stays the same across retries: only a
+                    // profile that knows the field is per-delivery may opt in.
+                    (None, TimestampSource::Json(_)) => false,
+                    (None, _) => signed,
+                };
                 Some(TimestampRule {
                     source,
                     unit: raw.unit,
@@ -397,9 +471,7 @@ impl RawProfile {
             }
         };
         if in_template && timestamp.is_none() {
-            return Err(
-                "signature.payload uses {timestamp}, but no timestamp source is given".into(),
-            );
+            return Err("signature.payload uses {timestamp}, but no timestamp source is given".into());
         }
 
         Ok(Profile {
@@ -409,6 +481,10 @@ impl RawProfile {
             assumptions: self.assumptions,
             methods,
             headers,
+            signature_json,
+            canonical: sig.canonical,
+            replay,
+            handshake: self.handshake,
             header_format,
             algorithm: sig.algorithm,
             encoding: sig.encoding,
@@ -451,10 +527,8 @@ impl ProfileSet {
         paths.sort();
         for path in paths {
             let origin = path.display().to_string();
-            let text = std::fs::read_to_string(&path).map_err(|e| ProfileError {
-                origin: origin.clone(),
-                message: e.to_string(),
-            })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ProfileError { origin: origin.clone(), message: e.to_string() })?;
             let p = Profile::from_yaml(&origin, &text)?;
             self.map.insert(p.name.clone(), Arc::new(p));
         }

@@ -6,6 +6,7 @@ use crate::gateway::Gateway;
 use crate::layer::authenticate::AuthenticateLayer;
 use crate::layer::catch_panic::CatchPanicLayer;
 use crate::layer::dedupe::DedupeLayer;
+use crate::layer::handshake::HandshakeLayer;
 use crate::layer::observe::ObserveLayer;
 use crate::layer::read_body::ReadBodyLayer;
 use crate::layer::route::RouteLayer;
@@ -20,12 +21,8 @@ use tower::{Service, ServiceBuilder};
 pub fn webhook_service(
     gateway: &Arc<Gateway>,
     peer: SocketAddr,
-) -> impl Service<
-    Request<Incoming>,
-    Response = Response<Body>,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
+) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+       + Clone
        + Send
        + 'static {
     ServiceBuilder::new()
@@ -43,12 +40,11 @@ pub fn webhook_service(
         // Verify the signature and derive the idempotency key; forged requests stop here,
         // before they could claim (and so poison) a genuine event's key.
         .layer(AuthenticateLayer::new(gateway.clock.clone()))
+        // Answer verified endpoint checks (Slack, Zoom) here; they are not events.
+        .layer(HandshakeLayer)
         // Claim the key: duplicates and concurrent copies stop here; the claim is completed
         // or released from the upstream's answer.
-        .layer(DedupeLayer::new(
-            gateway.store.clone(),
-            gateway.store_timeout,
-        ))
+        .layer(DedupeLayer::new(gateway.store.clone(), gateway.store_timeout))
         // Forward over the pooled upstream client.
         .service(Forward::new(gateway.client.clone()))
 }

@@ -29,9 +29,7 @@ fn run_vector_file(path: &str) -> (usize, Vec<String>) {
     let dir = tempdir();
     let mut failures = Vec::new();
     for (i, v) in vectors.iter().enumerate() {
-        let body = base64::engine::general_purpose::STANDARD
-            .decode(v["body_b64"].as_str().unwrap())
-            .unwrap();
+        let body = base64::engine::general_purpose::STANDARD.decode(v["body_b64"].as_str().unwrap()).unwrap();
         let body_path = dir.join(format!("body{i}"));
         std::fs::write(&body_path, body).unwrap();
         let now = v["now"].as_u64().unwrap().to_string();
@@ -79,12 +77,66 @@ fn tempdir() -> std::path::PathBuf {
 
 #[test]
 fn shared_provider_vectors_pass() {
-    let (n, failures) = run_vector_file(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/vectors/shared-providers.json"
-    ));
+    let (n, failures) =
+        run_vector_file(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/shared-providers.json"));
     assert!(n >= 37);
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn every_builtin_profile_has_passing_vectors() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/catalog.json");
+    let (n, failures) = run_vector_file(path);
+    assert!(failures.is_empty(), "{failures:#?}");
+    let vectors: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let (_, listing, _) = run(&["providers", "--json"], b"");
+    let profiles: Vec<serde_json::Value> = serde_json::from_str(&listing).unwrap();
+    assert!(profiles.len() >= 25, "at least 25 built-in profiles, found {}", profiles.len());
+    let shared: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/shared-providers.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let all: Vec<&serde_json::Value> = vectors.iter().chain(shared.iter()).collect();
+    for p in &profiles {
+        let name = p["name"].as_str().unwrap();
+        let of = |expect: &str| all.iter().filter(|v| v["provider"] == name && v["expect"] == expect).count();
+        assert!(
+            of("valid") >= 2 && of("invalid") >= 3,
+            "profile {name} lacks vectors: {} valid, {} invalid",
+            of("valid"),
+            of("invalid")
+        );
+    }
+    assert!(n > 200);
+}
+
+#[test]
+fn explain_says_what_would_have_matched() {
+    // Signed with a previous secret, and the body re-serialised on the way.
+    let compact = br#"{"a":1,"event_id":"e1"}"#;
+    let (_, out, _) = run(&["sign", "--provider", "paylent", "--secret", "old"], compact);
+    let header = out.lines().next().unwrap().to_string();
+    let (code, _, err) = run(
+        &[
+            "verify",
+            "--provider",
+            "paylent",
+            "--secret",
+            "new",
+            "--secret",
+            "old",
+            "--explain",
+            "--header",
+            &header,
+        ],
+        b"{\n  \"a\": 1,\n  \"event_id\": \"e1\"\n}",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("read header x-paylent-signature"), "{err}");
+    assert!(err.contains("tried secret(s) [0, 1]"), "{err}");
+    assert!(err.contains("secret 1 matches the body re-serialised"), "{err}");
 }
 
 #[test]
@@ -93,105 +145,39 @@ fn verify_exit_codes() {
     let (code, out, _) = run(&["sign", "--provider", "paylent", "--secret", "s"], body);
     assert_eq!(code, 0);
     let header = out.lines().next().unwrap().to_string();
-    assert!(
-        header.starts_with("x-paylent-signature: sha256="),
-        "{header}"
-    );
+    assert!(header.starts_with("x-paylent-signature: sha256="), "{header}");
 
-    let (code, out, _) = run(
-        &[
-            "verify",
-            "--provider",
-            "paylent",
-            "--secret",
-            "s",
-            "--header",
-            &header,
-        ],
-        body,
-    );
+    let (code, out, _) =
+        run(&["verify", "--provider", "paylent", "--secret", "s", "--header", &header], body);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("event id e1"));
-    let (code, _, err) = run(
-        &[
-            "verify",
-            "--provider",
-            "paylent",
-            "--secret",
-            "t",
-            "--header",
-            &header,
-        ],
-        body,
-    );
+    let (code, _, err) =
+        run(&["verify", "--provider", "paylent", "--secret", "t", "--header", &header], body);
     assert_eq!(code, 1);
     assert!(err.contains("no configured secret"), "{err}");
-    assert!(
-        !err.contains(&header[28..]),
-        "the signature value is never printed"
-    );
+    assert!(!err.contains(&header[28..]), "the signature value is never printed");
     let (code, _, _) = run(&["verify", "--provider", "nope", "--secret", "s"], body);
     assert_eq!(code, 2);
     let (code, _, _) = run(&["verify", "--provider", "paylent"], body);
     assert_eq!(code, 2, "missing --secret is a usage error");
-    let (code, _, _) = run(
-        &[
-            "verify",
-            "--provider",
-            "paylent",
-            "--secret",
-            "s",
-            "--header",
-            "no colon",
-        ],
-        body,
-    );
+    let (code, _, _) =
+        run(&["verify", "--provider", "paylent", "--secret", "s", "--header", "no colon"], body);
     assert_eq!(code, 2);
 }
 
 #[test]
 fn sign_then_verify_with_timestamps() {
-    let (code, out, _) = run(
-        &[
-            "sign",
-            "--provider",
-            "stripe",
-            "--secret",
-            "whsec_x",
-            "--timestamp",
-            "1000",
-        ],
-        b"{}",
-    );
+    let (code, out, _) =
+        run(&["sign", "--provider", "stripe", "--secret", "whsec_x", "--timestamp", "1000"], b"{}");
     assert_eq!(code, 0);
     let header = out.lines().next().unwrap();
     let ok = run(
-        &[
-            "verify",
-            "--provider",
-            "stripe",
-            "--secret",
-            "whsec_x",
-            "--now",
-            "1100",
-            "--header",
-            header,
-        ],
+        &["verify", "--provider", "stripe", "--secret", "whsec_x", "--now", "1100", "--header", header],
         b"{}",
     );
     assert_eq!(ok.0, 0, "{}", ok.2);
     let stale = run(
-        &[
-            "verify",
-            "--provider",
-            "stripe",
-            "--secret",
-            "whsec_x",
-            "--now",
-            "2000",
-            "--header",
-            header,
-        ],
+        &["verify", "--provider", "stripe", "--secret", "whsec_x", "--now", "2000", "--header", header],
         b"{}",
     );
     assert_eq!(stale.0, 1);
@@ -209,19 +195,10 @@ fn check_reports_file_and_key() {
     .unwrap();
     let (code, _, err) = run(&["check", "--config", bad.to_str().unwrap()], b"");
     assert_eq!(code, 1);
-    assert!(
-        err.contains("bad.yaml") && err.contains("routes[0]") && err.contains("nosuch"),
-        "{err}"
-    );
+    assert!(err.contains("bad.yaml") && err.contains("routes[0]") && err.contains("nosuch"), "{err}");
 
-    let (code, out, err) = run(
-        &[
-            "check",
-            "--config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"),
-        ],
-        b"",
-    );
+    let (code, out, err) =
+        run(&["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml")], b"");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ok:"), "{out}");
 }
@@ -230,20 +207,25 @@ fn check_reports_file_and_key() {
 fn providers_lists_the_builtins() {
     let (code, out, _) = run(&["providers"], b"");
     assert_eq!(code, 0);
-    for p in [
-        "paylent",
-        "paymento",
-        "payable",
-        "paysafe",
-        "paynetworx",
-        "stripe",
-        "github",
-        "svix",
-    ] {
+    for p in ["paylent", "paymento", "payable", "paysafe", "paynetworx", "stripe", "github", "svix"] {
         assert!(out.contains(p), "{p} missing from\n{out}");
     }
     let (code, out, _) = run(&["providers", "--json"], b"");
     assert_eq!(code, 0);
     let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert!(list.len() >= 11);
+}
+
+#[test]
+fn providers_readme_documents_every_profile() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/providers/README.md")).unwrap();
+    for p in portcullis::profile::ProfileSet::builtin().iter() {
+        assert!(
+            readme.contains(&format!("\n### {}\n", p.name)),
+            "providers/README.md lacks a section for {}",
+            p.name
+        );
+        assert!(p.docs.is_some(), "{} names no source", p.name);
+    }
 }

@@ -9,13 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const SECRET: &str = "whsec_paylent_test";
 
 async fn paylent_gateway(upstream: &Upstream, extra: &str) -> TestGateway {
-    let yaml = config(&[route(
-        "/webhooks/paylent",
-        "paylent",
-        &[SECRET],
-        &upstream.url("/paylent"),
-        extra,
-    )]);
+    let yaml = config(&[route("/webhooks/paylent", "paylent", &[SECRET], &upstream.url("/paylent"), extra)]);
     TestGateway::start(&yaml, Clock::System).await
 }
 
@@ -38,18 +32,9 @@ async fn valid_delivery_is_forwarded_once_byte_identical() {
     headers.push(("Connection".into(), "keep-alive, X-Hop".into()));
     headers.push(("X-Hop".into(), "secret-hop".into()));
     headers.push(("X-Paylent-Event".into(), "user.created".into()));
-    let a = post(
-        &c,
-        &gw.url("/webhooks/paylent?attempt=1"),
-        &headers,
-        body.clone(),
-    )
-    .await;
+    let a = post(&c, &gw.url("/webhooks/paylent?attempt=1"), &headers, body.clone()).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
-    assert_eq!(
-        a.headers["x-upstream"], "yes",
-        "the upstream's answer is passed back"
-    );
+    assert_eq!(a.headers["x-upstream"], "yes", "the upstream's answer is passed back");
 
     let seen = up.seen();
     assert_eq!(seen.len(), 1);
@@ -59,26 +44,13 @@ async fn valid_delivery_is_forwarded_once_byte_identical() {
     assert_eq!(s.uri.path(), "/paylent");
     assert_eq!(s.uri.query(), Some("attempt=1"), "the query string is kept");
     assert_eq!(s.headers["x-paylent-event"], "user.created");
-    assert_eq!(
-        s.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1",
-        "appended, not replaced"
-    );
+    assert_eq!(s.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1", "appended, not replaced");
     assert_eq!(s.headers["x-forwarded-proto"], "http");
     assert_eq!(s.headers["x-forwarded-host"], gw.addr.to_string());
     assert_eq!(s.headers["portcullis-provider"], "paylent");
     assert_eq!(s.headers.get_all("portcullis-provider").iter().count(), 1);
-    assert!(
-        s.headers["portcullis-idempotency-key"]
-            .to_str()
-            .unwrap()
-            .len()
-            == 64,
-        "body hash key"
-    );
-    assert!(
-        s.headers.get("x-hop").is_none(),
-        "headers named by Connection are hop-by-hop"
-    );
+    assert!(s.headers["portcullis-idempotency-key"].to_str().unwrap().len() == 64, "body hash key");
+    assert!(s.headers.get("x-hop").is_none(), "headers named by Connection are hop-by-hop");
     assert_eq!(s.headers["content-length"], body.len().to_string().as_str());
     assert!(s.headers.get("transfer-encoding").is_none());
 }
@@ -98,70 +70,25 @@ async fn forged_tampered_wrong_secret_empty_and_stale_get_401() {
     type Case = (&'static str, Vec<(String, String)>, Vec<u8>, &'static str);
     let mut cases: Vec<Case> = vec![
         ("no signature", vec![], body.clone(), "/paylent"),
-        (
-            "tampered body",
-            good.clone(),
-            paylent_body("evt_forgeD"),
-            "/paylent",
-        ),
-        (
-            "wrong secret",
-            sign("paylent", "other", &body, "", 0),
-            body.clone(),
-            "/paylent",
-        ),
-        (
-            "empty digest",
-            vec![("X-Paylent-Signature".into(), "sha256=".into())],
-            body.clone(),
-            "/paylent",
-        ),
-        (
-            "empty header",
-            vec![("X-Paylent-Signature".into(), "".into())],
-            body.clone(),
-            "/paylent",
-        ),
-        (
-            "garbage",
-            vec![("X-Paylent-Signature".into(), "sha256=zz".into())],
-            body.clone(),
-            "/paylent",
-        ),
+        ("tampered body", good.clone(), paylent_body("evt_forgeD"), "/paylent"),
+        ("wrong secret", sign("paylent", "other", &body, "", 0), body.clone(), "/paylent"),
+        ("empty digest", vec![("X-Paylent-Signature".into(), "sha256=".into())], body.clone(), "/paylent"),
+        ("empty header", vec![("X-Paylent-Signature".into(), "".into())], body.clone(), "/paylent"),
+        ("garbage", vec![("X-Paylent-Signature".into(), "sha256=zz".into())], body.clone(), "/paylent"),
     ];
     let stale = now() - 3600;
-    cases.push((
-        "stale",
-        sign("stripe", "whsec_stripe", b"{}", "", stale),
-        b"{}".to_vec(),
-        "/stripe",
-    ));
+    cases.push(("stale", sign("stripe", "whsec_stripe", b"{}", "", stale), b"{}".to_vec(), "/stripe"));
     let future = now() + 3600;
-    cases.push((
-        "future",
-        sign("stripe", "whsec_stripe", b"{}", "", future),
-        b"{}".to_vec(),
-        "/stripe",
-    ));
+    cases.push(("future", sign("stripe", "whsec_stripe", b"{}", "", future), b"{}".to_vec(), "/stripe"));
     for (what, headers, body, path) in cases {
         let a = post(&c, &gw.url(path), &headers, body).await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{what}");
-        assert_eq!(
-            a.text(),
-            r#"{"error":"invalid signature"}"#,
-            "{what}: the reason stays generic"
-        );
+        assert_eq!(a.text(), r#"{"error":"invalid signature"}"#, "{what}: the reason stays generic");
     }
     assert_eq!(up.count(), 0, "nothing reaches the upstream");
 
     // A fresh Stripe delivery passes.
-    let a = post(
-        &c,
-        &gw.url("/stripe"),
-        &sign("stripe", "whsec_stripe", b"{}", "", now()),
-        "{}",
-    )
-    .await;
+    let a = post(&c, &gw.url("/stripe"), &sign("stripe", "whsec_stripe", b"{}", "", now()), "{}").await;
     assert_eq!(a.status, StatusCode::OK);
 }
 
@@ -172,19 +99,9 @@ async fn forged_request_does_not_poison_the_genuine_key() {
     let c = client();
     let body = paylent_body("evt_target");
     let forged = sign("paylent", "attacker", &body, "", 0);
-    assert_eq!(
-        post(&c, &gw.url("/webhooks/paylent"), &forged, body.clone())
-            .await
-            .status,
-        401
-    );
+    assert_eq!(post(&c, &gw.url("/webhooks/paylent"), &forged, body.clone()).await.status, 401);
     let genuine = sign("paylent", SECRET, &body, "", 0);
-    assert_eq!(
-        post(&c, &gw.url("/webhooks/paylent"), &genuine, body.clone())
-            .await
-            .status,
-        200
-    );
+    assert_eq!(post(&c, &gw.url("/webhooks/paylent"), &genuine, body.clone()).await.status, 200);
     assert_eq!(up.count(), 1);
 }
 
@@ -195,20 +112,12 @@ async fn sequential_duplicate_is_acknowledged_not_forwarded() {
     let c = client();
     let body = paylent_body("evt_dup");
     let h = sign("paylent", SECRET, &body, "", 0);
-    assert_eq!(
-        post(&c, &gw.url("/webhooks/paylent"), &h, body.clone())
-            .await
-            .status,
-        200
-    );
+    assert_eq!(post(&c, &gw.url("/webhooks/paylent"), &h, body.clone()).await.status, 200);
     let a = post(&c, &gw.url("/webhooks/paylent"), &h, body.clone()).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.text(), r#"{"status":"duplicate"}"#);
     assert_eq!(up.count(), 1);
-    assert_eq!(
-        up.seen()[0].headers["portcullis-idempotency-key"],
-        "evt_dup"
-    );
+    assert_eq!(up.seen()[0].headers["portcullis-idempotency-key"], "evt_dup");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,9 +130,7 @@ async fn twenty_concurrent_copies_are_forwarded_exactly_once() {
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (url, h, body) = (gw.url("/webhooks/paylent"), h.clone(), body.clone());
-        tasks.push(tokio::spawn(async move {
-            post(&client(), &url, &h, body).await
-        }));
+        tasks.push(tokio::spawn(async move { post(&client(), &url, &h, body).await }));
     }
     let mut statuses = Vec::new();
     for t in tasks {
@@ -253,12 +160,7 @@ async fn upstream_failure_is_passed_back_and_the_retry_is_forwarded() {
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(up.count(), 2);
     // And now it is a duplicate.
-    assert_eq!(
-        post(&c, &gw.url("/webhooks/paylent"), &h, body)
-            .await
-            .text(),
-        r#"{"status":"duplicate"}"#
-    );
+    assert_eq!(post(&c, &gw.url("/webhooks/paylent"), &h, body).await.text(), r#"{"status":"duplicate"}"#);
     assert_eq!(up.count(), 2);
 }
 
@@ -272,31 +174,19 @@ async fn unreachable_upstream_is_502_and_slow_upstream_504_both_retryable() {
     slow.set_delay(Duration::from_secs(3));
     let yaml = config(&[
         route("/dead", "paylent", &[SECRET], &dead_url, ""),
-        route(
-            "/slow",
-            "paylent",
-            &[SECRET],
-            &slow.url("/s"),
-            "    timeout: 1s\n    lease: 5s\n",
-        ),
+        route("/slow", "paylent", &[SECRET], &slow.url("/s"), "    timeout: 1s\n    lease: 5s\n"),
     ]);
     let gw = TestGateway::start(&yaml, Clock::System).await;
     let c = client();
     let body = paylent_body("evt_x");
     let h = sign("paylent", SECRET, &body, "", 0);
-    assert_eq!(
-        post(&c, &gw.url("/dead"), &h, body.clone()).await.status,
-        StatusCode::BAD_GATEWAY
-    );
+    assert_eq!(post(&c, &gw.url("/dead"), &h, body.clone()).await.status, StatusCode::BAD_GATEWAY);
     assert_eq!(
         post(&c, &gw.url("/dead"), &h, body.clone()).await.status,
         StatusCode::BAD_GATEWAY,
         "released"
     );
-    assert_eq!(
-        post(&c, &gw.url("/slow"), &h, body.clone()).await.status,
-        StatusCode::GATEWAY_TIMEOUT
-    );
+    assert_eq!(post(&c, &gw.url("/slow"), &h, body.clone()).await.status, StatusCode::GATEWAY_TIMEOUT);
     slow.set_delay(Duration::ZERO);
     assert_eq!(
         post(&c, &gw.url("/slow"), &h, body.clone()).await.status,
@@ -308,22 +198,13 @@ async fn unreachable_upstream_is_502_and_slow_upstream_504_both_retryable() {
 #[tokio::test]
 async fn delivery_without_event_id_is_deduplicated_by_body() {
     let up = Upstream::start().await;
-    let yaml = config(&[route(
-        "/paysafe",
-        "paysafe",
-        &["paysafe-key"],
-        &up.url("/ps"),
-        "",
-    )]);
+    let yaml = config(&[route("/paysafe", "paysafe", &["paysafe-key"], &up.url("/ps"), "")]);
     let gw = TestGateway::start(&yaml, Clock::System).await;
     let c = client();
     let body = br#"{"scheduledPayment": {"id": "84bdf715", "amount": 10}}"#.to_vec();
     let h = sign("paysafe", "paysafe-key", &body, "", 0);
     for _ in 0..3 {
-        assert_eq!(
-            post(&c, &gw.url("/paysafe"), &h, body.clone()).await.status,
-            200
-        );
+        assert_eq!(post(&c, &gw.url("/paysafe"), &h, body.clone()).await.status, 200);
     }
     assert_eq!(up.count(), 1);
     let other = br#"{"scheduledPayment": {"id": "84bdf716", "amount": 10}}"#.to_vec();
@@ -337,18 +218,12 @@ async fn unknown_route_404_wrong_method_405_large_body_413() {
     let up = Upstream::start().await;
     let gw = paylent_gateway(&up, "").await;
     let c = client();
-    assert_eq!(
-        post(&c, &gw.url("/nope"), &[], "x").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(post(&c, &gw.url("/nope"), &[], "x").await.status, StatusCode::NOT_FOUND);
     let a = send(&c, Method::GET, &gw.url("/webhooks/paylent"), &[], "").await;
     assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
     let big = vec![b'a'; 3 * 1024 * 1024];
     let h = sign("paylent", SECRET, &big, "", 0);
-    assert_eq!(
-        post(&c, &gw.url("/webhooks/paylent"), &h, big).await.status,
-        StatusCode::PAYLOAD_TOO_LARGE
-    );
+    assert_eq!(post(&c, &gw.url("/webhooks/paylent"), &h, big).await.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(up.count(), 0);
 }
 
@@ -381,10 +256,7 @@ async fn per_route_body_limit_applies_to_chunked_bodies_too() {
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 512];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 413"));
     assert_eq!(up.count(), 0);
 }
@@ -408,13 +280,7 @@ async fn same_event_id_on_two_routes_does_not_collide() {
 #[tokio::test]
 async fn rotated_secrets_both_verify() {
     let up = Upstream::start().await;
-    let yaml = config(&[route(
-        "/p",
-        "paylent",
-        &["new-secret", "old-secret"],
-        &up.url("/p"),
-        "",
-    )]);
+    let yaml = config(&[route("/p", "paylent", &["new-secret", "old-secret"], &up.url("/p"), "")]);
     let gw = TestGateway::start(&yaml, Clock::System).await;
     let c = client();
     for (i, secret) in ["new-secret", "old-secret"].iter().enumerate() {
@@ -429,22 +295,13 @@ async fn rotated_secrets_both_verify() {
 async fn standard_webhooks_and_fixed_clock() {
     let up = Upstream::start().await;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let yaml = config(&[route(
-        "/sw",
-        "standard-webhooks",
-        &[secret],
-        &up.url("/sw"),
-        "",
-    )]);
+    let yaml = config(&[route("/sw", "standard-webhooks", &[secret], &up.url("/sw"), "")]);
     let t = 1_700_000_000;
     let gw = TestGateway::start(&yaml, Clock::Fixed(t + 10)).await;
     let c = client();
     let h = sign("standard-webhooks", secret, b"{\"a\":1}", "msg_abc", t);
     assert_eq!(post(&c, &gw.url("/sw"), &h, "{\"a\":1}").await.status, 200);
-    assert_eq!(
-        up.seen()[0].headers["portcullis-idempotency-key"],
-        "msg_abc"
-    );
+    assert_eq!(up.seen()[0].headers["portcullis-idempotency-key"], "msg_abc");
     // The same body under a new id is a different signed message: the signature fails.
     let mut forged = h.clone();
     for (k, v) in forged.iter_mut() {
@@ -452,8 +309,5 @@ async fn standard_webhooks_and_fixed_clock() {
             *v = "msg_other".into();
         }
     }
-    assert_eq!(
-        post(&c, &gw.url("/sw"), &forged, "{\"a\":1}").await.status,
-        401
-    );
+    assert_eq!(post(&c, &gw.url("/sw"), &forged, "{\"a\":1}").await.status, 401);
 }

@@ -12,8 +12,7 @@ use tokio::sync::Semaphore;
 const SECRET: &str = "whsec_paylent_test";
 
 fn body(id: &str) -> Vec<u8> {
-    format!(r#"{{"event":"payment.succeeded","event_id":"{id}","data":{{"amount":1250}}}}"#)
-        .into_bytes()
+    format!(r#"{{"event":"payment.succeeded","event_id":"{id}","data":{{"amount":1250}}}}"#).into_bytes()
 }
 
 fn store_yaml(store: &str, upstream: &Upstream, extra: &str) -> String {
@@ -29,10 +28,7 @@ fn redis_store(url: &str) -> String {
 
 fn cluster_store(urls: &[String]) -> String {
     let nodes: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
-    format!(
-        "  kind: redis-cluster\n  nodes: [{}]\n  timeout: 2s\n",
-        nodes.join(", ")
-    )
+    format!("  kind: redis-cluster\n  nodes: [{}]\n  timeout: 2s\n", nodes.join(", "))
 }
 
 /// Sends `copies` of one delivery at once, spread over `urls`; returns the statuses.
@@ -42,9 +38,7 @@ async fn concurrent_copies(urls: &[String], id: &str, copies: usize) -> Vec<u16>
     let mut tasks = Vec::new();
     for i in 0..copies {
         let (url, h, b) = (urls[i % urls.len()].clone(), h.clone(), b.clone());
-        tasks.push(tokio::spawn(async move {
-            post(&client(), &url, &h, b).await.status.as_u16()
-        }));
+        tasks.push(tokio::spawn(async move { post(&client(), &url, &h, b).await.status.as_u16() }));
     }
     let mut out = Vec::new();
     for t in tasks {
@@ -119,11 +113,7 @@ async fn five_thousand_deliveries_three_times_each_over_two_instances() {
     shuffled_triplicates(&[a.url("/p"), b.url("/p")], 5000).await;
     eprintln!("15000 sends over two instances in {:?}", started.elapsed());
     assert_eq!(up.count(), 5000);
-    let mut ids: Vec<_> = up
-        .seen()
-        .iter()
-        .map(|s| s.headers["portcullis-idempotency-key"].clone())
-        .collect();
+    let mut ids: Vec<_> = up.seen().iter().map(|s| s.headers["portcullis-idempotency-key"].clone()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 5000, "every event exactly once");
@@ -148,15 +138,9 @@ async fn redis_cluster_passes_the_duplicate_tests() {
     shuffled_triplicates(&urls, 300).await;
     assert_eq!(up.count(), 301);
     // The keys really are spread over the masters.
-    let per_node: Vec<usize> = cluster
-        .nodes
-        .iter()
-        .map(|n| n.cli(&["dbsize"]).trim().parse().unwrap())
-        .collect();
-    assert!(
-        per_node.iter().filter(|n| **n > 0).count() >= 2,
-        "keys per node {per_node:?}"
-    );
+    let per_node: Vec<usize> =
+        cluster.nodes.iter().map(|n| n.cli(&["dbsize"]).trim().parse().unwrap()).collect();
+    assert!(per_node.iter().filter(|n| **n > 0).count() >= 2, "keys per node {per_node:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,17 +157,7 @@ async fn redis_down_answers_503_then_recovers_by_itself() {
     .await;
     let c = client();
     let first = body("evt_before");
-    assert_eq!(
-        post(
-            &c,
-            &gw.url("/p"),
-            &sign("paylent", SECRET, &first, "", 0),
-            first
-        )
-        .await
-        .status,
-        200
-    );
+    assert_eq!(post(&c, &gw.url("/p"), &sign("paylent", SECRET, &first, "", 0), first).await.status, 200);
 
     redis.kill();
     let b = body("evt_during_outage");
@@ -192,10 +166,7 @@ async fn redis_down_answers_503_then_recovers_by_itself() {
     let a = post(&c, &gw.url("/p"), &h, b.clone()).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text());
     assert!(a.headers.contains_key("retry-after"));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "a store call never hangs a request"
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "a store call never hangs a request");
     assert_eq!(up.count(), 1, "nothing forwarded while the store is down");
 
     redis.restart();
@@ -210,10 +181,7 @@ async fn redis_down_answers_503_then_recovers_by_itself() {
     }
     assert_eq!(status, 200);
     assert_eq!(up.count(), 2, "the retry is forwarded once");
-    assert_eq!(
-        post(&c, &gw.url("/p"), &h, b).await.text(),
-        r#"{"status":"duplicate"}"#
-    );
+    assert_eq!(post(&c, &gw.url("/p"), &h, b).await.text(), r#"{"status":"duplicate"}"#);
     assert_eq!(up.count(), 2);
 }
 
@@ -222,20 +190,11 @@ async fn unreachable_store_with_on_store_error_forward_chooses_availability() {
     // Nothing listens on this port.
     let port = crate::util::redis::free_port();
     let up = Upstream::start().await;
-    let yaml = store_yaml(
-        &redis_store(&format!("redis://127.0.0.1:{port}/")),
-        &up,
-        "    on_store_error: forward\n",
-    );
+    let yaml =
+        store_yaml(&redis_store(&format!("redis://127.0.0.1:{port}/")), &up, "    on_store_error: forward\n");
     let gw = TestGateway::start(&yaml, portcullis::gateway::Clock::System).await;
     let b = body("evt_avail");
-    let a = post(
-        &client(),
-        &gw.url("/p"),
-        &sign("paylent", SECRET, &b, "", 0),
-        b,
-    )
-    .await;
+    let a = post(&client(), &gw.url("/p"), &sign("paylent", SECRET, &b, "", 0), b).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(up.count(), 1);
 }
@@ -262,15 +221,8 @@ async fn upstream_failure_releases_the_key_in_redis() {
     assert_eq!(up.count(), 2);
     let keys = redis.cli(&["keys", "*"]);
     assert!(keys.contains("portcullis:{/p:evt_fail_once}"), "{keys}");
-    let ttl: i64 = redis
-        .cli(&["ttl", "portcullis:{/p:evt_fail_once}"])
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(
-        ttl > 71 * 3600,
-        "delivered keys are kept for the dedupe window: {ttl}"
-    );
+    let ttl: i64 = redis.cli(&["ttl", "portcullis:{/p:evt_fail_once}"]).trim().parse().unwrap();
+    assert!(ttl > 71 * 3600, "delivered keys are kept for the dedupe window: {ttl}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,11 +233,7 @@ async fn expired_lease_of_a_killed_instance_is_taken_over_by_the_retry() {
     let redis = RedisServer::start();
     let up = Upstream::start().await;
     up.set_delay(Duration::from_secs(3));
-    let yaml = store_yaml(
-        &redis_store(&redis.url()),
-        &up,
-        "    timeout: 1s\n    lease: 2s\n",
-    );
+    let yaml = store_yaml(&redis_store(&redis.url()), &up, "    timeout: 1s\n    lease: 2s\n");
     let a = GatewayProcess::start(&yaml);
     let b_gw = GatewayProcess::start(&yaml);
     let b = body("evt_orphan");
@@ -311,16 +259,8 @@ async fn expired_lease_of_a_killed_instance_is_taken_over_by_the_retry() {
     assert_eq!(a2.status, StatusCode::CONFLICT, "the lease still holds");
     assert!(a2.headers.contains_key("retry-after"));
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    assert_eq!(
-        post(&c, &b_gw.url("/p"), &h, b).await.status,
-        200,
-        "taken over after the lease"
-    );
-    assert_eq!(
-        up.count(),
-        2,
-        "A's copy reached the upstream, then B's after the lease"
-    );
+    assert_eq!(post(&c, &b_gw.url("/p"), &h, b).await.status, 200, "taken over after the lease");
+    assert_eq!(up.count(), 2, "A's copy reached the upstream, then B's after the lease");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,14 +268,7 @@ async fn embedded_store_remembers_deliveries_across_restarts() {
     let up = Upstream::start().await;
     let dir = std::env::temp_dir().join(format!("portcullis-emb-{}", rand::random::<u32>()));
     let path = dir.join("claims.redb");
-    let yaml = store_yaml(
-        &format!(
-            "  kind: embedded\n  path: {:?}\n",
-            path.display().to_string()
-        ),
-        &up,
-        "",
-    );
+    let yaml = store_yaml(&format!("  kind: embedded\n  path: {:?}\n", path.display().to_string()), &up, "");
     let b = body("evt_persisted");
     let h = sign("paylent", SECRET, &b, "", 0);
     let c = client();

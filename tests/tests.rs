@@ -2,6 +2,8 @@
 
 mod util;
 
+mod catalog;
 mod cli;
 mod core;
+mod properties;
 mod stores;

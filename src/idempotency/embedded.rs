@@ -55,10 +55,7 @@ impl Drop for EmbeddedStore {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn encode(state: u8, token: Token, expires: u64) -> [u8; 25] {
@@ -112,40 +109,24 @@ impl EmbeddedStore {
         Ok(EmbeddedStore { ops: tx, sweeper })
     }
 
-    async fn send<T>(
-        &self,
-        op: Op,
-        rx: oneshot::Receiver<Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+    async fn send<T>(&self, op: Op, rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
         // The channel is bounded: when the disk falls behind, callers wait here, and the
         // store timeout turns a long wait into a 503.
-        self.ops
-            .send(op)
-            .await
-            .map_err(|_| db_err("writer thread stopped"))?;
+        self.ops.send(op).await.map_err(|_| db_err("writer thread stopped"))?;
         rx.await.map_err(|_| db_err("writer thread stopped"))?
     }
 }
 
 /// Applies one operation inside the batch's transaction.
-fn apply(
-    table: &mut redb::Table<&str, &[u8]>,
-    op: &Op,
-    now: u64,
-) -> Result<Option<Claim>, StoreError> {
+fn apply(table: &mut redb::Table<&str, &[u8]>, op: &Op, now: u64) -> Result<Option<Claim>, StoreError> {
     match op {
         Op::Claim { key, lease, .. } => {
-            let existing = table
-                .get(&**key)
-                .map_err(db_err)?
-                .and_then(|v| decode(v.value()));
+            let existing = table.get(&**key).map_err(db_err)?.and_then(|v| decode(v.value()));
             if let Some((state, _, expires)) = existing.filter(|(_, _, exp)| *exp > now) {
                 return Ok(Some(if state == DELIVERED {
                     Claim::Delivered
                 } else {
-                    Claim::InFlight {
-                        retry_after: Duration::from_millis(expires - now),
-                    }
+                    Claim::InFlight { retry_after: Duration::from_millis(expires - now) }
                 }));
             }
             let token = Token::random();
@@ -154,9 +135,7 @@ fn apply(
             Ok(Some(Claim::Acquired(token)))
         }
         Op::Sweep => Ok(None),
-        Op::Complete {
-            key, token, ttl, ..
-        } => {
+        Op::Complete { key, token, ttl, .. } => {
             let ours = table
                 .get(&**key)
                 .map_err(db_err)?
@@ -220,12 +199,7 @@ fn writer(db: Database, mut rx: mpsc::Receiver<Op>) {
 fn run_batch(db: &Database, batch: &[Op], durable: bool) -> Vec<Result<Option<Claim>, StoreError>> {
     let attempt = || -> Result<Vec<Option<Claim>>, StoreError> {
         let mut txn = db.begin_write().map_err(db_err)?;
-        txn.set_durability(if durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        })
-        .map_err(db_err)?;
+        txn.set_durability(if durable { Durability::Immediate } else { Durability::None }).map_err(db_err)?;
         let now = now_ms();
         let mut out = Vec::with_capacity(batch.len());
         {
@@ -278,39 +252,17 @@ fn sweep(db: &Database) {
 impl Store for EmbeddedStore {
     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
         let (reply, rx) = oneshot::channel();
-        Box::pin(self.send(
-            Op::Claim {
-                key: key.into(),
-                lease,
-                reply,
-            },
-            rx,
-        ))
+        Box::pin(self.send(Op::Claim { key: key.into(), lease, reply }, rx))
     }
 
     fn complete<'a>(&'a self, key: &'a str, token: Token, ttl: Duration) -> StoreFuture<'a, ()> {
         let (reply, rx) = oneshot::channel();
-        Box::pin(self.send(
-            Op::Complete {
-                key: key.into(),
-                token,
-                ttl,
-                reply,
-            },
-            rx,
-        ))
+        Box::pin(self.send(Op::Complete { key: key.into(), token, ttl, reply }, rx))
     }
 
     fn release<'a>(&'a self, key: &'a str, token: Token) -> StoreFuture<'a, ()> {
         let (reply, rx) = oneshot::channel();
-        Box::pin(self.send(
-            Op::Release {
-                key: key.into(),
-                token,
-                reply,
-            },
-            rx,
-        ))
+        Box::pin(self.send(Op::Release { key: key.into(), token, reply }, rx))
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {
@@ -342,17 +294,10 @@ mod tests {
         let p = path();
         {
             let s = EmbeddedStore::open(&p).unwrap();
-            let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else {
-                panic!()
-            };
-            assert!(matches!(
-                s.claim("k", LEASE).await.unwrap(),
-                Claim::InFlight { .. }
-            ));
+            let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else { panic!() };
+            assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
             s.complete("k", t, TTL).await.unwrap();
-            let Claim::Acquired(t2) = s.claim("other", LEASE).await.unwrap() else {
-                panic!()
-            };
+            let Claim::Acquired(t2) = s.claim("other", LEASE).await.unwrap() else { panic!() };
             s.release("other", t2).await.unwrap();
         }
         // The writer thread ends once the store is dropped and the file is free again.
@@ -368,10 +313,7 @@ mod tests {
         }
         let s = reopened.expect("reopened");
         assert_eq!(s.claim("k", LEASE).await.unwrap(), Claim::Delivered);
-        assert!(matches!(
-            s.claim("other", LEASE).await.unwrap(),
-            Claim::Acquired(_)
-        ));
+        assert!(matches!(s.claim("other", LEASE).await.unwrap(), Claim::Acquired(_)));
         let _ = std::fs::remove_file(p);
     }
 
@@ -379,24 +321,14 @@ mod tests {
     async fn release_needs_our_token_and_expired_lease_is_taken_over() {
         let p = path();
         let s = EmbeddedStore::open(&p).unwrap();
-        let Claim::Acquired(t) = s.claim("k", Duration::from_millis(50)).await.unwrap() else {
-            panic!()
-        };
+        let Claim::Acquired(t) = s.claim("k", Duration::from_millis(50)).await.unwrap() else { panic!() };
         s.release("k", Token(t.0 ^ 1)).await.unwrap();
-        assert!(matches!(
-            s.claim("k", LEASE).await.unwrap(),
-            Claim::InFlight { .. }
-        ));
+        assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
         tokio::time::sleep(Duration::from_millis(80)).await;
-        let Claim::Acquired(t2) = s.claim("k", LEASE).await.unwrap() else {
-            panic!("taken over")
-        };
+        let Claim::Acquired(t2) = s.claim("k", LEASE).await.unwrap() else { panic!("taken over") };
         // The old holder can no longer finish.
         s.complete("k", t, TTL).await.unwrap();
-        assert!(matches!(
-            s.claim("k", LEASE).await.unwrap(),
-            Claim::InFlight { .. }
-        ));
+        assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
         s.complete("k", t2, TTL).await.unwrap();
         assert_eq!(s.claim("k", LEASE).await.unwrap(), Claim::Delivered);
         let _ = std::fs::remove_file(p);
@@ -409,9 +341,7 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..50 {
             let s = s.clone();
-            tasks.push(tokio::spawn(async move {
-                s.claim("same", LEASE).await.unwrap()
-            }));
+            tasks.push(tokio::spawn(async move { s.claim("same", LEASE).await.unwrap() }));
         }
         let mut acquired = 0;
         for t in tasks {

@@ -48,10 +48,7 @@ impl MemoryStore {
 
     /// Live keys (expired ones not yet swept may be counted).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        self.shards.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,17 +61,12 @@ impl MemoryStore {
             if e.expires > now {
                 return Ok(match e.state {
                     State::Delivered => Claim::Delivered,
-                    State::InFlight(_) => Claim::InFlight {
-                        retry_after: e.expires - now,
-                    },
+                    State::InFlight(_) => Claim::InFlight { retry_after: e.expires - now },
                 });
             }
             // Expired: a lapsed lease is taken over, a lapsed delivery is forgotten.
             let token = Token::random();
-            *e = Entry {
-                state: State::InFlight(token),
-                expires: now + lease,
-            };
+            *e = Entry { state: State::InFlight(token), expires: now + lease };
             return Ok(Claim::Acquired(token));
         }
         if shard.len() >= self.per_shard {
@@ -84,32 +76,19 @@ impl MemoryStore {
             }
         }
         let token = Token::random();
-        shard.insert(
-            key.into(),
-            Entry {
-                state: State::InFlight(token),
-                expires: now + lease,
-            },
-        );
+        shard.insert(key.into(), Entry { state: State::InFlight(token), expires: now + lease });
         Ok(Claim::Acquired(token))
     }
 
     fn finish(&self, key: &str, token: Token, ttl: Option<Duration>) {
         let mut shard = self.shard(key);
-        let ours =
-            matches!(shard.get(key), Some(Entry { state: State::InFlight(t), .. }) if *t == token);
+        let ours = matches!(shard.get(key), Some(Entry { state: State::InFlight(t), .. }) if *t == token);
         if !ours {
             return;
         }
         match ttl {
             Some(ttl) => {
-                shard.insert(
-                    key.into(),
-                    Entry {
-                        state: State::Delivered,
-                        expires: Instant::now() + ttl,
-                    },
-                );
+                shard.insert(key.into(), Entry { state: State::Delivered, expires: Instant::now() + ttl });
             }
             None => {
                 shard.remove(key);
@@ -152,13 +131,8 @@ mod tests {
     #[tokio::test]
     async fn claim_complete_then_duplicate() {
         let s = MemoryStore::new(100);
-        let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else {
-            panic!()
-        };
-        assert!(matches!(
-            s.claim("k", LEASE).await.unwrap(),
-            Claim::InFlight { .. }
-        ));
+        let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else { panic!() };
+        assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
         s.complete("k", t, Duration::from_secs(60)).await.unwrap();
         assert_eq!(s.claim("k", LEASE).await.unwrap(), Claim::Delivered);
     }
@@ -166,38 +140,23 @@ mod tests {
     #[tokio::test]
     async fn release_only_with_our_token() {
         let s = MemoryStore::new(100);
-        let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else {
-            panic!()
-        };
+        let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else { panic!() };
         s.release("k", Token(t.0 ^ 1)).await.unwrap();
-        assert!(matches!(
-            s.claim("k", LEASE).await.unwrap(),
-            Claim::InFlight { .. }
-        ));
+        assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
         s.release("k", t).await.unwrap();
-        assert!(matches!(
-            s.claim("k", LEASE).await.unwrap(),
-            Claim::Acquired(_)
-        ));
+        assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::Acquired(_)));
     }
 
     #[test]
     fn expired_lease_is_taken_over_and_old_holder_cannot_finish() {
         let s = MemoryStore::new(100);
         let now = Instant::now();
-        let Ok(Claim::Acquired(old)) = s.claim_now("k", LEASE, now) else {
-            panic!()
-        };
+        let Ok(Claim::Acquired(old)) = s.claim_now("k", LEASE, now) else { panic!() };
         let later = now + LEASE + Duration::from_millis(1);
-        let Ok(Claim::Acquired(new)) = s.claim_now("k", LEASE, later) else {
-            panic!()
-        };
+        let Ok(Claim::Acquired(new)) = s.claim_now("k", LEASE, later) else { panic!() };
         assert_ne!(old, new);
         s.finish("k", old, None);
-        assert!(matches!(
-            s.claim_now("k", LEASE, later),
-            Ok(Claim::InFlight { .. })
-        ));
+        assert!(matches!(s.claim_now("k", LEASE, later), Ok(Claim::InFlight { .. })));
     }
 
     #[test]
@@ -218,10 +177,7 @@ mod tests {
             let _ = s.claim_now(&format!("n{i}"), LEASE, later);
         }
         assert!(s.len() <= SHARDS);
-        assert!(matches!(
-            s.claim_now("k0", LEASE, later),
-            Ok(Claim::Acquired(_)) | Err(StoreError::Full(_))
-        ));
+        assert!(matches!(s.claim_now("k0", LEASE, later), Ok(Claim::Acquired(_)) | Err(StoreError::Full(_))));
     }
 
     #[tokio::test]
@@ -230,9 +186,7 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..50 {
             let s = s.clone();
-            tasks.push(tokio::spawn(async move {
-                s.claim("same", LEASE).await.unwrap()
-            }));
+            tasks.push(tokio::spawn(async move { s.claim("same", LEASE).await.unwrap() }));
         }
         let mut acquired = 0;
         for t in tasks {

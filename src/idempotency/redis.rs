@@ -94,12 +94,7 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(backend)?;
-        Ok(RedisStore {
-            prefix: prefix.to_string(),
-            single: Some(manager),
-            cluster: None,
-            kind: "redis",
-        })
+        Ok(RedisStore { prefix: prefix.to_string(), single: Some(manager), cluster: None, kind: "redis" })
     }
 
     /// A Redis Cluster reached through any of `nodes`; MOVED and ASK redirections are
@@ -137,16 +132,12 @@ impl RedisStore {
             return Ok(Conn::Single(m.clone()));
         }
         let (client, cell) = self.cluster.as_ref().expect("single or cluster");
-        let c = cell
-            .get_or_try_init(|| async { client.get_async_connection().await.map_err(backend) })
-            .await?;
+        let c =
+            cell.get_or_try_init(|| async { client.get_async_connection().await.map_err(backend) }).await?;
         Ok(Conn::Cluster(c.clone()))
     }
 
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        inv: redis::ScriptInvocation<'_>,
-    ) -> Result<T, StoreError> {
+    async fn run<T: redis::FromRedisValue>(&self, inv: redis::ScriptInvocation<'_>) -> Result<T, StoreError> {
         async fn go<T: redis::FromRedisValue, C: ConnectionLike>(
             inv: &redis::ScriptInvocation<'_>,
             c: &mut C,
@@ -165,20 +156,15 @@ impl Store for RedisStore {
         Box::pin(async move {
             let token = Token::random();
             let mut inv = CLAIM.prepare_invoke();
-            inv.key(self.key(key))
-                .arg(token_hex(token))
-                .arg(millis(lease))
-                .arg(DELIVERED);
+            inv.key(self.key(key)).arg(token_hex(token)).arg(millis(lease)).arg(DELIVERED);
             let r: Vec<i64> = self.run(inv).await?;
             match r.as_slice() {
                 [0] => Ok(Claim::Acquired(token)),
                 [1] => Ok(Claim::Delivered),
-                [2, pttl] => Ok(Claim::InFlight {
-                    retry_after: Duration::from_millis((*pttl).max(1000) as u64),
-                }),
-                other => Err(StoreError::Backend(format!(
-                    "unexpected claim reply {other:?}"
-                ))),
+                [2, pttl] => {
+                    Ok(Claim::InFlight { retry_after: Duration::from_millis((*pttl).max(1000) as u64) })
+                }
+                other => Err(StoreError::Backend(format!("unexpected claim reply {other:?}"))),
             }
         })
     }
@@ -186,10 +172,7 @@ impl Store for RedisStore {
     fn complete<'a>(&'a self, key: &'a str, token: Token, ttl: Duration) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut inv = COMPLETE.prepare_invoke();
-            inv.key(self.key(key))
-                .arg(token_hex(token))
-                .arg(DELIVERED)
-                .arg(millis(ttl));
+            inv.key(self.key(key)).arg(token_hex(token)).arg(DELIVERED).arg(millis(ttl));
             let _: i64 = self.run(inv).await?;
             Ok(())
         })

@@ -28,11 +28,7 @@ impl DedupeLayer {
 impl<S> Layer<S> for DedupeLayer {
     type Service = Dedupe<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Dedupe {
-            inner,
-            store: self.store.clone(),
-            timeout: self.timeout,
-        }
+        Dedupe { inner, store: self.store.clone(), timeout: self.timeout }
     }
 }
 
@@ -63,9 +59,25 @@ where
         Box::pin(async move {
             let route = d.route.clone();
             let key = d.key.clone();
+            // A signed one-time value (Mailgun's token) is claimed first: seen before is a
+            // replay. It is consumed with the delivery, and released when the delivery fails.
+            let nonce = match d.nonce.clone() {
+                None => None,
+                Some(n) => match bounded(timeout, store.claim(&n, route.lease)).await {
+                    Ok(Claim::Acquired(t)) => Some((n, t)),
+                    Ok(Claim::Delivered) => {
+                        return Ok(GatewayError::Replay.into_response(Some(route), Some(key)))
+                    }
+                    Ok(Claim::InFlight { retry_after }) => {
+                        return Ok(GatewayError::InFlight(retry_after).into_response(Some(route), Some(key)))
+                    }
+                    Err(e) => return Ok(GatewayError::Store(e).into_response(Some(route), Some(key))),
+                },
+            };
             let token = match bounded(timeout, store.claim(&key, route.lease)).await {
                 Ok(Claim::Acquired(token)) => token,
                 Ok(Claim::Delivered) => {
+                    settle(&*store, nonce, true, route.ttl, timeout).await;
                     let mut res = duplicate_response();
                     res.extensions_mut().insert(Record {
                         outcome: Outcome::Duplicate,
@@ -77,37 +89,44 @@ where
                     return Ok(res);
                 }
                 Ok(Claim::InFlight { retry_after }) => {
-                    return Ok(
-                        GatewayError::InFlight(retry_after).into_response(Some(route), Some(key))
-                    )
+                    settle(&*store, nonce, false, route.ttl, timeout).await;
+                    return Ok(GatewayError::InFlight(retry_after).into_response(Some(route), Some(key)));
                 }
                 Err(e) if route.on_store_error == OnStoreError::Forward => {
                     tracing::warn!(route = %route.name, key = %key, error = %e,
                         "store unavailable; forwarding without deduplication (on_store_error: forward)");
                     return inner.call(d).await;
                 }
-                Err(e) => return Ok(GatewayError::Store(e).into_response(Some(route), Some(key))),
+                Err(e) => {
+                    settle(&*store, nonce, false, route.ttl, timeout).await;
+                    return Ok(GatewayError::Store(e).into_response(Some(route), Some(key)));
+                }
             };
 
             // The claim is ours. Forwarding and recording its outcome run in their own task,
             // so a sender that hangs up cannot leave the claim half-done.
             let task = tokio::spawn(async move {
                 let Ok(res) = inner.call(d).await;
-                finish(
-                    &*store,
-                    &key,
-                    token,
-                    res.status().is_success(),
-                    route.ttl,
-                    timeout,
-                )
-                .await;
+                let delivered = res.status().is_success();
+                finish(&*store, &key, token, delivered, route.ttl, timeout).await;
+                settle(&*store, nonce, delivered, route.ttl, timeout).await;
                 res
             });
-            Ok(task
-                .await
-                .unwrap_or_else(|_| GatewayError::Panic.into_response(None, None)))
+            Ok(task.await.unwrap_or_else(|_| GatewayError::Panic.into_response(None, None)))
         })
+    }
+}
+
+/// Consumes (`used`) or releases a claimed nonce.
+async fn settle(
+    store: &dyn Store,
+    nonce: Option<(Arc<str>, Token)>,
+    used: bool,
+    ttl: Duration,
+    timeout: Duration,
+) {
+    if let Some((n, t)) = nonce {
+        finish(store, &n, t, used, ttl, timeout).await;
     }
 }
 

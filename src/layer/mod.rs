@@ -7,11 +7,13 @@
 //! | [`route`] | 404, 405 |
 //! | [`read_body`] | 413, 408 |
 //! | [`authenticate`] | 401, 400 |
+//! | [`handshake`] | answers Slack's and Zoom's endpoint checks itself |
 //! | [`dedupe`] | 200 duplicate, 409 in flight, 503 store down |
 
 pub mod authenticate;
 pub mod catch_panic;
 pub mod dedupe;
+pub mod handshake;
 pub mod observe;
 pub mod read_body;
 pub mod route;

@@ -43,10 +43,8 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let Ok(mut res) = fut.await;
-            let record = res
-                .extensions_mut()
-                .remove::<Record>()
-                .unwrap_or_else(|| Record::new(Outcome::Panic));
+            let record =
+                res.extensions_mut().remove::<Record>().unwrap_or_else(|| Record::new(Outcome::Panic));
             let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
             let route = record.route.as_deref();
             let status = res.status().as_u16();

@@ -27,10 +27,7 @@ impl ReadBodyLayer {
 impl<S> Layer<S> for ReadBodyLayer {
     type Service = ReadBody<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        ReadBody {
-            inner,
-            timeout: self.timeout,
-        }
+        ReadBody { inner, timeout: self.timeout }
     }
 }
 
@@ -71,16 +68,12 @@ where
             let (parts, body) = r.req.into_parts();
             let read = Limited::new(body, limit as usize).collect();
             let body = match tokio::time::timeout(timeout, read).await {
-                Err(_) => {
-                    return Ok(GatewayError::BodyTimeout(timeout).into_response(Some(r.route), None))
-                }
+                Err(_) => return Ok(GatewayError::BodyTimeout(timeout).into_response(Some(r.route), None)),
                 Ok(Err(e)) if e.is::<LengthLimitError>() => {
                     return Ok(GatewayError::TooLarge(limit).into_response(Some(r.route), None))
                 }
                 Ok(Err(e)) => {
-                    return Ok(
-                        GatewayError::BodyRead(e.to_string()).into_response(Some(r.route), None)
-                    )
+                    return Ok(GatewayError::BodyRead(e.to_string()).into_response(Some(r.route), None))
                 }
                 Ok(Ok(collected)) => collected.to_bytes(),
             };
@@ -92,6 +85,7 @@ where
                     peer: r.peer,
                     key: Arc::from(""),
                     secret_index: 0,
+                    nonce: None,
                     received,
                 })
                 .await

@@ -27,11 +27,7 @@ impl RouteLayer {
 impl<S> Layer<S> for RouteLayer {
     type Service = RouteService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RouteService {
-            inner,
-            gateway: self.gateway.clone(),
-            peer: self.peer,
-        }
+        RouteService { inner, gateway: self.gateway.clone(), peer: self.peer }
     }
 }
 
@@ -61,10 +57,6 @@ where
         if !route.methods.contains(req.method()) {
             return answer(GatewayError::MethodNotAllowed.into_response(Some(route), None));
         }
-        futures_util::future::Either::Right(self.inner.call(Routed {
-            route,
-            req,
-            peer: self.peer,
-        }))
+        futures_util::future::Either::Right(self.inner.call(Routed { route, req, peer: self.peer }))
     }
 }

@@ -185,18 +185,9 @@ mod tests {
         let p = stripe().parse("t=1492774577,v1=aa,v0=bb,v1=cc").unwrap();
         assert_eq!(p.signatures(), &["aa", "cc"]);
         assert_eq!(p.timestamp, Some("1492774577"));
-        assert_eq!(
-            stripe().parse("t=1,v0=bb").unwrap_err(),
-            HeaderError::NoSignature
-        );
-        assert_eq!(
-            stripe().parse("t=1,t=2,v1=aa").unwrap_err(),
-            HeaderError::DuplicateTimestamp
-        );
-        assert_eq!(
-            stripe().parse(&"v1=a,".repeat(9)).unwrap_err(),
-            HeaderError::TooMany
-        );
+        assert_eq!(stripe().parse("t=1,v0=bb").unwrap_err(), HeaderError::NoSignature);
+        assert_eq!(stripe().parse("t=1,t=2,v1=aa").unwrap_err(), HeaderError::DuplicateTimestamp);
+        assert_eq!(stripe().parse(&"v1=a,".repeat(9)).unwrap_err(), HeaderError::TooMany);
     }
 
     #[test]

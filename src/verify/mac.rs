@@ -1,4 +1,5 @@
-//! HMAC keys, digests and the decoding of signature values, compared in constant time.
+//! Keys (HMAC, and Ed25519 for Standard Webhooks' `v1a`), digests, and the decoding of
+//! signature values, compared in constant time.
 
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
@@ -24,6 +25,8 @@ pub enum Algorithm {
     HmacSha1,
     HmacSha256,
     HmacSha512,
+    /// Ed25519 signatures; the route's "secrets" are public keys.
+    Ed25519,
 }
 
 impl Algorithm {
@@ -32,6 +35,7 @@ impl Algorithm {
             Algorithm::HmacSha1 => 20,
             Algorithm::HmacSha256 => 32,
             Algorithm::HmacSha512 => 64,
+            Algorithm::Ed25519 => 64,
         }
     }
 
@@ -40,6 +44,7 @@ impl Algorithm {
             Algorithm::HmacSha1 => "hmac-sha1",
             Algorithm::HmacSha256 => "hmac-sha256",
             Algorithm::HmacSha512 => "hmac-sha512",
+            Algorithm::Ed25519 => "ed25519",
         }
     }
 }
@@ -104,6 +109,9 @@ pub enum SecretEncoding {
     WhsecBase64,
     /// The secret is hex-encoded key bytes (Adyen).
     Hex,
+    /// An Ed25519 key: `whpk_` + base64 public key to verify, or `whsk_` + base64 secret
+    /// key (32-byte seed or 64-byte keypair) to sign (Standard Webhooks `v1a`).
+    Ed25519,
 }
 
 impl SecretEncoding {
@@ -112,6 +120,7 @@ impl SecretEncoding {
             SecretEncoding::Raw => "raw",
             SecretEncoding::WhsecBase64 => "whsec-base64",
             SecretEncoding::Hex => "hex",
+            SecretEncoding::Ed25519 => "ed25519",
         }
     }
 
@@ -121,11 +130,16 @@ impl SecretEncoding {
             SecretEncoding::Raw => secret.as_bytes().to_vec(),
             SecretEncoding::WhsecBase64 => {
                 let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
-                B64_ANY_PAD
-                    .decode(b64)
-                    .map_err(|_| "is not valid base64 after the whsec_ prefix")?
+                B64_ANY_PAD.decode(b64).map_err(|_| "is not valid base64 after the whsec_ prefix")?
             }
             SecretEncoding::Hex => hex::decode(secret).map_err(|_| "is not valid hex")?,
+            SecretEncoding::Ed25519 => {
+                let b64 = secret
+                    .strip_prefix("whpk_")
+                    .or_else(|| secret.strip_prefix("whsk_"))
+                    .ok_or("must start with whpk_ (public key) or whsk_ (secret key)")?;
+                B64_ANY_PAD.decode(b64).map_err(|_| "is not valid base64 after its prefix")?
+            }
         };
         if bytes.is_empty() {
             return Err("is empty");
@@ -147,6 +161,84 @@ impl std::fmt::Debug for MacKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
         f.write_str("MacKey(..)")
+    }
+}
+
+/// A route's verification key: an HMAC key, or an Ed25519 key.
+#[derive(Clone)]
+pub enum Key {
+    Mac(MacKey),
+    Ed25519 {
+        public: ed25519_dalek::VerifyingKey,
+        /// Present only when the key was given as a secret key (`portcullis sign`).
+        secret: Option<ed25519_dalek::SigningKey>,
+    },
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+impl Key {
+    /// Builds a key from a configured secret string. Errors never contain the secret.
+    pub fn from_secret(alg: Algorithm, encoding: SecretEncoding, secret: &str) -> Result<Key, &'static str> {
+        let bytes = encoding.decode(secret)?;
+        if alg != Algorithm::Ed25519 {
+            if encoding == SecretEncoding::Ed25519 {
+                return Err("is an Ed25519 key, but the profile signs with HMAC");
+            }
+            return Ok(Key::Mac(MacKey::new(alg, &bytes)));
+        }
+        if encoding != SecretEncoding::Ed25519 {
+            return Err("must be an Ed25519 key (whpk_… or whsk_…)");
+        }
+        if secret.starts_with("whpk_") {
+            let raw: [u8; 32] = bytes.as_slice().try_into().map_err(|_| "is not a 32-byte public key")?;
+            let public = ed25519_dalek::VerifyingKey::from_bytes(&raw)
+                .map_err(|_| "is not a valid Ed25519 public key")?;
+            return Ok(Key::Ed25519 { public, secret: None });
+        }
+        let seed: [u8; 32] = bytes
+            .get(..32)
+            .filter(|_| bytes.len() == 32 || bytes.len() == 64)
+            .and_then(|b| b.try_into().ok())
+            .ok_or("is not a 32-byte seed or a 64-byte keypair")?;
+        let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+        Ok(Key::Ed25519 { public: signing.verifying_key(), secret: Some(signing) })
+    }
+
+    /// True when any candidate is a valid signature of the concatenated `parts`.
+    pub fn matches<'a>(&self, parts: impl IntoIterator<Item = &'a [u8]>, candidates: &[&[u8]]) -> bool {
+        match self {
+            Key::Mac(k) => {
+                let d = k.digest(parts);
+                candidates.iter().any(|c| d.ct_eq(c))
+            }
+            Key::Ed25519 { public, .. } => {
+                let msg: Vec<u8> = parts.into_iter().flatten().copied().collect();
+                candidates.iter().any(|c| {
+                    <[u8; 64]>::try_from(*c)
+                        .map(|b| {
+                            public.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&b)).is_ok()
+                        })
+                        .unwrap_or(false)
+                })
+            }
+        }
+    }
+
+    /// The signature bytes over `parts`; `None` for a public key, which cannot sign.
+    pub fn sign<'a>(&self, parts: impl IntoIterator<Item = &'a [u8]>) -> Option<Vec<u8>> {
+        match self {
+            Key::Mac(k) => Some(k.digest(parts).as_bytes().to_vec()),
+            Key::Ed25519 { secret, .. } => {
+                use ed25519_dalek::Signer;
+                let msg: Vec<u8> = parts.into_iter().flatten().copied().collect();
+                secret.as_ref().map(|s| s.sign(&msg).to_bytes().to_vec())
+            }
+        }
     }
 }
 
@@ -173,7 +265,9 @@ impl MacKey {
         match alg {
             Algorithm::HmacSha1 => MacKey::Sha1(Hmac::new_from_slice(key).expect("hmac key")),
             Algorithm::HmacSha256 => MacKey::Sha256(Hmac::new_from_slice(key).expect("hmac key")),
-            Algorithm::HmacSha512 => MacKey::Sha512(Hmac::new_from_slice(key).expect("hmac key")),
+            Algorithm::HmacSha512 | Algorithm::Ed25519 => {
+                MacKey::Sha512(Hmac::new_from_slice(key).expect("hmac key"))
+            }
         }
     }
 
@@ -187,10 +281,7 @@ impl MacKey {
             let out = m.finalize().into_bytes();
             let mut bytes = [0u8; MAX_DIGEST];
             bytes[..out.len()].copy_from_slice(&out);
-            Digest {
-                bytes,
-                len: out.len(),
-            }
+            Digest { bytes, len: out.len() }
         }
         match self {
             MacKey::Sha1(m) => run(m, parts),
@@ -247,10 +338,7 @@ mod tests {
 
     #[test]
     fn whsec_secret_decoding() {
-        assert_eq!(
-            SecretEncoding::WhsecBase64.decode("whsec_AAEC").unwrap(),
-            vec![0, 1, 2]
-        );
+        assert_eq!(SecretEncoding::WhsecBase64.decode("whsec_AAEC").unwrap(), vec![0, 1, 2]);
         assert!(SecretEncoding::WhsecBase64.decode("whsec_!!").is_err());
         assert!(SecretEncoding::Raw.decode("").is_err());
     }

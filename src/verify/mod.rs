@@ -5,14 +5,17 @@
 //! - [`template`]: the signed payload, fed to the MAC in parts;
 //! - [`mac`]: algorithms, encodings and secrets.
 
+pub mod canonical;
+pub mod diagnose;
 pub mod header;
 pub mod mac;
 pub mod template;
 
-use crate::profile::{IdSource, Profile, TimeUnit, TimestampSource};
+use crate::jsonptr::{LookupError, Pointer};
+use crate::profile::{Canonical, IdSource, Profile, TimeUnit, TimestampSource};
 use header::HeaderError;
 use http::{HeaderMap, HeaderName, Method};
-use mac::{MacKey, MAX_DIGEST};
+use mac::{Key, MAX_DIGEST};
 use sha2::{Digest as _, Sha256};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use template::Segment;
 /// secret or a signature value, and callers only ever see a generic 401.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
-    #[error("no signature header (looked for {0})")]
+    #[error("no signature (looked for {0})")]
     MissingSignature(String),
     #[error("the header {0} appears more than once")]
     DuplicateHeader(HeaderName),
@@ -31,7 +34,7 @@ pub enum VerifyError {
     NotAscii,
     #[error(transparent)]
     Header(#[from] HeaderError),
-    #[error("no signature value decodes as a {0} digest of the expected length")]
+    #[error("no signature value decodes as a {0} signature of the expected length")]
     Undecodable(&'static str),
     #[error("no configured secret produces a matching signature")]
     Mismatch,
@@ -45,24 +48,30 @@ pub enum VerifyError {
     Future(u64, u64),
     #[error("the signed id header is missing")]
     MissingId,
-    #[error("the body names the id key '{0}' twice")]
+    #[error("the signed body field {0} is missing")]
+    MissingField(String),
+    #[error("the body does not hash to the bodySHA256 the URL carries")]
+    BodyHash,
+    #[error("the body names the key '{0}' twice")]
     DuplicateJsonKey(String),
 }
 
 impl VerifyError {
     /// True for requests that are ambiguous rather than unauthentic (answered 400, not 401).
     pub fn is_ambiguous(&self) -> bool {
-        matches!(
-            self,
-            VerifyError::DuplicateHeader(_) | VerifyError::DuplicateJsonKey(_)
-        )
+        matches!(self, VerifyError::DuplicateHeader(_) | VerifyError::DuplicateJsonKey(_))
+    }
+
+    /// True when the signature was read but matched nothing: worth a diagnosis.
+    pub fn is_mismatch(&self) -> bool {
+        matches!(self, VerifyError::Mismatch | VerifyError::Undecodable(_) | VerifyError::MissingSignature(_))
     }
 }
 
 /// What one request offers for verification.
 pub struct Input<'a> {
     pub method: &'a Method,
-    /// The URL the provider signed; only read by templates that use `{url}`.
+    /// The URL the provider signed; only read by schemes that sign the URL.
     pub url: &'a str,
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
@@ -77,41 +86,99 @@ pub struct Verified {
     pub secret_index: usize,
 }
 
+/// One configured secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    pub value: String,
+    /// Unix seconds after which the secret no longer verifies (diagnosis still names it).
+    pub expires_at: Option<u64>,
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret { value, expires_at: None }
+    }
+}
+
 /// A profile bound to a route's secrets.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     profile: Arc<Profile>,
-    keys: Vec<MacKey>,
+    keys: Vec<Key>,
+    /// Decoded key bytes, for the diagnosis's what-ifs (never logged).
+    raw: Vec<Vec<u8>>,
+    expires: Vec<Option<u64>>,
     tolerance: Duration,
+}
+
+/// The values a payload template refers to, for one request.
+struct Parts<'a> {
+    body: &'a [u8],
+    timestamp: &'a [u8],
+    id: &'a [u8],
+    method: &'a [u8],
+    url: &'a [u8],
+    json: &'a [Cow<'a, str>],
+}
+
+impl<'a> Parts<'a> {
+    /// The template's pieces in order, without joining them.
+    fn iter(&'a self, segments: &'a [Segment]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let mut json = self.json.iter();
+        segments.iter().map(move |s| match s {
+            Segment::Literal(b) => &b[..],
+            Segment::Body => self.body,
+            Segment::Timestamp => self.timestamp,
+            Segment::Id => self.id,
+            Segment::Method => self.method,
+            Segment::Url => self.url,
+            Segment::Json(_) => json.next().map(|v| v.as_bytes()).unwrap_or_default(),
+        })
+    }
+}
+
+fn json_value<'b>(ptr: &Pointer, body: &'b [u8]) -> Result<Option<Cow<'b, str>>, VerifyError> {
+    match ptr.lookup(body) {
+        Ok(v) => Ok(v),
+        Err(LookupError::DuplicateKey(k)) => Err(VerifyError::DuplicateJsonKey(k)),
+        Err(LookupError::Invalid) => Ok(None),
+    }
 }
 
 impl Verifier {
     /// Decodes `secrets` as the profile says. An error names the secret's index, never its value.
     pub fn new(
         profile: Arc<Profile>,
-        secrets: &[String],
+        secrets: &[Secret],
         tolerance: Option<Duration>,
     ) -> Result<Self, String> {
         if secrets.is_empty() {
             return Err("at least one secret is needed".into());
         }
-        let keys = secrets
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                profile
-                    .secret
-                    .decode(s)
-                    .map(|k| MacKey::new(profile.algorithm, &k))
-                    .map_err(|e| format!("secret {i} {e}"))
-            })
-            .collect::<Result<_, _>>()?;
+        let mut keys = Vec::with_capacity(secrets.len());
+        let mut raw = Vec::with_capacity(secrets.len());
+        for (i, s) in secrets.iter().enumerate() {
+            if s.value.is_empty() {
+                return Err(format!("secret {i} is empty"));
+            }
+            keys.push(
+                Key::from_secret(profile.algorithm, profile.secret, &s.value)
+                    .map_err(|e| format!("secret {i} {e}"))?,
+            );
+            raw.push(if profile.algorithm == mac::Algorithm::Ed25519 {
+                Vec::new()
+            } else {
+                profile.secret.decode(&s.value).map_err(|e| format!("secret {i} {e}"))?
+            });
+        }
         let tolerance = tolerance
             .or(profile.timestamp.as_ref().map(|t| t.tolerance))
             .unwrap_or(crate::profile::DEFAULT_TOLERANCE);
         Ok(Verifier {
             profile,
             keys,
+            raw,
+            expires: secrets.iter().map(|s| s.expires_at).collect(),
             tolerance,
         })
     }
@@ -120,30 +187,68 @@ impl Verifier {
         &self.profile
     }
 
-    /// Checks the request's signature with every secret, then its signed timestamp.
+    /// Hex HMAC-SHA256 of `data` under secret `index`: Zoom's endpoint-validation answer.
+    pub fn hmac_sha256_hex(&self, index: usize, data: &[u8]) -> Option<String> {
+        let key = self.raw.get(index).filter(|k| !k.is_empty())?;
+        Some(hex::encode(mac::MacKey::new(mac::Algorithm::HmacSha256, key).digest([data]).as_bytes()))
+    }
+
+    /// The number of configured secrets.
+    pub fn secret_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Secrets that verify at `now`, with their configured index.
+    pub fn active_keys(&self, now: u64) -> impl Iterator<Item = (usize, &Key)> {
+        self.keys.iter().enumerate().filter(move |(i, _)| self.expires[*i].is_none_or(|e| now < e))
+    }
+
+    /// Whether the signed payload includes the URL the provider sent to.
+    pub fn needs_url(&self) -> bool {
+        self.profile.payload.uses(&Segment::Url) || self.profile.canonical == Some(Canonical::Twilio)
+    }
+
+    /// The signature value as sent: from the first header alias present, or from the body.
+    fn signature_value<'a>(&self, input: &Input<'a>) -> Result<Cow<'a, str>, VerifyError> {
+        let p = &*self.profile;
+        if let Some(ptr) = &p.signature_json {
+            return json_value(ptr, input.body)?
+                .ok_or_else(|| VerifyError::MissingSignature(format!("body {ptr}")));
+        }
+        for name in &p.headers {
+            if let Some(v) = single(input.headers, name)? {
+                return v.to_str().map(Cow::Borrowed).map_err(|_| VerifyError::NotAscii);
+            }
+        }
+        Err(VerifyError::MissingSignature(p.signature_place()))
+    }
+
+    /// The raw timestamp value, if the profile has one.
+    fn timestamp_value<'a>(
+        &self,
+        input: &Input<'a>,
+        in_header: Option<&'a str>,
+    ) -> Result<Option<Cow<'a, str>>, VerifyError> {
+        let Some(rule) = &self.profile.timestamp else { return Ok(None) };
+        Ok(match &rule.source {
+            TimestampSource::Signature => in_header.map(Cow::Borrowed),
+            TimestampSource::Header(h) => single(input.headers, h)?
+                .map(|v| v.to_str().map(Cow::Borrowed))
+                .transpose()
+                .map_err(|_| VerifyError::BadTimestamp)?,
+            TimestampSource::Json(ptr) => json_value(ptr, input.body)?,
+        })
+    }
+
+    /// Checks the request's signature with every active secret, then its signed timestamp.
     pub fn verify(&self, input: &Input<'_>) -> Result<Verified, VerifyError> {
         let p = &*self.profile;
-        let value = self.signature_header(input.headers)?;
-        let value = value.to_str().map_err(|_| VerifyError::NotAscii)?;
-        let parsed = p.header_format.parse(value)?;
-
-        let timestamp = match &p.timestamp {
-            None => None,
-            Some(rule) => match &rule.source {
-                TimestampSource::Signature => parsed.timestamp.map(Cow::Borrowed),
-                TimestampSource::Header(h) => single(input.headers, h)?
-                    .map(|v| v.to_str().map(Cow::Borrowed))
-                    .transpose()
-                    .map_err(|_| VerifyError::BadTimestamp)?,
-                TimestampSource::Json(ptr) => match ptr.lookup(input.body) {
-                    Ok(v) => v,
-                    Err(crate::jsonptr::LookupError::DuplicateKey(k)) => {
-                        return Err(VerifyError::DuplicateJsonKey(k))
-                    }
-                    Err(_) => None,
-                },
-            },
-        };
+        if p.canonical == Some(Canonical::Adyen) {
+            return canonical::adyen(self, input);
+        }
+        let value = self.signature_value(input)?;
+        let parsed = p.header_format.parse(&value)?;
+        let timestamp = self.timestamp_value(input, parsed.timestamp)?;
         let id = if p.payload.uses(&Segment::Id) {
             match &p.id {
                 IdSource::Header(h) => Some(
@@ -160,39 +265,50 @@ impl Verifier {
         if p.payload.uses(&Segment::Timestamp) && timestamp.is_none() {
             return Err(VerifyError::MissingTimestamp);
         }
+        let mut json = Vec::new();
+        for seg in p.payload.segments() {
+            if let Segment::Json(ptr) = seg {
+                json.push(
+                    json_value(ptr, input.body)?.ok_or_else(|| VerifyError::MissingField(ptr.to_string()))?,
+                );
+            }
+        }
+        let canonical = match p.canonical {
+            Some(Canonical::Twilio) => Some(canonical::twilio(input)?),
+            _ => None,
+        };
 
-        // Decode every candidate once; only those of the digest's exact length can match.
+        // Decode every candidate once; only those of the exact signature length can match.
         let want = p.algorithm.digest_len();
         let mut decoded = [[0u8; MAX_DIGEST + 8]; header::MAX_SIGNATURES];
         let mut usable = 0;
         for cand in parsed.signatures() {
-            let slot = &mut decoded[usable];
-            if p.encoding.decode(cand.as_bytes(), slot) == Some(want) {
+            if p.encoding.decode(cand.as_bytes(), &mut decoded[usable]) == Some(want) {
                 usable += 1;
             }
         }
         if usable == 0 {
             return Err(VerifyError::Undecodable(p.encoding.name()));
         }
+        let mut cands: [&[u8]; header::MAX_SIGNATURES] = [&[]; header::MAX_SIGNATURES];
+        for (c, d) in cands.iter_mut().zip(&decoded[..usable]) {
+            *c = &d[..want];
+        }
+        let cands = &cands[..usable];
 
-        let method = input.method.as_str().as_bytes();
-        let ts = timestamp.as_deref().unwrap_or("").as_bytes();
-        let id = id.unwrap_or("").as_bytes();
-        let parts = || {
-            p.payload.segments().iter().map(move |s| match s {
-                Segment::Literal(b) => &b[..],
-                Segment::Body => input.body,
-                Segment::Timestamp => ts,
-                Segment::Id => id,
-                Segment::Method => method,
-                Segment::Url => input.url.as_bytes(),
-            })
+        let parts = Parts {
+            body: input.body,
+            timestamp: timestamp.as_deref().unwrap_or("").as_bytes(),
+            id: id.unwrap_or("").as_bytes(),
+            method: input.method.as_str().as_bytes(),
+            url: input.url.as_bytes(),
+            json: &json,
         };
-        let matched = self.keys.iter().position(|key| {
-            let digest = key.digest(parts());
-            decoded[..usable].iter().any(|c| digest.ct_eq(&c[..want]))
+        let matched = self.active_keys(input.now).find(|(_, key)| match &canonical {
+            Some(payload) => key.matches([payload.as_slice()], cands),
+            None => key.matches(parts.iter(p.payload.segments()), cands),
         });
-        let secret_index = matched.ok_or(VerifyError::Mismatch)?;
+        let secret_index = matched.map(|(i, _)| i).ok_or(VerifyError::Mismatch)?;
 
         if let Some(rule) = p.timestamp.as_ref().filter(|r| r.check) {
             let raw = timestamp.ok_or(VerifyError::MissingTimestamp)?;
@@ -217,67 +333,20 @@ impl Verifier {
         Ok(Verified { secret_index })
     }
 
-    /// The first signature header alias present; present twice is refused.
-    fn signature_header<'h>(
-        &self,
-        headers: &'h HeaderMap,
-    ) -> Result<&'h http::HeaderValue, VerifyError> {
-        for name in &self.profile.headers {
-            if let Some(v) = single(headers, name)? {
-                return Ok(v);
-            }
-        }
-        Err(VerifyError::MissingSignature(
-            self.profile
-                .headers
-                .iter()
-                .map(HeaderName::as_str)
-                .collect::<Vec<_>>()
-                .join(", "),
-        ))
-    }
-
     /// The event's id as the profile defines it: a header, JSON pointers into the body
-    /// (joined with `:`), or the body's SHA-256. A JSON body without the id, or a body that
-    /// is not JSON, falls back to the body's SHA-256, which a retry repeats exactly.
-    pub fn event_id<'a>(
-        &self,
-        headers: &'a HeaderMap,
-        body: &'a [u8],
-    ) -> Result<Cow<'a, str>, VerifyError> {
+    /// (joined with `:`; a wildcard pointer's matches joined with `,`), or the body's
+    /// SHA-256. A body without the id, or not JSON, falls back to its SHA-256, which a retry
+    /// repeats exactly.
+    pub fn event_id<'a>(&self, headers: &'a HeaderMap, body: &'a [u8]) -> Result<Cow<'a, str>, VerifyError> {
         match &self.profile.id {
             IdSource::Header(h) => {
-                if let Some(v) = single(headers, h)?
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|v| !v.is_empty())
-                {
+                if let Some(v) = single(headers, h)?.and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
                     return Ok(Cow::Borrowed(v));
                 }
             }
             IdSource::Json(ptrs) => {
-                let mut joined: Option<Cow<'a, str>> = None;
-                let mut complete = true;
-                for ptr in ptrs {
-                    match ptr.lookup(body) {
-                        Ok(Some(v)) => {
-                            joined = Some(match joined {
-                                None => v,
-                                Some(prev) => Cow::Owned(format!("{prev}:{v}")),
-                            })
-                        }
-                        Ok(None) | Err(crate::jsonptr::LookupError::Invalid) => {
-                            complete = false;
-                            break;
-                        }
-                        Err(crate::jsonptr::LookupError::DuplicateKey(k)) => {
-                            return Err(VerifyError::DuplicateJsonKey(k))
-                        }
-                    }
-                }
-                if let (true, Some(id)) = (complete, joined) {
-                    if !id.is_empty() {
-                        return Ok(id);
-                    }
+                if let Some(id) = json_id(ptrs, body)? {
+                    return Ok(id);
                 }
             }
             IdSource::BodySha256 => {}
@@ -285,7 +354,17 @@ impl Verifier {
         Ok(Cow::Owned(body_sha256(body)))
     }
 
-    /// Computes what the provider would send for `body`, as header lines; for `portcullis sign`.
+    /// The signed one-time value (nonce) of profiles that guard against replay with one.
+    pub fn replay_nonce<'a>(&self, body: &'a [u8]) -> Result<Option<Cow<'a, str>>, VerifyError> {
+        match &self.profile.replay {
+            Some(ptr) => json_value(ptr, body),
+            None => Ok(None),
+        }
+    }
+
+    /// Computes what the provider would send for `body`, as header lines; for `portcullis
+    /// sign` and tests. Profiles whose signature lives in the body, and public Ed25519 keys,
+    /// cannot be signed this way (`None`).
     pub fn sign(
         &self,
         method: &Method,
@@ -293,30 +372,39 @@ impl Verifier {
         body: &[u8],
         id: &str,
         timestamp: u64,
-    ) -> Vec<(HeaderName, String)> {
+    ) -> Option<Vec<(HeaderName, String)>> {
         let p = &*self.profile;
+        if p.headers.is_empty() {
+            return None;
+        }
         let ts_value = match p.timestamp.as_ref().map(|t| t.unit) {
             Some(TimeUnit::Milliseconds) => (timestamp * 1000).to_string(),
             _ => timestamp.to_string(),
         };
-        let parts = p.payload.segments().iter().map(|s| match s {
-            Segment::Literal(b) => &b[..],
-            Segment::Body => body,
-            Segment::Timestamp => ts_value.as_bytes(),
-            Segment::Id => id.as_bytes(),
-            Segment::Method => method.as_str().as_bytes(),
-            Segment::Url => url.as_bytes(),
-        });
-        let digest = self.keys[0].digest(parts);
-        let sig = p.encoding.encode(digest.as_bytes());
-        let embeds_ts = matches!(
-            p.timestamp.as_ref().map(|t| &t.source),
-            Some(TimestampSource::Signature)
-        );
+        let headers = HeaderMap::new();
+        let input = Input { method, url, headers: &headers, body, now: timestamp };
+        let sig = match p.canonical {
+            Some(Canonical::Twilio) => self.keys[0].sign([canonical::twilio(&input).ok()?.as_slice()])?,
+            _ => {
+                let parts = Parts {
+                    body,
+                    timestamp: ts_value.as_bytes(),
+                    id: id.as_bytes(),
+                    method: method.as_str().as_bytes(),
+                    url: url.as_bytes(),
+                    json: &[],
+                };
+                if p.payload.uses_json() {
+                    return None;
+                }
+                self.keys[0].sign(parts.iter(p.payload.segments()))?
+            }
+        };
+        let sig = p.encoding.encode(&sig);
+        let embeds_ts = matches!(p.timestamp.as_ref().map(|t| &t.source), Some(TimestampSource::Signature));
         let mut out = vec![(
             p.headers[0].clone(),
-            p.header_format
-                .render(&sig, embeds_ts.then_some(ts_value.as_str())),
+            p.header_format.render(&sig, embeds_ts.then_some(ts_value.as_str())),
         )];
         if let Some(TimestampSource::Header(h)) = p.timestamp.as_ref().map(|t| &t.source) {
             out.push((h.clone(), ts_value.clone()));
@@ -324,8 +412,31 @@ impl Verifier {
         if let IdSource::Header(h) = &p.id {
             out.push((h.clone(), id.to_string()));
         }
-        out
+        Some(out)
     }
+}
+
+/// Joins the values of `ptrs` into one id; `None` when any is missing or the body is not JSON.
+fn json_id<'a>(ptrs: &[Pointer], body: &'a [u8]) -> Result<Option<Cow<'a, str>>, VerifyError> {
+    let mut joined: Option<Cow<'a, str>> = None;
+    for ptr in ptrs {
+        let v = if ptr.is_wildcard() {
+            match ptr.lookup_all(body) {
+                Ok(all) if !all.is_empty() => Some(Cow::Owned(all.join(","))),
+                Ok(_) => None,
+                Err(LookupError::DuplicateKey(k)) => return Err(VerifyError::DuplicateJsonKey(k)),
+                Err(LookupError::Invalid) => None,
+            }
+        } else {
+            json_value(ptr, body)?
+        };
+        let Some(v) = v.filter(|v| !v.is_empty()) else { return Ok(None) };
+        joined = Some(match joined {
+            None => v,
+            Some(prev) => Cow::Owned(format!("{prev}:{v}")),
+        });
+    }
+    Ok(joined)
 }
 
 /// The value of a header that must appear at most once.
@@ -347,71 +458,70 @@ pub fn body_sha256(body: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::profile::ProfileSet;
+    use base64::Engine;
+
+    /// A (verifying, signing) secret pair that suits the profile's secret encoding.
+    pub(crate) fn sample_secrets(p: &Profile) -> (String, String) {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        match p.secret {
+            mac::SecretEncoding::Raw => ("secret".into(), "secret".into()),
+            mac::SecretEncoding::WhsecBase64 => ("whsec_c2VjcmV0".into(), "whsec_c2VjcmV0".into()),
+            mac::SecretEncoding::Hex => {
+                ("00112233445566778899aabbccddeeff".into(), "00112233445566778899aabbccddeeff".into())
+            }
+            mac::SecretEncoding::Ed25519 => {
+                let sk = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+                (
+                    format!("whpk_{}", b64.encode(sk.verifying_key().as_bytes())),
+                    format!("whsk_{}", b64.encode(sk.to_bytes())),
+                )
+            }
+        }
+    }
 
     fn verifier(name: &str, secrets: &[&str]) -> Verifier {
         let p = ProfileSet::builtin().get(name).unwrap().clone();
-        Verifier::new(
-            p,
-            &secrets.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            None,
-        )
-        .unwrap()
+        let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::from(s.to_string())).collect();
+        Verifier::new(p, &secrets, None).unwrap()
     }
 
     fn headers(list: &[(String, String)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in list {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
         h
     }
 
     fn check(v: &Verifier, h: &HeaderMap, body: &[u8], now: u64) -> Result<Verified, VerifyError> {
-        v.verify(&Input {
-            method: &Method::POST,
-            url: "https://example.com/hook",
-            headers: h,
-            body,
-            now,
-        })
+        v.verify(&Input { method: &Method::POST, url: "https://example.com/hook", headers: h, body, now })
     }
 
     fn signed(v: &Verifier, body: &[u8], ts: u64) -> Vec<(String, String)> {
         v.sign(&Method::POST, "https://example.com/hook", body, "msg_1", ts)
+            .unwrap()
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect()
     }
 
     #[test]
-    fn every_builtin_signs_and_verifies_its_own_output() {
-        for p in ProfileSet::builtin().iter() {
-            let secret = if p.secret == mac::SecretEncoding::WhsecBase64 {
-                "whsec_c2VjcmV0"
-            } else {
-                "secret"
-            };
-            let v = verifier(&p.name, &[secret]);
-            let body =
-                br#"{"id":"evt_1","event_id":"e1","event":{"id":"x"},"idempotency_key":"k"}"#;
-            let h = headers(&signed(&v, body, 1_000_000));
-            assert_eq!(
-                check(&v, &h, body, 1_000_000),
-                Ok(Verified { secret_index: 0 }),
-                "{}",
-                p.name
-            );
-            assert!(
-                check(&v, &h, b"{}", 1_000_000).is_err(),
-                "{} tampered",
-                p.name
-            );
+    fn every_header_signed_builtin_verifies_its_own_output() {
+        // Profiles whose timestamp lives in the body are covered by their vectors.
+        let body_ts =
+            |p: &Profile| matches!(p.timestamp.as_ref().map(|t| &t.source), Some(TimestampSource::Json(_)));
+        for p in ProfileSet::builtin().iter().filter(|p| !p.headers.is_empty() && !body_ts(p)) {
+            let (verify_with, sign_with) = sample_secrets(p);
+            let signer = verifier(&p.name, &[&sign_with]);
+            let v = verifier(&p.name, &[&verify_with]);
+            let body = br#"[{"id":"evt_1","event_id":"e1","event":{"id":"x"},"idempotency_key":"k"}]"#;
+            let now = 1_000_000;
+            let h = headers(&signed(&signer, body, now));
+            assert_eq!(check(&v, &h, body, now), Ok(Verified { secret_index: 0 }), "{}", p.name);
+            assert!(check(&v, &h, b"[{}]", now).is_err(), "{} tampered", p.name);
         }
     }
 
@@ -419,18 +529,9 @@ mod tests {
     fn stale_and_future_signed_timestamps_are_refused() {
         let v = verifier("stripe", &["whsec_test"]);
         let h = headers(&signed(&v, b"{}", 1_000_000));
-        assert_eq!(
-            check(&v, &h, b"{}", 1_000_300),
-            Ok(Verified { secret_index: 0 })
-        );
-        assert_eq!(
-            check(&v, &h, b"{}", 1_000_301),
-            Err(VerifyError::Stale(301, 300))
-        );
-        assert_eq!(
-            check(&v, &h, b"{}", 999_000),
-            Err(VerifyError::Future(1000, 300))
-        );
+        assert_eq!(check(&v, &h, b"{}", 1_000_300), Ok(Verified { secret_index: 0 }));
+        assert_eq!(check(&v, &h, b"{}", 1_000_301), Err(VerifyError::Stale(301, 300)));
+        assert_eq!(check(&v, &h, b"{}", 999_000), Err(VerifyError::Future(1000, 300)));
     }
 
     #[test]
@@ -442,11 +543,23 @@ mod tests {
     }
 
     #[test]
-    fn second_secret_matches_with_its_index() {
+    fn second_secret_matches_with_its_index_and_expired_secrets_do_not() {
         let old = verifier("paylent", &["old"]);
         let v = verifier("paylent", &["new", "old"]);
         let h = headers(&signed(&old, b"{}", 0));
         assert_eq!(check(&v, &h, b"{}", 0), Ok(Verified { secret_index: 1 }));
+        let p = ProfileSet::builtin().get("paylent").unwrap().clone();
+        let expiring = Verifier::new(
+            p,
+            &[Secret::from("new".to_string()), Secret { value: "old".into(), expires_at: Some(100) }],
+            None,
+        )
+        .unwrap();
+        assert_eq!(check(&expiring, &h, b"{}", 99), Ok(Verified { secret_index: 1 }));
+        assert_eq!(check(&expiring, &h, b"{}", 100), Err(VerifyError::Mismatch));
+        let input = Input { method: &Method::POST, url: "", headers: &h, body: b"{}", now: 100 };
+        let why = diagnose::diagnose(&expiring, &input).join("\n");
+        assert!(why.contains("secret 1 matches, but it has expired"), "{why}");
     }
 
     #[test]
@@ -462,19 +575,36 @@ mod tests {
     fn event_ids() {
         let v = verifier("paymento", &["s"]);
         let h = HeaderMap::new();
-        assert_eq!(
-            v.event_id(&h, br#"{"event":{"id":"evt_9"}}"#).unwrap(),
-            "evt_9"
-        );
-        assert_eq!(
-            v.event_id(&h, b"not json").unwrap(),
-            body_sha256(b"not json")
-        );
-        assert!(v
-            .event_id(&h, br#"{"event":{"id":"a","id":"b"}}"#)
-            .unwrap_err()
-            .is_ambiguous());
+        assert_eq!(v.event_id(&h, br#"{"event":{"id":"evt_9"}}"#).unwrap(), "evt_9");
+        assert_eq!(v.event_id(&h, b"not json").unwrap(), body_sha256(b"not json"));
+        assert!(v.event_id(&h, br#"{"event":{"id":"a","id":"b"}}"#).unwrap_err().is_ambiguous());
         let ps = verifier("paysafe", &["s"]);
         assert_eq!(ps.event_id(&h, b"x").unwrap(), body_sha256(b"x"));
+        let gc = verifier("gocardless", &["s"]);
+        assert_eq!(gc.event_id(&h, br#"{"events":[{"id":"EV1"},{"id":"EV2"}]}"#).unwrap(), "EV1,EV2");
+        let adyen = verifier("adyen", &["00ff"]);
+        let body = br#"{"notificationItems":[{"NotificationRequestItem":{"pspReference":"P1","eventCode":"CAPTURE"}}]}"#;
+        assert_eq!(adyen.event_id(&h, body).unwrap(), "P1:CAPTURE");
+    }
+
+    #[test]
+    fn diagnosis_names_near_misses() {
+        let v = verifier("paylent", &["s"]);
+        let body = br#"{"a": 1, "b": 2}"#;
+        // Signed as base64 instead of hex.
+        let digest = mac::MacKey::new(mac::Algorithm::HmacSha256, b"s").digest([&body[..]]);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(digest.as_bytes());
+        let h = headers(&[("X-Paylent-Signature".into(), format!("sha256={b64}"))]);
+        let input = Input { method: &Method::POST, url: "", headers: &h, body, now: 0 };
+        assert!(v.verify(&input).is_err());
+        let why = diagnose::diagnose(&v, &input).join("\n");
+        assert!(why.contains("read as base64"), "{why}");
+        // Signed over a compact body that was pretty-printed on the way.
+        let compact = br#"{"a":1,"b":2}"#;
+        let h = headers(&signed(&v, compact, 0));
+        let input = Input { method: &Method::POST, url: "", headers: &h, body, now: 0 };
+        let why = diagnose::diagnose(&v, &input).join("\n");
+        assert!(why.contains("re-serialised"), "{why}");
+        assert!(!why.contains(&h["x-paylent-signature"].to_str().unwrap()[7..]), "no signature values");
     }
 }

@@ -1,5 +1,6 @@
 //! Signed-payload templates such as `{timestamp}.{body}`: parsed once, fed to the MAC in parts.
 
+use crate::jsonptr::Pointer;
 use std::fmt;
 
 /// One piece of a signed payload.
@@ -17,10 +18,12 @@ pub enum Segment {
     Method,
     /// The URL the provider sent the request to (a route's `public_url`, or the one received).
     Url,
+    /// A value inside the JSON body, as a string (Mailgun signs body fields, not the body).
+    Json(Pointer),
 }
 
-/// A parsed template. Placeholders are `{body}`, `{timestamp}`, `{id}`, `{method}` and `{url}`;
-/// `{{` and `}}` stand for literal braces.
+/// A parsed template. Placeholders are `{body}`, `{timestamp}`, `{id}`, `{method}`, `{url}`
+/// and `{json:/pointer}`; `{{` and `}}` stand for literal braces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     source: String,
@@ -29,14 +32,18 @@ pub struct Template {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TemplateError {
-    #[error("unknown placeholder {{{0}}} (known: body, timestamp, id, method, url)")]
+    #[error("unknown placeholder {{{0}}} (known: body, timestamp, id, method, url, json:/pointer)")]
     Unknown(String),
+    #[error("{{json:…}}: {0}")]
+    Pointer(String),
     #[error("unclosed '{{' at byte {0}")]
     Unclosed(usize),
     #[error("a lone '}}' at byte {0}; write '}}}}' for a literal brace")]
     LoneClose(usize),
     #[error("the template must contain {{body}} exactly once")]
     Body,
+    #[error("the template may contain {{body}} at most once")]
+    BodyTwice,
 }
 
 impl Template {
@@ -57,17 +64,17 @@ impl Template {
                 }
                 b'}' => return Err(TemplateError::LoneClose(i)),
                 b'{' => {
-                    let end = source[i..]
-                        .find('}')
-                        .map(|e| i + e)
-                        .ok_or(TemplateError::Unclosed(i))?;
+                    let end = source[i..].find('}').map(|e| i + e).ok_or(TemplateError::Unclosed(i))?;
                     let seg = match &source[i + 1..end] {
                         "body" => Segment::Body,
                         "timestamp" => Segment::Timestamp,
                         "id" => Segment::Id,
                         "method" => Segment::Method,
                         "url" => Segment::Url,
-                        other => return Err(TemplateError::Unknown(other.to_string())),
+                        other => match other.strip_prefix("json:") {
+                            Some(p) => Segment::Json(Pointer::parse(p).map_err(TemplateError::Pointer)?),
+                            None => return Err(TemplateError::Unknown(other.to_string())),
+                        },
                     };
                     if !lit.is_empty() {
                         segments.push(Segment::Literal(std::mem::take(&mut lit).into()));
@@ -84,13 +91,10 @@ impl Template {
         if !lit.is_empty() {
             segments.push(Segment::Literal(lit.into()));
         }
-        if segments.iter().filter(|s| **s == Segment::Body).count() != 1 {
-            return Err(TemplateError::Body);
+        if segments.iter().filter(|s| **s == Segment::Body).count() > 1 {
+            return Err(TemplateError::BodyTwice);
         }
-        Ok(Template {
-            source: source.to_string(),
-            segments,
-        })
+        Ok(Template { source: source.to_string(), segments })
     }
 
     pub fn segments(&self) -> &[Segment] {
@@ -99,6 +103,11 @@ impl Template {
 
     pub fn uses(&self, seg: &Segment) -> bool {
         self.segments.contains(seg)
+    }
+
+    /// Whether any `{json:…}` placeholder is used.
+    pub fn uses_json(&self) -> bool {
+        self.segments.iter().any(|s| matches!(s, Segment::Json(_)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -130,10 +139,7 @@ mod tests {
         );
         let t = Template::parse("{id}.{timestamp}.{body}").unwrap();
         assert!(t.uses(&Segment::Id) && t.uses(&Segment::Timestamp));
-        assert_eq!(
-            Template::parse("{body}").unwrap().segments(),
-            &[Segment::Body]
-        );
+        assert_eq!(Template::parse("{body}").unwrap().segments(), &[Segment::Body]);
         assert_eq!(
             Template::parse("{{{body}}}").unwrap().segments().len(),
             3,
@@ -143,13 +149,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_templates() {
-        assert_eq!(
-            Template::parse("{nope}.{body}"),
-            Err(TemplateError::Unknown("nope".into()))
-        );
+        assert_eq!(Template::parse("{nope}.{body}"), Err(TemplateError::Unknown("nope".into())));
         assert_eq!(Template::parse("{body"), Err(TemplateError::Unclosed(0)));
-        assert_eq!(Template::parse("{timestamp}"), Err(TemplateError::Body));
-        assert_eq!(Template::parse("{body}{body}"), Err(TemplateError::Body));
+        assert_eq!(Template::parse("{body}{body}"), Err(TemplateError::BodyTwice));
+        assert!(matches!(Template::parse("{json:x}"), Err(TemplateError::Pointer(_))));
+        let t = Template::parse("{timestamp}{json:/signature/token}").unwrap();
+        assert!(t.uses_json() && !t.uses(&Segment::Body));
         assert_eq!(Template::parse("}{body}"), Err(TemplateError::LoneClose(0)));
     }
 }

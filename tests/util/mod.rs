@@ -67,11 +67,7 @@ impl Upstream {
                         let st = st.clone();
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|c| c.to_bytes())
-                                .unwrap_or_default();
+                            let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                             let (status, delay) = {
                                 let mut s = st.lock().unwrap();
                                 s.seen.push(Seen {
@@ -85,18 +81,14 @@ impl Upstream {
                             if !delay.is_zero() {
                                 tokio::time::sleep(delay).await;
                             }
-                            let mut res = Response::new(Full::new(Bytes::from(format!(
-                                "{{\"upstream\":{status}}}"
-                            ))));
+                            let mut res =
+                                Response::new(Full::new(Bytes::from(format!("{{\"upstream\":{status}}}"))));
                             *res.status_mut() = StatusCode::from_u16(status).unwrap();
-                            res.headers_mut()
-                                .insert("x-upstream", "yes".parse().unwrap());
+                            res.headers_mut().insert("x-upstream", "yes".parse().unwrap());
                             Ok::<_, std::convert::Infallible>(res)
                         }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });
@@ -135,10 +127,8 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway from YAML text, with the memory store unless the YAML says otherwise.
     pub async fn start(yaml: &str, clock: Clock) -> TestGateway {
-        let config = Config::from_yaml("test.yaml", yaml, Path::new("."), &|k| {
-            std::env::var(k).ok()
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::from_yaml("test.yaml", yaml, Path::new("."), &|k| std::env::var(k).ok())
+            .unwrap_or_else(|e| panic!("{e}"));
         let store = portcullis::app::open_store(&config).await.unwrap();
         let gateway = Arc::new(Gateway::new(&config, store, clock));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -147,11 +137,7 @@ impl TestGateway {
         let done = tokio::spawn(portcullis::server::run(listener, gateway, async {
             let _ = rx.await;
         }));
-        TestGateway {
-            addr,
-            stop: Some(tx),
-            done: Some(done),
-        }
+        TestGateway { addr, stop: Some(tx), done: Some(done) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -183,11 +169,8 @@ pub fn config(routes: &[String]) -> String {
 /// Headers a provider would send for `body`.
 pub fn sign(provider: &str, secret: &str, body: &[u8], id: &str, ts: u64) -> Vec<(String, String)> {
     let p = ProfileSet::builtin().get(provider).unwrap().clone();
-    let v = Verifier::new(p, &[secret.to_string()], None).unwrap();
-    v.sign(&Method::POST, "", body, id, ts)
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+    let v = Verifier::new(p, &[portcullis::verify::Secret::from(secret.to_string())], None).unwrap();
+    v.sign(&Method::POST, "", body, id, ts).unwrap().into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 pub fn now() -> u64 {
@@ -225,16 +208,9 @@ pub async fn send(
     for (k, v) in headers {
         req = req.header(k, v);
     }
-    let res = client
-        .request(req.body(Full::new(body.into())).unwrap())
-        .await
-        .unwrap();
+    let res = client.request(req.body(Full::new(body.into())).unwrap()).await.unwrap();
     let (parts, body) = res.into_parts();
-    Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
-    }
+    Answer { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
 }
 
 pub async fn post(

@@ -35,21 +35,14 @@ impl GatewayProcess {
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let addr = loop {
-            let line = lines
-                .next()
-                .expect("gateway exited before listening")
-                .unwrap();
+            let line = lines.next().expect("gateway exited before listening").unwrap();
             if let Some(a) = line.strip_prefix("listening on ") {
                 break a.parse().unwrap();
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        GatewayProcess {
-            addr,
-            child,
-            config,
-        }
+        GatewayProcess { addr, child, config }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -57,10 +50,8 @@ impl GatewayProcess {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        let status =
+            Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
     }
 
