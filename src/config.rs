@@ -77,6 +77,11 @@ struct RawLimits {
     drain_timeout: Option<Duration>,
     max_connections: Option<usize>,
     max_in_flight: Option<usize>,
+    max_headers: Option<usize>,
+    max_header_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    upstream_connect_timeout: Option<Duration>,
+    upstream_max_idle_per_host: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,14 +185,43 @@ pub struct StoreConfig {
     pub timeout: Duration,
 }
 
-/// Edge limits of the webhook listener.
+/// Edge limits of the webhook listener and the upstream client.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Time a client has to send a request's headers, and the most an idle keep-alive
+    /// connection waits for the next request.
     pub header_read_timeout: Duration,
+    /// Time a client has to send a request's whole body (408 past it).
     pub body_read_timeout: Duration,
+    /// On SIGTERM, how long in-flight deliveries may finish before their keys are released.
     pub drain_timeout: Duration,
+    /// Open connections at most; past it a connection is answered 503 and closed.
     pub max_connections: usize,
+    /// Requests being handled at once at most; past it, 503 with `Retry-After`.
     pub max_in_flight: usize,
+    /// Header lines in a request at most (431 past it).
+    pub max_headers: usize,
+    /// Bytes of request line and headers at most (431 past it).
+    pub max_header_bytes: usize,
+    pub upstream_connect_timeout: Duration,
+    /// Idle pooled connections kept per upstream host.
+    pub upstream_max_idle_per_host: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_in_flight: 4_096,
+            max_headers: 100,
+            max_header_bytes: 16 * 1024,
+            upstream_connect_timeout: Duration::from_secs(2),
+            upstream_max_idle_per_host: 256,
+        }
+    }
 }
 
 /// Where a route forwards to.
@@ -320,13 +354,34 @@ impl RawConfig {
         }
 
         let store = self.store.validate(base, env)?;
+        let d = Limits::default();
+        let l = self.limits;
         let limits = Limits {
-            header_read_timeout: self.limits.header_read_timeout.unwrap_or(Duration::from_secs(10)),
-            body_read_timeout: self.limits.body_read_timeout.unwrap_or(Duration::from_secs(30)),
-            drain_timeout: self.limits.drain_timeout.unwrap_or(Duration::from_secs(30)),
-            max_connections: self.limits.max_connections.unwrap_or(10_000),
-            max_in_flight: self.limits.max_in_flight.unwrap_or(4_096),
+            header_read_timeout: l.header_read_timeout.unwrap_or(d.header_read_timeout),
+            body_read_timeout: l.body_read_timeout.unwrap_or(d.body_read_timeout),
+            drain_timeout: l.drain_timeout.unwrap_or(d.drain_timeout),
+            max_connections: l.max_connections.unwrap_or(d.max_connections),
+            max_in_flight: l.max_in_flight.unwrap_or(d.max_in_flight),
+            max_headers: l.max_headers.unwrap_or(d.max_headers),
+            max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
+            upstream_connect_timeout: l.upstream_connect_timeout.unwrap_or(d.upstream_connect_timeout),
+            upstream_max_idle_per_host: l.upstream_max_idle_per_host.unwrap_or(d.upstream_max_idle_per_host),
         };
+        if limits.max_header_bytes < 8192 {
+            return Err("limits.max_header_bytes must be at least 8192".into());
+        }
+        if limits.max_connections == 0 || limits.max_in_flight == 0 || limits.max_headers == 0 {
+            return Err("limits: max_connections, max_in_flight and max_headers must be at least 1".into());
+        }
+        for (name, t) in [
+            ("header_read_timeout", limits.header_read_timeout),
+            ("body_read_timeout", limits.body_read_timeout),
+            ("upstream_connect_timeout", limits.upstream_connect_timeout),
+        ] {
+            if t.is_zero() {
+                return Err(format!("limits.{name} must be more than zero"));
+            }
+        }
 
         if self.routes.is_empty() {
             return Err("routes: at least one route is needed".into());

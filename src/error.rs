@@ -39,6 +39,8 @@ pub enum Outcome {
     BodyTimeout,
     Handshake,
     Replay,
+    Draining,
+    Overloaded,
     Panic,
 }
 
@@ -60,6 +62,8 @@ impl Outcome {
             Outcome::BodyTimeout => "body_timeout",
             Outcome::Handshake => "handshake",
             Outcome::Replay => "replay",
+            Outcome::Draining => "draining",
+            Outcome::Overloaded => "overloaded",
             Outcome::Panic => "internal_error",
         }
     }
@@ -105,6 +109,12 @@ pub enum GatewayError {
     InFlight(Duration),
     #[error("the signed one-time value was used before: a replay")]
     Replay,
+    #[error("shutting down: the delivery did not finish within the drain timeout; its key was released")]
+    Draining,
+    #[error("too many requests in flight")]
+    Overloaded,
+    #[error("protocol upgrades are not accepted on webhook routes")]
+    Upgrade,
     #[error("upstream unreachable: {0}")]
     UpstreamUnavailable(String),
     #[error("upstream did not answer within {0:?}")]
@@ -128,6 +138,9 @@ impl GatewayError {
             Verify(_) => (StatusCode::UNAUTHORIZED, Outcome::InvalidSignature, "invalid signature"),
             Store(_) => (StatusCode::SERVICE_UNAVAILABLE, Outcome::StoreError, "temporarily unavailable"),
             Replay => (StatusCode::UNAUTHORIZED, Outcome::Replay, "invalid signature"),
+            Draining => (StatusCode::SERVICE_UNAVAILABLE, Outcome::Draining, "temporarily unavailable"),
+            Overloaded => (StatusCode::SERVICE_UNAVAILABLE, Outcome::Overloaded, "temporarily unavailable"),
+            Upgrade => (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request"),
             InFlight(_) => (StatusCode::CONFLICT, Outcome::InFlight, "delivery in progress"),
             UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, Outcome::UpstreamUnavailable, "bad gateway"),
             UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, Outcome::UpstreamTimeout, "gateway timeout"),
@@ -138,7 +151,8 @@ impl GatewayError {
     /// Seconds the sender should wait before retrying, where a retry can succeed.
     fn retry_after(&self) -> Option<u64> {
         match self {
-            GatewayError::Store(_) => Some(5),
+            GatewayError::Store(_) | GatewayError::Draining => Some(5),
+            GatewayError::Overloaded => Some(1),
             GatewayError::InFlight(d) => Some(d.as_secs().clamp(1, 60)),
             _ => None,
         }

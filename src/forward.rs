@@ -26,15 +26,15 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Builds the pooled upstream client; idle connections are kept warm for reuse.
-pub fn client(connect_timeout: Duration) -> UpstreamClient {
+pub fn client(limits: &crate::config::Limits) -> UpstreamClient {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
+    http.set_connect_timeout(Some(limits.upstream_connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(60)));
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(512)
+        .pool_max_idle_per_host(limits.upstream_max_idle_per_host)
         .build(http)
 }
 
@@ -160,10 +160,21 @@ impl Service<Delivery> for Forward {
                 }
                 Ok(Err(e)) => {
                     let mut msg = e.to_string();
-                    if let Some(src) = std::error::Error::source(&e) {
-                        msg = format!("{msg}: {src}");
+                    let mut timed_out = false;
+                    let mut src = std::error::Error::source(&e);
+                    while let Some(s) = src {
+                        msg = format!("{msg}: {s}");
+                        timed_out |= s
+                            .downcast_ref::<std::io::Error>()
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+                        src = s.source();
                     }
-                    return Ok(GatewayError::UpstreamUnavailable(msg).into_response(Some(route), Some(key)));
+                    let err = if timed_out {
+                        GatewayError::UpstreamTimeout(timeout)
+                    } else {
+                        GatewayError::UpstreamUnavailable(msg)
+                    };
+                    return Ok(err.into_response(Some(route), Some(key)));
                 }
                 Ok(Ok(res)) => res,
             };

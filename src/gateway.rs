@@ -28,11 +28,16 @@ impl Clock {
 
 pub struct Gateway {
     routes: HashMap<String, Arc<Route>>,
+    /// Set when the drain timeout has passed: in-flight deliveries stop waiting for their
+    /// upstream, release their keys and answer 503, so the provider retries elsewhere.
+    pub abort: tokio::sync::watch::Sender<bool>,
     pub store: Arc<dyn Store>,
     pub store_timeout: Duration,
     pub client: UpstreamClient,
     pub clock: Clock,
     pub limits: Limits,
+    /// Requests in flight across every connection.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
@@ -40,9 +45,11 @@ impl Gateway {
         Gateway {
             routes: config.routes.iter().map(|r| (r.path.clone(), r.clone())).collect(),
             store,
+            abort: tokio::sync::watch::Sender::new(false),
             store_timeout: config.store.timeout,
-            client: forward::client(Duration::from_secs(2)),
+            client: forward::client(&config.limits),
             clock,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
             limits: config.limits.clone(),
         }
     }

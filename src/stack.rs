@@ -7,6 +7,7 @@ use crate::layer::authenticate::AuthenticateLayer;
 use crate::layer::catch_panic::CatchPanicLayer;
 use crate::layer::dedupe::DedupeLayer;
 use crate::layer::handshake::HandshakeLayer;
+use crate::layer::limit::InFlightLimitLayer;
 use crate::layer::observe::ObserveLayer;
 use crate::layer::read_body::ReadBodyLayer;
 use crate::layer::route::RouteLayer;
@@ -31,6 +32,8 @@ pub fn webhook_service(
         // A panic while handling one request answers 500 for that request only; the
         // connection and the process go on.
         .layer(CatchPanicLayer)
+        // Bound the requests handled at once: past it, 503 at once instead of a queue.
+        .layer(InFlightLimitLayer::new(gateway.in_flight.clone()))
         // Route by path and check the method before reading a byte of the body: unknown
         // paths cost nothing.
         .layer(RouteLayer::new(gateway.clone(), peer))
@@ -44,7 +47,7 @@ pub fn webhook_service(
         .layer(HandshakeLayer)
         // Claim the key: duplicates and concurrent copies stop here; the claim is completed
         // or released from the upstream's answer.
-        .layer(DedupeLayer::new(gateway.store.clone(), gateway.store_timeout))
+        .layer(DedupeLayer::new(gateway.store.clone(), gateway.store_timeout, gateway.abort.subscribe()))
         // Forward over the pooled upstream client.
         .service(Forward::new(gateway.client.clone()))
 }

@@ -5,5 +5,6 @@ mod util;
 mod catalog;
 mod cli;
 mod core;
+mod hardening;
 mod properties;
 mod stores;

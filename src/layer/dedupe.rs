@@ -11,24 +11,28 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::watch;
 use tower::{Layer, Service};
 
 #[derive(Clone)]
 pub struct DedupeLayer {
     store: Arc<dyn Store>,
     timeout: Duration,
+    abort: watch::Receiver<bool>,
 }
 
 impl DedupeLayer {
-    pub fn new(store: Arc<dyn Store>, timeout: Duration) -> Self {
-        DedupeLayer { store, timeout }
+    /// `abort` turns true when draining has run out of time: deliveries still waiting for
+    /// their upstream then release their keys and answer 503.
+    pub fn new(store: Arc<dyn Store>, timeout: Duration, abort: watch::Receiver<bool>) -> Self {
+        DedupeLayer { store, timeout, abort }
     }
 }
 
 impl<S> Layer<S> for DedupeLayer {
     type Service = Dedupe<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Dedupe { inner, store: self.store.clone(), timeout: self.timeout }
+        Dedupe { inner, store: self.store.clone(), timeout: self.timeout, abort: self.abort.clone() }
     }
 }
 
@@ -37,6 +41,7 @@ pub struct Dedupe<S> {
     inner: S,
     store: Arc<dyn Store>,
     timeout: Duration,
+    abort: watch::Receiver<bool>,
 }
 
 impl<S> Service<Delivery> for Dedupe<S>
@@ -56,6 +61,7 @@ where
         let mut inner = self.inner.clone();
         let store = self.store.clone();
         let timeout = self.timeout;
+        let mut abort = self.abort.clone();
         Box::pin(async move {
             let route = d.route.clone();
             let key = d.key.clone();
@@ -106,7 +112,11 @@ where
             // The claim is ours. Forwarding and recording its outcome run in their own task,
             // so a sender that hangs up cannot leave the claim half-done.
             let task = tokio::spawn(async move {
-                let Ok(res) = inner.call(d).await;
+                let (r, k) = (route.clone(), key.clone());
+                let res = tokio::select! {
+                    Ok(res) = inner.call(d) => res,
+                    _ = abort.wait_for(|a| *a) => GatewayError::Draining.into_response(Some(r), Some(k)),
+                };
                 let delivered = res.status().is_success();
                 finish(&*store, &key, token, delivered, route.ttl, timeout).await;
                 settle(&*store, nonce, delivered, route.ttl, timeout).await;

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`observe`] | nothing: records one log line per request |
 //! | [`catch_panic`] | 500 for a request whose handler panicked |
+//! | [`limit`] | 503 + `Retry-After` past the in-flight bound |
 //! | [`route`] | 404, 405 |
 //! | [`read_body`] | 413, 408 |
 //! | [`authenticate`] | 401, 400 |
@@ -14,6 +15,7 @@ pub mod authenticate;
 pub mod catch_panic;
 pub mod dedupe;
 pub mod handshake;
+pub mod limit;
 pub mod observe;
 pub mod read_body;
 pub mod route;

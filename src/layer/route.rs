@@ -57,6 +57,11 @@ where
         if !route.methods.contains(req.method()) {
             return answer(GatewayError::MethodNotAllowed.into_response(Some(route), None));
         }
+        // A webhook is one request and one answer; a switch to another protocol would let
+        // bytes past verification.
+        if req.headers().contains_key(http::header::UPGRADE) {
+            return answer(GatewayError::Upgrade.into_response(Some(route), None));
+        }
         futures_util::future::Either::Right(self.inner.call(Routed { route, req, peer: self.peer }))
     }
 }
