@@ -198,12 +198,18 @@ fn redact_url(url: &str) -> String {
 }
 
 fn summary(config: &Config) -> String {
-    let mut out =
-        format!("listen {}\nstore {}\nroutes:\n", config.listen, describe_store(&config.store.kind));
+    let mut out = format!(
+        "listen {}{}\nstore {}\nadmin {}\nroutes:\n",
+        config.listen,
+        if config.tls.is_some() { " (tls)" } else { "" },
+        describe_store(&config.store.kind),
+        config.admin.map(|a| a.to_string()).unwrap_or_else(|| "off".into())
+    );
     for r in &config.routes {
         out.push_str(&format!(
-            "  {} [{}] -> {} (provider {}, max body {} B, timeout {}, ttl {})\n",
+            "  {}{} [{}] -> {} (provider {}, max body {} B, timeout {}, ttl {})\n",
             r.path,
+            r.selector.as_ref().map(|(h, v)| format!(" when {h}: {v}")).unwrap_or_default(),
             r.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
             r.upstream.url,
             r.provider(),
@@ -246,15 +252,73 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(arc_swap::ArcSwap::new(
+                crate::tls::server_config(files).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            ))),
+            None => None,
+        };
         let gateway = Arc::new(Gateway::new(&config, store, Clock::System));
         eprint!("{}", summary(&config));
+        if let Some(addr) = config.admin {
+            let admin =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding admin {addr}"))?;
+            eprintln!("admin http://{} (/healthz /readyz /metrics)", admin.local_addr()?);
+            tokio::spawn(crate::admin::run(admin, gateway.clone(), std::future::pending()));
+        }
+        tokio::spawn(reload_on_sighup(path.to_path_buf(), gateway.clone(), tls.clone()));
         let local = listener.local_addr()?;
-        tracing::info!(listen = %local, store = store_kind, "portcullis is serving");
+        tracing::info!(listen = %local, store = store_kind, tls = tls.is_some(), "portcullis is serving");
         // One line on stdout for scripts and tests that bind port 0.
         println!("listening on {local}");
-        crate::server::run(listener, gateway, shutdown_signal()).await;
+        crate::server::run(listener, gateway, tls, shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// On SIGHUP, loads the configuration again and puts it in force; a configuration that
+/// fails validation is refused, logged and counted, and the running one stays.
+async fn reload_on_sighup(
+    path: std::path::PathBuf,
+    gateway: Arc<Gateway>,
+    tls: Option<crate::server::TlsHandle>,
+) {
+    #[cfg(unix)]
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reloads are off");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let loaded = Config::load(&path).map_err(|e| e.to_string()).and_then(|config| {
+                let cert = match (&tls, &config.tls) {
+                    (Some(_), Some(files)) => Some(crate::tls::server_config(files)?),
+                    (None, Some(_)) => return Err("tls cannot be turned on by a reload; restart".into()),
+                    _ => None,
+                };
+                Ok((config, cert))
+            });
+            match loaded {
+                Ok((config, cert)) => {
+                    let ignored = gateway.reload(&config);
+                    if let (Some(handle), Some(cert)) = (&tls, cert) {
+                        handle.store(cert);
+                    }
+                    tracing::info!(routes = config.routes.len(), "configuration reloaded");
+                    if !ignored.is_empty() {
+                        tracing::warn!(changed = ?ignored, "these settings changed but take effect only after a restart");
+                    }
+                }
+                Err(e) => {
+                    gateway.metrics.reloads_failed.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, "reload refused; the running configuration stays in force");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, gateway, tls);
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -6,7 +6,7 @@ use crate::verify::Verifier;
 use http::uri::{Authority, Scheme};
 use http::{Method, Uri};
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +27,11 @@ pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 struct RawConfig {
     listen: String,
     providers_dir: Option<PathBuf>,
+    admin: Option<RawAdmin>,
+    tls: Option<RawTls>,
+    /// Proxies whose `X-Forwarded-For` is believed when checking `allow_ips`.
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     #[serde(default)]
     store: RawStore,
     #[serde(default)]
@@ -90,8 +95,19 @@ struct RawRoute {
     path: String,
     name: Option<String>,
     provider: String,
+    #[serde(default)]
     secrets: Vec<RawSecret>,
-    upstream: String,
+    /// Files holding one secret each (as Kubernetes mounts them); read at load and reload.
+    #[serde(default)]
+    secret_files: Vec<PathBuf>,
+    upstream: Option<String>,
+    /// A header whose value picks one of `variants` (Payable's `X-Live-Mode`).
+    select_by: Option<String>,
+    #[serde(default)]
+    variants: BTreeMap<String, RawVariant>,
+    /// Addresses (CIDR) allowed to send to this route; others get 403.
+    allow_ips: Option<Vec<String>>,
+    forward_signing: Option<RawForwardSigning>,
     methods: Option<Vec<String>>,
     max_body: Option<Size>,
     #[serde(default, with = "humantime_serde")]
@@ -105,6 +121,37 @@ struct RawRoute {
     public_url: Option<String>,
     #[serde(default)]
     on_store_error: OnStoreError,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+/// One value of a route's `select_by` header: its own secrets and upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariant {
+    #[serde(default)]
+    secrets: Vec<RawSecret>,
+    #[serde(default)]
+    secret_files: Vec<PathBuf>,
+    upstream: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForwardSigning {
+    /// A Standard Webhooks secret, `whsec_` + base64.
+    secret: String,
 }
 
 /// A secret: its value, or its value with an expiry (during a rotation).
@@ -249,6 +296,14 @@ pub struct Route {
     pub ttl: Duration,
     pub public_url: Option<String>,
     pub on_store_error: OnStoreError,
+    /// The route's counters; attached by the gateway, kept across reloads.
+    pub metrics: std::sync::OnceLock<Arc<crate::metrics::RouteMetrics>>,
+    /// For a variant of a route: the header and the value that select it.
+    pub selector: Option<(http::HeaderName, String)>,
+    /// Networks allowed to send; `None` allows all.
+    pub allow_ips: Option<Vec<ipnet::IpNet>>,
+    /// Re-sign what is forwarded with Standard Webhooks headers under this key.
+    pub forward_signing: Option<crate::verify::mac::MacKey>,
 }
 
 impl Route {
@@ -260,10 +315,29 @@ impl Route {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub tls: Option<TlsFiles>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub store: StoreConfig,
     pub limits: Limits,
+    /// Every route; a route with `variants` appears once per variant, with a `selector`.
     pub routes: Vec<Arc<Route>>,
     pub profiles: ProfileSet,
+}
+
+/// The certificate and key of the webhook listener, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// Parses `10.0.0.0/8` or a single address.
+pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("'{s}' is not an address or a CIDR network"))
 }
 
 /// A configuration that cannot be used: the file, where, and what is wrong.
@@ -353,6 +427,21 @@ impl RawConfig {
             profiles.extend_from_dir(&base.join(dir)).map_err(|e| format!("providers_dir: {e}"))?;
         }
 
+        let admin = self
+            .admin
+            .map(|a| {
+                let l = expand_env(&a.listen, env).map_err(|e| format!("admin.listen: {e}"))?;
+                l.parse::<SocketAddr>().map_err(|_| format!("admin.listen: '{l}' is not an address"))
+            })
+            .transpose()?;
+        let tls =
+            self.tls.map(|t| TlsFiles { cert_file: base.join(t.cert_file), key_file: base.join(t.key_file) });
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, n)| parse_net(n).map_err(|e| format!("trusted_proxies[{i}]: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
         let store = self.store.validate(base, env)?;
         let d = Limits::default();
         let l = self.limits;
@@ -391,16 +480,19 @@ impl RawConfig {
         let mut routes = Vec::with_capacity(self.routes.len());
         for (i, r) in self.routes.into_iter().enumerate() {
             let at = format!("routes[{i}]");
-            let route = r.validate(&profiles, env).map_err(|e| format!("{at} ({}): {e}", "route"))?;
-            if !paths.insert(route.path.clone()) {
-                return Err(format!("{at}.path: '{}' is used by another route", route.path));
+            let variants = r.validate(&profiles, env, base).map_err(|e| format!("{at} (route): {e}"))?;
+            let path = variants[0].path.clone();
+            if !paths.insert(path.clone()) {
+                return Err(format!("{at}.path: '{path}' is used by another route"));
             }
-            if !names.insert(route.name.clone()) {
-                return Err(format!("{at}.name: '{}' is used by another route", route.name));
+            for route in variants {
+                if !names.insert(route.name.clone()) {
+                    return Err(format!("{at}.name: '{}' is used by another route", route.name));
+                }
+                routes.push(Arc::new(route));
             }
-            routes.push(Arc::new(route));
         }
-        Ok(Config { listen, store, limits, routes, profiles })
+        Ok(Config { listen, admin, tls, trusted_proxies, store, limits, routes, profiles })
     }
 }
 
@@ -469,16 +561,77 @@ impl RawStore {
 }
 
 impl RawRoute {
-    fn validate(self, profiles: &ProfileSet, env: &dyn Fn(&str) -> Option<String>) -> Result<Route, String> {
+    /// Validates the route; one `Route` per variant when it selects by a header.
+    fn validate(
+        self,
+        profiles: &ProfileSet,
+        env: &dyn Fn(&str) -> Option<String>,
+        base: &Path,
+    ) -> Result<Vec<Route>, String> {
         if !self.path.starts_with('/') || self.path.contains(['?', '#']) {
             return Err(format!("path: '{}' must start with '/' and hold no query", self.path));
         }
+        let name = self.name.clone().unwrap_or_else(|| self.path.clone());
+        match (&self.select_by, self.variants.is_empty()) {
+            (None, true) => {
+                let upstream = self.upstream.as_deref().ok_or("upstream: is needed")?;
+                Ok(vec![self.build(
+                    name,
+                    &self.secrets,
+                    &self.secret_files,
+                    upstream,
+                    None,
+                    profiles,
+                    env,
+                    base,
+                )?])
+            }
+            (Some(header), false) => {
+                if self.upstream.is_some() || !self.secrets.is_empty() || !self.secret_files.is_empty() {
+                    return Err("with select_by, secrets and upstream belong to each of the variants".into());
+                }
+                let header = http::HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("select_by: '{header}' is not a header name"))?;
+                self.variants
+                    .iter()
+                    .map(|(value, v)| {
+                        let selector = Some((header.clone(), value.clone()));
+                        self.build(
+                            format!("{name}[{value}]"),
+                            &v.secrets,
+                            &v.secret_files,
+                            &v.upstream,
+                            selector,
+                            profiles,
+                            env,
+                            base,
+                        )
+                        .map_err(|e| format!("variants.{value}.{e}"))
+                    })
+                    .collect()
+            }
+            _ => Err("select_by and variants go together".into()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        name: String,
+        raw_secrets: &[RawSecret],
+        secret_files: &[PathBuf],
+        upstream: &str,
+        selector: Option<(http::HeaderName, String)>,
+        profiles: &ProfileSet,
+        env: &dyn Fn(&str) -> Option<String>,
+        base: &Path,
+    ) -> Result<Route, String> {
         let profile = profiles.get(&self.provider).ok_or_else(|| {
             format!("provider: unknown provider '{}' (known: {})", self.provider, profiles.names().join(", "))
         })?;
 
-        let mut secrets = Vec::with_capacity(self.secrets.len());
-        for (i, raw) in self.secrets.iter().enumerate() {
+        let mut secrets = Vec::with_capacity(raw_secrets.len() + secret_files.len());
+        for (i, raw) in raw_secrets.iter().enumerate() {
             let (s, expires_at) = match raw {
                 RawSecret::Value(s) => (s, None),
                 RawSecret::WithExpiry(e) => {
@@ -501,17 +654,28 @@ impl RawRoute {
             }
             secrets.push(crate::verify::Secret { value: v, expires_at });
         }
+        for (i, f) in secret_files.iter().enumerate() {
+            let path = base.join(f);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("secret_files[{i}]: {}: {e}", path.display()))?;
+            let v = text.trim_end_matches(['\n', '\r']).to_string();
+            if v.is_empty() {
+                return Err(format!("secret_files[{i}]: {} is empty", path.display()));
+            }
+            secrets.push(crate::verify::Secret { value: v, expires_at: None });
+        }
         if secrets.is_empty() {
             return Err("secrets: at least one non-empty secret is needed".into());
         }
         let verifier =
             Verifier::new(profile.clone(), &secrets, self.tolerance).map_err(|e| format!("secrets: {e}"))?;
 
-        let up = expand_env(&self.upstream, env).map_err(|e| format!("upstream: {e}"))?;
+        let up = expand_env(upstream, env).map_err(|e| format!("upstream: {e}"))?;
         let upstream = parse_upstream(&up).map_err(|e| format!("upstream: {e}"))?;
         let public_url = self
             .public_url
-            .map(|u| expand_env(&u, env).map_err(|e| format!("public_url: {e}")))
+            .as_ref()
+            .map(|u| expand_env(u, env).map_err(|e| format!("public_url: {e}")))
             .transpose()?;
         if verifier.needs_url() && public_url.is_none() {
             return Err(format!(
@@ -520,7 +684,7 @@ impl RawRoute {
             ));
         }
 
-        let methods = match self.methods {
+        let methods = match &self.methods {
             None => profile.methods.clone(),
             Some(ms) => ms
                 .iter()
@@ -552,9 +716,35 @@ impl RawRoute {
         if ttl < lease {
             return Err("ttl must be at least the lease".into());
         }
+        let allow_ips = self
+            .allow_ips
+            .as_ref()
+            .map(|list| {
+                list.iter()
+                    .enumerate()
+                    .map(|(i, n)| parse_net(n).map_err(|e| format!("allow_ips[{i}]: {e}")))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let forward_signing =
+            self.forward_signing
+                .as_ref()
+                .map(|f| {
+                    let secret =
+                        expand_env(&f.secret, env).map_err(|e| format!("forward_signing.secret: {e}"))?;
+                    if !secret.starts_with("whsec_") {
+                        return Err("forward_signing.secret: a Standard Webhooks secret starts with whsec_"
+                            .to_string());
+                    }
+                    let key = crate::verify::mac::SecretEncoding::WhsecBase64
+                        .decode(&secret)
+                        .map_err(|e| format!("forward_signing.secret {e}"))?;
+                    Ok(crate::verify::mac::MacKey::new(crate::verify::mac::Algorithm::HmacSha256, &key))
+                })
+                .transpose()?;
         Ok(Route {
-            name: self.name.unwrap_or_else(|| self.path.clone()),
-            path: self.path,
+            name,
+            path: self.path.clone(),
             verifier,
             upstream,
             methods,
@@ -564,6 +754,10 @@ impl RawRoute {
             ttl,
             public_url,
             on_store_error: self.on_store_error,
+            metrics: std::sync::OnceLock::new(),
+            selector,
+            allow_ips,
+            forward_signing,
         })
     }
 }

@@ -12,6 +12,8 @@ pub struct Routed {
     pub route: Arc<Route>,
     pub req: http::Request<Incoming>,
     pub peer: SocketAddr,
+    /// Whether the request came over TLS (for `X-Forwarded-Proto`).
+    pub tls: bool,
 }
 
 /// A request whose body has been read in full.
@@ -21,6 +23,7 @@ pub struct Delivery {
     /// The raw body, byte for byte as received.
     pub body: Bytes,
     pub peer: SocketAddr,
+    pub tls: bool,
     /// The idempotency key, namespaced by route; set once the signature is verified.
     pub key: Arc<str>,
     /// Index of the route secret that matched.

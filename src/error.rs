@@ -41,6 +41,8 @@ pub enum Outcome {
     Replay,
     Draining,
     Overloaded,
+    Forbidden,
+    Queued,
     Panic,
 }
 
@@ -64,6 +66,8 @@ impl Outcome {
             Outcome::Replay => "replay",
             Outcome::Draining => "draining",
             Outcome::Overloaded => "overloaded",
+            Outcome::Forbidden => "forbidden",
+            Outcome::Queued => "queued",
             Outcome::Panic => "internal_error",
         }
     }
@@ -80,11 +84,13 @@ pub struct Record {
     pub secret_index: Option<usize>,
     /// The precise reason for a rejection; never a secret or signature value.
     pub detail: Option<String>,
+    /// How long the upstream took, when it was called.
+    pub upstream_latency: Option<Duration>,
 }
 
 impl Record {
     pub fn new(outcome: Outcome) -> Self {
-        Record { outcome, route: None, key: None, secret_index: None, detail: None }
+        Record { outcome, route: None, key: None, secret_index: None, detail: None, upstream_latency: None }
     }
 }
 
@@ -113,6 +119,10 @@ pub enum GatewayError {
     Draining,
     #[error("too many requests in flight")]
     Overloaded,
+    #[error("the client address {0} is not allowed on this route")]
+    Forbidden(std::net::IpAddr),
+    #[error("the route selects by a header: {0}")]
+    NoVariant(String),
     #[error("protocol upgrades are not accepted on webhook routes")]
     Upgrade,
     #[error("upstream unreachable: {0}")]
@@ -141,6 +151,8 @@ impl GatewayError {
             Draining => (StatusCode::SERVICE_UNAVAILABLE, Outcome::Draining, "temporarily unavailable"),
             Overloaded => (StatusCode::SERVICE_UNAVAILABLE, Outcome::Overloaded, "temporarily unavailable"),
             Upgrade => (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, Outcome::Forbidden, "forbidden"),
+            NoVariant(_) => (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request"),
             InFlight(_) => (StatusCode::CONFLICT, Outcome::InFlight, "delivery in progress"),
             UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, Outcome::UpstreamUnavailable, "bad gateway"),
             UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, Outcome::UpstreamTimeout, "gateway timeout"),
@@ -172,6 +184,7 @@ impl GatewayError {
             key,
             secret_index: None,
             detail: Some(self.to_string()),
+            upstream_latency: None,
         });
         res
     }

@@ -65,6 +65,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+static WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+static WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+
+/// Adds Standard Webhooks headers signed with the route's `forward_signing` key, so every
+/// backend verifies one scheme whatever the provider: `webhook-id` is the idempotency key,
+/// and the signature is `v1,` + base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`.
+fn sign_forward(headers: &mut HeaderMap, key: &crate::verify::mac::MacKey, id: &[u8], body: &[u8]) {
+    use base64::Engine;
+    let ts = crate::gateway::Clock::System.now().to_string();
+    let digest = key.digest([id, b".", ts.as_bytes(), b".", body]);
+    let sig = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(digest.as_bytes()));
+    headers.insert(WEBHOOK_ID.clone(), HeaderValue::from_bytes(id).expect("a header value already"));
+    headers.insert(WEBHOOK_TIMESTAMP.clone(), HeaderValue::from_str(&ts).expect("digits"));
+    headers.insert(WEBHOOK_SIGNATURE.clone(), HeaderValue::from_str(&sig).expect("base64"));
+}
+
 #[derive(Clone)]
 pub struct Forward {
     client: UpstreamClient,
@@ -114,7 +131,7 @@ fn upstream_request(d: Delivery) -> Result<Request<Full<Bytes>>, http::Error> {
         None => peer,
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if d.tls { "https" } else { "http" }));
     headers.insert(
         PORTCULLIS_PROVIDER.clone(),
         HeaderValue::from_str(route.provider()).expect("provider names are header-safe"),
@@ -122,6 +139,9 @@ fn upstream_request(d: Delivery) -> Result<Request<Full<Bytes>>, http::Error> {
     let id = &d.key[route.name.len() + 1..];
     let id_value = HeaderValue::from_str(id)
         .unwrap_or_else(|_| HeaderValue::from_str(&crate::verify::body_sha256(id.as_bytes())).expect("hex"));
+    if let Some(key) = &route.forward_signing {
+        sign_forward(&mut headers, key, id_value.as_bytes(), &d.body);
+    }
     headers.insert(PORTCULLIS_KEY.clone(), id_value);
 
     let mut req = Request::new(Full::new(d.body));
@@ -154,6 +174,7 @@ impl Service<Delivery> for Forward {
                         .into_response(Some(route), Some(key)))
                 }
             };
+            let started = std::time::Instant::now();
             let res = match tokio::time::timeout(timeout, client.request(req)).await {
                 Err(_) => {
                     return Ok(GatewayError::UpstreamTimeout(timeout).into_response(Some(route), Some(key)))
@@ -187,6 +208,7 @@ impl Service<Delivery> for Forward {
                 key: Some(key),
                 secret_index: Some(secret_index),
                 detail: None,
+                upstream_latency: Some(started.elapsed()),
             });
             let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
             Ok(Response::from_parts(parts, body))

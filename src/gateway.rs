@@ -2,9 +2,12 @@
 //! clock, as every connection's stack sees them.
 
 use crate::config::{Config, Limits, Route};
+use crate::error::GatewayError;
 use crate::forward::{self, UpstreamClient};
 use crate::idempotency::Store;
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,11 +29,80 @@ impl Clock {
     }
 }
 
+/// What a configuration reload may change: the routes (secrets, upstreams, profiles) and
+/// the trusted proxies. Swapped whole, so a request sees one version or the other.
+pub struct Routing {
+    routes: HashMap<String, Vec<Arc<Route>>>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// The configuration it came from, to tell what a reload could not apply.
+    pub config: Config,
+}
+
+impl Routing {
+    fn new(config: &Config, metrics: &crate::metrics::Metrics) -> Self {
+        let mut routes: HashMap<String, Vec<Arc<Route>>> = HashMap::new();
+        for r in &config.routes {
+            let _ = r.metrics.set(metrics.route(&r.name));
+            routes.entry(r.path.clone()).or_default().push(r.clone());
+        }
+        Routing { routes, trusted_proxies: config.trusted_proxies.clone(), config: config.clone() }
+    }
+
+    /// The route for an exact path, and for routes with variants, the variant the request's
+    /// selector header names.
+    pub fn route(&self, path: &str, headers: &http::HeaderMap) -> Result<Arc<Route>, GatewayError> {
+        let list = self.routes.get(path).ok_or(GatewayError::NotFound)?;
+        let first = &list[0];
+        let Some((header, _)) = &first.selector else { return Ok(first.clone()) };
+        let mut values = headers.get_all(header).iter();
+        let value = values.next().and_then(|v| v.to_str().ok()).map(str::trim);
+        if values.next().is_some() {
+            return Err(GatewayError::NoVariant(format!("{header} appears more than once")));
+        }
+        let Some(value) = value else {
+            return Err(GatewayError::NoVariant(format!("no {header} header")));
+        };
+        list.iter()
+            .find(|r| r.selector.as_ref().is_some_and(|(_, v)| v.eq_ignore_ascii_case(value)))
+            .cloned()
+            .ok_or_else(|| GatewayError::NoVariant(format!("{header} '{value}' names no variant")))
+    }
+
+    /// The client's address: the peer, or where the peer is a trusted proxy, the last
+    /// address of `X-Forwarded-For` that is not a trusted proxy.
+    pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
+        if !trusted(&peer) {
+            return peer;
+        }
+        let mut client = peer;
+        let hops = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        for hop in hops.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if trusted(&ip) => client = ip,
+                Ok(ip) => return ip,
+                // An entry that is not an address cannot be believed; stop at the last good one.
+                Err(_) => return client,
+            }
+        }
+        client
+    }
+}
+
 pub struct Gateway {
-    routes: HashMap<String, Arc<Route>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    routing: ArcSwap<Routing>,
     /// Set when the drain timeout has passed: in-flight deliveries stop waiting for their
     /// upstream, release their keys and answer 503, so the provider retries elsewhere.
     pub abort: tokio::sync::watch::Sender<bool>,
+    /// Set once shutdown has begun: readiness answers 503.
+    pub draining: std::sync::atomic::AtomicBool,
     pub store: Arc<dyn Store>,
     pub store_timeout: Duration,
     pub client: UpstreamClient,
@@ -42,10 +114,16 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: &Config, store: Arc<dyn Store>, clock: Clock) -> Self {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        // Store failures are counted where they happen, whatever the request's outcome.
+        let store: Arc<dyn Store> =
+            Arc::new(crate::idempotency::Counted { inner: store, metrics: metrics.clone() });
         Gateway {
-            routes: config.routes.iter().map(|r| (r.path.clone(), r.clone())).collect(),
+            routing: ArcSwap::from_pointee(Routing::new(config, &metrics)),
+            metrics,
             store,
             abort: tokio::sync::watch::Sender::new(false),
+            draining: std::sync::atomic::AtomicBool::new(false),
             store_timeout: config.store.timeout,
             client: forward::client(&config.limits),
             clock,
@@ -54,8 +132,30 @@ impl Gateway {
         }
     }
 
-    /// The route for an exact path.
-    pub fn route(&self, path: &str) -> Option<Arc<Route>> {
-        self.routes.get(path).cloned()
+    /// The routing in force.
+    pub fn routing(&self) -> arc_swap::Guard<Arc<Routing>> {
+        self.routing.load()
+    }
+
+    /// Puts a new configuration's routes in force; connections and in-flight requests go on.
+    /// Returns what the new configuration changes that only a restart applies.
+    pub fn reload(&self, config: &Config) -> Vec<String> {
+        let old = self.routing.load();
+        let mut ignored = Vec::new();
+        if old.config.listen != config.listen {
+            ignored.push("listen".to_string());
+        }
+        if old.config.admin != config.admin {
+            ignored.push("admin".to_string());
+        }
+        if format!("{:?}", old.config.store) != format!("{:?}", config.store) {
+            ignored.push("store".to_string());
+        }
+        if format!("{:?}", old.config.limits) != format!("{:?}", config.limits) {
+            ignored.push("limits".to_string());
+        }
+        self.routing.store(Arc::new(Routing::new(config, &self.metrics)));
+        self.metrics.reloads_ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ignored
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`cli`], [`app`]: the command line and what each command does;
+//! - [`admin`]: health, readiness and metrics on their own listener;
 //! - [`config`]: gateway YAML, validated into routes;
 //! - [`profile`]: provider profiles (YAML, built-ins from `providers/`);
 //! - [`verify`]: signature schemes: header parsing, payload templates, MACs, timestamps;
@@ -17,8 +18,11 @@
 //! - [`stack`]: the one place the layers are assembled;
 //! - [`gateway`]: shared state (routes, store, client, clock);
 //! - [`server`]: listener, connections, graceful shutdown;
+//! - [`tls`]: the listener's certificate and key;
+//! - [`metrics`]: Prometheus counters and histograms;
 //! - [`error`]: the one mapping from errors to HTTP responses.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -29,7 +33,9 @@ pub mod gateway;
 pub mod idempotency;
 pub mod jsonptr;
 pub mod layer;
+pub mod metrics;
 pub mod profile;
 pub mod server;
 pub mod stack;
+pub mod tls;
 pub mod verify;

@@ -5,6 +5,7 @@ use crate::config::Limits;
 use crate::error::Body;
 use crate::gateway::Gateway;
 use crate::stack;
+use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
 
 /// After the drain timeout, how long the released deliveries get to send their 503s.
 const ABORT_GRACE: Duration = Duration::from_secs(5);
@@ -28,31 +30,40 @@ const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type:
 /// Serves webhooks on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight deliveries finish for the drain timeout; those still waiting then release their
 /// keys and answer 503.
-pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    tls: Option<TlsHandle>,
+    shutdown: impl Future<Output = ()>,
+) {
     let limits = gateway.limits.clone();
     let gw = gateway.clone();
-    serve(
-        listener,
-        &limits,
-        move |peer| stack::webhook_service(&gw, peer),
-        shutdown,
-        || {
-            gateway.abort.send_replace(true);
-        },
-    )
+    let make = move |peer, tls| stack::webhook_service(&gw, peer, tls);
+    let draining = gateway.clone();
+    let shutdown = async move {
+        shutdown.await;
+        draining.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    serve(listener, &limits, tls, make, shutdown, || {
+        gateway.abort.send_replace(true);
+    })
     .await
 }
+
+/// The listener's TLS configuration, swapped in place when a reload reads new files.
+pub type TlsHandle = Arc<ArcSwap<rustls::ServerConfig>>;
 
 /// The accept loop, for any service built per connection by `make_service`. `abort` is
 /// called when the drain timeout passes with requests still in flight.
 pub async fn serve<S, M>(
     listener: TcpListener,
     limits: &Limits,
+    tls: Option<TlsHandle>,
     make_service: M,
     shutdown: impl Future<Output = ()>,
     abort: impl FnOnce(),
 ) where
-    M: Fn(SocketAddr) -> S,
+    M: Fn(SocketAddr, bool) -> S,
     S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
         + Clone
         + Send
@@ -81,22 +92,45 @@ pub async fn serve<S, M>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(make_service(peer));
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
             // Fires for slow headers and for idle keep-alive connections alike.
             .header_read_timeout(limits.header_read_timeout)
             .max_headers(limits.max_headers)
             .max_buf_size(limits.max_header_bytes)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            .keep_alive(true);
+        match &tls {
+            None => {
+                let svc = TowerToHyperService::new(make_service(peer, false));
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
+                let svc = TowerToHyperService::new(make_service(peer, true));
+                let watcher = graceful.watcher();
+                let handshake_timeout = limits.header_read_timeout;
+                tokio::spawn(async move {
+                    // The handshake is bounded like the headers that follow it.
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), svc));
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                            }
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     tracing::info!("stopped accepting; draining in-flight requests");

@@ -18,17 +18,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tower::{Service, ServiceBuilder};
 
-/// The webhook service for one connection from `peer`.
+/// The webhook service for one connection from `peer` (over TLS or not).
 pub fn webhook_service(
     gateway: &Arc<Gateway>,
     peer: SocketAddr,
+    tls: bool,
 ) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
        + Clone
        + Send
        + 'static {
     ServiceBuilder::new()
         // Outermost, so that even a panic below gets its log line with the outcome.
-        .layer(ObserveLayer)
+        .layer(ObserveLayer::new(gateway.metrics.clone()))
         // A panic while handling one request answers 500 for that request only; the
         // connection and the process go on.
         .layer(CatchPanicLayer)
@@ -36,7 +37,7 @@ pub fn webhook_service(
         .layer(InFlightLimitLayer::new(gateway.in_flight.clone()))
         // Route by path and check the method before reading a byte of the body: unknown
         // paths cost nothing.
-        .layer(RouteLayer::new(gateway.clone(), peer))
+        .layer(RouteLayer::new(gateway.clone(), peer, tls))
         // Read the whole body under the route's limit; the signature covers raw bytes, so
         // verification needs all of them.
         .layer(ReadBodyLayer::new(gateway.limits.body_read_timeout))

@@ -280,13 +280,21 @@ async fn a_panic_answers_500_for_that_request_only() {
         }
         Ok::<_, std::convert::Infallible>(http::Response::new(full("fine")))
     });
-    let svc = tower::ServiceBuilder::new().layer(ObserveLayer).layer(CatchPanicLayer).service(handler);
+    let svc =
+        tower::ServiceBuilder::new().layer(ObserveLayer::default()).layer(CatchPanicLayer).service(handler);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = portcullis::config::Limits::default();
     tokio::spawn(async move {
-        portcullis::server::serve(listener, &limits, move |_| svc.clone(), std::future::pending(), || {})
-            .await
+        portcullis::server::serve(
+            listener,
+            &limits,
+            None,
+            move |_, _| svc.clone(),
+            std::future::pending(),
+            || {},
+        )
+        .await
     });
     let c = client();
     // One keep-alive connection: the panic does not take it down.

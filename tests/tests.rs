@@ -3,6 +3,7 @@
 mod util;
 
 mod catalog;
+mod chaos;
 mod cli;
 mod core;
 mod hardening;

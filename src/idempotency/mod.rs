@@ -16,6 +16,7 @@ pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A boxed store call.
@@ -75,5 +76,41 @@ pub async fn bounded<T>(
     match tokio::time::timeout(limit, fut).await {
         Ok(r) => r,
         Err(_) => Err(StoreError::Timeout(limit)),
+    }
+}
+
+/// A store whose failed calls are counted in `portcullis_store_errors_total`.
+pub struct Counted {
+    pub inner: Arc<dyn Store>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Counted {
+    fn count<'a, T: Send + 'a>(&'a self, fut: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
+        Box::pin(async move {
+            let r = fut.await;
+            if r.is_err() {
+                self.metrics.store_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            r
+        })
+    }
+}
+
+impl Store for Counted {
+    fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
+        self.count(self.inner.claim(key, lease))
+    }
+    fn complete<'a>(&'a self, key: &'a str, token: Token, ttl: Duration) -> StoreFuture<'a, ()> {
+        self.count(self.inner.complete(key, token, ttl))
+    }
+    fn release<'a>(&'a self, key: &'a str, token: Token) -> StoreFuture<'a, ()> {
+        self.count(self.inner.release(key, token))
+    }
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        self.inner.ping()
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
     }
 }

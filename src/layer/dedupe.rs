@@ -91,6 +91,7 @@ where
                         key: Some(key),
                         secret_index: Some(d.secret_index),
                         detail: None,
+                        upstream_latency: None,
                     });
                     return Ok(res);
                 }

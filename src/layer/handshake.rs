@@ -74,6 +74,7 @@ where
                     key: None,
                     secret_index: Some(d.secret_index),
                     detail: None,
+                    upstream_latency: None,
                 });
                 return answer(res);
             }

@@ -3,25 +3,37 @@
 
 use super::BoxFuture;
 use crate::error::{Body, Outcome, Record};
+use crate::metrics::Metrics;
 use http::{Request, Response};
 use std::convert::Infallible;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tower::{Layer, Service};
 
 #[derive(Clone, Default)]
-pub struct ObserveLayer;
+pub struct ObserveLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl ObserveLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        ObserveLayer { metrics }
+    }
+}
 
 impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Observe { inner }
+        Observe { inner, metrics: self.metrics.clone() }
     }
 }
 
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
+    metrics: Arc<Metrics>,
 }
 
 impl<S, B> Service<Request<B>> for Observe<S>
@@ -40,13 +52,22 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let start = Instant::now();
         let method = req.method().clone();
+        let metrics = self.metrics.clone();
+        metrics.in_flight.fetch_add(1, Relaxed);
         let fut = self.inner.call(req);
         Box::pin(async move {
             let Ok(mut res) = fut.await;
+            metrics.in_flight.fetch_sub(1, Relaxed);
             let record =
                 res.extensions_mut().remove::<Record>().unwrap_or_else(|| Record::new(Outcome::Panic));
-            let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+            let elapsed = start.elapsed();
+            let latency_ms = elapsed.as_secs_f64() * 1000.0;
             let route = record.route.as_deref();
+            let rm = route.and_then(|r| r.metrics.get()).unwrap_or(metrics.unmatched());
+            rm.record(record.outcome, elapsed, record.secret_index);
+            if let Some(up) = record.upstream_latency {
+                rm.upstream.observe(up);
+            }
             let status = res.status().as_u16();
             macro_rules! line {
                 ($level:ident) => {

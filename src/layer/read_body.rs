@@ -83,6 +83,7 @@ where
                     parts,
                     body,
                     peer: r.peer,
+                    tls: r.tls,
                     key: Arc::from(""),
                     secret_index: 0,
                     nonce: None,

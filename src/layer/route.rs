@@ -16,18 +16,20 @@ use tower::{Layer, Service};
 pub struct RouteLayer {
     gateway: Arc<Gateway>,
     peer: SocketAddr,
+    tls: bool,
 }
 
 impl RouteLayer {
-    pub fn new(gateway: Arc<Gateway>, peer: SocketAddr) -> Self {
-        RouteLayer { gateway, peer }
+    /// For one connection from `peer`, over TLS or not.
+    pub fn new(gateway: Arc<Gateway>, peer: SocketAddr, tls: bool) -> Self {
+        RouteLayer { gateway, peer, tls }
     }
 }
 
 impl<S> Layer<S> for RouteLayer {
     type Service = RouteService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RouteService { inner, gateway: self.gateway.clone(), peer: self.peer }
+        RouteService { inner, gateway: self.gateway.clone(), peer: self.peer, tls: self.tls }
     }
 }
 
@@ -36,6 +38,7 @@ pub struct RouteService<S> {
     inner: S,
     gateway: Arc<Gateway>,
     peer: SocketAddr,
+    tls: bool,
 }
 
 impl<S> Service<Request<Incoming>> for RouteService<S>
@@ -51,9 +54,19 @@ where
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let Some(route) = self.gateway.route(req.uri().path()) else {
-            return answer(GatewayError::NotFound.into_response(None, None));
+        let routing = self.gateway.routing();
+        let route = match routing.route(req.uri().path(), req.headers()) {
+            Ok(r) => r,
+            Err(e) => return answer(e.into_response(None, None)),
         };
+        // Defence in depth before any verification work: only the provider's networks.
+        if let Some(allowed) = &route.allow_ips {
+            let ip = routing.client_ip(self.peer.ip(), req.headers());
+            if !allowed.iter().any(|n| n.contains(&ip)) {
+                return answer(GatewayError::Forbidden(ip).into_response(Some(route), None));
+            }
+        }
+        drop(routing);
         if !route.methods.contains(req.method()) {
             return answer(GatewayError::MethodNotAllowed.into_response(Some(route), None));
         }
@@ -62,6 +75,11 @@ where
         if req.headers().contains_key(http::header::UPGRADE) {
             return answer(GatewayError::Upgrade.into_response(Some(route), None));
         }
-        futures_util::future::Either::Right(self.inner.call(Routed { route, req, peer: self.peer }))
+        futures_util::future::Either::Right(self.inner.call(Routed {
+            route,
+            req,
+            peer: self.peer,
+            tls: self.tls,
+        }))
     }
 }

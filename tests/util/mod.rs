@@ -134,7 +134,7 @@ impl TestGateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let done = tokio::spawn(portcullis::server::run(listener, gateway, async {
+        let done = tokio::spawn(portcullis::server::run(listener, gateway, None, async {
             let _ = rx.await;
         }));
         TestGateway { addr, stop: Some(tx), done: Some(done) }

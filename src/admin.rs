@@ -1,0 +1,76 @@
+//! The admin listener, apart from the webhook one: liveness, readiness and metrics.
+//!
+//! - `GET /healthz`: the process is alive.
+//! - `GET /readyz`: the configuration is loaded, the store answers, and the gateway is not
+//!   draining; 503 otherwise, so a load balancer stops sending while Redis is gone.
+//! - `GET /metrics`: Prometheus text format.
+
+use crate::error::{full, json_response, Body};
+use crate::gateway::Gateway;
+use crate::idempotency::bounded;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Answers one admin request.
+pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#));
+    }
+    Ok(match req.uri().path() {
+        "/healthz" => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
+        "/readyz" => {
+            if gateway.draining.load(Ordering::Relaxed) {
+                json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
+            } else {
+                match bounded(gateway.store_timeout, gateway.store.ping()).await {
+                    Ok(()) => json_response(StatusCode::OK, r#"{"status":"ready"}"#),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "not ready: the idempotency store does not answer");
+                        json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"store unavailable"}"#)
+                    }
+                }
+            }
+        }
+        "/metrics" => {
+            let mut res = Response::new(full(gateway.metrics.render()));
+            res.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            res
+        }
+        _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
+    })
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown` resolves.
+pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let gw = gateway.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| handle(gw.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}

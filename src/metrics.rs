@@ -1,0 +1,276 @@
+//! Prometheus metrics: per-route counters and histograms kept in preallocated atomics, so the
+//! request path never takes a lock or allocates to count; rendered in the text format.
+
+use crate::error::Outcome;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Every outcome, in the order of their counters.
+pub const OUTCOMES: [Outcome; 20] = [
+    Outcome::Forwarded,
+    Outcome::UpstreamError,
+    Outcome::UpstreamUnavailable,
+    Outcome::UpstreamTimeout,
+    Outcome::Duplicate,
+    Outcome::InFlight,
+    Outcome::InvalidSignature,
+    Outcome::BadRequest,
+    Outcome::StoreError,
+    Outcome::NotFound,
+    Outcome::MethodNotAllowed,
+    Outcome::TooLarge,
+    Outcome::BodyTimeout,
+    Outcome::Handshake,
+    Outcome::Replay,
+    Outcome::Draining,
+    Outcome::Overloaded,
+    Outcome::Forbidden,
+    Outcome::Queued,
+    Outcome::Panic,
+];
+
+fn outcome_index(o: Outcome) -> usize {
+    OUTCOMES.iter().position(|x| *x == o).unwrap_or(OUTCOMES.len() - 1)
+}
+
+/// Latency bucket bounds, in seconds.
+const BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Matched secret indexes counted individually; higher ones share the last slot.
+const SECRET_SLOTS: usize = 8;
+
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(d.as_nanos() as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (b, n) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += n.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_nanos.load(Relaxed) as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// The metrics of one route (or of requests that matched none).
+#[derive(Default)]
+pub struct RouteMetrics {
+    outcomes: [AtomicU64; OUTCOMES.len()],
+    secret_index: [AtomicU64; SECRET_SLOTS],
+    pub request: Histogram,
+    pub upstream: Histogram,
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RouteMetrics(..)")
+    }
+}
+
+impl RouteMetrics {
+    pub fn record(&self, outcome: Outcome, latency: Duration, secret_index: Option<usize>) {
+        self.outcomes[outcome_index(outcome)].fetch_add(1, Relaxed);
+        self.request.observe(latency);
+        if let (Some(i), Outcome::Forwarded | Outcome::Duplicate | Outcome::UpstreamError) =
+            (secret_index, outcome)
+        {
+            self.secret_index[i.min(SECRET_SLOTS - 1)].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The count of one outcome, for tests and readiness.
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        self.outcomes[outcome_index(outcome)].load(Relaxed)
+    }
+}
+
+/// Every metric of a gateway process; survives configuration reloads.
+#[derive(Default)]
+pub struct Metrics {
+    routes: Mutex<BTreeMap<String, Arc<RouteMetrics>>>,
+    unmatched: Arc<RouteMetrics>,
+    pub in_flight: AtomicI64,
+    pub store_errors: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    pub queue_depth: AtomicI64,
+    pub queue_oldest_age_secs: AtomicI64,
+    pub queue_attempts: [AtomicU64; 3],
+    pub queue_dead: AtomicI64,
+}
+
+/// Labels of `portcullis_queue_attempts_total`.
+pub const QUEUE_ATTEMPT_OUTCOMES: [&str; 3] = ["delivered", "retry", "dead"];
+
+impl Metrics {
+    /// The metrics of a route, created on first use and kept across reloads.
+    pub fn route(&self, name: &str) -> Arc<RouteMetrics> {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Requests that matched no route.
+    pub fn unmatched(&self) -> &Arc<RouteMetrics> {
+        &self.unmatched
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let routes: Vec<(String, Arc<RouteMetrics>)> = {
+            let r = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            r.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let all = routes.iter().map(|(k, v)| (k.as_str(), v)).chain(std::iter::once(("-", &self.unmatched)));
+        let all: Vec<(&str, &Arc<RouteMetrics>)> = all.collect();
+        let mut out = String::with_capacity(16 * 1024);
+        out.push_str("# HELP portcullis_requests_total Requests by route and outcome.\n");
+        out.push_str("# TYPE portcullis_requests_total counter\n");
+        for (name, m) in &all {
+            for (o, n) in OUTCOMES.iter().zip(&m.outcomes) {
+                let n = n.load(Relaxed);
+                if n > 0 || *name != "-" {
+                    let _ = writeln!(
+                        out,
+                        "portcullis_requests_total{{route=\"{}\",outcome=\"{}\"}} {n}",
+                        escape(name),
+                        o.as_str()
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP portcullis_request_duration_seconds Time from request to answer.\n");
+        out.push_str("# TYPE portcullis_request_duration_seconds histogram\n");
+        for (name, m) in &all {
+            m.request.render(
+                &mut out,
+                "portcullis_request_duration_seconds",
+                &format!("route=\"{}\"", escape(name)),
+            );
+        }
+        out.push_str("# HELP portcullis_upstream_duration_seconds Time the upstream took to answer.\n");
+        out.push_str("# TYPE portcullis_upstream_duration_seconds histogram\n");
+        for (name, m) in routes.iter() {
+            m.upstream.render(
+                &mut out,
+                "portcullis_upstream_duration_seconds",
+                &format!("route=\"{}\"", escape(name)),
+            );
+        }
+        out.push_str("# HELP portcullis_secret_matches_total Verified requests by the index of the secret that matched.\n");
+        out.push_str("# TYPE portcullis_secret_matches_total counter\n");
+        for (name, m) in routes.iter() {
+            for (i, n) in m.secret_index.iter().enumerate() {
+                let n = n.load(Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "portcullis_secret_matches_total{{route=\"{}\",index=\"{i}\"}} {n}",
+                        escape(name)
+                    );
+                }
+            }
+        }
+        let gauges = [
+            (
+                "portcullis_requests_in_flight",
+                "gauge",
+                "Requests being handled.",
+                self.in_flight.load(Relaxed),
+            ),
+            (
+                "portcullis_store_errors_total",
+                "counter",
+                "Idempotency store calls that failed or timed out.",
+                self.store_errors.load(Relaxed) as i64,
+            ),
+            (
+                "portcullis_queue_depth",
+                "gauge",
+                "Accepted deliveries not yet delivered.",
+                self.queue_depth.load(Relaxed),
+            ),
+            (
+                "portcullis_queue_oldest_age_seconds",
+                "gauge",
+                "Age of the oldest undelivered delivery.",
+                self.queue_oldest_age_secs.load(Relaxed),
+            ),
+            (
+                "portcullis_queue_dead",
+                "gauge",
+                "Deliveries in the dead-letter list.",
+                self.queue_dead.load(Relaxed),
+            ),
+        ];
+        for (name, kind, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+        out.push_str("# HELP portcullis_config_reloads_total Configuration reloads by result.\n");
+        out.push_str("# TYPE portcullis_config_reloads_total counter\n");
+        let _ = writeln!(
+            out,
+            "portcullis_config_reloads_total{{result=\"ok\"}} {}",
+            self.reloads_ok.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "portcullis_config_reloads_total{{result=\"error\"}} {}",
+            self.reloads_failed.load(Relaxed)
+        );
+        out.push_str("# HELP portcullis_queue_attempts_total Queued delivery attempts by outcome.\n");
+        out.push_str("# TYPE portcullis_queue_attempts_total counter\n");
+        for (label, n) in QUEUE_ATTEMPT_OUTCOMES.iter().zip(&self.queue_attempts) {
+            let _ =
+                writeln!(out, "portcullis_queue_attempts_total{{outcome=\"{label}\"}} {}", n.load(Relaxed));
+        }
+        out
+    }
+}
+
+/// Escapes a label value.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        let r = m.route("/p");
+        r.record(Outcome::Forwarded, Duration::from_millis(3), Some(1));
+        r.record(Outcome::InvalidSignature, Duration::from_micros(100), None);
+        r.upstream.observe(Duration::from_millis(2));
+        let text = m.render();
+        assert!(text.contains("portcullis_requests_total{route=\"/p\",outcome=\"forwarded\"} 1"), "{text}");
+        assert!(text.contains("portcullis_requests_total{route=\"/p\",outcome=\"invalid_signature\"} 1"));
+        assert!(text.contains("portcullis_request_duration_seconds_bucket{route=\"/p\",le=\"0.005\"} 2"));
+        assert!(text.contains("portcullis_request_duration_seconds_count{route=\"/p\"} 2"));
+        assert!(text.contains("portcullis_upstream_duration_seconds_count{route=\"/p\"} 1"));
+        assert!(text.contains("portcullis_secret_matches_total{route=\"/p\",index=\"1\"} 1"));
+        assert!(Arc::ptr_eq(&m.route("/p"), &r), "kept across lookups (and reloads)");
+    }
+}
