@@ -7,5 +7,6 @@ mod chaos;
 mod cli;
 mod core;
 mod hardening;
+mod operations;
 mod properties;
 mod stores;

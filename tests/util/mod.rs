@@ -117,9 +117,11 @@ impl Upstream {
     }
 }
 
-/// A gateway serving on 127.0.0.1, stopped when dropped.
+/// A gateway serving on 127.0.0.1 (and its admin listener), stopped when dropped.
 pub struct TestGateway {
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub gateway: Arc<Gateway>,
     stop: Option<oneshot::Sender<()>>,
     pub done: Option<tokio::task::JoinHandle<()>>,
 }
@@ -133,16 +135,37 @@ impl TestGateway {
         let gateway = Arc::new(Gateway::new(&config, store, clock));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = admin_listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let done = tokio::spawn(portcullis::server::run(listener, gateway, None, async {
-            let _ = rx.await;
+        let (admin_tx, admin_rx) = oneshot::channel::<()>();
+        tokio::spawn(portcullis::admin::run(admin_listener, gateway.clone(), async {
+            let _ = admin_rx.await;
         }));
-        TestGateway { addr, stop: Some(tx), done: Some(done) }
+        let done = tokio::spawn(portcullis::server::run(listener, gateway.clone(), None, async {
+            let _ = rx.await;
+            drop(admin_tx);
+        }));
+        TestGateway { addr, admin, gateway, stop: Some(tx), done: Some(done) }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+
+    /// The text of the admin listener's `/metrics`.
+    pub async fn metrics(&self) -> String {
+        send(&client(), Method::GET, &format!("http://{}/metrics", self.admin), &[], "").await.text()
+    }
+}
+
+/// The value of one sample line of Prometheus text, 0 when absent.
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 impl Drop for TestGateway {
