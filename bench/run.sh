@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# portcullis against a plain nginx reverse proxy and a floor proxy, in one run, on loopback.
+#
+#   bash bench/run.sh                 # 10 s per target, 2 rounds, 32 connections
+#   SECONDS_PER_RUN=20 ROUNDS=3 bash bench/run.sh
+#
+# Starts: an upstream (nginx `return 200`), the nginx proxy in front of it (keep-alive to the
+# upstream, worker_processes auto), the floor proxy (bench/src/bin/floor.rs), a Redis server,
+# and portcullis with the memory store and with the Redis store. Each is driven with the same
+# load of unique, validly signed ~1 KB Paylent deliveries (bench/src/bin/loadgen.rs),
+# alternating the targets, and the table prints requests per second, p50 and p99, and the
+# ratios against nginx and the floor proxy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SECS=${SECONDS_PER_RUN:-10}
+ROUNDS=${ROUNDS:-2}
+CONNS=${CONNECTIONS:-32}
+WARMUP=${WARMUP:-2}
+SECRET=bench-secret
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need redis-server; then
+  echo "installing nginx and redis from Debian packages" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light redis-server >/dev/null
+fi
+
+cargo build --release --quiet
+(cd bench && cargo build --release --quiet)
+LOADGEN=$ROOT/bench/target/release/loadgen
+FLOOR=$ROOT/bench/target/release/floor
+PORTCULLIS=$ROOT/target/release/portcullis
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); NGX=$(free_port); FLR=$(free_port); RDS=$(free_port); PCM=$(free_port); PCR=$(free_port)
+
+mkdir -p "$WORK/nginx"
+cat > "$WORK/nginx.conf" <<EOF
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  keepalive_requests 1000000;
+  upstream backend { server 127.0.0.1:$UP; keepalive 64; }
+  server {
+    listen 127.0.0.1:$UP;
+    location / { return 200 "ok"; }
+  }
+  server {
+    listen 127.0.0.1:$NGX;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+nginx -c "$WORK/nginx.conf" -g 'daemon on;'
+
+redis-server --port "$RDS" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >/dev/null &
+PIDS+=($!)
+"$FLOOR" "127.0.0.1:$FLR" "http://127.0.0.1:$UP" "$SECRET" &
+PIDS+=($!)
+
+gateway_config() { # port store-yaml
+  cat <<EOF
+listen: "127.0.0.1:$1"
+store:
+$2
+limits:
+  max_in_flight: 100000
+routes:
+  - path: /webhooks/paylent
+    provider: paylent
+    secrets: ["$SECRET"]
+    upstream: "http://127.0.0.1:$UP/paylent"
+EOF
+}
+gateway_config "$PCM" "  kind: memory" > "$WORK/memory.yaml"
+gateway_config "$PCR" "  kind: redis
+  url: \"redis://127.0.0.1:$RDS/\"" > "$WORK/redis.yaml"
+RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/memory.yaml" >/dev/null 2>"$WORK/pc-memory.log" &
+PIDS+=($!)
+RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/redis.yaml" >/dev/null 2>"$WORK/pc-redis.log" &
+PIDS+=($!)
+
+for p in $UP $NGX $FLR $RDS $PCM $PCR; do
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done
+done
+
+declare -A URL=(
+  [nginx]="http://127.0.0.1:$NGX/webhooks/paylent"
+  [floor]="http://127.0.0.1:$FLR/webhooks/paylent"
+  [portcullis-memory]="http://127.0.0.1:$PCM/webhooks/paylent"
+  [portcullis-redis]="http://127.0.0.1:$PCR/webhooks/paylent"
+)
+ORDER=(nginx floor portcullis-memory portcullis-redis)
+RESULTS=$WORK/results.jsonl
+: > "$RESULTS"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m); ${CONNS} connections, ${SECS}s per run after ${WARMUP}s warm-up, ${ROUNDS} rounds" >&2
+for round in $(seq "$ROUNDS"); do
+  # Alternate the order so that no target always runs first or last.
+  if (( round % 2 == 0 )); then ORDER=(portcullis-redis portcullis-memory floor nginx); else ORDER=(nginx floor portcullis-memory portcullis-redis); fi
+  for t in "${ORDER[@]}"; do
+    out=$("$LOADGEN" "${URL[$t]}" "$SECRET" "$CONNS" "$SECS" "$WARMUP" "r${round}-${t}")
+    echo "round $round $t $out" >&2
+    echo "{\"target\":\"$t\",\"round\":$round,\"result\":$out}" >> "$RESULTS"
+  done
+done
+
+python3 - "$RESULTS" <<'EOF'
+import json, sys, statistics
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {}
+for r in rows:
+    by.setdefault(r["target"], []).append(r["result"])
+def agg(t, k):
+    return statistics.mean(x[k] for x in by[t])
+order = ["nginx", "floor", "portcullis-memory", "portcullis-redis"]
+n_rps, f_rps, n_p99 = agg("nginx", "rps"), agg("floor", "rps"), agg("nginx", "p99_ms")
+print()
+print(f"| target | req/s | p50 ms | p99 ms | errors | ×nginx | ×floor |")
+print(f"|---|---:|---:|---:|---:|---:|---:|")
+for t in order:
+    rps = agg(t, "rps")
+    print(f"| {t} | {rps:,.0f} | {agg(t, 'p50_ms'):.2f} | {agg(t, 'p99_ms'):.2f} | {sum(x['errors'] for x in by[t])} | {rps / n_rps:.2f} | {rps / f_rps:.2f} |")
+m, r = agg("portcullis-memory", "rps"), agg("portcullis-redis", "rps")
+print()
+print(f"targets: memory/nginx {m / n_rps:.2f} (≥ 1.2), redis/nginx {r / n_rps:.2f} (≥ 1.0), memory/floor {m / f_rps:.2f} (≥ 1.0), "
+      f"p99 memory {agg('portcullis-memory', 'p99_ms'):.2f} ms vs nginx {n_p99:.2f} + 1 ms")
+EOF
