@@ -5,7 +5,6 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// A request whose route is known and whose body is not read yet.
 pub struct Routed {
@@ -31,5 +30,4 @@ pub struct Delivery {
     /// The signed one-time value to remember, for profiles that guard against replay with
     /// one; namespaced by route.
     pub nonce: Option<Arc<str>>,
-    pub received: Instant,
 }

@@ -115,9 +115,6 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: &Config, store: Arc<dyn Store>, clock: Clock) -> Self {
         let metrics = Arc::new(crate::metrics::Metrics::default());
-        // Store failures are counted where they happen, whatever the request's outcome.
-        let store: Arc<dyn Store> =
-            Arc::new(crate::idempotency::Counted { inner: store, metrics: metrics.clone() });
         Gateway {
             routing: ArcSwap::from_pointee(Routing::new(config, &metrics)),
             metrics,

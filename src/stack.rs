@@ -48,7 +48,12 @@ pub fn webhook_service(
         .layer(HandshakeLayer)
         // Claim the key: duplicates and concurrent copies stop here; the claim is completed
         // or released from the upstream's answer.
-        .layer(DedupeLayer::new(gateway.store.clone(), gateway.store_timeout, gateway.abort.subscribe()))
+        .layer(DedupeLayer::new(
+            gateway.store.clone(),
+            gateway.store_timeout,
+            gateway.abort.subscribe(),
+            gateway.metrics.clone(),
+        ))
         // Forward over the pooled upstream client.
         .service(Forward::new(gateway.client.clone()))
 }

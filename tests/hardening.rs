@@ -403,3 +403,21 @@ async fn sigterm_during_a_slow_upstream_releases_the_key_and_exits_0() {
     drop(gw);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_hangs_up_does_not_leave_the_claim_half_done() {
+    let up = Upstream::start().await;
+    up.set_delay(Duration::from_millis(500));
+    let gw = TestGateway::start(&yaml(&up, "", ""), Clock::System).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(&raw_request("evt_hangup", "")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    drop(s); // the sender gives up while the upstream is still answering
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(up.count(), 1, "the delivery reached the upstream");
+    // Its outcome was recorded: the provider's retry is a duplicate, not a 409 for a lease.
+    let b = body("evt_hangup");
+    let a = post(&client(), &gw.url("/p"), &sign("paylent", SECRET, &b, "", 0), b).await;
+    assert_eq!(a.text(), r#"{"status":"duplicate"}"#);
+    assert_eq!(up.count(), 1);
+}

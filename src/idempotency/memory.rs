@@ -1,31 +1,53 @@
-//! The in-process store: sharded maps bounded by a key count, entries expiring by TTL.
+//! The in-process store: sharded maps bounded by a key count, entries expiring by TTL. Keys
+//! are kept as 128-bit hashes, so an entry is a few dozen bytes whatever the id's length.
 
 use super::{Claim, Store, StoreError, StoreFuture, Token};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const SHARDS: usize = 32;
 
-#[derive(Debug)]
-enum State {
-    InFlight(Token),
-    Delivered,
+const IN_FLIGHT: u8 = 0;
+const DELIVERED: u8 = 1;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    token: u128,
+    /// Milliseconds since the store's epoch.
+    expires: u64,
+    state: u8,
 }
 
-#[derive(Debug)]
-struct Entry {
-    state: State,
-    expires: Instant,
+/// The map's keys are already uniform 128-bit hashes: their low bits are the hash.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes.iter().take(8) {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
 }
+
+type Shard = HashMap<u128, Entry, BuildHasherDefault<PreHashed>>;
 
 /// A bounded in-memory store. Claims are atomic across concurrent requests (one lock per
 /// shard); past `max_keys` live keys a claim fails, so the gateway answers 503 rather than
 /// forgetting delivered events.
 pub struct MemoryStore {
-    shards: Vec<Mutex<HashMap<Box<str>, Entry>>>,
-    hasher: RandomState,
+    shards: Vec<Mutex<Shard>>,
+    /// Random per process: ids cannot be chosen to collide.
+    seed: u64,
+    epoch: Instant,
     per_shard: usize,
     max_keys: usize,
 }
@@ -33,17 +55,27 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new(max_keys: usize) -> Self {
         MemoryStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            seed: rand::random(),
+            epoch: Instant::now(),
             per_shard: max_keys.div_ceil(SHARDS).max(1),
             max_keys,
         }
     }
 
-    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Entry>> {
-        let i = (self.hasher.hash_one(key) as usize) % SHARDS;
+    fn hash(&self, key: &str) -> u128 {
+        xxhash_rust::xxh3::xxh3_128_with_seed(key.as_bytes(), self.seed)
+    }
+
+    fn shard(&self, h: u128) -> std::sync::MutexGuard<'_, Shard> {
+        // The high bits pick the shard; the low bits serve the map inside it.
+        let i = ((h >> 64) as usize) % SHARDS;
         // A poisoned shard only means another thread panicked mid-update of a plain map.
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn millis(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     /// Live keys (expired ones not yet swept may be counted).
@@ -55,52 +87,68 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn claim_now(&self, key: &str, lease: Duration, now: Instant) -> Result<Claim, StoreError> {
-        let mut shard = self.shard(key);
-        if let Some(e) = shard.get_mut(key) {
-            if e.expires > now {
+    fn claim_at(&self, key: &str, lease: Duration, now: Instant) -> Result<Claim, StoreError> {
+        let h = self.hash(key);
+        let now_ms = self.millis(now);
+        let lease_ms = lease.as_millis() as u64;
+        let mut shard = self.shard(h);
+        if let Some(e) = shard.get_mut(&h) {
+            if e.expires > now_ms {
                 return Ok(match e.state {
-                    State::Delivered => Claim::Delivered,
-                    State::InFlight(_) => Claim::InFlight { retry_after: e.expires - now },
+                    DELIVERED => Claim::Delivered,
+                    _ => Claim::InFlight { retry_after: Duration::from_millis(e.expires - now_ms) },
                 });
             }
             // Expired: a lapsed lease is taken over, a lapsed delivery is forgotten.
             let token = Token::random();
-            *e = Entry { state: State::InFlight(token), expires: now + lease };
+            *e = Entry { token: token.0, expires: now_ms + lease_ms, state: IN_FLIGHT };
             return Ok(Claim::Acquired(token));
         }
         if shard.len() >= self.per_shard {
-            shard.retain(|_, e| e.expires > now);
+            shard.retain(|_, e| e.expires > now_ms);
             if shard.len() >= self.per_shard {
                 return Err(StoreError::Full(self.max_keys));
             }
         }
         let token = Token::random();
-        shard.insert(key.into(), Entry { state: State::InFlight(token), expires: now + lease });
+        shard.insert(h, Entry { token: token.0, expires: now_ms + lease_ms, state: IN_FLIGHT });
         Ok(Claim::Acquired(token))
     }
 
     fn finish(&self, key: &str, token: Token, ttl: Option<Duration>) {
-        let mut shard = self.shard(key);
-        let ours = matches!(shard.get(key), Some(Entry { state: State::InFlight(t), .. }) if *t == token);
+        let h = self.hash(key);
+        let mut shard = self.shard(h);
+        let ours = shard.get(&h).is_some_and(|e| e.state == IN_FLIGHT && e.token == token.0);
         if !ours {
             return;
         }
         match ttl {
             Some(ttl) => {
-                shard.insert(key.into(), Entry { state: State::Delivered, expires: Instant::now() + ttl });
+                let expires = self.millis(Instant::now()) + ttl.as_millis() as u64;
+                shard.insert(h, Entry { token: token.0, expires, state: DELIVERED });
             }
             None => {
-                shard.remove(key);
+                shard.remove(&h);
             }
         }
+    }
+
+    /// Bytes the maps hold per key at their current capacity (for the memory target).
+    pub fn bytes_per_key(&self) -> f64 {
+        let (mut cap, mut len) = (0usize, 0usize);
+        for s in &self.shards {
+            let s = s.lock().unwrap_or_else(|e| e.into_inner());
+            cap += s.capacity();
+            len += s.len();
+        }
+        let slot = std::mem::size_of::<(u128, Entry)>() + 1;
+        (cap * slot) as f64 / len.max(1) as f64
     }
 }
 
 impl Store for MemoryStore {
     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
-        let r = self.claim_now(key, lease, Instant::now());
-        Box::pin(std::future::ready(r))
+        Box::pin(std::future::ready(self.claim_at(key, lease, Instant::now())))
     }
 
     fn complete<'a>(&'a self, key: &'a str, token: Token, ttl: Duration) -> StoreFuture<'a, ()> {
@@ -119,6 +167,10 @@ impl Store for MemoryStore {
 
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn in_process(&self) -> bool {
+        true
     }
 }
 
@@ -151,12 +203,12 @@ mod tests {
     fn expired_lease_is_taken_over_and_old_holder_cannot_finish() {
         let s = MemoryStore::new(100);
         let now = Instant::now();
-        let Ok(Claim::Acquired(old)) = s.claim_now("k", LEASE, now) else { panic!() };
+        let Ok(Claim::Acquired(old)) = s.claim_at("k", LEASE, now) else { panic!() };
         let later = now + LEASE + Duration::from_millis(1);
-        let Ok(Claim::Acquired(new)) = s.claim_now("k", LEASE, later) else { panic!() };
+        let Ok(Claim::Acquired(new)) = s.claim_at("k", LEASE, later) else { panic!() };
         assert_ne!(old, new);
         s.finish("k", old, None);
-        assert!(matches!(s.claim_now("k", LEASE, later), Ok(Claim::InFlight { .. })));
+        assert!(matches!(s.claim_at("k", LEASE, later), Ok(Claim::InFlight { .. })));
     }
 
     #[test]
@@ -165,7 +217,7 @@ mod tests {
         let now = Instant::now();
         let mut full = false;
         for i in 0..SHARDS * 4 {
-            if let Err(StoreError::Full(_)) = s.claim_now(&format!("k{i}"), LEASE, now) {
+            if let Err(StoreError::Full(_)) = s.claim_at(&format!("k{i}"), LEASE, now) {
                 full = true;
             }
         }
@@ -173,11 +225,25 @@ mod tests {
         assert!(s.len() <= SHARDS);
         // Once the leases lapse, the space is reused.
         let later = now + LEASE * 2;
+        let mut reused = 0;
         for i in 0..SHARDS * 4 {
-            let _ = s.claim_now(&format!("n{i}"), LEASE, later);
+            reused += matches!(s.claim_at(&format!("n{i}"), LEASE, later), Ok(Claim::Acquired(_))) as usize;
         }
+        assert!(reused > 0);
         assert!(s.len() <= SHARDS);
-        assert!(matches!(s.claim_now("k0", LEASE, later), Ok(Claim::Acquired(_)) | Err(StoreError::Full(_))));
+    }
+
+    #[test]
+    fn a_remembered_key_costs_well_under_200_bytes() {
+        let s = MemoryStore::new(1_000_000);
+        let now = Instant::now();
+        for i in 0..200_000 {
+            let key = format!("/webhooks/paylent:evt_{i:024}");
+            let Ok(Claim::Acquired(t)) = s.claim_at(&key, LEASE, now) else { panic!() };
+            s.finish(&key, t, Some(Duration::from_secs(3600)));
+        }
+        let per_key = s.bytes_per_key();
+        assert!(per_key < 200.0, "{per_key} bytes per key");
     }
 
     #[tokio::test]

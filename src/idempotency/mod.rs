@@ -16,7 +16,6 @@ pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A boxed store call.
@@ -66,6 +65,10 @@ pub trait Store: Send + Sync + 'static {
     fn ping(&self) -> StoreFuture<'_, ()>;
     /// The backend's name, for logs.
     fn kind(&self) -> &'static str;
+    /// True for a store inside the process, whose calls cannot hang: no timeout is armed.
+    fn in_process(&self) -> bool {
+        false
+    }
 }
 
 /// Bounds a store call by `limit`.
@@ -79,38 +82,17 @@ pub async fn bounded<T>(
     }
 }
 
-/// A store whose failed calls are counted in `portcullis_store_errors_total`.
-pub struct Counted {
-    pub inner: Arc<dyn Store>,
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-impl Counted {
-    fn count<'a, T: Send + 'a>(&'a self, fut: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
-        Box::pin(async move {
-            let r = fut.await;
-            if r.is_err() {
-                self.metrics.store_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            r
-        })
+/// Calls the store under `limit` (no timer for an in-process store, whose calls cannot
+/// hang), counting failures in `portcullis_store_errors_total`.
+pub async fn guarded<T>(
+    store: &dyn Store,
+    limit: Duration,
+    metrics: &crate::metrics::Metrics,
+    fut: StoreFuture<'_, T>,
+) -> Result<T, StoreError> {
+    let r = if store.in_process() { fut.await } else { bounded(limit, fut).await };
+    if r.is_err() {
+        metrics.store_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-}
-
-impl Store for Counted {
-    fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
-        self.count(self.inner.claim(key, lease))
-    }
-    fn complete<'a>(&'a self, key: &'a str, token: Token, ttl: Duration) -> StoreFuture<'a, ()> {
-        self.count(self.inner.complete(key, token, ttl))
-    }
-    fn release<'a>(&'a self, key: &'a str, token: Token) -> StoreFuture<'a, ()> {
-        self.count(self.inner.release(key, token))
-    }
-    fn ping(&self) -> StoreFuture<'_, ()> {
-        self.inner.ping()
-    }
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
+    r
 }

@@ -5,7 +5,8 @@ use super::BoxFuture;
 use crate::config::OnStoreError;
 use crate::delivery::Delivery;
 use crate::error::{duplicate_response, Body, GatewayError, Outcome, Record};
-use crate::idempotency::{bounded, Claim, Store, Token};
+use crate::idempotency::{guarded, Claim, Store, Token};
+use crate::metrics::Metrics;
 use http::Response;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,31 +17,76 @@ use tower::{Layer, Service};
 
 #[derive(Clone)]
 pub struct DedupeLayer {
+    calls: Calls,
+    abort: watch::Receiver<bool>,
+}
+
+/// How the layer reaches the store: under the store timeout, failures counted.
+#[derive(Clone)]
+struct Calls {
     store: Arc<dyn Store>,
     timeout: Duration,
-    abort: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Calls {
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, crate::idempotency::StoreError> {
+        guarded(&*self.store, self.timeout, &self.metrics, self.store.claim(key, lease)).await
+    }
+
+    /// Completes (`delivered`) or releases the claim, trying a few times: a completion that
+    /// never lands would let a retry through after the lease.
+    async fn finish(&self, key: &str, token: Token, delivered: bool, ttl: Duration) {
+        let mut wait = Duration::from_millis(50);
+        for attempt in 1..=3 {
+            let fut =
+                if delivered { self.store.complete(key, token, ttl) } else { self.store.release(key, token) };
+            match guarded(&*self.store, self.timeout, &self.metrics, fut).await {
+                Ok(()) => return,
+                Err(e) if attempt == 3 => {
+                    tracing::error!(key = %key, error = %e, delivered,
+                        "could not record the delivery's outcome; the claim lapses when its lease ends");
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 4;
+                }
+            }
+        }
+    }
+
+    /// Consumes (`used`) or releases a claimed nonce.
+    async fn settle(&self, nonce: Option<(Arc<str>, Token)>, used: bool, ttl: Duration) {
+        if let Some((n, t)) = nonce {
+            self.finish(&n, t, used, ttl).await;
+        }
+    }
 }
 
 impl DedupeLayer {
     /// `abort` turns true when draining has run out of time: deliveries still waiting for
     /// their upstream then release their keys and answer 503.
-    pub fn new(store: Arc<dyn Store>, timeout: Duration, abort: watch::Receiver<bool>) -> Self {
-        DedupeLayer { store, timeout, abort }
+    pub fn new(
+        store: Arc<dyn Store>,
+        timeout: Duration,
+        abort: watch::Receiver<bool>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        DedupeLayer { calls: Calls { store, timeout, metrics }, abort }
     }
 }
 
 impl<S> Layer<S> for DedupeLayer {
     type Service = Dedupe<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Dedupe { inner, store: self.store.clone(), timeout: self.timeout, abort: self.abort.clone() }
+        Dedupe { inner, calls: self.calls.clone(), abort: self.abort.clone() }
     }
 }
 
 #[derive(Clone)]
 pub struct Dedupe<S> {
     inner: S,
-    store: Arc<dyn Store>,
-    timeout: Duration,
+    calls: Calls,
     abort: watch::Receiver<bool>,
 }
 
@@ -59,8 +105,7 @@ where
 
     fn call(&mut self, d: Delivery) -> Self::Future {
         let mut inner = self.inner.clone();
-        let store = self.store.clone();
-        let timeout = self.timeout;
+        let calls = self.calls.clone();
         let mut abort = self.abort.clone();
         Box::pin(async move {
             let route = d.route.clone();
@@ -69,7 +114,7 @@ where
             // replay. It is consumed with the delivery, and released when the delivery fails.
             let nonce = match d.nonce.clone() {
                 None => None,
-                Some(n) => match bounded(timeout, store.claim(&n, route.lease)).await {
+                Some(n) => match calls.claim(&n, route.lease).await {
                     Ok(Claim::Acquired(t)) => Some((n, t)),
                     Ok(Claim::Delivered) => {
                         return Ok(GatewayError::Replay.into_response(Some(route), Some(key)))
@@ -80,10 +125,10 @@ where
                     Err(e) => return Ok(GatewayError::Store(e).into_response(Some(route), Some(key))),
                 },
             };
-            let token = match bounded(timeout, store.claim(&key, route.lease)).await {
+            let token = match calls.claim(&key, route.lease).await {
                 Ok(Claim::Acquired(token)) => token,
                 Ok(Claim::Delivered) => {
-                    settle(&*store, nonce, true, route.ttl, timeout).await;
+                    calls.settle(nonce, true, route.ttl).await;
                     let mut res = duplicate_response();
                     res.extensions_mut().insert(Record {
                         outcome: Outcome::Duplicate,
@@ -96,7 +141,7 @@ where
                     return Ok(res);
                 }
                 Ok(Claim::InFlight { retry_after }) => {
-                    settle(&*store, nonce, false, route.ttl, timeout).await;
+                    calls.settle(nonce, false, route.ttl).await;
                     return Ok(GatewayError::InFlight(retry_after).into_response(Some(route), Some(key)));
                 }
                 Err(e) if route.on_store_error == OnStoreError::Forward => {
@@ -105,69 +150,74 @@ where
                     return inner.call(d).await;
                 }
                 Err(e) => {
-                    settle(&*store, nonce, false, route.ttl, timeout).await;
+                    calls.settle(nonce, false, route.ttl).await;
                     return Ok(GatewayError::Store(e).into_response(Some(route), Some(key)));
                 }
             };
 
-            // The claim is ours. Forwarding and recording its outcome run in their own task,
-            // so a sender that hangs up cannot leave the claim half-done.
-            let task = tokio::spawn(async move {
+            // The claim is ours. Forwarding and recording its outcome must run to the end even
+            // if the sender hangs up (hyper then drops this future): the work is detached into
+            // a task of its own at that moment, not spawned up front on every request.
+            let task = DetachOnDrop::new(async move {
                 let (r, k) = (route.clone(), key.clone());
                 let res = tokio::select! {
                     Ok(res) = inner.call(d) => res,
                     _ = abort.wait_for(|a| *a) => GatewayError::Draining.into_response(Some(r), Some(k)),
                 };
                 let delivered = res.status().is_success();
-                finish(&*store, &key, token, delivered, route.ttl, timeout).await;
-                settle(&*store, nonce, delivered, route.ttl, timeout).await;
+                calls.finish(&key, token, delivered, route.ttl).await;
+                calls.settle(nonce, delivered, route.ttl).await;
                 res
             });
-            Ok(task.await.unwrap_or_else(|_| GatewayError::Panic.into_response(None, None)))
+            Ok(task.await)
         })
     }
 }
 
-/// Consumes (`used`) or releases a claimed nonce.
-async fn settle(
-    store: &dyn Store,
-    nonce: Option<(Arc<str>, Token)>,
-    used: bool,
-    ttl: Duration,
-    timeout: Duration,
-) {
-    if let Some((n, t)) = nonce {
-        finish(store, &n, t, used, ttl, timeout).await;
+/// A future that, when dropped before it finished, spawns itself to finish on its own.
+struct DetachOnDrop<T: Send + 'static> {
+    fut: Option<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>>,
+}
+
+impl<T: Send + 'static> DetachOnDrop<T> {
+    fn new(fut: impl std::future::Future<Output = T> + Send + 'static) -> Self {
+        DetachOnDrop { fut: Some(Box::pin(fut)) }
     }
 }
 
-/// Completes (2xx) or releases the claim, trying a few times: a completion that never lands
-/// would let a retry through after the lease.
-async fn finish(
-    store: &dyn Store,
-    key: &str,
-    token: Token,
-    delivered: bool,
-    ttl: Duration,
-    timeout: Duration,
-) {
-    let mut wait = Duration::from_millis(50);
-    for attempt in 1..=3 {
-        let r = if delivered {
-            bounded(timeout, store.complete(key, token, ttl)).await
-        } else {
-            bounded(timeout, store.release(key, token)).await
-        };
-        match r {
-            Ok(()) => return,
-            Err(e) if attempt == 3 => {
-                tracing::error!(key = %key, error = %e, delivered,
-                    "could not record the delivery's outcome; the claim lapses when its lease ends");
-            }
-            Err(_) => {
-                tokio::time::sleep(wait).await;
-                wait *= 4;
+impl<T: Send + 'static> std::future::Future for DetachOnDrop<T> {
+    type Output = T;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let fut = self.fut.as_mut().expect("polled after completion");
+        let out = std::task::ready!(fut.as_mut().poll(cx));
+        self.fut = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<T: Send + 'static> Drop for DetachOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(fut) = self.fut.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(fut);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_abandoned_delivery_still_finishes() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let fut = DetachOnDrop::new(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = tx.send("finished");
+        });
+        // Poll once, then drop it, as hyper does when the sender hangs up.
+        let _ = tokio::time::timeout(Duration::from_millis(1), fut).await;
+        assert_eq!(rx.await.unwrap(), "finished");
     }
 }

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tower::{Layer, Service};
 
 #[derive(Clone)]
@@ -54,7 +54,6 @@ where
         let mut inner = self.inner.clone();
         let timeout = self.timeout;
         Box::pin(async move {
-            let received = Instant::now();
             let limit = r.route.max_body;
             let declared = r
                 .req
@@ -87,7 +86,6 @@ where
                     key: Arc::from(""),
                     secret_index: 0,
                     nonce: None,
-                    received,
                 })
                 .await
         })
