@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hmac::{Hmac, Mac};
-use http::{HeaderMap, HeaderName, Method};
+use http::{HeaderMap, Method};
 use portcullis::profile::ProfileSet;
 use portcullis::verify::{Input, Secret, Verifier};
 use std::hint::black_box;
@@ -17,17 +17,20 @@ fn setup(provider: &str, secret: &str, body: &[u8]) -> (Verifier, HeaderMap) {
     let v = Verifier::new(p, &[Secret::from(secret.to_string())], None).unwrap();
     let mut h = HeaderMap::new();
     for (k, val) in v.sign(&Method::POST, "", body, "msg_bench", NOW).unwrap() {
-        h.insert(HeaderName::from(k), val.parse().unwrap());
+        h.insert(k, val.parse().unwrap());
     }
     (v, h)
 }
 
 fn bench(c: &mut Criterion) {
     for size in [1024usize, 64 * 1024, 1024 * 1024] {
-        let mut body = format!(r#"{{"event_id":"evt_bench","pad":""#).into_bytes();
+        let mut body = br#"{"event_id":"evt_bench","pad":""#.to_vec();
         body.resize(size - 2, b'x');
         body.extend_from_slice(b"\"}");
-        let mut g = c.benchmark_group(format!("verify/{}", if size >= 1 << 20 { "1MB".to_string() } else { format!("{}KB", size / 1024) }));
+        let mut g = c.benchmark_group(format!(
+            "verify/{}",
+            if size >= 1 << 20 { "1MB".to_string() } else { format!("{}KB", size / 1024) }
+        ));
         g.throughput(Throughput::Bytes(size as u64));
         if size >= 1 << 20 {
             g.sample_size(30);

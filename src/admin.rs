@@ -4,6 +4,9 @@
 //! - `GET /readyz`: the configuration is loaded, the store answers, and the gateway is not
 //!   draining; 503 otherwise, so a load balancer stops sending while Redis is gone.
 //! - `GET /metrics`: Prometheus text format.
+//! - `GET /queue`: depth, oldest age, in retry and dead, per queued route.
+//! - `GET /queue/dead[?route=R]`: the dead-letter list.
+//! - `POST /queue/replay?id=ID` or `?all=1` (`&route=R`): dead letters back to the queue.
 
 use crate::error::{full, json_response, Body};
 use crate::gateway::Gateway;
@@ -21,6 +24,9 @@ use tokio::net::TcpListener;
 
 /// Answers one admin request.
 pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if req.uri().path().starts_with("/queue") {
+        return Ok(queue(gateway, &req).await);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#));
     }
@@ -47,6 +53,63 @@ pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Result<Res
         }
         _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
     })
+}
+
+/// The queue endpoints.
+async fn queue(gateway: Arc<Gateway>, req: &Request<Incoming>) -> Response<Body> {
+    let Some(q) = gateway.queue.clone() else {
+        return json_response(StatusCode::NOT_FOUND, r#"{"error":"no route is delivery: queued"}"#);
+    };
+    let params: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+    let routes: Vec<String> = gateway
+        .routing()
+        .routes()
+        .filter(|r| r.queue.is_some())
+        .map(|r| r.name.clone())
+        .filter(|n| params.get("route").is_none_or(|r| r == n))
+        .collect();
+    let error = |e: crate::idempotency::StoreError| {
+        tracing::warn!(error = %e, "queue admin request failed");
+        json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"queue unavailable"}"#)
+    };
+    match (req.method().clone(), req.uri().path()) {
+        (Method::GET, "/queue") => {
+            let mut all = Vec::new();
+            for r in &routes {
+                match q.stats(r).await {
+                    Ok(s) => all.push(s),
+                    Err(e) => return error(e),
+                }
+            }
+            json_response(StatusCode::OK, serde_json::to_string(&all).unwrap_or_default())
+        }
+        (Method::GET, "/queue/dead") => {
+            let mut all = Vec::new();
+            for r in &routes {
+                match q.dead_letters(r).await {
+                    Ok(d) => all.extend(d),
+                    Err(e) => return error(e),
+                }
+            }
+            json_response(StatusCode::OK, serde_json::to_string(&all).unwrap_or_default())
+        }
+        (Method::POST, "/queue/replay") => {
+            let id = params.get("id").map(String::as_str);
+            if id.is_none() && params.get("all").map(String::as_str) != Some("1") {
+                return json_response(StatusCode::BAD_REQUEST, r#"{"error":"give id=ID or all=1"}"#);
+            }
+            let mut n = 0;
+            for r in &routes {
+                match q.replay(r, id).await {
+                    Ok(k) => n += k,
+                    Err(e) => return error(e),
+                }
+            }
+            json_response(StatusCode::OK, format!("{{\"replayed\":{n}}}"))
+        }
+        _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
+    }
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown` resolves.

@@ -1,6 +1,6 @@
 //! What each command does; `main.rs` only parses flags and maps the result to an exit code.
 
-use crate::cli::{Command, LogFormat};
+use crate::cli::{Command, DeadCommand, LogFormat, QueueCommand};
 use crate::config::{Config, StoreKind};
 use crate::gateway::{Clock, Gateway};
 use crate::idempotency::{self, Store};
@@ -72,6 +72,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Echo { listen } => echo(listen),
+        Command::Queue { admin, route, command } => queue_command(&admin, route.as_deref(), command),
         Command::Sign { provider, secret, id, timestamp, method, url, body_file, providers_dir } => {
             let profile = lookup_profile(&provider, providers_dir.as_deref())?;
             let verifier = Verifier::new(profile, &[Secret::from(secret)], None)
@@ -228,6 +229,29 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The delivery queue, when a route is `delivery: queued` (validation ensures Redis).
+pub fn open_queue(config: &Config) -> anyhow::Result<Option<Arc<crate::queue::Queue>>> {
+    if !config.routes.iter().any(|r| r.queue.is_some()) {
+        return Ok(None);
+    }
+    let c = &config.store;
+    let redis = match &c.kind {
+        StoreKind::Redis { url } => idempotency::redis::RedisStore::single(url, &c.key_prefix, c.timeout)?,
+        StoreKind::RedisCluster { nodes } => {
+            idempotency::redis::RedisStore::cluster(nodes, &c.key_prefix, c.timeout)?
+        }
+        _ => anyhow::bail!("delivery: queued needs store.kind redis or redis-cluster"),
+    };
+    Ok(Some(Arc::new(crate::queue::Queue::new(redis, c.timeout))))
+}
+
+/// Starts the queue's workers; they stop when `stop` turns true.
+pub fn start_queue_workers(gateway: &Arc<Gateway>, stop: tokio::sync::watch::Receiver<bool>) {
+    if let Some(q) = &gateway.queue {
+        tokio::spawn(crate::queue::supervise(gateway.clone(), q.clone(), stop));
+    }
+}
+
 /// Opens the configured idempotency store.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let c = &config.store;
@@ -258,7 +282,9 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             ))),
             None => None,
         };
-        let gateway = Arc::new(Gateway::new(&config, store, Clock::System));
+        let gateway = Arc::new(Gateway::new(&config, store, Clock::System).with_queue(open_queue(&config)?));
+        let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+        start_queue_workers(&gateway, workers_stop);
         eprint!("{}", summary(&config));
         if let Some(addr) = config.admin {
             let admin =
@@ -272,6 +298,8 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         // One line on stdout for scripts and tests that bind port 0.
         println!("listening on {local}");
         crate::server::run(listener, gateway, tls, shutdown_signal()).await;
+        // Queued deliveries not yet acknowledged stay pending in Redis for another instance.
+        stop_workers.send_replace(true);
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -374,4 +402,43 @@ fn echo(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
             });
         }
     })
+}
+
+/// `portcullis queue …`: asks a running gateway's admin listener.
+fn queue_command(admin: &str, route: Option<&str>, command: QueueCommand) -> anyhow::Result<ExitCode> {
+    let mut query: Vec<(String, String)> =
+        route.map(|r| vec![("route".into(), r.to_string())]).unwrap_or_default();
+    let (method, path) = match command {
+        QueueCommand::Stats => (Method::GET, "/queue"),
+        QueueCommand::Dead { command: DeadCommand::List } => (Method::GET, "/queue/dead"),
+        QueueCommand::Replay { id, all } => {
+            match (id, all) {
+                (Some(id), false) => query.push(("id".into(), id)),
+                (None, true) => query.push(("all".into(), "1".into())),
+                _ => return Err(Usage("queue replay: give an ID or --all".into()).into()),
+            }
+            (Method::POST, "/queue/replay")
+        }
+    };
+    let qs = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+    let url = format!("{}{path}{}{qs}", admin.trim_end_matches('/'), if qs.is_empty() { "" } else { "?" });
+    let uri: http::Uri = url.parse().map_err(|_| Usage(format!("--admin: '{admin}' is not a URL")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (status, body) = runtime.block_on(async move {
+        use http_body_util::{BodyExt, Full};
+        let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let req = http::Request::builder().method(method).uri(uri).body(Full::default())?;
+        let res =
+            client.request(req).await.with_context(|| format!("reaching the admin listener at {admin}"))?;
+        let status = res.status();
+        let body = res.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, body))
+    })?;
+    let text = String::from_utf8_lossy(&body);
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+        Err(_) => println!("{text}"),
+    }
+    Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -72,6 +72,17 @@ pub enum Command {
         #[arg(long)]
         explain: bool,
     },
+    /// The delivery queue of `delivery: queued` routes, through a gateway's admin listener.
+    Queue {
+        /// The admin listener of a running gateway.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        /// Only this route.
+        #[arg(long, global = true)]
+        route: Option<String>,
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
     /// A demo upstream: answers 200 to everything and prints each request it receives.
     Echo {
         #[arg(long, default_value = "127.0.0.1:3000")]
@@ -100,4 +111,27 @@ pub enum Command {
         #[arg(long)]
         providers_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Depth, oldest age, in retry and dead, per queued route.
+    Stats,
+    /// The dead-letter list.
+    Dead {
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
+    /// Put dead letters back in the queue: one by id, or all of them.
+    Replay {
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// List the dead letters.
+    List,
 }

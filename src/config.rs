@@ -108,6 +108,11 @@ struct RawRoute {
     /// Addresses (CIDR) allowed to send to this route; others get 403.
     allow_ips: Option<Vec<String>>,
     forward_signing: Option<RawForwardSigning>,
+    /// `sync` (default): the provider waits for the upstream. `queued`: answered once a
+    /// durable queue holds the delivery; workers deliver with retries.
+    #[serde(default)]
+    delivery: DeliveryMode,
+    queue: Option<RawQueue>,
     methods: Option<Vec<String>>,
     max_body: Option<Size>,
     #[serde(default, with = "humantime_serde")]
@@ -145,6 +150,44 @@ struct RawVariant {
     #[serde(default)]
     secret_files: Vec<PathBuf>,
     upstream: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryMode {
+    #[default]
+    Sync,
+    Queued,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    max_attempts: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    max_age: Option<Duration>,
+    concurrency: Option<usize>,
+    accept_status: Option<u16>,
+    #[serde(default, with = "humantime_serde")]
+    backoff: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    max_backoff: Option<Duration>,
+}
+
+/// How a queued route delivers.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// Attempts before a delivery goes to the dead-letter list.
+    pub max_attempts: u32,
+    /// Age past which a delivery goes to the dead-letter list.
+    pub max_age: Duration,
+    /// Deliveries to this route's upstream at once, per gateway instance.
+    pub concurrency: usize,
+    /// The status answered once the queue holds a delivery (202).
+    pub accept_status: u16,
+    /// First retry delay; doubled each attempt (with jitter) up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -304,6 +347,8 @@ pub struct Route {
     pub allow_ips: Option<Vec<ipnet::IpNet>>,
     /// Re-sign what is forwarded with Standard Webhooks headers under this key.
     pub forward_signing: Option<crate::verify::mac::MacKey>,
+    /// Set for `delivery: queued`.
+    pub queue: Option<QueueSettings>,
 }
 
 impl Route {
@@ -491,6 +536,13 @@ impl RawConfig {
                 }
                 routes.push(Arc::new(route));
             }
+        }
+        if routes.iter().any(|r| r.queue.is_some())
+            && !matches!(store.kind, StoreKind::Redis { .. } | StoreKind::RedisCluster { .. })
+        {
+            return Err(
+                "delivery: queued needs a durable shared queue: store.kind redis or redis-cluster".into()
+            );
         }
         Ok(Config { listen, admin, tls, trusted_proxies, store, limits, routes, profiles })
     }
@@ -742,6 +794,29 @@ impl RawRoute {
                     Ok(crate::verify::mac::MacKey::new(crate::verify::mac::Algorithm::HmacSha256, &key))
                 })
                 .transpose()?;
+        let queue = match (self.delivery, &self.queue) {
+            (DeliveryMode::Sync, None) => None,
+            (DeliveryMode::Sync, Some(_)) => return Err("queue: belongs to delivery: queued".into()),
+            (DeliveryMode::Queued, q) => {
+                let d = RawQueue::default();
+                let q = q.as_ref().unwrap_or(&d);
+                let settings = QueueSettings {
+                    max_attempts: q.max_attempts.unwrap_or(12),
+                    max_age: q.max_age.unwrap_or(Duration::from_secs(72 * 3600)),
+                    concurrency: q.concurrency.unwrap_or(8),
+                    accept_status: q.accept_status.unwrap_or(202),
+                    backoff: q.backoff.unwrap_or(Duration::from_secs(1)),
+                    max_backoff: q.max_backoff.unwrap_or(Duration::from_secs(600)),
+                };
+                if settings.max_attempts == 0 || settings.concurrency == 0 {
+                    return Err("queue: max_attempts and concurrency must be at least 1".into());
+                }
+                if !(200..300).contains(&settings.accept_status) {
+                    return Err("queue.accept_status must be a 2xx status".into());
+                }
+                Some(settings)
+            }
+        };
         Ok(Route {
             name,
             path: self.path.clone(),
@@ -758,6 +833,7 @@ impl RawRoute {
             selector,
             allow_ips,
             forward_signing,
+            queue,
         })
     }
 }

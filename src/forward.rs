@@ -1,6 +1,7 @@
 //! The innermost service: forwards a verified delivery to the route's upstream over a pooled
 //! keep-alive client, body byte-identical, hop-by-hop headers removed.
 
+use crate::config::Route;
 use crate::delivery::Delivery;
 use crate::error::{Body, BoxError, GatewayError, Outcome, Record};
 use crate::layer::BoxFuture;
@@ -13,6 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tower::Service;
@@ -90,35 +92,42 @@ fn sign_forward(headers: &mut HeaderMap, key: &crate::verify::mac::MacKey, id: &
 #[derive(Clone)]
 pub struct Forward {
     client: UpstreamClient,
+    /// Where routes with `delivery: queued` put their deliveries.
+    queue: Option<Arc<crate::queue::Queue>>,
 }
 
 impl Forward {
-    pub fn new(client: UpstreamClient) -> Self {
-        Forward { client }
+    pub fn new(client: UpstreamClient, queue: Option<Arc<crate::queue::Queue>>) -> Self {
+        Forward { client, queue }
     }
 }
 
-/// The request the upstream receives.
-fn upstream_request(d: Delivery) -> Result<Request<Full<Bytes>>, http::Error> {
-    let route = &d.route;
-    let up = &route.upstream;
-    let pq = match d.parts.uri.query() {
-        Some(q) => PathAndQuery::try_from(format!("{}?{q}", up.path))?,
-        None => PathAndQuery::try_from(up.path.as_str())?,
-    };
-    let uri = Uri::builder()
-        .scheme(up.scheme.clone())
-        .authority(up.authority.clone())
-        .path_and_query(pq)
-        .build()?;
+/// A delivery as the upstream will receive it: headers cleaned and the gateway's own set,
+/// but not yet addressed or re-signed (a queued delivery is addressed and signed when sent).
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub method: http::Method,
+    /// The query string the request arrived with, kept for the upstream.
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The idempotency id, as the `Portcullis-Idempotency-Key` value.
+    pub id: HeaderValue,
+}
 
+/// Cleans a verified delivery's headers for the upstream: hop-by-hop and client-sent
+/// `Portcullis-*` headers out, one framing, `X-Forwarded-*` and `Portcullis-*` in.
+pub fn prepare(d: Delivery) -> Outgoing {
+    let route = &d.route;
     let mut headers = d.parts.headers;
     strip_hop_by_hop(&mut headers);
     // Headers the upstream trusts come only from the gateway.
-    let ours: Vec<HeaderName> =
-        headers.keys().filter(|k| k.as_str().starts_with("portcullis-")).cloned().collect();
-    for k in ours {
-        headers.remove(k);
+    if headers.keys().any(|k| k.as_str().starts_with("portcullis-")) {
+        let ours: Vec<HeaderName> =
+            headers.keys().filter(|k| k.as_str().starts_with("portcullis-")).cloned().collect();
+        for k in ours {
+            headers.remove(k);
+        }
     }
     // The body is sent with its exact length: one framing, set by the client.
     headers.remove(header::CONTENT_LENGTH);
@@ -142,18 +151,71 @@ fn upstream_request(d: Delivery) -> Result<Request<Full<Bytes>>, http::Error> {
         HeaderValue::from_str(route.provider()).expect("provider names are header-safe"),
     );
     let id = &d.key[route.name.len() + 1..];
-    let id_value = HeaderValue::from_str(id)
+    let id = HeaderValue::from_str(id)
         .unwrap_or_else(|_| HeaderValue::from_str(&crate::verify::body_sha256(id.as_bytes())).expect("hex"));
-    if let Some(key) = &route.forward_signing {
-        sign_forward(&mut headers, key, id_value.as_bytes(), &d.body);
+    headers.insert(PORTCULLIS_KEY.clone(), id.clone());
+    Outgoing {
+        method: d.parts.method,
+        query: d.parts.uri.query().map(str::to_string),
+        headers,
+        body: d.body,
+        id,
     }
-    headers.insert(PORTCULLIS_KEY.clone(), id_value);
+}
 
-    let mut req = Request::new(Full::new(d.body));
-    *req.method_mut() = d.parts.method;
+/// Addresses an outgoing delivery to the route's upstream, and signs it for the upstream
+/// when the route asks for it.
+pub fn to_request(route: &Route, o: Outgoing) -> Result<Request<Full<Bytes>>, http::Error> {
+    let up = &route.upstream;
+    let pq = match &o.query {
+        Some(q) => PathAndQuery::try_from(format!("{}?{q}", up.path))?,
+        None => PathAndQuery::try_from(up.path.as_str())?,
+    };
+    let uri = Uri::builder()
+        .scheme(up.scheme.clone())
+        .authority(up.authority.clone())
+        .path_and_query(pq)
+        .build()?;
+    let mut headers = o.headers;
+    if let Some(key) = &route.forward_signing {
+        sign_forward(&mut headers, key, o.id.as_bytes(), &o.body);
+    }
+    let mut req = Request::new(Full::new(o.body));
+    *req.method_mut() = o.method;
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     Ok(req)
+}
+
+/// Sends a request to the upstream under the route's timeout; connection failures are 502,
+/// timeouts (connect or answer) 504.
+pub async fn send(
+    client: &UpstreamClient,
+    route: &Route,
+    req: Request<Full<Bytes>>,
+) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+    let timeout = route.upstream_timeout;
+    match tokio::time::timeout(timeout, client.request(req)).await {
+        Err(_) => Err(GatewayError::UpstreamTimeout(timeout)),
+        Ok(Err(e)) => {
+            let mut msg = e.to_string();
+            let mut timed_out = false;
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg = format!("{msg}: {s}");
+                timed_out |= s
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+                src = s.source();
+            }
+            Err(if timed_out {
+                GatewayError::UpstreamTimeout(timeout)
+            } else {
+                GatewayError::UpstreamUnavailable(msg)
+            })
+        }
+        Ok(Ok(res)) => Ok(res),
+    }
 }
 
 impl Service<Delivery> for Forward {
@@ -167,12 +229,34 @@ impl Service<Delivery> for Forward {
 
     fn call(&mut self, d: Delivery) -> Self::Future {
         let client = self.client.clone();
+        let queue = self.queue.clone();
         Box::pin(async move {
             let route = d.route.clone();
             let key = d.key.clone();
             let secret_index = d.secret_index;
-            let timeout = route.upstream_timeout;
-            let req = match upstream_request(d) {
+            let outgoing = prepare(d);
+            if let (Some(q), Some(queue)) = (&route.queue, &queue) {
+                // Accept-then-deliver: answered once the queue holds the delivery.
+                return Ok(match queue.push(&route, &outgoing).await {
+                    Ok(()) => {
+                        let mut res = crate::error::json_response(
+                            http::StatusCode::from_u16(q.accept_status).unwrap_or(http::StatusCode::ACCEPTED),
+                            r#"{"status":"queued"}"#,
+                        );
+                        res.extensions_mut().insert(Record {
+                            outcome: Outcome::Queued,
+                            route: Some(route),
+                            key: Some(key),
+                            secret_index: Some(secret_index),
+                            detail: None,
+                            upstream_latency: None,
+                        });
+                        res
+                    }
+                    Err(e) => GatewayError::Store(e).into_response(Some(route), Some(key)),
+                });
+            }
+            let req = match to_request(&route, outgoing) {
                 Ok(r) => r,
                 Err(e) => {
                     return Ok(GatewayError::UpstreamUnavailable(e.to_string())
@@ -180,29 +264,9 @@ impl Service<Delivery> for Forward {
                 }
             };
             let started = std::time::Instant::now();
-            let res = match tokio::time::timeout(timeout, client.request(req)).await {
-                Err(_) => {
-                    return Ok(GatewayError::UpstreamTimeout(timeout).into_response(Some(route), Some(key)))
-                }
-                Ok(Err(e)) => {
-                    let mut msg = e.to_string();
-                    let mut timed_out = false;
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        msg = format!("{msg}: {s}");
-                        timed_out |= s
-                            .downcast_ref::<std::io::Error>()
-                            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
-                        src = s.source();
-                    }
-                    let err = if timed_out {
-                        GatewayError::UpstreamTimeout(timeout)
-                    } else {
-                        GatewayError::UpstreamUnavailable(msg)
-                    };
-                    return Ok(err.into_response(Some(route), Some(key)));
-                }
-                Ok(Ok(res)) => res,
+            let res = match send(&client, &route, req).await {
+                Ok(res) => res,
+                Err(e) => return Ok(e.into_response(Some(route), Some(key))),
             };
             let (mut parts, body) = res.into_parts();
             strip_hop_by_hop(&mut parts.headers);

@@ -68,6 +68,11 @@ impl Routing {
             .ok_or_else(|| GatewayError::NoVariant(format!("{header} '{value}' names no variant")))
     }
 
+    /// Every route (each variant of a route with variants).
+    pub fn routes(&self) -> impl Iterator<Item = Arc<Route>> + '_ {
+        self.routes.values().flatten().cloned()
+    }
+
     /// The client's address: the peer, or where the peer is a trusted proxy, the last
     /// address of `X-Forwarded-For` that is not a trusted proxy.
     pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
@@ -110,6 +115,8 @@ pub struct Gateway {
     pub limits: Limits,
     /// Requests in flight across every connection.
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// The delivery queue of `delivery: queued` routes.
+    pub queue: Option<Arc<crate::queue::Queue>>,
 }
 
 impl Gateway {
@@ -126,7 +133,14 @@ impl Gateway {
             clock,
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
             limits: config.limits.clone(),
+            queue: None,
         }
+    }
+
+    /// With the queue that `delivery: queued` routes put their deliveries in.
+    pub fn with_queue(mut self, queue: Option<Arc<crate::queue::Queue>>) -> Self {
+        self.queue = queue;
+        self
     }
 
     /// The routing in force.

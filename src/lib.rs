@@ -13,6 +13,7 @@
 //! - [`jsonptr`]: JSON pointer lookups into raw bodies;
 //! - [`idempotency`]: the `Store` trait and its backends;
 //! - [`delivery`]: the request as it moves through the stack;
+//! - [`queue`]: the durable delivery queue of `delivery: queued` routes, and its workers;
 //! - [`layer`]: one tower layer per phase of the request path;
 //! - [`forward`]: the pooled upstream client, the innermost service;
 //! - [`stack`]: the one place the layers are assembled;
@@ -35,6 +36,7 @@ pub mod jsonptr;
 pub mod layer;
 pub mod metrics;
 pub mod profile;
+pub mod queue;
 pub mod server;
 pub mod stack;
 pub mod tls;

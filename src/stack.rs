@@ -54,6 +54,6 @@ pub fn webhook_service(
             gateway.abort.subscribe(),
             gateway.metrics.clone(),
         ))
-        // Forward over the pooled upstream client.
-        .service(Forward::new(gateway.client.clone()))
+        // Forward over the pooled upstream client, or queue for delivery (`delivery: queued`).
+        .service(Forward::new(gateway.client.clone(), gateway.queue.clone()))
 }

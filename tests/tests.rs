@@ -9,4 +9,5 @@ mod core;
 mod hardening;
 mod operations;
 mod properties;
+mod queued;
 mod stores;

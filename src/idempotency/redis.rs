@@ -67,11 +67,32 @@ fn millis(d: Duration) -> u64 {
     d.as_millis().clamp(1, u64::MAX as u128) as u64
 }
 
-/// The connection a backend sends its scripts on.
+/// The connection a backend sends its commands on.
 #[derive(Clone)]
-enum Conn {
+pub enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Runs a command.
+    pub async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        match self {
+            Conn::Single(c) => cmd.query_async(c).await.map_err(backend),
+            Conn::Cluster(c) => cmd.query_async(c).await.map_err(backend),
+        }
+    }
+
+    /// Runs a Lua script.
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &mut self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Conn::Single(c) => inv.invoke_async(c).await.map_err(backend),
+            Conn::Cluster(c) => inv.invoke_async(c).await.map_err(backend),
+        }
+    }
 }
 
 /// A store in one Redis server or a Redis Cluster.
@@ -116,7 +137,7 @@ impl RedisStore {
 
     /// The Redis key: prefix, then the whole key as a hash tag, so that in a cluster every
     /// key a script touches lives in one slot.
-    fn key(&self, key: &str) -> String {
+    pub fn key(&self, key: &str) -> String {
         let mut k = String::with_capacity(self.prefix.len() + key.len() + 2);
         k.push_str(&self.prefix);
         k.push('{');
@@ -127,7 +148,8 @@ impl RedisStore {
         k
     }
 
-    async fn conn(&self) -> Result<Conn, StoreError> {
+    /// A handle on the connection (made on first use for a cluster).
+    pub async fn conn(&self) -> Result<Conn, StoreError> {
         if let Some(m) = &self.single {
             return Ok(Conn::Single(m.clone()));
         }

@@ -29,6 +29,8 @@ use tokio::sync::oneshot;
 /// One request as the upstream saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The status the upstream answered with.
+    pub status: u16,
     pub method: Method,
     pub uri: http::Uri,
     pub headers: HeaderMap,
@@ -41,6 +43,8 @@ struct UpstreamState {
     /// Statuses to answer with, in order; 200 once empty.
     script: VecDeque<u16>,
     delay: Duration,
+    /// When set, every request is answered 503.
+    down: bool,
 }
 
 /// A real HTTP server on 127.0.0.1 that records what it receives.
@@ -70,13 +74,15 @@ impl Upstream {
                             let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                             let (status, delay) = {
                                 let mut s = st.lock().unwrap();
+                                let status = if s.down { 503 } else { s.script.pop_front().unwrap_or(200) };
                                 s.seen.push(Seen {
+                                    status,
                                     method: parts.method,
                                     uri: parts.uri,
                                     headers: parts.headers,
                                     body,
                                 });
-                                (s.script.pop_front().unwrap_or(200), s.delay)
+                                (status, s.delay)
                             };
                             if !delay.is_zero() {
                                 tokio::time::sleep(delay).await;
@@ -112,6 +118,26 @@ impl Upstream {
         self.state.lock().unwrap().script.extend(statuses);
     }
 
+    /// Answer 503 to everything while `down`.
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
+
+    /// Idempotency keys of the requests answered 2xx, with how many times each.
+    pub fn delivered(&self) -> std::collections::HashMap<String, usize> {
+        let mut m = std::collections::HashMap::new();
+        for s in self.seen().iter().filter(|s| (200..300).contains(&s.status)) {
+            let k = s
+                .headers
+                .get("portcullis-idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            *m.entry(k).or_insert(0) += 1;
+        }
+        m
+    }
+
     pub fn set_delay(&self, d: Duration) {
         self.state.lock().unwrap().delay = d;
     }
@@ -132,7 +158,10 @@ impl TestGateway {
         let config = Config::from_yaml("test.yaml", yaml, Path::new("."), &|k| std::env::var(k).ok())
             .unwrap_or_else(|e| panic!("{e}"));
         let store = portcullis::app::open_store(&config).await.unwrap();
-        let gateway = Arc::new(Gateway::new(&config, store, clock));
+        let queue = portcullis::app::open_queue(&config).unwrap();
+        let gateway = Arc::new(Gateway::new(&config, store, clock).with_queue(queue));
+        let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+        portcullis::app::start_queue_workers(&gateway, workers_stop);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -142,9 +171,10 @@ impl TestGateway {
         tokio::spawn(portcullis::admin::run(admin_listener, gateway.clone(), async {
             let _ = admin_rx.await;
         }));
-        let done = tokio::spawn(portcullis::server::run(listener, gateway.clone(), None, async {
+        let done = tokio::spawn(portcullis::server::run(listener, gateway.clone(), None, async move {
             let _ = rx.await;
             drop(admin_tx);
+            stop_workers.send_replace(true);
         }));
         TestGateway { addr, admin, gateway, stop: Some(tx), done: Some(done) }
     }

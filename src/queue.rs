@@ -1,0 +1,631 @@
+//! The durable delivery queue of `delivery: queued` routes, in Redis Streams: the provider is
+//! answered once the queue holds a delivery; workers on every instance deliver it to the
+//! upstream with retries, and a delivery that exhausts its attempts goes to a dead-letter list.
+//!
+//! Per route, three keys share one hash tag (one cluster slot):
+//! - `{prefix}{q:ROUTE}:s`, a stream read by the consumer group `portcullis`; a worker that
+//!   dies leaves its entries pending, and another instance takes them over (`XAUTOCLAIM`);
+//! - `{prefix}{q:ROUTE}:d`, a sorted set of deliveries waiting for their next attempt;
+//! - `{prefix}{q:ROUTE}:x`, the dead-letter list.
+//!
+//! "Accepted" is as durable as Redis is configured to be: with `appendonly yes` and
+//! `appendfsync always` an accepted delivery survives a Redis crash; with `everysec`, up to a
+//! second of them may not.
+
+use crate::config::Route;
+use crate::forward::Outgoing;
+use crate::gateway::Gateway;
+use crate::idempotency::redis::{Conn, RedisStore};
+use crate::idempotency::{bounded, StoreError};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use redis::Script;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const GROUP: &str = "portcullis";
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// One queued delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub route: String,
+    pub method: String,
+    pub query: Option<String>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+    /// The idempotency id, sent as `Portcullis-Idempotency-Key` on every attempt.
+    pub id: Vec<u8>,
+    pub attempts: u32,
+    pub first_seen_ms: u64,
+    pub last_error: String,
+    /// The stream id the delivery was first given (stable across retries), for replay.
+    pub origin: String,
+}
+
+fn put(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn string(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+}
+
+impl Item {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 512);
+        out.push(1); // format version
+        put(&mut out, self.route.as_bytes());
+        put(&mut out, self.method.as_bytes());
+        match &self.query {
+            Some(q) => {
+                out.push(1);
+                put(&mut out, q.as_bytes());
+            }
+            None => out.push(0),
+        }
+        out.extend_from_slice(&(self.headers.len() as u32).to_le_bytes());
+        for (k, v) in &self.headers {
+            put(&mut out, k.as_bytes());
+            put(&mut out, v);
+        }
+        put(&mut out, &self.body);
+        put(&mut out, &self.id);
+        out.extend_from_slice(&self.attempts.to_le_bytes());
+        out.extend_from_slice(&self.first_seen_ms.to_le_bytes());
+        put(&mut out, self.last_error.as_bytes());
+        put(&mut out, self.origin.as_bytes());
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Item> {
+        let mut r = Reader(b);
+        if r.take(1)? != [1] {
+            return None;
+        }
+        let route = r.string()?;
+        let method = r.string()?;
+        let query = match r.take(1)?[0] {
+            1 => Some(r.string()?),
+            _ => None,
+        };
+        let n = r.u32()? as usize;
+        let mut headers = Vec::with_capacity(n.min(256));
+        for _ in 0..n {
+            headers.push((r.string()?, r.bytes()?.to_vec()));
+        }
+        let body = r.bytes()?.to_vec();
+        let id = r.bytes()?.to_vec();
+        let attempts = r.u32()?;
+        let first_seen_ms = r.u64()?;
+        let last_error = r.string()?;
+        let origin = r.string()?;
+        Some(Item { route, method, query, headers, body, id, attempts, first_seen_ms, last_error, origin })
+    }
+
+    fn from_outgoing(route: &Route, o: &Outgoing) -> Item {
+        Item {
+            route: route.name.clone(),
+            method: o.method.as_str().to_string(),
+            query: o.query.clone(),
+            headers: o.headers.iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())).collect(),
+            body: o.body.to_vec(),
+            id: o.id.as_bytes().to_vec(),
+            attempts: 0,
+            first_seen_ms: now_ms(),
+            last_error: String::new(),
+            origin: String::new(),
+        }
+    }
+
+    fn to_outgoing(&self) -> Option<Outgoing> {
+        let mut headers = HeaderMap::with_capacity(self.headers.len());
+        for (k, v) in &self.headers {
+            headers.append(HeaderName::from_bytes(k.as_bytes()).ok()?, HeaderValue::from_bytes(v).ok()?);
+        }
+        Some(Outgoing {
+            method: Method::from_bytes(self.method.as_bytes()).ok()?,
+            query: self.query.clone(),
+            headers,
+            body: self.body.clone().into(),
+            id: HeaderValue::from_bytes(&self.id).ok()?,
+        })
+    }
+}
+
+/// What `portcullis queue stats` shows for one route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub route: String,
+    /// Deliveries accepted and not yet delivered (ready, in progress and waiting to retry).
+    pub depth: u64,
+    pub in_retry: u64,
+    pub dead: u64,
+    /// Age of the oldest undelivered delivery, in seconds.
+    pub oldest_age_secs: u64,
+}
+
+/// A dead letter, as listed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetter {
+    pub id: String,
+    pub route: String,
+    pub event_id: String,
+    pub attempts: u32,
+    pub age_secs: u64,
+    pub last_error: String,
+}
+
+static RETRY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1
+",
+    )
+});
+
+static DEAD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[3])
+return 1
+",
+    )
+});
+
+static ACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('XDEL', KEYS[1], ARGV[2])
+",
+    )
+});
+
+/// Moves deliveries whose retry time has come from the waiting set back to the stream.
+static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, item in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', 'd', item)
+  redis.call('ZREM', KEYS[1], item)
+end
+return #due
+",
+    )
+});
+
+/// Moves dead letters back to the stream: ARGV holds pairs of (the stored bytes to remove,
+/// the fresh bytes to queue).
+static REPLAY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) > 0 then
+    redis.call('XADD', KEYS[2], '*', 'd', ARGV[i + 1])
+    n = n + 1
+  end
+end
+return n
+",
+    )
+});
+
+/// The queue, in the same Redis (or Redis Cluster) as the idempotency keys.
+pub struct Queue {
+    redis: RedisStore,
+    timeout: Duration,
+    /// This instance's name in the consumer group.
+    consumer: String,
+}
+
+type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+
+impl Queue {
+    pub fn new(redis: RedisStore, timeout: Duration) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let consumer = format!("{}-{}-{:08x}", host.trim(), std::process::id(), rand::random::<u32>());
+        Queue { redis, timeout, consumer }
+    }
+
+    fn keys(&self, route: &str) -> (String, String, String) {
+        let base = self.redis.key(&format!("q:{route}"));
+        (format!("{base}:s"), format!("{base}:d"), format!("{base}:x"))
+    }
+
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        self.redis.conn().await
+    }
+
+    /// Appends a delivery; returns once Redis holds it.
+    pub async fn push(&self, route: &Route, o: &Outgoing) -> Result<(), StoreError> {
+        let item = Item::from_outgoing(route, o);
+        let (stream, _, _) = self.keys(&route.name);
+        let mut c = self.conn().await?;
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&stream).arg("*").arg("d").arg(item.encode());
+        bounded(self.timeout, async { c.query::<String>(&cmd).await }).await.map(|_| ())
+    }
+
+    /// Creates the route's consumer group if it does not exist yet.
+    pub async fn ensure_group(&self, route: &str) -> Result<(), StoreError> {
+        let (stream, _, _) = self.keys(route);
+        let mut c = self.conn().await?;
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATE").arg(&stream).arg(GROUP).arg("0").arg("MKSTREAM");
+        match c.query::<String>(&cmd).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Backend(e)) if e.contains("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn parse_entries(entries: Entries) -> Vec<(String, Item)> {
+        entries
+            .into_iter()
+            .filter_map(|(id, fields)| {
+                let data = fields.into_iter().find(|(k, _)| k == "d")?.1;
+                let mut item = Item::decode(&data)?;
+                if item.origin.is_empty() {
+                    item.origin = id.clone();
+                }
+                Some((id, item))
+            })
+            .collect()
+    }
+
+    /// Up to `count` deliveries for this instance: first those another consumer left pending
+    /// for longer than `stale` (it died), then new ones.
+    pub async fn take(
+        &self,
+        route: &str,
+        count: usize,
+        stale: Duration,
+    ) -> Result<Vec<(String, Item)>, StoreError> {
+        let (stream, _, _) = self.keys(route);
+        let mut c = self.conn().await?;
+        let mut claim = redis::cmd("XAUTOCLAIM");
+        claim
+            .arg(&stream)
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(stale.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count);
+        let (_, claimed, _): (String, Entries, Vec<String>) = bounded(self.timeout, c.query(&claim)).await?;
+        let mut out = Self::parse_entries(claimed);
+        if out.len() < count {
+            let mut read = redis::cmd("XREADGROUP");
+            read.arg("GROUP")
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(count - out.len())
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">");
+            let reply: Option<Vec<(String, Entries)>> = bounded(self.timeout, c.query(&read)).await?;
+            for (_, entries) in reply.unwrap_or_default() {
+                out.extend(Self::parse_entries(entries));
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn ack(&self, route: &str, id: &str) -> Result<(), StoreError> {
+        let (stream, _, _) = self.keys(route);
+        let mut c = self.conn().await?;
+        let mut inv = ACK.prepare_invoke();
+        inv.key(&stream).arg(GROUP).arg(id);
+        bounded(self.timeout, c.invoke::<i64>(&inv)).await.map(|_| ())
+    }
+
+    /// Puts a delivery aside until `due_ms`.
+    pub async fn retry(&self, route: &str, id: &str, item: &Item, due_ms: u64) -> Result<(), StoreError> {
+        let (stream, delayed, _) = self.keys(route);
+        let mut c = self.conn().await?;
+        let mut inv = RETRY.prepare_invoke();
+        inv.key(&stream).key(&delayed).arg(GROUP).arg(id).arg(due_ms).arg(item.encode());
+        bounded(self.timeout, c.invoke::<i64>(&inv)).await.map(|_| ())
+    }
+
+    pub async fn bury(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
+        let (stream, _, dead) = self.keys(route);
+        let mut c = self.conn().await?;
+        let mut inv = DEAD.prepare_invoke();
+        inv.key(&stream).key(&dead).arg(GROUP).arg(id).arg(item.encode());
+        bounded(self.timeout, c.invoke::<i64>(&inv)).await.map(|_| ())
+    }
+
+    /// Moves due retries back to the stream.
+    pub async fn promote(&self, route: &str) -> Result<u64, StoreError> {
+        let (stream, delayed, _) = self.keys(route);
+        let mut c = self.conn().await?;
+        let mut inv = PROMOTE.prepare_invoke();
+        inv.key(&delayed).key(&stream).arg(now_ms()).arg(500);
+        bounded(self.timeout, c.invoke::<u64>(&inv)).await
+    }
+
+    pub async fn stats(&self, route: &str) -> Result<Stats, StoreError> {
+        let (stream, delayed, dead) = self.keys(route);
+        let mut c = self.conn().await?;
+        let xlen: u64 = c.query(redis::cmd("XLEN").arg(&stream)).await?;
+        let in_retry: u64 = c.query(redis::cmd("ZCARD").arg(&delayed)).await?;
+        let dead_n: u64 = c.query(redis::cmd("LLEN").arg(&dead)).await?;
+        let first: Entries =
+            c.query(redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").arg("COUNT").arg(1)).await?;
+        let waiting: Vec<Vec<u8>> = c.query(redis::cmd("ZRANGE").arg(&delayed).arg(0).arg(0)).await?;
+        let oldest = Self::parse_entries(first)
+            .into_iter()
+            .map(|(_, i)| i.first_seen_ms)
+            .chain(waiting.iter().filter_map(|w| Item::decode(w)).map(|i| i.first_seen_ms))
+            .min();
+        Ok(Stats {
+            route: route.to_string(),
+            depth: xlen + in_retry,
+            in_retry,
+            dead: dead_n,
+            oldest_age_secs: oldest.map(|t| now_ms().saturating_sub(t) / 1000).unwrap_or(0),
+        })
+    }
+
+    async fn dead_raw(&self, route: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let (_, _, dead) = self.keys(route);
+        let mut c = self.conn().await?;
+        c.query(redis::cmd("LRANGE").arg(&dead).arg(0).arg(-1)).await
+    }
+
+    pub async fn dead_letters(&self, route: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        let now = now_ms();
+        Ok(self
+            .dead_raw(route)
+            .await?
+            .iter()
+            .filter_map(|raw| Item::decode(raw))
+            .map(|i| DeadLetter {
+                id: i.origin.clone(),
+                route: i.route.clone(),
+                event_id: String::from_utf8_lossy(&i.id).into_owned(),
+                attempts: i.attempts,
+                age_secs: now.saturating_sub(i.first_seen_ms) / 1000,
+                last_error: i.last_error.clone(),
+            })
+            .collect())
+    }
+
+    /// Moves dead letters back to the queue, with their attempts reset: the one whose id is
+    /// `id`, or all of them. Returns how many.
+    pub async fn replay(&self, route: &str, id: Option<&str>) -> Result<u64, StoreError> {
+        let (stream, _, dead) = self.keys(route);
+        let raws = self.dead_raw(route).await?;
+        let chosen: Vec<&Vec<u8>> = raws
+            .iter()
+            .filter(|r| id.is_none_or(|id| Item::decode(r).is_some_and(|i| i.origin == id)))
+            .collect();
+        if chosen.is_empty() {
+            return Ok(0);
+        }
+        let mut c = self.conn().await?;
+        let mut inv = REPLAY.prepare_invoke();
+        inv.key(&dead).key(&stream);
+        for raw in chosen {
+            let Some(mut item) = Item::decode(raw) else { continue };
+            item.attempts = 0;
+            item.first_seen_ms = now_ms();
+            item.last_error.clear();
+            inv.arg(raw.as_slice()).arg(item.encode());
+        }
+        let n: u64 = bounded(self.timeout, c.invoke(&inv)).await?;
+        Ok(n)
+    }
+}
+
+/// The delay before attempt `attempts + 1`: exponential from `base`, capped, with ±25 % jitter.
+pub fn backoff(base: Duration, max: Duration, attempts: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempts.min(20));
+    let capped = exp.min(max);
+    let jitter = rand::random::<f64>() * 0.5 + 0.75;
+    capped.mul_f64(jitter)
+}
+
+/// Keeps one set of workers running for every queued route of the routing in force, until
+/// `stop` turns true.
+pub async fn supervise(
+    gateway: Arc<Gateway>,
+    queue: Arc<Queue>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut started: HashSet<String> = HashSet::new();
+    loop {
+        let routes: Vec<Arc<Route>> = gateway.routing().routes().filter(|r| r.queue.is_some()).collect();
+        for r in routes {
+            if started.insert(r.name.clone()) {
+                if let Err(e) = queue.ensure_group(&r.name).await {
+                    tracing::warn!(route = %r.name, error = %e, "cannot create the queue's consumer group yet");
+                    started.remove(&r.name);
+                    continue;
+                }
+                let concurrency = r.queue.as_ref().map(|q| q.concurrency).unwrap_or(1);
+                for _ in 0..concurrency {
+                    tokio::spawn(worker(gateway.clone(), queue.clone(), r.name.clone(), stop.clone()));
+                }
+                tokio::spawn(maintain(gateway.clone(), queue.clone(), r.name.clone(), stop.clone()));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Moves due retries back to the stream and publishes the queue's gauges.
+async fn maintain(
+    gateway: Arc<Gateway>,
+    queue: Arc<Queue>,
+    route: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = queue.promote(&route).await {
+            tracing::debug!(route = %route, error = %e, "queue maintenance failed");
+        }
+        if let Ok(s) = queue.stats(&route).await {
+            let m = &gateway.metrics;
+            m.queue_depth.store(s.depth as i64, Relaxed);
+            m.queue_dead.store(s.dead as i64, Relaxed);
+            m.queue_oldest_age_secs.store(s.oldest_age_secs as i64, Relaxed);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Takes deliveries of one route and delivers them, one at a time.
+async fn worker(
+    gateway: Arc<Gateway>,
+    queue: Arc<Queue>,
+    route_name: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let Some(route) = gateway.routing().routes().find(|r| r.name == route_name) else {
+            // The route was removed by a reload; its queue stays for a later configuration.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        // Entries left pending longer than a delivery can take belong to a dead instance.
+        let stale = route.upstream_timeout * 2 + Duration::from_secs(1);
+        let taken = match queue.take(&route_name, 1, stale).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(route = %route_name, error = %e, "cannot read the queue");
+                Vec::new()
+            }
+        };
+        if taken.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(25)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            continue;
+        }
+        for (id, item) in taken {
+            deliver(&gateway, &queue, &route, &id, item).await;
+        }
+    }
+}
+
+/// One attempt at one queued delivery, and what follows from its answer.
+async fn deliver(gateway: &Gateway, queue: &Queue, route: &Route, id: &str, mut item: Item) {
+    let settings = route.queue.as_ref().expect("a queued route");
+    let m = &gateway.metrics;
+    let result = match item.to_outgoing().map(|o| crate::forward::to_request(route, o)) {
+        Some(Ok(req)) => crate::forward::send(&gateway.client, route, req)
+            .await
+            .map(|res| res.status())
+            .map_err(|e| e.to_string()),
+        _ => Err("the queued delivery cannot be decoded".to_string()),
+    };
+    item.attempts += 1;
+    let outcome = match result {
+        Ok(status) if status.is_success() => {
+            m.queue_attempts[0].fetch_add(1, Relaxed);
+            queue.ack(&route.name, id).await
+        }
+        other => {
+            item.last_error = match other {
+                Ok(status) => format!("upstream answered {status}"),
+                Err(e) => e,
+            };
+            let age = Duration::from_millis(now_ms().saturating_sub(item.first_seen_ms));
+            if item.attempts >= settings.max_attempts || age >= settings.max_age {
+                m.queue_attempts[2].fetch_add(1, Relaxed);
+                tracing::warn!(route = %route.name, id, attempts = item.attempts, error = %item.last_error,
+                    "queued delivery exhausted its attempts; moved to the dead-letter list");
+                queue.bury(&route.name, id, &item).await
+            } else {
+                m.queue_attempts[1].fetch_add(1, Relaxed);
+                let wait = backoff(settings.backoff, settings.max_backoff, item.attempts - 1);
+                queue.retry(&route.name, id, &item, now_ms() + wait.as_millis() as u64).await
+            }
+        }
+    };
+    if let Err(e) = outcome {
+        // The entry stays pending and is taken over after the stale time: delivered again at
+        // worst, with the same idempotency key.
+        tracing::warn!(route = %route.name, id, error = %e, "could not record a queued delivery's outcome");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip() {
+        let item = Item {
+            route: "/p".into(),
+            method: "POST".into(),
+            query: Some("a=1".into()),
+            headers: vec![("x-a".into(), b"1".to_vec()), ("x-b".into(), vec![0xff, b'z'])],
+            body: vec![0, 1, 2, 255],
+            id: b"evt_1".to_vec(),
+            attempts: 3,
+            first_seen_ms: 42,
+            last_error: "upstream answered 500".into(),
+            origin: "1-0".into(),
+        };
+        assert_eq!(Item::decode(&item.encode()), Some(item.clone()));
+        assert_eq!(Item::decode(&item.encode()[..10]), None);
+        assert_eq!(Item::decode(b""), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let b = |n| backoff(Duration::from_secs(1), Duration::from_secs(60), n);
+        assert!(b(0) >= Duration::from_millis(750) && b(0) <= Duration::from_millis(1250));
+        assert!(b(3) >= Duration::from_secs(6));
+        assert!(b(30) <= Duration::from_secs(75));
+    }
+}
