@@ -41,7 +41,7 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); NGX=$(free_port); FLR=$(free_port); RDS=$(free_port); PCM=$(free_port); PCR=$(free_port)
+UP=$(free_port); NGX=$(free_port); FLR=$(free_port); RDS=$(free_port); PCM=$(free_port); PCR=$(free_port); PCQ=$(free_port)
 
 mkdir -p "$WORK/nginx"
 cat > "$WORK/nginx.conf" <<EOF
@@ -79,7 +79,7 @@ PIDS+=($!)
 "$FLOOR" "127.0.0.1:$FLR" "http://127.0.0.1:$UP" "$SECRET" &
 PIDS+=($!)
 
-gateway_config() { # port store-yaml
+gateway_config() { # port store-yaml [route-extra]
   cat <<EOF
 listen: "127.0.0.1:$1"
 store:
@@ -91,6 +91,7 @@ routes:
     provider: paylent
     secrets: ["$SECRET"]
     upstream: "http://127.0.0.1:$UP/paylent"
+${3:-}
 EOF
 }
 gateway_config "$PCM" "  kind: memory" > "$WORK/memory.yaml"
@@ -100,8 +101,15 @@ RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/memory.yaml" >/dev/null 2>"$WO
 PIDS+=($!)
 RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/redis.yaml" >/dev/null 2>"$WORK/pc-redis.log" &
 PIDS+=($!)
+# Accept-then-deliver: answered once the Redis stream holds the delivery; its workers deliver
+# to the upstream on the same two cores meanwhile.
+gateway_config "$PCQ" "  kind: redis
+  url: \"redis://127.0.0.1:$RDS/\"
+  key_prefix: \"queued:\"" "    delivery: queued" > "$WORK/queued.yaml"
+RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/queued.yaml" >/dev/null 2>"$WORK/pc-queued.log" &
+PIDS+=($!)
 
-for p in $UP $NGX $FLR $RDS $PCM $PCR; do
+for p in $UP $NGX $FLR $RDS $PCM $PCR $PCQ; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done
 done
 
@@ -110,14 +118,15 @@ declare -A URL=(
   [floor]="http://127.0.0.1:$FLR/webhooks/paylent"
   [portcullis-memory]="http://127.0.0.1:$PCM/webhooks/paylent"
   [portcullis-redis]="http://127.0.0.1:$PCR/webhooks/paylent"
+  [portcullis-queued]="http://127.0.0.1:$PCQ/webhooks/paylent"
 )
-ORDER=(nginx floor portcullis-memory portcullis-redis)
+ORDER=()
 RESULTS=$WORK/results.jsonl
 : > "$RESULTS"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m); ${CONNS} connections, ${SECS}s per run after ${WARMUP}s warm-up, ${ROUNDS} rounds" >&2
 for round in $(seq "$ROUNDS"); do
   # Alternate the order so that no target always runs first or last.
-  if (( round % 2 == 0 )); then ORDER=(portcullis-redis portcullis-memory floor nginx); else ORDER=(nginx floor portcullis-memory portcullis-redis); fi
+  if (( round % 2 == 0 )); then ORDER=(portcullis-queued portcullis-redis portcullis-memory floor nginx); else ORDER=(nginx floor portcullis-memory portcullis-redis portcullis-queued); fi
   for t in "${ORDER[@]}"; do
     out=$("$LOADGEN" "${URL[$t]}" "$SECRET" "$CONNS" "$SECS" "$WARMUP" "r${round}-${t}")
     echo "round $round $t $out" >&2
@@ -133,7 +142,7 @@ for r in rows:
     by.setdefault(r["target"], []).append(r["result"])
 def agg(t, k):
     return statistics.mean(x[k] for x in by[t])
-order = ["nginx", "floor", "portcullis-memory", "portcullis-redis"]
+order = ["nginx", "floor", "portcullis-memory", "portcullis-redis", "portcullis-queued"]
 n_rps, f_rps, n_p99 = agg("nginx", "rps"), agg("floor", "rps"), agg("nginx", "p99_ms")
 print()
 print(f"| target | req/s | p50 ms | p99 ms | errors | ×nginx | ×floor |")
@@ -144,5 +153,6 @@ for t in order:
 m, r = agg("portcullis-memory", "rps"), agg("portcullis-redis", "rps")
 print()
 print(f"targets: memory/nginx {m / n_rps:.2f} (≥ 1.2), redis/nginx {r / n_rps:.2f} (≥ 1.0), memory/floor {m / f_rps:.2f} (≥ 1.0), "
-      f"p99 memory {agg('portcullis-memory', 'p99_ms'):.2f} ms vs nginx {n_p99:.2f} + 1 ms")
+      f"p99 memory {agg('portcullis-memory', 'p99_ms'):.2f} ms vs nginx {n_p99:.2f} + 1 ms; "
+      f"queued: {agg('portcullis-queued', 'rps'):,.0f} accepted/s (≥ 10,000), p99 {agg('portcullis-queued', 'p99_ms'):.2f} ms (< 10)")
 EOF
