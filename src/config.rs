@@ -738,15 +738,7 @@ impl RawRoute {
 
         let methods = match &self.methods {
             None => profile.methods.clone(),
-            Some(ms) => ms
-                .iter()
-                .map(|m| {
-                    Method::from_bytes(m.as_bytes())
-                        .ok()
-                        .filter(|_| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()))
-                        .ok_or_else(|| format!("methods: '{m}' is not an upper-case HTTP method"))
-                })
-                .collect::<Result<_, _>>()?,
+            Some(ms) => crate::profile::parse_methods(ms)?,
         };
         let max_body = match &self.max_body {
             Some(s) => s.bytes().map_err(|e| format!("max_body: {e}"))?,

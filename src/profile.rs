@@ -283,6 +283,18 @@ pub fn yaml_message(e: &serde_yaml_ng::Error) -> String {
     }
 }
 
+/// Parses a `methods:` list of upper-case HTTP methods.
+pub fn parse_methods(list: &[String]) -> Result<Vec<Method>, String> {
+    list.iter()
+        .map(|m| {
+            Method::from_bytes(m.as_bytes())
+                .ok()
+                .filter(|_| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()))
+                .ok_or_else(|| format!("methods: '{m}' is not an upper-case HTTP method"))
+        })
+        .collect()
+}
+
 fn header_name(s: &str, what: &str) -> Result<HeaderName, String> {
     HeaderName::from_bytes(s.as_bytes()).map_err(|_| format!("{what}: '{s}' is not a header name"))
 }
@@ -294,16 +306,7 @@ impl RawProfile {
         {
             return Err(format!("name '{}' must be lower-case letters, digits and '-'", self.name));
         }
-        let methods = self
-            .methods
-            .iter()
-            .map(|m| {
-                Method::from_bytes(m.as_bytes())
-                    .ok()
-                    .filter(|_| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()))
-                    .ok_or_else(|| format!("methods: '{m}' is not an upper-case HTTP method"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let methods = parse_methods(&self.methods)?;
         if methods.is_empty() {
             return Err("methods: at least one method is needed".into());
         }

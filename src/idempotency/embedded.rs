@@ -117,6 +117,15 @@ impl EmbeddedStore {
     }
 }
 
+/// Whether `key` is in flight under our `token`.
+fn holds(table: &redb::Table<&str, &[u8]>, key: &str, token: Token) -> Result<bool, StoreError> {
+    Ok(table
+        .get(key)
+        .map_err(db_err)?
+        .and_then(|v| decode(v.value()))
+        .is_some_and(|(s, t, _)| s == IN_FLIGHT && t == token))
+}
+
 /// Applies one operation inside the batch's transaction.
 fn apply(table: &mut redb::Table<&str, &[u8]>, op: &Op, now: u64) -> Result<Option<Claim>, StoreError> {
     match op {
@@ -136,24 +145,14 @@ fn apply(table: &mut redb::Table<&str, &[u8]>, op: &Op, now: u64) -> Result<Opti
         }
         Op::Sweep => Ok(None),
         Op::Complete { key, token, ttl, .. } => {
-            let ours = table
-                .get(&**key)
-                .map_err(db_err)?
-                .and_then(|v| decode(v.value()))
-                .is_some_and(|(s, t, _)| s == IN_FLIGHT && t == *token);
-            if ours {
+            if holds(table, key, *token)? {
                 let v = encode(DELIVERED, *token, now + ttl.as_millis() as u64);
                 table.insert(&**key, &v[..]).map_err(db_err)?;
             }
             Ok(None)
         }
         Op::Release { key, token, .. } => {
-            let ours = table
-                .get(&**key)
-                .map_err(db_err)?
-                .and_then(|v| decode(v.value()))
-                .is_some_and(|(s, t, _)| s == IN_FLIGHT && t == *token);
-            if ours {
+            if holds(table, key, *token)? {
                 table.remove(&**key).map_err(db_err)?;
             }
             Ok(None)
