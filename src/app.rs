@@ -229,20 +229,28 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The delivery queue, when a route is `delivery: queued` (validation ensures Redis).
+/// The delivery queue, when a route is `delivery: queued` (validation ensures a durable store).
 pub fn open_queue(config: &Config) -> anyhow::Result<Option<Arc<crate::queue::Queue>>> {
     if !config.routes.iter().any(|r| r.queue.is_some()) {
         return Ok(None);
     }
+    use crate::queue::{embedded::EmbeddedQueue, Queue, RedisQueue};
     let c = &config.store;
-    let redis = match &c.kind {
-        StoreKind::Redis { url } => idempotency::redis::RedisStore::single(url, &c.key_prefix, c.timeout)?,
-        StoreKind::RedisCluster { nodes } => {
-            idempotency::redis::RedisStore::cluster(nodes, &c.key_prefix, c.timeout)?
+    let queue = match &c.kind {
+        StoreKind::Redis { url } => Queue::Redis(Box::new(RedisQueue::new(
+            idempotency::redis::RedisStore::single(url, &c.key_prefix, c.timeout)?,
+            c.timeout,
+        ))),
+        StoreKind::RedisCluster { nodes } => Queue::Redis(Box::new(RedisQueue::new(
+            idempotency::redis::RedisStore::cluster(nodes, &c.key_prefix, c.timeout)?,
+            c.timeout,
+        ))),
+        StoreKind::Embedded { path } => {
+            Queue::Embedded(EmbeddedQueue::open(&crate::config::queue_path(path))?)
         }
-        _ => anyhow::bail!("delivery: queued needs store.kind redis or redis-cluster"),
+        StoreKind::Memory { .. } => anyhow::bail!("delivery: queued needs a durable store"),
     };
-    Ok(Some(Arc::new(crate::queue::Queue::new(redis, c.timeout))))
+    Ok(Some(Arc::new(queue)))
 }
 
 /// Starts the queue's workers; they stop when `stop` turns true.

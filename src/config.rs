@@ -377,6 +377,11 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
 }
 
+/// The embedded queue's file, beside the embedded store's: `claims.redb` → `claims.queue.redb`.
+pub fn queue_path(store: &Path) -> PathBuf {
+    store.with_extension("queue.redb")
+}
+
 /// Parses `10.0.0.0/8` or a single address.
 pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
     let s = s.trim();
@@ -537,11 +542,9 @@ impl RawConfig {
                 routes.push(Arc::new(route));
             }
         }
-        if routes.iter().any(|r| r.queue.is_some())
-            && !matches!(store.kind, StoreKind::Redis { .. } | StoreKind::RedisCluster { .. })
-        {
+        if routes.iter().any(|r| r.queue.is_some()) && matches!(store.kind, StoreKind::Memory { .. }) {
             return Err(
-                "delivery: queued needs a durable shared queue: store.kind redis or redis-cluster".into()
+                "delivery: queued needs a durable queue: store.kind redis, redis-cluster or embedded".into(),
             );
         }
         Ok(Config { listen, admin, tls, trusted_proxies, store, limits, routes, profiles })

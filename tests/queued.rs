@@ -173,9 +173,40 @@ async fn a_killed_instance_s_deliveries_are_delivered_by_another() {
 }
 
 #[test]
-fn queued_delivery_needs_redis() {
+fn queued_delivery_needs_a_durable_store() {
     let yaml = config(&[route("/q", "paylent", &[SECRET], "http://127.0.0.1:1/", "    delivery: queued\n")]);
     let e = portcullis::config::Config::from_yaml("gw.yaml", &yaml, std::path::Path::new("."), &|_| None)
         .unwrap_err();
-    assert!(e.to_string().contains("redis"), "{e}");
+    assert!(e.to_string().contains("durable"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_queue_keeps_accepted_deliveries_across_a_restart() {
+    let up = Upstream::start().await;
+    up.set_down(true);
+    let dir = std::env::temp_dir().join(format!("portcullis-eq-{}", rand::random::<u32>()));
+    let extra = "    delivery: queued\n    timeout: 1s\n    lease: 2s\n    queue:\n      backoff: 100ms\n      max_backoff: 200ms\n      max_attempts: 1000\n";
+    let cfg = format!(
+        "listen: 127.0.0.1:0\nstore:\n  kind: embedded\n  path: {:?}\nroutes:\n{}",
+        dir.join("claims.redb").display().to_string(),
+        route("/q", "paylent", &[SECRET], &up.url("/q"), extra)
+    );
+    let gw = GatewayProcess::start(&cfg);
+    let c = client();
+    for i in 0..5 {
+        assert_eq!(deliver(&c, &gw.url("/q"), &format!("evt_e{i}")).await.status, StatusCode::ACCEPTED);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(gw.terminate().success());
+    assert!(up.delivered().is_empty());
+    // Restarted, with the upstream back: every accepted delivery arrives, once.
+    up.set_down(false);
+    let gw = GatewayProcess::start(&cfg);
+    wait_for("the accepted deliveries", Duration::from_secs(15), || up.delivered().len() == 5).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(up.delivered().values().all(|n| *n == 1), "{:?}", up.delivered());
+    // And a retry from the provider is still a duplicate.
+    assert_eq!(deliver(&c, &gw.url("/q"), "evt_e0").await.text(), r#"{"status":"duplicate"}"#);
+    drop(gw);
+    let _ = std::fs::remove_dir_all(dir);
 }

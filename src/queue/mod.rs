@@ -2,11 +2,14 @@
 //! answered once the queue holds a delivery; workers on every instance deliver it to the
 //! upstream with retries, and a delivery that exhausts its attempts goes to a dead-letter list.
 //!
-//! Per route, three keys share one hash tag (one cluster slot):
+//! With Redis (`redis.rs` types below), per route, three keys share one hash tag (one cluster
+//! slot):
 //! - `{prefix}{q:ROUTE}:s`, a stream read by the consumer group `portcullis`; a worker that
 //!   dies leaves its entries pending, and another instance takes them over (`XAUTOCLAIM`);
 //! - `{prefix}{q:ROUTE}:d`, a sorted set of deliveries waiting for their next attempt;
 //! - `{prefix}{q:ROUTE}:x`, the dead-letter list.
+//!
+//! With the embedded store ([`embedded`]), a file beside the store's, for a single instance.
 //!
 //! "Accepted" is as durable as Redis is configured to be: with `appendonly yes` and
 //! `appendfsync always` an accepted delivery survives a Redis crash; with `everysec`, up to a
@@ -17,6 +20,8 @@ use crate::forward::Outgoing;
 use crate::gateway::Gateway;
 use crate::idempotency::redis::{Conn, RedisStore};
 use crate::idempotency::{bounded, StoreError};
+
+pub mod embedded;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use redis::Script;
 use std::collections::HashSet;
@@ -26,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const GROUP: &str = "portcullis";
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -130,7 +135,7 @@ impl Item {
         Some(Item { route, method, query, headers, body, id, attempts, first_seen_ms, last_error, origin })
     }
 
-    fn from_outgoing(route: &Route, o: &Outgoing) -> Item {
+    pub(crate) fn from_outgoing(route: &Route, o: &Outgoing) -> Item {
         Item {
             route: route.name.clone(),
             method: o.method.as_str().to_string(),
@@ -245,8 +250,70 @@ return n
     )
 });
 
-/// The queue, in the same Redis (or Redis Cluster) as the idempotency keys.
-pub struct Queue {
+/// The queue of a gateway: Redis Streams when instances share a Redis, or an embedded file
+/// for a single instance.
+pub enum Queue {
+    Redis(Box<RedisQueue>),
+    Embedded(embedded::EmbeddedQueue),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $q:ident => $e:expr) => {
+        match $self {
+            Queue::Redis($q) => $e,
+            Queue::Embedded($q) => $e,
+        }
+    };
+}
+
+impl Queue {
+    /// Appends a delivery; returns once the queue holds it durably.
+    pub async fn push(&self, route: &Route, o: &Outgoing) -> Result<(), StoreError> {
+        let item = Item::from_outgoing(route, o);
+        dispatch!(self, q => q.push(&route.name, &item).await)
+    }
+    pub async fn ensure_group(&self, route: &str) -> Result<(), StoreError> {
+        dispatch!(self, q => q.ensure_group(route).await)
+    }
+    /// Up to `count` deliveries due now, including those a dead worker left for longer than
+    /// `stale`.
+    pub async fn take(
+        &self,
+        route: &str,
+        count: usize,
+        stale: Duration,
+    ) -> Result<Vec<(String, Item)>, StoreError> {
+        dispatch!(self, q => q.take(route, count, stale).await)
+    }
+    pub async fn ack(&self, route: &str, id: &str) -> Result<(), StoreError> {
+        dispatch!(self, q => q.ack(route, id).await)
+    }
+    /// Puts a delivery aside until `due_ms`.
+    pub async fn retry(&self, route: &str, id: &str, item: &Item, due_ms: u64) -> Result<(), StoreError> {
+        dispatch!(self, q => q.retry(route, id, item, due_ms).await)
+    }
+    /// Moves a delivery to the dead-letter list.
+    pub async fn bury(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
+        dispatch!(self, q => q.bury(route, id, item).await)
+    }
+    /// Makes due retries deliverable again.
+    pub async fn promote(&self, route: &str) -> Result<u64, StoreError> {
+        dispatch!(self, q => q.promote(route).await)
+    }
+    pub async fn stats(&self, route: &str) -> Result<Stats, StoreError> {
+        dispatch!(self, q => q.stats(route).await)
+    }
+    pub async fn dead_letters(&self, route: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        dispatch!(self, q => q.dead_letters(route).await)
+    }
+    /// Moves dead letters back to the queue, attempts reset: the one with this id, or all.
+    pub async fn replay(&self, route: &str, id: Option<&str>) -> Result<u64, StoreError> {
+        dispatch!(self, q => q.replay(route, id).await)
+    }
+}
+
+/// The queue in Redis (or Redis Cluster), shared by every instance.
+pub struct RedisQueue {
     redis: RedisStore,
     timeout: Duration,
     /// This instance's name in the consumer group.
@@ -255,11 +322,11 @@ pub struct Queue {
 
 type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
 
-impl Queue {
+impl RedisQueue {
     pub fn new(redis: RedisStore, timeout: Duration) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let consumer = format!("{}-{}-{:08x}", host.trim(), std::process::id(), rand::random::<u32>());
-        Queue { redis, timeout, consumer }
+        RedisQueue { redis, timeout, consumer }
     }
 
     fn keys(&self, route: &str) -> (String, String, String) {
@@ -272,9 +339,8 @@ impl Queue {
     }
 
     /// Appends a delivery; returns once Redis holds it.
-    pub async fn push(&self, route: &Route, o: &Outgoing) -> Result<(), StoreError> {
-        let item = Item::from_outgoing(route, o);
-        let (stream, _, _) = self.keys(&route.name);
+    pub async fn push(&self, route: &str, item: &Item) -> Result<(), StoreError> {
+        let (stream, _, _) = self.keys(route);
         let mut c = self.conn().await?;
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&stream).arg("*").arg("d").arg(item.encode());
