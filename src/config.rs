@@ -172,6 +172,9 @@ struct RawQueue {
     backoff: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     max_backoff: Option<Duration>,
+    /// A JSON pointer whose value orders deliveries: those with the same value are delivered
+    /// one at a time, in the order accepted. Default: the profile's `order_by`.
+    order_by: Option<String>,
 }
 
 /// How a queued route delivers.
@@ -188,6 +191,8 @@ pub struct QueueSettings {
     /// First retry delay; doubled each attempt (with jitter) up to `max_backoff`.
     pub backoff: Duration,
     pub max_backoff: Duration,
+    /// Deliveries with the same value here go one at a time, in the order accepted.
+    pub order_by: Option<crate::jsonptr::Pointer>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -802,6 +807,12 @@ impl RawRoute {
                     accept_status: q.accept_status.unwrap_or(202),
                     backoff: q.backoff.unwrap_or(Duration::from_secs(1)),
                     max_backoff: q.max_backoff.unwrap_or(Duration::from_secs(600)),
+                    order_by: match &q.order_by {
+                        Some(p) => Some(
+                            crate::jsonptr::Pointer::parse(p).map_err(|e| format!("queue.order_by: {e}"))?,
+                        ),
+                        None => profile.order_by.clone(),
+                    },
                 };
                 if settings.max_attempts == 0 || settings.concurrency == 0 {
                     return Err("queue: max_attempts and concurrency must be at least 1".into());

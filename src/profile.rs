@@ -43,6 +43,8 @@ struct RawProfile {
     replay: Option<RawSource>,
     /// A verification request the gateway answers itself, after verifying it.
     handshake: Option<Handshake>,
+    /// For queued delivery: a JSON pointer whose value orders deliveries (an object's id).
+    order_by: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +169,8 @@ pub struct Profile {
     /// A signed one-time value (a nonce) remembered to refuse replays.
     pub replay: Option<Pointer>,
     pub handshake: Option<Handshake>,
+    /// For queued delivery: deliveries with the same value here go one at a time, in order.
+    pub order_by: Option<Pointer>,
     pub header_format: HeaderFormat,
     pub algorithm: Algorithm,
     pub encoding: Encoding,
@@ -488,6 +492,11 @@ impl RawProfile {
             canonical: sig.canonical,
             replay,
             handshake: self.handshake,
+            order_by: self
+                .order_by
+                .as_deref()
+                .map(|p| Pointer::parse(p).map_err(|e| format!("order_by: {e}")))
+                .transpose()?,
             header_format,
             algorithm: sig.algorithm,
             encoding: sig.encoding,

@@ -210,3 +210,30 @@ async fn the_embedded_queue_keeps_accepted_deliveries_across_a_restart() {
     drop(gw);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_of_one_object_keep_their_order_through_retries() {
+    if !redis_or_skip("deliveries_of_one_object_keep_their_order_through_retries") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let up = Upstream::start().await;
+    // The first attempt fails: the later deliveries of the same object must wait for it.
+    up.script(&[500]);
+    let queue = "      backoff: 300ms\n      concurrency: 4\n      order_by: /object\n";
+    let gw = TestGateway::start(&yaml(&redis, &up, queue, None), Clock::System).await;
+    let c = client();
+    for (id, object) in [("e1", "A"), ("e2", "A"), ("e3", "A"), ("x1", "B")] {
+        let b = format!(r#"{{"event_id":"{id}","object":"{object}"}}"#).into_bytes();
+        assert_eq!(post(&c, &gw.url("/q"), &sign("paylent", SECRET, &b, "", 0), b).await.status, 202);
+    }
+    wait_for("all four", Duration::from_secs(15), || up.delivered().len() == 4).await;
+    let order: Vec<String> = up
+        .seen()
+        .iter()
+        .filter(|s| s.status == 200)
+        .map(|s| s.headers["portcullis-idempotency-key"].to_str().unwrap().to_string())
+        .filter(|k| k.starts_with('e'))
+        .collect();
+    assert_eq!(order, ["e1", "e2", "e3"], "object A's deliveries in the order accepted");
+}

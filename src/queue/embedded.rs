@@ -20,6 +20,8 @@ const ITEMS: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_items");
 const DUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("queue_due");
 const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_dead");
 const META: TableDefinition<&str, u64> = TableDefinition::new("queue_meta");
+/// (route, ordering value, sequence number): the lines of ordered deliveries.
+const LINES: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("queue_lines");
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("embedded queue: {e}"))
@@ -40,6 +42,7 @@ impl EmbeddedQueue {
         txn.open_table(DUE).map_err(err)?;
         txn.open_table(DEAD).map_err(err)?;
         txn.open_table(META).map_err(err)?;
+        txn.open_table(LINES).map_err(err)?;
         txn.commit().map_err(err)?;
         Ok(EmbeddedQueue { db: Arc::new(db) })
     }
@@ -64,16 +67,51 @@ impl EmbeddedQueue {
     }
 
     pub async fn push(&self, route: &str, item: &Item) -> Result<(), StoreError> {
-        let (route, bytes) = (route.to_string(), item.encode());
+        let (route, bytes, order) = (route.to_string(), item.encode(), item.order.clone());
         self.write(true, move |txn| {
             let mut meta = txn.open_table(META).map_err(err)?;
             let seq = meta.get("seq").map_err(err)?.map(|v| v.value()).unwrap_or(0) + 1;
             meta.insert("seq", seq).map_err(err)?;
             txn.open_table(ITEMS).map_err(err)?.insert(seq, bytes.as_slice()).map_err(err)?;
             txn.open_table(DUE).map_err(err)?.insert((route.as_str(), now_ms(), seq), ()).map_err(err)?;
+            if let Some(order) = &order {
+                txn.open_table(LINES)
+                    .map_err(err)?
+                    .insert((route.as_str(), order.as_str(), seq), ())
+                    .map_err(err)?;
+            }
             Ok(())
         })
         .await
+    }
+
+    pub async fn is_head(&self, route: &str, item: &Item) -> Result<bool, StoreError> {
+        let Some(order) = &item.order else { return Ok(true) };
+        let seq: u64 = item.origin.parse().map_err(err)?;
+        self.read(|txn| {
+            let lines = txn.open_table(LINES).map_err(err)?;
+            let head = lines
+                .range((route, order.as_str(), 0)..=(route, order.as_str(), u64::MAX))
+                .map_err(err)?
+                .next()
+                .transpose()
+                .map_err(err)?
+                .map(|(k, _)| k.value().2);
+            Ok(head.is_none_or(|h| h == seq))
+        })
+    }
+
+    /// Lets the next delivery of the same ordering value go.
+    fn leave_line(
+        txn: &redb::WriteTransaction,
+        route: &str,
+        item: &Item,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(order) = &item.order {
+            txn.open_table(LINES).map_err(err)?.remove((route, order.as_str(), seq)).map_err(err)?;
+        }
+        Ok(())
     }
 
     pub async fn ensure_group(&self, _route: &str) -> Result<(), StoreError> {
@@ -130,12 +168,12 @@ impl EmbeddedQueue {
         Ok(())
     }
 
-    pub async fn ack(&self, route: &str, id: &str) -> Result<(), StoreError> {
-        let (route, seq) = (route.to_string(), id.parse::<u64>().map_err(err)?);
+    pub async fn ack(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
+        let (route, seq, item) = (route.to_string(), id.parse::<u64>().map_err(err)?, item.clone());
         self.write(true, move |txn| {
             Self::undue(&mut txn.open_table(DUE).map_err(err)?, &route, seq)?;
             txn.open_table(ITEMS).map_err(err)?.remove(seq).map_err(err)?;
-            Ok(())
+            Self::leave_line(txn, &route, &item, seq)
         })
         .await
     }
@@ -153,12 +191,13 @@ impl EmbeddedQueue {
     }
 
     pub async fn bury(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
-        let (route, seq, bytes) = (route.to_string(), id.parse::<u64>().map_err(err)?, item.encode());
+        let (route, seq, bytes, item) =
+            (route.to_string(), id.parse::<u64>().map_err(err)?, item.encode(), item.clone());
         self.write(true, move |txn| {
             Self::undue(&mut txn.open_table(DUE).map_err(err)?, &route, seq)?;
             txn.open_table(ITEMS).map_err(err)?.remove(seq).map_err(err)?;
             txn.open_table(DEAD).map_err(err)?.insert(seq, bytes.as_slice()).map_err(err)?;
-            Ok(())
+            Self::leave_line(txn, &route, &item, seq)
         })
         .await
     }
@@ -254,6 +293,12 @@ impl EmbeddedQueue {
                 item.last_error.clear();
                 items.insert(seq, item.encode().as_slice()).map_err(err)?;
                 due.insert((route.as_str(), now, seq), ()).map_err(err)?;
+                if let Some(order) = &item.order {
+                    // A replayed ordered delivery takes its place in its line again, by the
+                    // order it was first accepted in.
+                    let mut lines = txn.open_table(LINES).map_err(err)?;
+                    lines.insert((route.as_str(), order.as_str(), seq), ()).map_err(err)?;
+                }
             }
             Ok(chosen.len() as u64)
         })
@@ -277,6 +322,7 @@ mod tests {
             first_seen_ms: now_ms(),
             last_error: String::new(),
             origin: String::new(),
+            order: None,
         }
     }
 
@@ -299,7 +345,7 @@ mod tests {
         let taken = q.take("/r", 10, stale).await.unwrap();
         assert_eq!(taken.len(), 2);
         assert!(q.take("/r", 10, stale).await.unwrap().is_empty(), "leased, not taken twice");
-        q.ack("/r", &taken[0].0).await.unwrap();
+        q.ack("/r", &taken[0].0, &taken[0].1).await.unwrap();
         let mut again = taken[1].1.clone();
         again.attempts = 1;
         q.retry("/r", &taken[1].0, &again, now_ms() + 60_000).await.unwrap();
@@ -312,6 +358,25 @@ mod tests {
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].1.attempts, 0);
         assert_eq!(q.take("/other", 10, stale).await.unwrap().len(), 1);
+        drop(q);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[tokio::test]
+    async fn ordered_deliveries_wait_for_the_earlier_ones_of_their_line() {
+        let p = path();
+        let q = EmbeddedQueue::open(&p).unwrap();
+        let ordered = |id: &str, order: &str| Item { order: Some(order.into()), ..item("/r", id) };
+        for (id, o) in [("a1", "A"), ("a2", "A"), ("b1", "B")] {
+            q.push("/r", &ordered(id, o)).await.unwrap();
+        }
+        let taken = q.take("/r", 10, Duration::from_secs(60)).await.unwrap();
+        let head = |id: &str| taken.iter().find(|(_, i)| i.id == id.as_bytes()).unwrap().clone();
+        assert!(q.is_head("/r", &head("a1").1).await.unwrap());
+        assert!(!q.is_head("/r", &head("a2").1).await.unwrap(), "a2 waits for a1");
+        assert!(q.is_head("/r", &head("b1").1).await.unwrap(), "another line is free");
+        q.ack("/r", &head("a1").0, &head("a1").1).await.unwrap();
+        assert!(q.is_head("/r", &head("a2").1).await.unwrap(), "a2's turn");
         drop(q);
         let _ = std::fs::remove_file(p);
     }

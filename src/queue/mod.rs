@@ -50,6 +50,8 @@ pub struct Item {
     pub last_error: String,
     /// The stream id the delivery was first given (stable across retries), for replay.
     pub origin: String,
+    /// The ordering value (`queue.order_by`), when the route orders deliveries.
+    pub order: Option<String>,
 }
 
 fn put(out: &mut Vec<u8>, b: &[u8]) {
@@ -107,6 +109,13 @@ impl Item {
         out.extend_from_slice(&self.first_seen_ms.to_le_bytes());
         put(&mut out, self.last_error.as_bytes());
         put(&mut out, self.origin.as_bytes());
+        match &self.order {
+            Some(o) => {
+                out.push(1);
+                put(&mut out, o.as_bytes());
+            }
+            None => out.push(0),
+        }
         out
     }
 
@@ -132,7 +141,23 @@ impl Item {
         let first_seen_ms = r.u64()?;
         let last_error = r.string()?;
         let origin = r.string()?;
-        Some(Item { route, method, query, headers, body, id, attempts, first_seen_ms, last_error, origin })
+        let order = match r.take(1)?[0] {
+            1 => Some(r.string()?),
+            _ => None,
+        };
+        Some(Item {
+            route,
+            method,
+            query,
+            headers,
+            body,
+            id,
+            attempts,
+            first_seen_ms,
+            last_error,
+            origin,
+            order,
+        })
     }
 
     pub(crate) fn from_outgoing(route: &Route, o: &Outgoing) -> Item {
@@ -147,6 +172,12 @@ impl Item {
             first_seen_ms: now_ms(),
             last_error: String::new(),
             origin: String::new(),
+            order: route
+                .queue
+                .as_ref()
+                .and_then(|q| q.order_by.as_ref())
+                .and_then(|p| p.lookup(&o.body).ok().flatten())
+                .map(|v| v.into_owned()),
         }
     }
 
@@ -206,6 +237,17 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('RPUSH', KEYS[2], ARGV[3])
 return 1
+",
+    )
+});
+
+/// Appends to the stream and to the ordering line of the delivery's ordering value.
+static PUSH_ORDERED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local id = redis.call('XADD', KEYS[1], '*', 'd', ARGV[1])
+redis.call('RPUSH', KEYS[2], id)
+return id
 ",
     )
 });
@@ -285,8 +327,8 @@ impl Queue {
     ) -> Result<Vec<(String, Item)>, StoreError> {
         dispatch!(self, q => q.take(route, count, stale).await)
     }
-    pub async fn ack(&self, route: &str, id: &str) -> Result<(), StoreError> {
-        dispatch!(self, q => q.ack(route, id).await)
+    pub async fn ack(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
+        dispatch!(self, q => q.ack(route, id, item).await)
     }
     /// Puts a delivery aside until `due_ms`.
     pub async fn retry(&self, route: &str, id: &str, item: &Item, due_ms: u64) -> Result<(), StoreError> {
@@ -295,6 +337,14 @@ impl Queue {
     /// Moves a delivery to the dead-letter list.
     pub async fn bury(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
         dispatch!(self, q => q.bury(route, id, item).await)
+    }
+    /// Whether `item` is the oldest undelivered one of its ordering value (always true for an
+    /// unordered item).
+    pub async fn is_head(&self, route: &str, item: &Item) -> Result<bool, StoreError> {
+        if item.order.is_none() {
+            return Ok(true);
+        }
+        dispatch!(self, q => q.is_head(route, item).await)
     }
     /// Makes due retries deliverable again.
     pub async fn promote(&self, route: &str) -> Result<u64, StoreError> {
@@ -338,13 +388,45 @@ impl RedisQueue {
         self.redis.conn().await
     }
 
-    /// Appends a delivery; returns once Redis holds it.
+    /// The list that orders deliveries sharing one ordering value.
+    fn order_key(&self, route: &str, order: &str) -> String {
+        format!("{}:o:{order}", self.redis.key(&format!("q:{route}")))
+    }
+
+    /// Appends a delivery; returns once Redis holds it. An ordered delivery also joins the
+    /// end of its ordering value's line, in the same script.
     pub async fn push(&self, route: &str, item: &Item) -> Result<(), StoreError> {
         let (stream, _, _) = self.keys(route);
         let mut c = self.conn().await?;
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&stream).arg("*").arg("d").arg(item.encode());
-        bounded(self.timeout, async { c.query::<String>(&cmd).await }).await.map(|_| ())
+        match &item.order {
+            None => {
+                let mut cmd = redis::cmd("XADD");
+                cmd.arg(&stream).arg("*").arg("d").arg(item.encode());
+                bounded(self.timeout, async { c.query::<String>(&cmd).await }).await.map(|_| ())
+            }
+            Some(order) => {
+                let mut inv = PUSH_ORDERED.prepare_invoke();
+                inv.key(&stream).key(self.order_key(route, order)).arg(item.encode());
+                bounded(self.timeout, c.invoke::<String>(&inv)).await.map(|_| ())
+            }
+        }
+    }
+
+    pub async fn is_head(&self, route: &str, item: &Item) -> Result<bool, StoreError> {
+        let Some(order) = &item.order else { return Ok(true) };
+        let mut c = self.conn().await?;
+        let head: Option<String> =
+            c.query(redis::cmd("LINDEX").arg(self.order_key(route, order)).arg(0)).await?;
+        Ok(head.is_none_or(|h| h == item.origin))
+    }
+
+    /// Lets the next delivery of the same ordering value go.
+    async fn leave_line(&self, route: &str, item: &Item) -> Result<(), StoreError> {
+        let Some(order) = &item.order else { return Ok(()) };
+        let mut c = self.conn().await?;
+        let _: i64 =
+            c.query(redis::cmd("LREM").arg(self.order_key(route, order)).arg(1).arg(&item.origin)).await?;
+        Ok(())
     }
 
     /// Creates the route's consumer group if it does not exist yet.
@@ -413,12 +495,13 @@ impl RedisQueue {
         Ok(out)
     }
 
-    pub async fn ack(&self, route: &str, id: &str) -> Result<(), StoreError> {
+    pub async fn ack(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
         let (stream, _, _) = self.keys(route);
         let mut c = self.conn().await?;
         let mut inv = ACK.prepare_invoke();
         inv.key(&stream).arg(GROUP).arg(id);
-        bounded(self.timeout, c.invoke::<i64>(&inv)).await.map(|_| ())
+        bounded(self.timeout, c.invoke::<i64>(&inv)).await?;
+        self.leave_line(route, item).await
     }
 
     /// Puts a delivery aside until `due_ms`.
@@ -435,7 +518,8 @@ impl RedisQueue {
         let mut c = self.conn().await?;
         let mut inv = DEAD.prepare_invoke();
         inv.key(&stream).key(&dead).arg(GROUP).arg(id).arg(item.encode());
-        bounded(self.timeout, c.invoke::<i64>(&inv)).await.map(|_| ())
+        bounded(self.timeout, c.invoke::<i64>(&inv)).await?;
+        self.leave_line(route, item).await
     }
 
     /// Moves due retries back to the stream.
@@ -517,6 +601,17 @@ impl RedisQueue {
             inv.arg(raw.as_slice()).arg(item.encode());
         }
         let n: u64 = bounded(self.timeout, c.invoke(&inv)).await?;
+        // A replayed ordered delivery joins the end of its line again.
+        for raw in raws.iter().filter(|r| id.is_none_or(|id| Item::decode(r).is_some_and(|i| i.origin == id)))
+        {
+            if let Some(item) = Item::decode(raw) {
+                if let Some(order) = &item.order {
+                    let _: i64 = c
+                        .query(redis::cmd("RPUSH").arg(self.order_key(route, order)).arg(&item.origin))
+                        .await?;
+                }
+            }
+        }
         Ok(n)
     }
 }
@@ -626,6 +721,14 @@ async fn worker(
 async fn deliver(gateway: &Gateway, queue: &Queue, route: &Route, id: &str, mut item: Item) {
     let settings = route.queue.as_ref().expect("a queued route");
     let m = &gateway.metrics;
+    // An ordered delivery waits for the earlier ones of its ordering value.
+    match queue.is_head(&route.name, &item).await {
+        Ok(true) => {}
+        Ok(false) | Err(_) => {
+            let _ = queue.retry(&route.name, id, &item, now_ms() + 100).await;
+            return;
+        }
+    }
     let result = match item.to_outgoing().map(|o| crate::forward::to_request(route, o)) {
         Some(Ok(req)) => crate::forward::send(&gateway.client, route, req)
             .await
@@ -637,7 +740,7 @@ async fn deliver(gateway: &Gateway, queue: &Queue, route: &Route, id: &str, mut 
     let outcome = match result {
         Ok(status) if status.is_success() => {
             m.queue_attempts[0].fetch_add(1, Relaxed);
-            queue.ack(&route.name, id).await
+            queue.ack(&route.name, id, &item).await
         }
         other => {
             item.last_error = match other {
@@ -681,6 +784,7 @@ mod tests {
             first_seen_ms: 42,
             last_error: "upstream answered 500".into(),
             origin: "1-0".into(),
+            order: Some("obj_1".into()),
         };
         assert_eq!(Item::decode(&item.encode()), Some(item.clone()));
         assert_eq!(Item::decode(&item.encode()[..10]), None);
