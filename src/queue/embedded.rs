@@ -259,14 +259,7 @@ impl EmbeddedQueue {
                 .filter_map(|e| e.ok())
                 .filter_map(|(k, v)| Item::decode(v.value()).map(|i| (k.value(), i)))
                 .filter(|(_, i)| i.route == route)
-                .map(|(seq, i)| DeadLetter {
-                    id: seq.to_string(),
-                    route: i.route.clone(),
-                    event_id: String::from_utf8_lossy(&i.id).into_owned(),
-                    attempts: i.attempts,
-                    age_secs: now.saturating_sub(i.first_seen_ms) / 1000,
-                    last_error: i.last_error.clone(),
-                })
+                .map(|(seq, i)| DeadLetter::of(seq.to_string(), &i, now))
                 .collect())
         })
     }

@@ -219,6 +219,19 @@ pub struct DeadLetter {
     pub last_error: String,
 }
 
+impl DeadLetter {
+    pub(super) fn of(id: String, i: &Item, now_ms: u64) -> Self {
+        DeadLetter {
+            id,
+            route: i.route.clone(),
+            event_id: String::from_utf8_lossy(&i.id).into_owned(),
+            attempts: i.attempts,
+            age_secs: now_ms.saturating_sub(i.first_seen_ms) / 1000,
+            last_error: i.last_error.clone(),
+        }
+    }
+}
+
 static RETRY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -567,14 +580,7 @@ impl RedisQueue {
             .await?
             .iter()
             .filter_map(|raw| Item::decode(raw))
-            .map(|i| DeadLetter {
-                id: i.origin.clone(),
-                route: i.route.clone(),
-                event_id: String::from_utf8_lossy(&i.id).into_owned(),
-                attempts: i.attempts,
-                age_secs: now.saturating_sub(i.first_seen_ms) / 1000,
-                last_error: i.last_error.clone(),
-            })
+            .map(|i| DeadLetter::of(i.origin.clone(), &i, now))
             .collect())
     }
 
