@@ -4,22 +4,21 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# Dependencies first, so that code changes do not rebuild them.
-COPY Cargo.toml Cargo.lock build.rs ./
-COPY providers ./providers
-RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && cargo build --release --locked --bin portcullis || true
-COPY src ./src
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin portcullis
+COPY . .
+# The registry and target caches persist between builds; the binary is copied out of them.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin portcullis \
+ && cp target/release/portcullis /usr/local/bin/portcullis
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/portcullis --create-home portcullis
-COPY --from=build /src/target/release/portcullis /usr/local/bin/portcullis
+COPY --from=build /usr/local/bin/portcullis /usr/local/bin/portcullis
 COPY config.example.yaml /etc/portcullis/config.yaml
 USER portcullis
-ENV PORTCULLIS_LISTEN=0.0.0.0:8080 PORTCULLIS_DATA=/var/lib/portcullis
+ENV PORTCULLIS_LISTEN=0.0.0.0:8080 PORTCULLIS_ADMIN=0.0.0.0:9090 PORTCULLIS_DATA=/var/lib/portcullis
 WORKDIR /var/lib/portcullis
 # 8080: webhooks; 9090: admin (health, readiness, metrics).
 EXPOSE 8080 9090
