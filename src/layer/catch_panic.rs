@@ -1,8 +1,9 @@
 //! Turns a panic while handling one request into a 500 for that request only; the connection
 //! and the process go on.
 
-use super::BoxFuture;
+use super::{answer, EitherFuture};
 use crate::error::{Body, GatewayError};
+use futures_util::future::{CatchUnwind, Map};
 use futures_util::FutureExt;
 use http::Response;
 use std::convert::Infallible;
@@ -42,7 +43,8 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture;
+    /// No box: the inner future, unwinding caught, or the answer to a panic in `call`.
+    type Future = EitherFuture<Map<CatchUnwind<AssertUnwindSafe<S::Future>>, Recover>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -50,11 +52,23 @@ where
 
     fn call(&mut self, req: R) -> Self::Future {
         match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
-            Ok(fut) => Box::pin(AssertUnwindSafe(fut).catch_unwind().map(|r| match r {
-                Ok(res) => res,
-                Err(p) => Ok(panicked(p)),
-            })),
-            Err(p) => Box::pin(std::future::ready(Ok(panicked(p)))),
+            Ok(fut) => futures_util::future::Either::Right(
+                AssertUnwindSafe(fut).catch_unwind().map(recover as Recover),
+            ),
+            Err(p) => answer(panicked(p)),
         }
+    }
+}
+
+type Recover = fn(
+    Result<Result<Response<Body>, Infallible>, Box<dyn std::any::Any + Send>>,
+) -> Result<Response<Body>, Infallible>;
+
+fn recover(
+    r: Result<Result<Response<Body>, Infallible>, Box<dyn std::any::Any + Send>>,
+) -> Result<Response<Body>, Infallible> {
+    match r {
+        Ok(res) => res,
+        Err(p) => Ok(panicked(p)),
     }
 }

@@ -1,7 +1,7 @@
 //! Bounds the requests handled at once; past the bound a request is answered 503 with
 //! `Retry-After` at once, rather than queued without end.
 
-use super::BoxFuture;
+use super::{answer, EitherFuture};
 use crate::error::{Body, GatewayError};
 use http::Response;
 use std::convert::Infallible;
@@ -42,7 +42,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = EitherFuture<Permitted<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -51,14 +51,25 @@ where
     fn call(&mut self, req: R) -> Self::Future {
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {
-                let fut = self.inner.call(req);
-                Box::pin(async move {
-                    let res = fut.await;
-                    drop(permit);
-                    res
-                })
+                futures_util::future::Either::Right(Permitted { fut: self.inner.call(req), _permit: permit })
             }
-            Err(_) => Box::pin(std::future::ready(Ok(GatewayError::Overloaded.into_response(None, None)))),
+            Err(_) => answer(GatewayError::Overloaded.into_response(None, None)),
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner future, holding its permit until it completes.
+    pub struct Permitted<F> {
+        #[pin]
+        fut: F,
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Permitted<F> {
+    type Output = F::Output;
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().fut.poll(cx)
     }
 }

@@ -1,11 +1,12 @@
 //! Records one structured log line per request: route, provider, outcome, event key, status
 //! and latency. Never a secret or a signature value.
 
-use super::BoxFuture;
 use crate::error::{Body, Outcome, Record};
 use crate::metrics::Metrics;
 use http::{Request, Response};
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -43,7 +44,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = Observed<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -52,45 +53,77 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let start = Instant::now();
         let method = req.method().clone();
-        let metrics = self.metrics.clone();
-        metrics.in_flight.fetch_add(1, Relaxed);
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let Ok(mut res) = fut.await;
-            metrics.in_flight.fetch_sub(1, Relaxed);
-            let record =
-                res.extensions_mut().remove::<Record>().unwrap_or_else(|| Record::new(Outcome::Panic));
-            let elapsed = start.elapsed();
-            let latency_ms = elapsed.as_secs_f64() * 1000.0;
-            let route = record.route.as_deref();
-            let rm = route.and_then(|r| r.metrics.get()).unwrap_or(metrics.unmatched());
-            rm.record(record.outcome, elapsed, record.secret_index);
-            if let Some(up) = record.upstream_latency {
-                rm.upstream.observe(up);
+        self.metrics.in_flight.fetch_add(1, Relaxed);
+        Observed { fut: self.inner.call(req), start, method, metrics: self.metrics.clone(), done: false }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner future; once it answers, the request is counted and logged.
+    pub struct Observed<F> {
+        #[pin]
+        fut: F,
+        start: Instant,
+        method: http::Method,
+        metrics: Arc<Metrics>,
+        done: bool,
+    }
+
+    impl<F> PinnedDrop for Observed<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // A request dropped before it answered (the sender hung up) is no longer in flight.
+            let this = this.project();
+            if !*this.done {
+                this.metrics.in_flight.fetch_sub(1, Relaxed);
             }
-            let status = res.status().as_u16();
-            macro_rules! line {
-                ($level:ident) => {
-                    tracing::$level!(
-                        route = route.map(|r| r.name.as_str()).unwrap_or("-"),
-                        provider = route.map(|r| r.provider()).unwrap_or("-"),
-                        outcome = record.outcome.as_str(),
-                        key = record.key.as_deref().unwrap_or("-"),
-                        secret_index = record.secret_index,
-                        method = %method,
-                        status,
-                        latency_ms,
-                        detail = record.detail.as_deref(),
-                        "delivery"
-                    )
-                };
-            }
-            if status >= 500 {
-                line!(warn);
-            } else {
-                line!(info);
-            }
-            Ok(res)
-        })
+        }
+    }
+}
+
+impl<F> Future for Observed<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut res) = std::task::ready!(this.fut.poll(cx));
+        let metrics = &**this.metrics;
+        metrics.in_flight.fetch_sub(1, Relaxed);
+        *this.done = true;
+        let record = res.extensions_mut().remove::<Record>().unwrap_or_else(|| Record::new(Outcome::Panic));
+        let elapsed = this.start.elapsed();
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        let route = record.route.as_deref();
+        let rm = route.and_then(|r| r.metrics.get()).unwrap_or(metrics.unmatched());
+        rm.record(record.outcome, elapsed, record.secret_index);
+        if let Some(up) = record.upstream_latency {
+            rm.upstream.observe(up);
+        }
+        let status = res.status().as_u16();
+        let method = &*this.method;
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
+                    route = route.map(|r| r.name.as_str()).unwrap_or("-"),
+                    provider = route.map(|r| r.provider()).unwrap_or("-"),
+                    outcome = record.outcome.as_str(),
+                    key = record.key.as_deref().unwrap_or("-"),
+                    secret_index = record.secret_index,
+                    method = %method,
+                    status,
+                    latency_ms,
+                    detail = record.detail.as_deref(),
+                    "delivery"
+                )
+            };
+        }
+        if status >= 500 {
+            line!(warn);
+        } else {
+            line!(info);
+        }
+        Poll::Ready(Ok(res))
     }
 }
