@@ -125,12 +125,17 @@ RESULTS=$WORK/results.jsonl
 : > "$RESULTS"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m); ${CONNS} connections, ${SECS}s per run after ${WARMUP}s warm-up, ${ROUNDS} rounds" >&2
 for round in $(seq "$ROUNDS"); do
-  # Alternate the order so that no target always runs first or last.
-  if (( round % 2 == 0 )); then ORDER=(portcullis-queued portcullis-redis portcullis-memory floor nginx); else ORDER=(nginx floor portcullis-memory portcullis-redis portcullis-queued); fi
-  for t in "${ORDER[@]}"; do
+  # Alternate the order so that no target always runs first or last. The queued gateway
+  # runs last: its workers go on delivering the backlog afterwards, which is waited out.
+  if (( round % 2 == 0 )); then ORDER=(portcullis-redis portcullis-memory floor nginx); else ORDER=(nginx floor portcullis-memory portcullis-redis); fi
+  for t in "${ORDER[@]}" portcullis-queued; do
     out=$("$LOADGEN" "${URL[$t]}" "$SECRET" "$CONNS" "$SECS" "$WARMUP" "r${round}-${t}")
     echo "round $round $t $out" >&2
     echo "{\"target\":\"$t\",\"round\":$round,\"result\":$out}" >> "$RESULTS"
+  done
+  for _ in $(seq 600); do
+    [ "$(redis-cli -p "$RDS" XLEN 'queued:{q:/webhooks/paylent}:s')" = "0" ] && break
+    sleep 0.2
   done
 done
 
