@@ -98,11 +98,6 @@ impl RouteMetrics {
             self.secret_index[i.min(SECRET_SLOTS - 1)].fetch_add(1, Relaxed);
         }
     }
-
-    /// The count of one outcome, for tests and readiness.
-    pub fn count(&self, outcome: Outcome) -> u64 {
-        self.outcomes[outcome_index(outcome)].load(Relaxed)
-    }
 }
 
 /// Every metric of a gateway process; survives configuration reloads.

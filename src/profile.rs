@@ -252,29 +252,12 @@ impl Profile {
         raw.validate().map_err(err)
     }
 
-    /// Whether the timestamp is covered by the signature.
-    pub fn timestamp_signed(&self) -> bool {
-        match self.timestamp.as_ref().map(|t| &t.source) {
-            Some(TimestampSource::Json(_)) => true,
-            Some(_) => self.payload.uses(&Segment::Timestamp),
-            None => false,
-        }
-    }
-
     /// Where the signature is read, for tables and diagnosis.
     pub fn signature_place(&self) -> String {
         match (&self.signature_json, self.canonical) {
             (_, Some(Canonical::Adyen)) => "body notificationItems[*] hmacSignature".into(),
             (Some(p), _) => format!("body {p}"),
             _ => self.headers.iter().map(HeaderName::as_str).collect::<Vec<_>>().join(" | "),
-        }
-    }
-
-    /// Whether the idempotency key is covered by the signature.
-    pub fn id_signed(&self) -> bool {
-        match self.id {
-            IdSource::Header(_) => self.payload.uses(&Segment::Id),
-            IdSource::Json(_) | IdSource::BodySha256 => true,
         }
     }
 }

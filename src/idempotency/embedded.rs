@@ -336,17 +336,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_claims_acquire_once() {
         let p = path();
-        let s = std::sync::Arc::new(EmbeddedStore::open(&p).unwrap());
-        let mut tasks = Vec::new();
-        for _ in 0..50 {
-            let s = s.clone();
-            tasks.push(tokio::spawn(async move { s.claim("same", LEASE).await.unwrap() }));
-        }
-        let mut acquired = 0;
-        for t in tasks {
-            acquired += matches!(t.await.unwrap(), Claim::Acquired(_)) as usize;
-        }
-        assert_eq!(acquired, 1);
+        super::super::assert_claims_once(std::sync::Arc::new(EmbeddedStore::open(&p).unwrap())).await;
         let _ = std::fs::remove_file(p);
     }
 }

@@ -248,18 +248,6 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_claims_acquire_once() {
-        let s = std::sync::Arc::new(MemoryStore::new(1000));
-        let mut tasks = Vec::new();
-        for _ in 0..50 {
-            let s = s.clone();
-            tasks.push(tokio::spawn(async move { s.claim("same", LEASE).await.unwrap() }));
-        }
-        let mut acquired = 0;
-        for t in tasks {
-            if let Claim::Acquired(_) = t.await.unwrap() {
-                acquired += 1;
-            }
-        }
-        assert_eq!(acquired, 1);
+        super::super::assert_claims_once(std::sync::Arc::new(MemoryStore::new(1000))).await;
     }
 }

@@ -96,3 +96,18 @@ pub async fn guarded<T>(
     }
     r
 }
+
+/// Shared by the backends' tests: 50 concurrent claims of one key, exactly one acquires.
+#[cfg(test)]
+pub(crate) async fn assert_claims_once(store: std::sync::Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move { s.claim("same", Duration::from_secs(30)).await.unwrap() }));
+    }
+    let mut acquired = 0;
+    for t in tasks {
+        acquired += matches!(t.await.unwrap(), Claim::Acquired(_)) as usize;
+    }
+    assert_eq!(acquired, 1);
+}

@@ -654,10 +654,17 @@ pub async fn supervise(
                 tokio::spawn(maintain(gateway.clone(), queue.clone(), r.name.clone(), stop.clone()));
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        if rest(Duration::from_millis(500), &mut stop).await {
+            return;
         }
+    }
+}
+
+/// Waits `d`, or until `stop` turns true; true when stopping.
+async fn rest(d: Duration, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = stop.wait_for(|s| *s) => true,
     }
 }
 
@@ -678,9 +685,8 @@ async fn maintain(
             m.queue_dead.store(s.dead as i64, Relaxed);
             m.queue_oldest_age_secs.store(s.oldest_age_secs as i64, Relaxed);
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        if rest(Duration::from_millis(100), &mut stop).await {
+            return;
         }
     }
 }
@@ -711,9 +717,8 @@ async fn worker(
             }
         };
         if taken.is_empty() {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(25)) => {}
-                _ = stop.wait_for(|s| *s) => return,
+            if rest(Duration::from_millis(25), &mut stop).await {
+                return;
             }
             continue;
         }

@@ -193,11 +193,6 @@ impl Verifier {
         Some(hex::encode(mac::MacKey::new(mac::Algorithm::HmacSha256, key).digest([data]).as_bytes()))
     }
 
-    /// The number of configured secrets.
-    pub fn secret_count(&self) -> usize {
-        self.keys.len()
-    }
-
     /// Secrets that verify at `now`, with their configured index.
     pub fn active_keys(&self, now: u64) -> impl Iterator<Item = (usize, &Key)> {
         self.keys.iter().enumerate().filter(move |(i, _)| self.expires[*i].is_none_or(|e| now < e))
