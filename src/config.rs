@@ -87,6 +87,7 @@ struct RawLimits {
     #[serde(default, with = "humantime_serde")]
     upstream_connect_timeout: Option<Duration>,
     upstream_max_idle_per_host: Option<usize>,
+    workers: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +302,8 @@ pub struct Limits {
     pub upstream_connect_timeout: Duration,
     /// Idle pooled connections kept per upstream host.
     pub upstream_max_idle_per_host: usize,
+    /// Threads serving webhook connections, each with its own event loop and upstream pool.
+    pub workers: usize,
 }
 
 impl Default for Limits {
@@ -315,6 +318,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             upstream_connect_timeout: Duration::from_secs(2),
             upstream_max_idle_per_host: 256,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -510,12 +514,19 @@ impl RawConfig {
             max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
             upstream_connect_timeout: l.upstream_connect_timeout.unwrap_or(d.upstream_connect_timeout),
             upstream_max_idle_per_host: l.upstream_max_idle_per_host.unwrap_or(d.upstream_max_idle_per_host),
+            workers: l.workers.unwrap_or(d.workers),
         };
         if limits.max_header_bytes < 8192 {
             return Err("limits.max_header_bytes must be at least 8192".into());
         }
-        if limits.max_connections == 0 || limits.max_in_flight == 0 || limits.max_headers == 0 {
-            return Err("limits: max_connections, max_in_flight and max_headers must be at least 1".into());
+        if limits.max_connections == 0
+            || limits.max_in_flight == 0
+            || limits.max_headers == 0
+            || limits.workers == 0
+        {
+            return Err(
+                "limits: max_connections, max_in_flight, max_headers and workers must be at least 1".into()
+            );
         }
         for (name, t) in [
             ("header_read_timeout", limits.header_read_timeout),
@@ -899,6 +910,7 @@ mod tests {
                 "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [a]\n    upstream: http://h/\n    secret: x\n",
                 "unknown field `secret`",
             ),
+            (&format!("listen: 127.0.0.1:0\nlimits: {{workers: 0}}\nroutes:\n{ROUTE}"), "workers must be at least 1"),
         ];
         for (yaml, want) in cases {
             let e = load(yaml).unwrap_err().to_string();

@@ -38,7 +38,7 @@ pub async fn run(
 ) {
     let limits = gateway.limits.clone();
     let gw = gateway.clone();
-    let make = move |peer, tls| stack::webhook_service(&gw, peer, tls);
+    let make = move |peer, tls, worker| stack::webhook_service(&gw, peer, tls, worker);
     let draining = gateway.clone();
     let shutdown = async move {
         shutdown.await;
@@ -53,8 +53,10 @@ pub async fn run(
 /// The listener's TLS configuration, swapped in place when a reload reads new files.
 pub type TlsHandle = Arc<ArcSwap<rustls::ServerConfig>>;
 
-/// The accept loop, for any service built per connection by `make_service`. `abort` is
-/// called when the drain timeout passes with requests still in flight.
+/// The accept loop, for any service built per connection by `make_service(peer, tls,
+/// worker)`. Each accepted connection is handed to the connection worker with the fewest open
+/// connections and served there from then on. `abort` is called when the drain timeout passes
+/// with requests still in flight.
 pub async fn serve<S, M>(
     listener: TcpListener,
     limits: &Limits,
@@ -63,13 +65,21 @@ pub async fn serve<S, M>(
     shutdown: impl Future<Output = ()>,
     abort: impl FnOnce(),
 ) where
-    M: Fn(SocketAddr, bool) -> S,
+    M: Fn(SocketAddr, bool, usize) -> S + Send + Sync + 'static,
     S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
 {
+    let workers = match Workers::start(limits.workers) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the connection workers");
+            return;
+        }
+    };
+    let make_service = Arc::new(make_service);
     let graceful = GracefulShutdown::new();
     let conns = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
@@ -92,6 +102,15 @@ pub async fn serve<S, M>(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // The connection moves to the worker's event loop: registered there, it never wakes
+        // this thread again.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, %peer, "connection lost before it was served");
+                continue;
+            }
+        };
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             // Fires for slow headers and for idle keep-alive connections alike.
@@ -99,38 +118,34 @@ pub async fn serve<S, M>(
             .max_headers(limits.max_headers)
             .max_buf_size(limits.max_header_bytes)
             .keep_alive(true);
-        match &tls {
-            None => {
-                let svc = TowerToHyperService::new(make_service(peer, false));
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
-                    }
-                    drop(permit);
-                });
-            }
-            Some(tls) => {
-                let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
-                let svc = TowerToHyperService::new(make_service(peer, true));
-                let watcher = graceful.watcher();
-                let handshake_timeout = limits.header_read_timeout;
-                tokio::spawn(async move {
-                    // The handshake is bounded like the headers that follow it.
+        let watcher = graceful.watcher();
+        let make_service = make_service.clone();
+        let tls = tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.load_full()));
+        let handshake_timeout = limits.header_read_timeout;
+        workers.spawn(move |worker| async move {
+            let _permit = permit;
+            let stream = match TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => return tracing::warn!(error = %e, %peer, "cannot register a connection"),
+            };
+            let svc = TowerToHyperService::new(make_service(peer, tls.is_some(), worker));
+            let ended = match tls {
+                None => watcher.watch(http.serve_connection(TokioIo::new(stream), svc)).await,
+                // The handshake is bounded like the headers that follow it.
+                Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), svc));
-                            if let Err(e) = conn.await {
-                                tracing::debug!(error = %e, %peer, "connection ended with an error");
-                            }
+                            watcher.watch(http.serve_connection(TokioIo::new(stream), svc)).await
                         }
-                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Ok(Err(e)) => return tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                    drop(permit);
-                });
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
-        }
+        });
     }
     drop(listener);
     tracing::info!("stopped accepting; draining in-flight requests");
@@ -148,6 +163,61 @@ pub async fn serve<S, M>(
     }
 }
 
+/// The connection workers: one thread per core, each running its own single-threaded event
+/// loop. A connection, its deliveries and their upstream connections stay on one worker, so
+/// a delivery is served start to finish without waking another thread. The threads stop
+/// when this is dropped.
+struct Workers {
+    workers: Vec<Worker>,
+}
+
+struct Worker {
+    handle: tokio::runtime::Handle,
+    /// Connections being served by this worker.
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    /// Dropped to stop the worker's thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Workers {
+    fn start(n: usize) -> std::io::Result<Workers> {
+        let workers = (0..n.max(1))
+            .map(|i| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let handle = runtime.handle().clone();
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                std::thread::Builder::new().name(format!("portcullis-worker-{i}")).spawn(move || {
+                    runtime.block_on(async {
+                        let _ = stopped.await;
+                    });
+                    // Connections still open when the listener is done are closed here.
+                    runtime.shutdown_background();
+                })?;
+                Ok(Worker { handle, open: Default::default(), _stop: stop })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Workers { workers })
+    }
+
+    /// Runs the connection future made by `serve(worker index)` on the least busy worker.
+    fn spawn<F, Fut>(&self, serve: F)
+    where
+        F: FnOnce(usize) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (i, w) =
+            self.workers.iter().enumerate().min_by_key(|(_, w)| w.open.load(Relaxed)).expect("a worker");
+        w.open.fetch_add(1, Relaxed);
+        let open = w.open.clone();
+        let conn = serve(i);
+        w.handle.spawn(async move {
+            conn.await;
+            open.fetch_sub(1, Relaxed);
+        });
+    }
+}
+
 /// Answers a connection over the limit with 503 and closes it.
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -159,6 +229,26 @@ async fn refuse(mut stream: TcpStream) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn connections_go_to_the_least_busy_worker_and_run_on_its_thread() {
+        let workers = super::Workers::start(2).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..4 {
+            let tx = tx.clone();
+            workers.spawn(move |i| async move {
+                tx.send((i, std::thread::current().name().map(str::to_string))).unwrap();
+                std::future::pending::<()>().await
+            });
+        }
+        let mut per_worker = [0; 2];
+        for _ in 0..4 {
+            let (i, thread) = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+            assert_eq!(thread.as_deref(), Some(format!("portcullis-worker-{i}").as_str()));
+            per_worker[i] += 1;
+        }
+        assert_eq!(per_worker, [2, 2]);
+    }
+
     #[test]
     fn over_capacity_answer_is_well_formed() {
         let text = std::str::from_utf8(super::OVER_CAPACITY).unwrap();

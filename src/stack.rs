@@ -18,11 +18,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tower::{Service, ServiceBuilder};
 
-/// The webhook service for one connection from `peer` (over TLS or not).
+/// The webhook service for one connection from `peer` (over TLS or not), served by
+/// connection worker `worker`.
 pub fn webhook_service(
     gateway: &Arc<Gateway>,
     peer: SocketAddr,
     tls: bool,
+    worker: usize,
 ) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
        + Clone
        + Send
@@ -55,5 +57,8 @@ pub fn webhook_service(
             gateway.metrics.clone(),
         ))
         // Forward over the pooled upstream client, or queue for delivery (`delivery: queued`).
-        .service(Forward::new(gateway.client.clone(), gateway.queue.clone()))
+        .service(Forward::new(
+            gateway.worker_clients[worker % gateway.worker_clients.len()].clone(),
+            gateway.queue.clone(),
+        ))
 }

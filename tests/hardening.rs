@@ -290,7 +290,7 @@ async fn a_panic_answers_500_for_that_request_only() {
             listener,
             &limits,
             None,
-            move |_, _| svc.clone(),
+            move |_, _, _| svc.clone(),
             std::future::pending(),
             || {},
         )

@@ -37,6 +37,19 @@ pub struct ReadBody<S> {
     timeout: Duration,
 }
 
+/// How much of a refused body is read and dropped, at most, and for how long.
+const LINGER_BYTES: usize = 8 << 20;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and drops a refused body, up to `LINGER_BYTES` and `LINGER_TIME`.
+async fn linger(body: hyper::body::Incoming) {
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        let mut body = Limited::new(body, LINGER_BYTES);
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
+}
+
 impl<S> Service<Routed> for ReadBody<S>
 where
     S: Service<Delivery, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
@@ -62,6 +75,10 @@ where
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > limit) {
+                // Answered before the body is read; what the sender is still writing is read
+                // and dropped for a while, so that closing on unread bytes does not reset the
+                // connection before the sender has read the 413.
+                tokio::spawn(linger(r.req.into_body()));
                 return Ok(GatewayError::TooLarge(limit).into_response(Some(r.route), None));
             }
             let (parts, body) = r.req.into_parts();
