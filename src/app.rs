@@ -238,7 +238,7 @@ pub fn open_queue(config: &Config) -> anyhow::Result<Option<Arc<crate::queue::Qu
     let c = &config.store;
     let queue = match &c.kind {
         StoreKind::Redis { url } => Queue::Redis(Box::new(RedisQueue::new(
-            idempotency::redis::RedisStore::single(url, &c.key_prefix, c.timeout)?,
+            idempotency::redis::RedisStore::single(url, &c.key_prefix, c.timeout, 0)?,
             c.timeout,
         ))),
         StoreKind::RedisCluster { nodes } => Queue::Redis(Box::new(RedisQueue::new(
@@ -266,9 +266,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match &c.kind {
         StoreKind::Memory { max_keys } => Arc::new(idempotency::memory::MemoryStore::new(*max_keys)),
         StoreKind::Embedded { path } => Arc::new(idempotency::embedded::EmbeddedStore::open(path)?),
-        StoreKind::Redis { url } => {
-            Arc::new(idempotency::redis::RedisStore::single(url, &c.key_prefix, c.timeout)?)
-        }
+        StoreKind::Redis { url } => Arc::new(idempotency::redis::RedisStore::single(
+            url,
+            &c.key_prefix,
+            c.timeout,
+            config.limits.workers,
+        )?),
         StoreKind::RedisCluster { nodes } => {
             Arc::new(idempotency::redis::RedisStore::cluster(nodes, &c.key_prefix, c.timeout)?)
         }

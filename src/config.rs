@@ -330,6 +330,8 @@ pub struct Upstream {
     pub authority: Authority,
     /// The upstream's path; the request's query string is appended to it.
     pub path: String,
+    /// The path, parsed once for requests without a query string.
+    pub path_and_query: http::uri::PathAndQuery,
     pub url: String,
 }
 
@@ -471,7 +473,8 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
     if uri.query().is_some() {
         return Err(format!("'{s}': the upstream URL cannot carry a query string"));
     }
-    Ok(Upstream { scheme, authority, path: uri.path().to_string(), url: s.to_string() })
+    let path_and_query = http::uri::PathAndQuery::try_from(uri.path()).map_err(|e| format!("'{s}': {e}"))?;
+    Ok(Upstream { scheme, authority, path: uri.path().to_string(), path_and_query, url: s.to_string() })
 }
 
 impl RawConfig {

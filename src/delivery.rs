@@ -3,14 +3,14 @@
 use crate::config::Route;
 use bytes::Bytes;
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// A request whose route is known and whose body is not read yet.
 pub struct Routed {
     pub route: Arc<Route>,
     pub req: http::Request<Incoming>,
-    pub peer: SocketAddr,
+    /// The TCP peer's address, as the `X-Forwarded-For` entry the gateway appends.
+    pub peer: http::HeaderValue,
     /// Whether the request came over TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
 }
@@ -21,7 +21,7 @@ pub struct Delivery {
     pub parts: http::request::Parts,
     /// The raw body, byte for byte as received.
     pub body: Bytes,
-    pub peer: SocketAddr,
+    pub peer: http::HeaderValue,
     pub tls: bool,
     /// The idempotency key, namespaced by route; set once the signature is verified.
     pub key: Arc<str>,

@@ -91,13 +91,14 @@ fn sign_forward(headers: &mut HeaderMap, key: &crate::verify::mac::MacKey, id: &
 
 #[derive(Clone)]
 pub struct Forward {
-    client: UpstreamClient,
+    /// Shared, so that handing a delivery its client is one reference count.
+    client: Arc<UpstreamClient>,
     /// Where routes with `delivery: queued` put their deliveries.
     queue: Option<Arc<crate::queue::Queue>>,
 }
 
 impl Forward {
-    pub fn new(client: UpstreamClient, queue: Option<Arc<crate::queue::Queue>>) -> Self {
+    pub fn new(client: Arc<UpstreamClient>, queue: Option<Arc<crate::queue::Queue>>) -> Self {
         Forward { client, queue }
     }
 }
@@ -134,7 +135,7 @@ pub fn prepare(d: Delivery) -> Outgoing {
     if let Some(host) = headers.remove(header::HOST) {
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }
-    let peer = HeaderValue::from_str(&d.peer.ip().to_string()).expect("an IP is a header value");
+    let peer = d.peer;
     let xff = match headers.remove(&X_FORWARDED_FOR) {
         Some(prev) => {
             let mut v = prev.as_bytes().to_vec();
@@ -169,7 +170,7 @@ pub fn to_request(route: &Route, o: Outgoing) -> Result<Request<Full<Bytes>>, ht
     let up = &route.upstream;
     let pq = match &o.query {
         Some(q) => PathAndQuery::try_from(format!("{}?{q}", up.path))?,
-        None => PathAndQuery::try_from(up.path.as_str())?,
+        None => up.path_and_query.clone(),
     };
     let uri = Uri::builder()
         .scheme(up.scheme.clone())

@@ -114,7 +114,7 @@ pub struct Gateway {
     pub client: UpstreamClient,
     /// One upstream client per connection worker: a worker's deliveries reuse connections
     /// that its own event loop drives.
-    pub worker_clients: Box<[UpstreamClient]>,
+    pub worker_clients: Box<[Arc<UpstreamClient>]>,
     pub clock: Clock,
     pub limits: Limits,
     /// Requests in flight across every connection.
@@ -134,7 +134,9 @@ impl Gateway {
             draining: std::sync::atomic::AtomicBool::new(false),
             store_timeout: config.store.timeout,
             client: forward::client(&config.limits),
-            worker_clients: (0..config.limits.workers).map(|_| forward::client(&config.limits)).collect(),
+            worker_clients: (0..config.limits.workers)
+                .map(|_| Arc::new(forward::client(&config.limits)))
+                .collect(),
             clock,
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
             limits: config.limits.clone(),

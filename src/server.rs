@@ -171,6 +171,17 @@ struct Workers {
     workers: Vec<Worker>,
 }
 
+thread_local! {
+    /// The index of the connection worker running on this thread.
+    static WORKER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The index of the connection worker the calling thread runs, if it is one: per-worker
+/// resources (the Redis store's connections) are picked with it.
+pub fn current_worker() -> Option<usize> {
+    WORKER.with(|w| w.get())
+}
+
 struct Worker {
     handle: tokio::runtime::Handle,
     /// Connections being served by this worker.
@@ -187,6 +198,7 @@ impl Workers {
                 let handle = runtime.handle().clone();
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
                 std::thread::Builder::new().name(format!("portcullis-worker-{i}")).spawn(move || {
+                    WORKER.with(|w| w.set(Some(i)));
                     runtime.block_on(async {
                         let _ = stopped.await;
                     });

@@ -7,7 +7,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::Script;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -99,6 +99,11 @@ impl Conn {
 pub struct RedisStore {
     prefix: String,
     single: Option<ConnectionManager>,
+    /// For one server: a connection of its own for each connection worker, made on the
+    /// worker's first call and driven by its event loop, so a store call never wakes another
+    /// thread; `single` serves the other threads (readiness, the queue's workers).
+    per_worker: Box<[OnceLock<ConnectionManager>]>,
+    factory: Option<(redis::Client, ConnectionManagerConfig)>,
     /// Cluster connections are made on first use, so the gateway starts (and answers 503)
     /// while the cluster is unreachable, and connects once it is back.
     cluster: Option<(ClusterClient, OnceCell<ClusterConnection>)>,
@@ -106,16 +111,25 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// One Redis server at `url`. The connection is made lazily and re-made after failures.
-    pub fn single(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
+    /// One Redis server at `url`, with a connection for each of `workers` connection workers.
+    /// Connections are made lazily and re-made after failures.
+    pub fn single(url: &str, prefix: &str, timeout: Duration, workers: usize) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(backend)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(backend)?;
-        Ok(RedisStore { prefix: prefix.to_string(), single: Some(manager), cluster: None, kind: "redis" })
+        let manager =
+            ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).map_err(backend)?;
+        Ok(RedisStore {
+            prefix: prefix.to_string(),
+            single: Some(manager),
+            per_worker: (0..workers).map(|_| OnceLock::new()).collect(),
+            factory: Some((client, config)),
+            cluster: None,
+            kind: "redis",
+        })
     }
 
     /// A Redis Cluster reached through any of `nodes`; MOVED and ASK redirections are
@@ -130,6 +144,8 @@ impl RedisStore {
         Ok(RedisStore {
             prefix: prefix.to_string(),
             single: None,
+            per_worker: Box::default(),
+            factory: None,
             cluster: Some((client, OnceCell::new())),
             kind: "redis-cluster",
         })
@@ -150,8 +166,16 @@ impl RedisStore {
 
     /// A handle on the connection (made on first use for a cluster).
     pub async fn conn(&self) -> Result<Conn, StoreError> {
-        if let Some(m) = &self.single {
-            return Ok(Conn::Single(m.clone()));
+        if let Some(shared) = &self.single {
+            let own = crate::server::current_worker().and_then(|i| self.per_worker.get(i)).map(|cell| {
+                cell.get_or_init(|| {
+                    let (client, config) = self.factory.clone().expect("set with `single`");
+                    // Made from the settings that made `shared`, so it cannot fail where that
+                    // did not; if it did, the shared connection serves.
+                    ConnectionManager::new_lazy_with_config(client, config).unwrap_or_else(|_| shared.clone())
+                })
+            });
+            return Ok(Conn::Single(own.unwrap_or(shared).clone()));
         }
         let (client, cell) = self.cluster.as_ref().expect("single or cluster");
         let c =

@@ -16,20 +16,30 @@ use tower::{Layer, Service};
 pub struct RouteLayer {
     gateway: Arc<Gateway>,
     peer: SocketAddr,
+    /// The peer's address as a header value, made once per connection.
+    peer_value: http::HeaderValue,
     tls: bool,
 }
 
 impl RouteLayer {
     /// For one connection from `peer`, over TLS or not.
     pub fn new(gateway: Arc<Gateway>, peer: SocketAddr, tls: bool) -> Self {
-        RouteLayer { gateway, peer, tls }
+        let peer_value =
+            http::HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a header value");
+        RouteLayer { gateway, peer, peer_value, tls }
     }
 }
 
 impl<S> Layer<S> for RouteLayer {
     type Service = RouteService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RouteService { inner, gateway: self.gateway.clone(), peer: self.peer, tls: self.tls }
+        RouteService {
+            inner,
+            gateway: self.gateway.clone(),
+            peer: self.peer,
+            peer_value: self.peer_value.clone(),
+            tls: self.tls,
+        }
     }
 }
 
@@ -38,6 +48,7 @@ pub struct RouteService<S> {
     inner: S,
     gateway: Arc<Gateway>,
     peer: SocketAddr,
+    peer_value: http::HeaderValue,
     tls: bool,
 }
 
@@ -78,7 +89,7 @@ where
         futures_util::future::Either::Right(self.inner.call(Routed {
             route,
             req,
-            peer: self.peer,
+            peer: self.peer_value.clone(),
             tls: self.tls,
         }))
     }
