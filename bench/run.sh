@@ -35,49 +35,53 @@ WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  for n in upstream proxy; do [ -f "$WORK/$n.pid" ] && kill "$(cat "$WORK/$n.pid")" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); NGX=$(free_port); FLR=$(free_port); RDS=$(free_port); PCM=$(free_port); PCR=$(free_port); PCQ=$(free_port)
+UP=$(free_port); NGX=$(free_port); FLR=$(free_port); FPC=$(free_port); RDS=$(free_port); PCM=$(free_port); PCR=$(free_port); PCQ=$(free_port)
 
-mkdir -p "$WORK/nginx"
-cat > "$WORK/nginx.conf" <<EOF
+# Two nginx instances, so that the proxy's workers are not also the upstream's: the upstream
+# is another server, as a real backend is.
+nginx_instance() { # name server-blocks
+  mkdir -p "$WORK/$1"
+  cat > "$WORK/$1.conf" <<CONF
 worker_processes auto;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx/error.log warn;
+pid $WORK/$1.pid;
+error_log $WORK/$1/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
+  client_body_temp_path $WORK/$1/body;
+  proxy_temp_path $WORK/$1/proxy;
+  fastcgi_temp_path $WORK/$1/fastcgi;
+  uwsgi_temp_path $WORK/$1/uwsgi;
+  scgi_temp_path $WORK/$1/scgi;
   keepalive_requests 1000000;
-  upstream backend { server 127.0.0.1:$UP; keepalive 64; }
-  server {
-    listen 127.0.0.1:$UP;
-    location / { return 200 "ok"; }
-  }
+  $2
+}
+CONF
+  nginx -c "$WORK/$1.conf" -g 'daemon on;'
+}
+nginx_instance upstream "server { listen 127.0.0.1:$UP; location / { return 200 \"ok\"; } }"
+nginx_instance proxy "upstream backend { server 127.0.0.1:$UP; keepalive 64; }
   server {
     listen 127.0.0.1:$NGX;
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
     }
-  }
-}
-EOF
-nginx -c "$WORK/nginx.conf" -g 'daemon on;'
+  }"
 
 redis-server --port "$RDS" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >/dev/null &
-PIDS+=($!)
+PIDS+=($!); REDIS_PID=$!
 "$FLOOR" "127.0.0.1:$FLR" "http://127.0.0.1:$UP" "$SECRET" &
-PIDS+=($!)
+PIDS+=($!); FLOOR_PID=$!
+"$FLOOR" "127.0.0.1:$FPC" "http://127.0.0.1:$UP" "$SECRET" per-core &
+PIDS+=($!); FLOOR_PC_PID=$!
 
 gateway_config() { # port store-yaml [route-extra]
   cat <<EOF
@@ -98,28 +102,41 @@ gateway_config "$PCM" "  kind: memory" > "$WORK/memory.yaml"
 gateway_config "$PCR" "  kind: redis
   url: \"redis://127.0.0.1:$RDS/\"" > "$WORK/redis.yaml"
 RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/memory.yaml" >/dev/null 2>"$WORK/pc-memory.log" &
-PIDS+=($!)
+PIDS+=($!); PCM_PID=$!
 RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/redis.yaml" >/dev/null 2>"$WORK/pc-redis.log" &
-PIDS+=($!)
+PIDS+=($!); PCR_PID=$!
 # Accept-then-deliver: answered once the Redis stream holds the delivery; its workers deliver
 # to the upstream on the same two cores meanwhile.
 gateway_config "$PCQ" "  kind: redis
   url: \"redis://127.0.0.1:$RDS/\"
   key_prefix: \"queued:\"" "    delivery: queued" > "$WORK/queued.yaml"
 RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/queued.yaml" >/dev/null 2>"$WORK/pc-queued.log" &
-PIDS+=($!)
+PIDS+=($!); PCQ_PID=$!
 
-for p in $UP $NGX $FLR $RDS $PCM $PCR $PCQ; do
+for p in $UP $NGX $FLR $FPC $RDS $PCM $PCR $PCQ; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done
 done
 
 declare -A URL=(
   [nginx]="http://127.0.0.1:$NGX/webhooks/paylent"
   [floor]="http://127.0.0.1:$FLR/webhooks/paylent"
+  [floor-per-core]="http://127.0.0.1:$FPC/webhooks/paylent"
   [portcullis-memory]="http://127.0.0.1:$PCM/webhooks/paylent"
   [portcullis-redis]="http://127.0.0.1:$PCR/webhooks/paylent"
   [portcullis-queued]="http://127.0.0.1:$PCQ/webhooks/paylent"
 )
+# The processes whose CPU time a target costs: the proxy itself, and Redis where it is used.
+PROXY_PIDS=$(pgrep -P "$(cat "$WORK/proxy.pid")" | tr '\n' ' ')
+declare -A CPU_PIDS=(
+  [nginx]="$PROXY_PIDS"
+  [floor]="$FLOOR_PID"
+  [floor-per-core]="$FLOOR_PC_PID"
+  [portcullis-memory]="$PCM_PID"
+  [portcullis-redis]="$PCR_PID $REDIS_PID"
+  [portcullis-queued]="$PCQ_PID $REDIS_PID"
+)
+ticks() { for p in "$@"; do awk '{print $14+$15}' "/proc/$p/stat"; done | awk '{s+=$1} END {print s+0}'; }
+HZ=$(getconf CLK_TCK)
 ORDER=()
 RESULTS=$WORK/results.jsonl
 : > "$RESULTS"
@@ -127,11 +144,17 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 for round in $(seq "$ROUNDS"); do
   # Alternate the order so that no target always runs first or last. The queued gateway
   # runs last: its workers go on delivering the backlog afterwards, which is waited out.
-  if (( round % 2 == 0 )); then ORDER=(portcullis-redis portcullis-memory floor nginx); else ORDER=(nginx floor portcullis-memory portcullis-redis); fi
+  if (( round % 2 == 0 )); then ORDER=(portcullis-redis portcullis-memory floor-per-core floor nginx); else ORDER=(nginx floor floor-per-core portcullis-memory portcullis-redis); fi
   for t in "${ORDER[@]}" portcullis-queued; do
-    out=$("$LOADGEN" "${URL[$t]}" "$SECRET" "$CONNS" "$SECS" "$WARMUP" "r${round}-${t}")
-    echo "round $round $t $out" >&2
-    echo "{\"target\":\"$t\",\"round\":$round,\"result\":$out}" >> "$RESULTS"
+    "$LOADGEN" "${URL[$t]}" "$SECRET" "$CONNS" "$SECS" "$WARMUP" "r${round}-${t}" > "$WORK/out" &
+    lg=$!
+    # CPU time over the measured seconds only, after the warm-up.
+    sleep "$WARMUP"; t0=$(ticks ${CPU_PIDS[$t]})
+    wait "$lg"; t1=$(ticks ${CPU_PIDS[$t]})
+    out=$(cat "$WORK/out")
+    cpu_us=$(python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print(round(int(sys.argv[2]) / int(sys.argv[3]) * 1e6 / max(r["requests"], 1), 1))' "$out" "$((t1 - t0))" "$HZ")
+    echo "round $round $t $out cpu_us_per_req=$cpu_us" >&2
+    echo "{\"target\":\"$t\",\"round\":$round,\"cpu_us\":$cpu_us,\"result\":$out}" >> "$RESULTS"
   done
   for _ in $(seq 600); do
     [ "$(redis-cli -p "$RDS" XLEN 'queued:{q:/webhooks/paylent}:s')" = "0" ] && break
@@ -144,20 +167,21 @@ import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1])]
 by = {}
 for r in rows:
-    by.setdefault(r["target"], []).append(r["result"])
+    by.setdefault(r["target"], []).append(dict(r["result"], cpu_us=r["cpu_us"]))
 def agg(t, k):
     return statistics.mean(x[k] for x in by[t])
-order = ["nginx", "floor", "portcullis-memory", "portcullis-redis", "portcullis-queued"]
+order = ["nginx", "floor", "floor-per-core", "portcullis-memory", "portcullis-redis", "portcullis-queued"]
 n_rps, f_rps, n_p99 = agg("nginx", "rps"), agg("floor", "rps"), agg("nginx", "p99_ms")
 print()
-print(f"| target | req/s | p50 ms | p99 ms | errors | ×nginx | ×floor |")
-print(f"|---|---:|---:|---:|---:|---:|---:|")
+print(f"| target | req/s | p50 ms | p99 ms | errors | CPU µs/req | ×nginx | ×floor |")
+print(f"|---|---:|---:|---:|---:|---:|---:|---:|")
 for t in order:
     rps = agg(t, "rps")
-    print(f"| {t} | {rps:,.0f} | {agg(t, 'p50_ms'):.2f} | {agg(t, 'p99_ms'):.2f} | {sum(x['errors'] for x in by[t])} | {rps / n_rps:.2f} | {rps / f_rps:.2f} |")
+    print(f"| {t} | {rps:,.0f} | {agg(t, 'p50_ms'):.2f} | {agg(t, 'p99_ms'):.2f} | {sum(x['errors'] for x in by[t])} | {agg(t, 'cpu_us'):.1f} | {rps / n_rps:.2f} | {rps / f_rps:.2f} |")
 m, r = agg("portcullis-memory", "rps"), agg("portcullis-redis", "rps")
 print()
 print(f"targets: memory/nginx {m / n_rps:.2f} (≥ 1.2), redis/nginx {r / n_rps:.2f} (≥ 1.0), memory/floor {m / f_rps:.2f} (≥ 1.0), "
+      f"memory/floor-per-core {m / agg('floor-per-core', 'rps'):.2f}, "
       f"p99 memory {agg('portcullis-memory', 'p99_ms'):.2f} ms vs nginx {n_p99:.2f} + 1 ms; "
       f"queued: {agg('portcullis-queued', 'rps'):,.0f} accepted/s (≥ 10,000), p99 {agg('portcullis-queued', 'p99_ms'):.2f} ms (< 10)")
 EOF

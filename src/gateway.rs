@@ -118,7 +118,7 @@ pub struct Gateway {
     pub clock: Clock,
     pub limits: Limits,
     /// Requests in flight across every connection.
-    pub in_flight: Arc<tokio::sync::Semaphore>,
+    pub in_flight: Arc<crate::layer::limit::InFlight>,
     /// The delivery queue of `delivery: queued` routes.
     pub queue: Option<Arc<crate::queue::Queue>>,
 }
@@ -138,7 +138,7 @@ impl Gateway {
                 .map(|_| Arc::new(forward::client(&config.limits)))
                 .collect(),
             clock,
-            in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
+            in_flight: Arc::new(crate::layer::limit::InFlight::new(config.limits.max_in_flight)),
             limits: config.limits.clone(),
             queue: None,
         }
