@@ -238,7 +238,7 @@ pub fn open_queue(config: &Config) -> anyhow::Result<Option<Arc<crate::queue::Qu
     let c = &config.store;
     let queue = match &c.kind {
         StoreKind::Redis { url } => Queue::Redis(Box::new(RedisQueue::new(
-            idempotency::redis::RedisStore::single(url, &c.key_prefix, c.timeout, 0)?,
+            idempotency::redis::RedisStore::single(url, &c.key_prefix, c.timeout, config.limits.workers)?,
             c.timeout,
         ))),
         StoreKind::RedisCluster { nodes } => Queue::Redis(Box::new(RedisQueue::new(
