@@ -308,7 +308,9 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         tracing::info!(listen = %local, store = store_kind, tls = tls.is_some(), "portcullis is serving");
         // One line on stdout for scripts and tests that bind port 0.
         println!("listening on {local}");
-        crate::server::run(listener, gateway, tls, shutdown_signal()).await;
+        crate::server::run(listener, gateway, tls, shutdown_signal())
+            .await
+            .context("starting the connection workers")?;
         // Queued deliveries not yet acknowledged stay pending in Redis for another instance.
         stop_workers.send_replace(true);
         Ok(ExitCode::SUCCESS)

@@ -35,7 +35,7 @@ pub async fn run(
     gateway: Arc<Gateway>,
     tls: Option<TlsHandle>,
     shutdown: impl Future<Output = ()>,
-) {
+) -> std::io::Result<()> {
     let limits = gateway.limits.clone();
     let gw = gateway.clone();
     let make = move |peer, tls, worker| stack::webhook_service(&gw, peer, tls, worker);
@@ -56,7 +56,7 @@ pub type TlsHandle = Arc<ArcSwap<rustls::ServerConfig>>;
 /// The accept loop, for any service built per connection by `make_service(peer, tls,
 /// worker)`. Each accepted connection is handed to the connection worker with the fewest open
 /// connections and served there from then on. `abort` is called when the drain timeout passes
-/// with requests still in flight.
+/// with requests still in flight. Fails only when the connection workers cannot be started.
 pub async fn serve<S, M>(
     listener: TcpListener,
     limits: &Limits,
@@ -64,7 +64,8 @@ pub async fn serve<S, M>(
     make_service: M,
     shutdown: impl Future<Output = ()>,
     abort: impl FnOnce(),
-) where
+) -> std::io::Result<()>
+where
     M: Fn(SocketAddr, bool, usize) -> S + Send + Sync + 'static,
     S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
         + Clone
@@ -72,13 +73,7 @@ pub async fn serve<S, M>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let workers = match Workers::start(limits.workers) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the connection workers");
-            return;
-        }
-    };
+    let workers = Workers::start(limits.workers)?;
     let make_service = Arc::new(make_service);
     let graceful = GracefulShutdown::new();
     let conns = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -161,6 +156,7 @@ pub async fn serve<S, M>(
             }
         }
     }
+    Ok(())
 }
 
 /// The connection workers: one thread per core, each running its own single-threaded event

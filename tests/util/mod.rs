@@ -149,7 +149,7 @@ pub struct TestGateway {
     pub admin: SocketAddr,
     pub gateway: Arc<Gateway>,
     stop: Option<oneshot::Sender<()>>,
-    pub done: Option<tokio::task::JoinHandle<()>>,
+    pub done: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestGateway {
