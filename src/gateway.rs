@@ -105,7 +105,9 @@ pub struct Gateway {
     routing: ArcSwap<Routing>,
     /// Set when the drain timeout has passed: in-flight deliveries stop waiting for their
     /// upstream, release their keys and answer 503, so the provider retries elsewhere.
-    pub abort: tokio::sync::watch::Sender<bool>,
+    /// One channel per connection worker, so that waiting on it never touches memory that
+    /// another core writes.
+    pub abort: Box<[tokio::sync::watch::Sender<bool>]>,
     /// Set once shutdown has begun: readiness answers 503.
     pub draining: std::sync::atomic::AtomicBool,
     pub store: Arc<dyn Store>,
@@ -130,7 +132,7 @@ impl Gateway {
             routing: ArcSwap::from_pointee(Routing::new(config, &metrics)),
             metrics,
             store,
-            abort: tokio::sync::watch::Sender::new(false),
+            abort: (0..config.limits.workers).map(|_| tokio::sync::watch::Sender::new(false)).collect(),
             draining: std::sync::atomic::AtomicBool::new(false),
             store_timeout: config.store.timeout,
             client: forward::client(&config.limits),

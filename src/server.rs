@@ -45,7 +45,9 @@ pub async fn run(
         draining.draining.store(true, std::sync::atomic::Ordering::Relaxed);
     };
     serve(listener, &limits, tls, make, shutdown, || {
-        gateway.abort.send_replace(true);
+        for worker in gateway.abort.iter() {
+            worker.send_replace(true);
+        }
     })
     .await
 }

@@ -53,7 +53,7 @@ pub fn webhook_service(
         .layer(DedupeLayer::new(
             gateway.store.clone(),
             gateway.store_timeout,
-            gateway.abort.subscribe(),
+            gateway.abort[worker % gateway.abort.len()].subscribe(),
             gateway.metrics.clone(),
         ))
         // Forward over the pooled upstream client, or queue for delivery (`delivery: queued`).
