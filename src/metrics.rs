@@ -1,5 +1,7 @@
 //! Prometheus metrics: per-route counters and histograms kept in preallocated atomics, so the
-//! request path never takes a lock or allocates to count; rendered in the text format.
+//! request path never takes a lock or allocates to count; rendered in the text format. What
+//! the request path writes is kept per connection worker, on cache lines of its own, so that
+//! two cores never write the same line; rendering sums the shards.
 
 use crate::error::Outcome;
 use std::collections::BTreeMap;
@@ -60,26 +62,54 @@ impl Histogram {
         self.sum_nanos.fetch_add(d.as_nanos() as u64, Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
+    /// Renders the sum of `shards`.
+    fn render<'a>(
+        shards: impl Iterator<Item = &'a Histogram> + Clone,
+        out: &mut String,
+        name: &str,
+        labels: &str,
+    ) {
         let mut cumulative = 0;
-        for (b, n) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += n.load(Relaxed);
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cumulative += shards.clone().map(|h| h.buckets[i].load(Relaxed)).sum::<u64>();
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
         }
-        let count = self.count.load(Relaxed);
+        let count: u64 = shards.clone().map(|h| h.count.load(Relaxed)).sum();
+        let sum: u64 = shards.map(|h| h.sum_nanos.load(Relaxed)).sum();
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_nanos.load(Relaxed) as f64 / 1e9);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", sum as f64 / 1e9);
         let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
+}
+
+/// Shards of the request path's metrics: the first for threads that are no connection
+/// worker, the others for the workers (more workers than that share).
+const SHARDS: usize = 8;
+
+/// The shard the calling thread writes.
+fn shard_index() -> usize {
+    crate::server::current_worker().map_or(0, |w| 1 + w % (SHARDS - 1))
+}
+
+/// A value alone on its cache lines (128 bytes: adjacent-line prefetch pairs them).
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// What one shard of a route counts.
+#[derive(Default)]
+#[repr(align(128))]
+struct RouteShard {
+    outcomes: [AtomicU64; OUTCOMES.len()],
+    secret_index: [AtomicU64; SECRET_SLOTS],
+    request: Histogram,
+    upstream: Histogram,
 }
 
 /// The metrics of one route (or of requests that matched none).
 #[derive(Default)]
 pub struct RouteMetrics {
-    outcomes: [AtomicU64; OUTCOMES.len()],
-    secret_index: [AtomicU64; SECRET_SLOTS],
-    pub request: Histogram,
-    pub upstream: Histogram,
+    shards: [RouteShard; SHARDS],
 }
 
 impl std::fmt::Debug for RouteMetrics {
@@ -90,13 +120,27 @@ impl std::fmt::Debug for RouteMetrics {
 
 impl RouteMetrics {
     pub fn record(&self, outcome: Outcome, latency: Duration, secret_index: Option<usize>) {
-        self.outcomes[outcome_index(outcome)].fetch_add(1, Relaxed);
-        self.request.observe(latency);
+        let shard = &self.shards[shard_index()];
+        shard.outcomes[outcome_index(outcome)].fetch_add(1, Relaxed);
+        shard.request.observe(latency);
         if let (Some(i), Outcome::Forwarded | Outcome::Duplicate | Outcome::UpstreamError) =
             (secret_index, outcome)
         {
-            self.secret_index[i.min(SECRET_SLOTS - 1)].fetch_add(1, Relaxed);
+            shard.secret_index[i.min(SECRET_SLOTS - 1)].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Counts how long the upstream took.
+    pub fn observe_upstream(&self, latency: Duration) {
+        self.shards[shard_index()].upstream.observe(latency);
+    }
+
+    fn outcome(&self, i: usize) -> u64 {
+        self.shards.iter().map(|s| s.outcomes[i].load(Relaxed)).sum()
+    }
+
+    fn secret_index(&self, i: usize) -> u64 {
+        self.shards.iter().map(|s| s.secret_index[i].load(Relaxed)).sum()
     }
 }
 
@@ -105,7 +149,7 @@ impl RouteMetrics {
 pub struct Metrics {
     routes: Mutex<BTreeMap<String, Arc<RouteMetrics>>>,
     unmatched: Arc<RouteMetrics>,
-    pub in_flight: AtomicI64,
+    in_flight: [Padded<AtomicI64>; SHARDS],
     pub store_errors: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
@@ -119,6 +163,16 @@ pub struct Metrics {
 pub const QUEUE_ATTEMPT_OUTCOMES: [&str; 3] = ["delivered", "retry", "dead"];
 
 impl Metrics {
+    /// One more request being handled (`1`), or one fewer (`-1`).
+    pub fn add_in_flight(&self, n: i64) {
+        self.in_flight[shard_index()].0.fetch_add(n, Relaxed);
+    }
+
+    /// Requests being handled.
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.iter().map(|s| s.0.load(Relaxed)).sum()
+    }
+
     /// The metrics of a route, created on first use and kept across reloads.
     pub fn route(&self, name: &str) -> Arc<RouteMetrics> {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
@@ -142,8 +196,8 @@ impl Metrics {
         out.push_str("# HELP portcullis_requests_total Requests by route and outcome.\n");
         out.push_str("# TYPE portcullis_requests_total counter\n");
         for (name, m) in &all {
-            for (o, n) in OUTCOMES.iter().zip(&m.outcomes) {
-                let n = n.load(Relaxed);
+            for (i, o) in OUTCOMES.iter().enumerate() {
+                let n = m.outcome(i);
                 if n > 0 || *name != "-" {
                     let _ = writeln!(
                         out,
@@ -157,7 +211,8 @@ impl Metrics {
         out.push_str("# HELP portcullis_request_duration_seconds Time from request to answer.\n");
         out.push_str("# TYPE portcullis_request_duration_seconds histogram\n");
         for (name, m) in &all {
-            m.request.render(
+            Histogram::render(
+                m.shards.iter().map(|s| &s.request),
                 &mut out,
                 "portcullis_request_duration_seconds",
                 &format!("route=\"{}\"", escape(name)),
@@ -166,7 +221,8 @@ impl Metrics {
         out.push_str("# HELP portcullis_upstream_duration_seconds Time the upstream took to answer.\n");
         out.push_str("# TYPE portcullis_upstream_duration_seconds histogram\n");
         for (name, m) in routes.iter() {
-            m.upstream.render(
+            Histogram::render(
+                m.shards.iter().map(|s| &s.upstream),
                 &mut out,
                 "portcullis_upstream_duration_seconds",
                 &format!("route=\"{}\"", escape(name)),
@@ -175,8 +231,8 @@ impl Metrics {
         out.push_str("# HELP portcullis_secret_matches_total Verified requests by the index of the secret that matched.\n");
         out.push_str("# TYPE portcullis_secret_matches_total counter\n");
         for (name, m) in routes.iter() {
-            for (i, n) in m.secret_index.iter().enumerate() {
-                let n = n.load(Relaxed);
+            for i in 0..SECRET_SLOTS {
+                let n = m.secret_index(i);
                 if n > 0 {
                     let _ = writeln!(
                         out,
@@ -187,12 +243,7 @@ impl Metrics {
             }
         }
         let gauges = [
-            (
-                "portcullis_requests_in_flight",
-                "gauge",
-                "Requests being handled.",
-                self.in_flight.load(Relaxed),
-            ),
+            ("portcullis_requests_in_flight", "gauge", "Requests being handled.", self.in_flight()),
             (
                 "portcullis_store_errors_total",
                 "counter",
@@ -258,7 +309,7 @@ mod tests {
         let r = m.route("/p");
         r.record(Outcome::Forwarded, Duration::from_millis(3), Some(1));
         r.record(Outcome::InvalidSignature, Duration::from_micros(100), None);
-        r.upstream.observe(Duration::from_millis(2));
+        r.observe_upstream(Duration::from_millis(2));
         let text = m.render();
         assert!(text.contains("portcullis_requests_total{route=\"/p\",outcome=\"forwarded\"} 1"), "{text}");
         assert!(text.contains("portcullis_requests_total{route=\"/p\",outcome=\"invalid_signature\"} 1"));

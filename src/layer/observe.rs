@@ -7,7 +7,6 @@ use http::{Request, Response};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -53,7 +52,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let start = Instant::now();
         let method = req.method().clone();
-        self.metrics.in_flight.fetch_add(1, Relaxed);
+        self.metrics.add_in_flight(1);
         Observed { fut: self.inner.call(req), start, method, metrics: self.metrics.clone(), done: false }
     }
 }
@@ -74,7 +73,7 @@ pin_project_lite::pin_project! {
             // A request dropped before it answered (the sender hung up) is no longer in flight.
             let this = this.project();
             if !*this.done {
-                this.metrics.in_flight.fetch_sub(1, Relaxed);
+                this.metrics.add_in_flight(-1);
             }
         }
     }
@@ -90,7 +89,7 @@ where
         let this = self.project();
         let Ok(mut res) = std::task::ready!(this.fut.poll(cx));
         let metrics = &**this.metrics;
-        metrics.in_flight.fetch_sub(1, Relaxed);
+        metrics.add_in_flight(-1);
         *this.done = true;
         let record = res.extensions_mut().remove::<Record>().unwrap_or_else(|| Record::new(Outcome::Panic));
         let elapsed = this.start.elapsed();
@@ -99,7 +98,7 @@ where
         let rm = route.and_then(|r| r.metrics.get()).unwrap_or(metrics.unmatched());
         rm.record(record.outcome, elapsed, record.secret_index);
         if let Some(up) = record.upstream_latency {
-            rm.upstream.observe(up);
+            rm.observe_upstream(up);
         }
         let status = res.status().as_u16();
         let method = &*this.method;
