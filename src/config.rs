@@ -360,6 +360,8 @@ pub struct Route {
     pub forward_signing: Option<crate::verify::mac::MacKey>,
     /// Set for `delivery: queued`.
     pub queue: Option<QueueSettings>,
+    /// The provider's name as the `Portcullis-Provider` header value, made once.
+    pub provider_value: http::HeaderValue,
 }
 
 impl Route {
@@ -837,7 +839,10 @@ impl RawRoute {
                 Some(settings)
             }
         };
+        let provider_value = http::HeaderValue::from_str(&verifier.profile().name)
+            .map_err(|_| format!("provider: '{}' cannot be a header value", verifier.profile().name))?;
         Ok(Route {
+            provider_value,
             name,
             path: self.path.clone(),
             verifier,

@@ -54,6 +54,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers, including those the `Connection` header names, and `Upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: reading the few names there are costs less than a
+    // lookup for each name of the list.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k) || k == header::UPGRADE) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -147,10 +152,7 @@ pub fn prepare(d: Delivery) -> Outgoing {
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if d.tls { "https" } else { "http" }));
-    headers.insert(
-        PORTCULLIS_PROVIDER.clone(),
-        HeaderValue::from_str(route.provider()).expect("provider names are header-safe"),
-    );
+    headers.insert(PORTCULLIS_PROVIDER.clone(), route.provider_value.clone());
     let id = &d.key[route.name.len() + 1..];
     let id = HeaderValue::from_str(id)
         .unwrap_or_else(|_| HeaderValue::from_str(&crate::verify::body_sha256(id.as_bytes())).expect("hex"));
@@ -301,5 +303,13 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+        // Nothing hop-by-hop: left as it is.
+        h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+        // `Upgrade` alone is found too.
+        h.insert(header::UPGRADE, "h2c".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
     }
 }
