@@ -59,6 +59,17 @@ fn put(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+/// An optional string: a presence byte, then the string when present.
+fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            out.push(1);
+            put(out, s.as_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -83,6 +94,13 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Option<String> {
         String::from_utf8(self.bytes()?.to_vec()).ok()
     }
+    /// What `put_opt` wrote.
+    fn opt_string(&mut self) -> Option<Option<String>> {
+        Some(match self.take(1)?[0] {
+            1 => Some(self.string()?),
+            _ => None,
+        })
+    }
 }
 
 impl Item {
@@ -91,13 +109,7 @@ impl Item {
         out.push(1); // format version
         put(&mut out, self.route.as_bytes());
         put(&mut out, self.method.as_bytes());
-        match &self.query {
-            Some(q) => {
-                out.push(1);
-                put(&mut out, q.as_bytes());
-            }
-            None => out.push(0),
-        }
+        put_opt(&mut out, self.query.as_deref());
         out.extend_from_slice(&(self.headers.len() as u32).to_le_bytes());
         for (k, v) in &self.headers {
             put(&mut out, k.as_bytes());
@@ -109,13 +121,7 @@ impl Item {
         out.extend_from_slice(&self.first_seen_ms.to_le_bytes());
         put(&mut out, self.last_error.as_bytes());
         put(&mut out, self.origin.as_bytes());
-        match &self.order {
-            Some(o) => {
-                out.push(1);
-                put(&mut out, o.as_bytes());
-            }
-            None => out.push(0),
-        }
+        put_opt(&mut out, self.order.as_deref());
         out
     }
 
@@ -126,10 +132,7 @@ impl Item {
         }
         let route = r.string()?;
         let method = r.string()?;
-        let query = match r.take(1)?[0] {
-            1 => Some(r.string()?),
-            _ => None,
-        };
+        let query = r.opt_string()?;
         let n = r.u32()? as usize;
         let mut headers = Vec::with_capacity(n.min(256));
         for _ in 0..n {
@@ -141,10 +144,7 @@ impl Item {
         let first_seen_ms = r.u64()?;
         let last_error = r.string()?;
         let origin = r.string()?;
-        let order = match r.take(1)?[0] {
-            1 => Some(r.string()?),
-            _ => None,
-        };
+        let order = r.opt_string()?;
         Some(Item {
             route,
             method,
