@@ -6,6 +6,7 @@
 use super::{Claim, Store, StoreError, StoreFuture, Token};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
@@ -54,6 +55,10 @@ impl Drop for EmbeddedStore {
     }
 }
 
+/// Where the writer reads "now" (unix ms). Injected so that a test can move time by hand
+/// instead of sleeping past a lease.
+pub type NowMs = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -82,6 +87,11 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
 impl EmbeddedStore {
     /// Opens (or creates) the store file and starts its writer thread. Needs a tokio runtime.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_clock(path, Arc::new(now_ms))
+    }
+
+    /// [`EmbeddedStore::open`] with the writer's notion of "now" (unix ms) injected.
+    pub fn open_with_clock(path: &Path, now: NowMs) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(db_err)?;
         }
@@ -94,7 +104,7 @@ impl EmbeddedStore {
         let (tx, rx) = mpsc::channel(4096);
         std::thread::Builder::new()
             .name("portcullis-embedded-store".into())
-            .spawn(move || writer(db, rx))
+            .spawn(move || writer(db, rx, now))
             .map_err(db_err)?;
         let weak = tx.downgrade();
         let sweeper = tokio::spawn(async move {
@@ -160,7 +170,7 @@ fn apply(table: &mut redb::Table<&str, &[u8]>, op: &Op, now: u64) -> Result<Opti
     }
 }
 
-fn writer(db: Database, mut rx: mpsc::Receiver<Op>) {
+fn writer(db: Database, mut rx: mpsc::Receiver<Op>, now: NowMs) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let Some(first) = rx.blocking_recv() else {
@@ -176,10 +186,10 @@ fn writer(db: Database, mut rx: mpsc::Receiver<Op>) {
         let swept = batch.len();
         batch.retain(|op| !matches!(op, Op::Sweep));
         if batch.len() != swept {
-            sweep(&db);
+            sweep(&db, now());
         }
         let durable = batch.iter().any(|op| matches!(op, Op::Complete { .. }));
-        let results = run_batch(&db, &batch, durable);
+        let results = run_batch(&db, &batch, durable, &*now);
         for (op, r) in batch.drain(..).zip(results) {
             match op {
                 Op::Claim { reply, .. } => {
@@ -195,11 +205,16 @@ fn writer(db: Database, mut rx: mpsc::Receiver<Op>) {
 }
 
 /// Applies a batch in one transaction; every operation gets the transaction's fate.
-fn run_batch(db: &Database, batch: &[Op], durable: bool) -> Vec<Result<Option<Claim>, StoreError>> {
+fn run_batch(
+    db: &Database,
+    batch: &[Op],
+    durable: bool,
+    now: &(dyn Fn() -> u64 + Send + Sync),
+) -> Vec<Result<Option<Claim>, StoreError>> {
     let attempt = || -> Result<Vec<Option<Claim>>, StoreError> {
         let mut txn = db.begin_write().map_err(db_err)?;
         txn.set_durability(if durable { Durability::Immediate } else { Durability::None }).map_err(db_err)?;
-        let now = now_ms();
+        let now = now();
         let mut out = Vec::with_capacity(batch.len());
         {
             let mut table = txn.open_table(TABLE).map_err(db_err)?;
@@ -216,12 +231,11 @@ fn run_batch(db: &Database, batch: &[Op], durable: bool) -> Vec<Result<Option<Cl
     }
 }
 
-/// Removes expired entries, at most `SWEEP_LIMIT` at a time.
-fn sweep(db: &Database) {
+/// Removes entries expired at `now` (unix ms), at most `SWEEP_LIMIT` at a time.
+fn sweep(db: &Database, now: u64) {
     let r = (|| -> Result<usize, StoreError> {
         let mut txn = db.begin_write().map_err(db_err)?;
         txn.set_durability(Durability::None).map_err(db_err)?;
-        let now = now_ms();
         let removed;
         {
             let mut table = txn.open_table(TABLE).map_err(db_err)?;
@@ -300,30 +314,38 @@ mod tests {
             s.release("other", t2).await.unwrap();
         }
         // The writer thread ends once the store is dropped and the file is free again.
-        let mut reopened = None;
-        for _ in 0..50 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let s = loop {
             match EmbeddedStore::open(&p) {
-                Ok(s) => {
-                    reopened = Some(s);
-                    break;
-                }
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() > deadline => panic!("reopening: {e}"),
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
-        }
-        let s = reopened.expect("reopened");
+        };
         assert_eq!(s.claim("k", LEASE).await.unwrap(), Claim::Delivered);
         assert!(matches!(s.claim("other", LEASE).await.unwrap(), Claim::Acquired(_)));
         let _ = std::fs::remove_file(p);
     }
 
+    /// A clock moved by hand: the lease lapses when the test says so, never by accident of
+    /// a slow fsync on a busy machine.
+    fn manual_clock(start: u64) -> (Arc<std::sync::atomic::AtomicU64>, NowMs) {
+        let t = Arc::new(std::sync::atomic::AtomicU64::new(start));
+        let read = t.clone();
+        (t, Arc::new(move || read.load(std::sync::atomic::Ordering::SeqCst)))
+    }
+
     #[tokio::test]
     async fn release_needs_our_token_and_expired_lease_is_taken_over() {
         let p = path();
-        let s = EmbeddedStore::open(&p).unwrap();
+        let (clock, now) = manual_clock(1_000_000);
+        let s = EmbeddedStore::open_with_clock(&p, now).unwrap();
         let Claim::Acquired(t) = s.claim("k", Duration::from_millis(50)).await.unwrap() else { panic!() };
         s.release("k", Token(t.0 ^ 1)).await.unwrap();
+        // Still within the lease, however long the batches above took.
+        clock.fetch_add(49, std::sync::atomic::Ordering::SeqCst);
         assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
-        tokio::time::sleep(Duration::from_millis(80)).await;
+        clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let Claim::Acquired(t2) = s.claim("k", LEASE).await.unwrap() else { panic!("taken over") };
         // The old holder can no longer finish.
         s.complete("k", t, TTL).await.unwrap();
