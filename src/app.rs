@@ -300,7 +300,10 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         if let Some(addr) = config.admin {
             let admin =
                 tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding admin {addr}"))?;
-            eprintln!("admin http://{} (/healthz /readyz /metrics)", admin.local_addr()?);
+            let admin_addr = admin.local_addr()?;
+            eprintln!("admin http://{admin_addr} (/healthz /readyz /metrics)");
+            // On stdout too, before `listening on`, for scripts and tests that bind port 0.
+            println!("admin listening on {admin_addr}");
             tokio::spawn(crate::admin::run(admin, gateway.clone(), std::future::pending()));
         }
         tokio::spawn(reload_on_sighup(path.to_path_buf(), gateway.clone(), tls.clone()));

@@ -93,16 +93,22 @@ async fn chaos_nothing_lost_nothing_doubled() {
     let b = GatewayProcess::start(&yaml);
     let urls = Arc::new([a.url("/p"), b.url("/p")]);
 
-    // Kill Redis and bring it back, twice, while deliveries flow.
+    // Kill Redis and bring it back, twice, while deliveries flow: once a fifth of them has
+    // reached the upstream, and again at three fifths (progress, not time, so that the first
+    // outage happens however fast or slow the machine is). An outage lasts 800 ms.
     let done = Arc::new(AtomicBool::new(false));
     let outages = Arc::new(AtomicUsize::new(0));
     let chaos = {
-        let (redis, done, outages) = (redis.clone(), done.clone(), outages.clone());
+        let (redis, done, outages, ledger) = (redis.clone(), done.clone(), outages.clone(), ledger.clone());
         tokio::task::spawn_blocking(move || {
-            for _ in 0..2 {
-                std::thread::sleep(Duration::from_millis(700));
-                if done.load(Ordering::Relaxed) {
-                    break;
+            for at in [n / 5, n * 3 / 5] {
+                let deadline =
+                    Deadline::new(format!("{at} deliveries before an outage"), Duration::from_secs(120));
+                while ledger.lock().unwrap().accepted.len() < at {
+                    if done.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    deadline.tick_blocking();
                 }
                 redis.lock().unwrap().kill();
                 outages.fetch_add(1, Ordering::Relaxed);

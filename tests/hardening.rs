@@ -134,13 +134,30 @@ async fn too_many_or_too_large_headers_get_431() {
     assert_eq!(up.count(), 0);
 }
 
+/// Reads until the end of a response's head: the connection was accepted and served.
+async fn read_head(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(PATIENCE, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            other => panic!("no response head: {other:?} after {:?}", String::from_utf8_lossy(&out)),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[tokio::test]
 async fn past_the_connection_limit_connections_get_503() {
     let up = Upstream::start().await;
     let gw = TestGateway::start(&yaml(&up, "  max_connections: 2\n", ""), Clock::System).await;
-    let _a = TcpStream::connect(gw.addr).await.unwrap();
-    let _b = TcpStream::connect(gw.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Two keep-alive connections, each answered once: both are accepted and held open.
+    let mut a = TcpStream::connect(gw.addr).await.unwrap();
+    a.write_all(&raw_request("evt_conn_a", "")).await.unwrap();
+    assert!(read_head(&mut a).await.starts_with("HTTP/1.1 200"));
+    let mut b = TcpStream::connect(gw.addr).await.unwrap();
+    b.write_all(&raw_request("evt_conn_b", "")).await.unwrap();
+    assert!(read_head(&mut b).await.starts_with("HTTP/1.1 200"));
     let mut c = TcpStream::connect(gw.addr).await.unwrap();
     let (text, closed) = read_until_close(&mut c, Duration::from_secs(3)).await;
     assert!(text.starts_with("HTTP/1.1 503"), "{text}");
@@ -350,26 +367,34 @@ async fn logs_never_hold_secrets_or_signature_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_deliveries_finish_then_exits_0() {
     let up = Upstream::start().await;
-    up.set_delay(Duration::from_millis(700));
-    let gw = GatewayProcess::start(&yaml(&up, "  drain_timeout: 5s\n", ""));
-    let url = gw.url("/p");
+    up.hold();
+    let gw = GatewayProcess::start(&yaml(&up, "  drain_timeout: 10s\n", ""));
+    let (url, addr) = (gw.url("/p"), gw.addr);
     let inflight = tokio::spawn(async move {
         let b = body("evt_drain_ok");
         post(&client(), &url, &sign("paylent", SECRET, &b, "", 0), b).await
     });
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    wait_until("the delivery to reach the upstream", PATIENCE, || up.count() == 1).await;
+    gw.signal("TERM");
     let started = Instant::now();
-    let status = tokio::task::spawn_blocking(move || gw.terminate()).await.unwrap();
+    // Draining has begun once the listener is closed; only then does the upstream answer.
+    let deadline = Deadline::new("the listener to close", PATIENCE);
+    while TcpStream::connect(addr).await.is_ok() {
+        deadline.tick().await;
+    }
+    up.release();
+    let status = tokio::task::spawn_blocking(move || gw.wait()).await.unwrap();
     assert!(status.success(), "exit 0: {status:?}");
     assert_eq!(inflight.await.unwrap().status, StatusCode::OK, "the in-flight delivery finished");
-    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(started.elapsed() < Duration::from_secs(10), "exited once it finished, before the drain timeout");
     assert_eq!(up.count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_slow_upstream_releases_the_key_and_exits_0() {
     let up = Upstream::start().await;
-    up.set_delay(Duration::from_secs(4));
+    // The upstream does not answer before the drain timeout (it is held until released).
+    up.hold();
     let dir = std::env::temp_dir().join(format!("portcullis-term-{}", rand::random::<u32>()));
     let store =
         format!("store:\n  kind: embedded\n  path: {:?}\n", dir.join("claims.redb").display().to_string());
@@ -383,7 +408,7 @@ async fn sigterm_during_a_slow_upstream_releases_the_key_and_exits_0() {
     let h = sign("paylent", SECRET, &b, "", 0);
     let (h2, b2) = (h.clone(), b.clone());
     let inflight = tokio::spawn(async move { post(&client(), &url, &h2, b2).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("the delivery to reach the upstream", PATIENCE, || up.count() == 1).await;
     let started = Instant::now();
     let status = tokio::task::spawn_blocking(move || gw.terminate()).await.unwrap();
     assert!(status.success(), "exit 0: {status:?}");
@@ -396,7 +421,7 @@ async fn sigterm_during_a_slow_upstream_releases_the_key_and_exits_0() {
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text());
     assert!(a.headers.contains_key("retry-after"));
     // The key was released: the provider's retry, at the restarted gateway, is forwarded.
-    up.set_delay(Duration::ZERO);
+    up.release();
     let gw = GatewayProcess::start(&cfg);
     let retry = post(&client(), &gw.url("/p"), &h, b).await;
     assert_eq!(retry.status, StatusCode::OK, "{}", retry.text());
@@ -407,17 +432,28 @@ async fn sigterm_during_a_slow_upstream_releases_the_key_and_exits_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_that_hangs_up_does_not_leave_the_claim_half_done() {
     let up = Upstream::start().await;
-    up.set_delay(Duration::from_millis(500));
-    let gw = TestGateway::start(&yaml(&up, "", ""), Clock::System).await;
+    up.hold();
+    // A lease far longer than the test may wait: a claim left in flight would answer 409.
+    let gw = TestGateway::start(&yaml(&up, "", "    timeout: 60s\n    lease: 120s\n"), Clock::System).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(&raw_request("evt_hangup", "")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    wait_until("the delivery to reach the upstream", PATIENCE, || up.count() == 1).await;
     drop(s); // the sender gives up while the upstream is still answering
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(up.count(), 1, "the delivery reached the upstream");
-    // Its outcome was recorded: the provider's retry is a duplicate, not a 409 for a lease.
+    wait_until("the gateway to drop the abandoned request", PATIENCE, || gw.gateway.metrics.in_flight() == 0)
+        .await;
+    up.release();
+    // Its outcome is recorded: the provider's retry is a duplicate once the upstream's
+    // answer is in, and a 409 only until then, never for the lease.
     let b = body("evt_hangup");
-    let a = post(&client(), &gw.url("/p"), &sign("paylent", SECRET, &b, "", 0), b).await;
+    let h = sign("paylent", SECRET, &b, "", 0);
+    let deadline = Deadline::new("the abandoned delivery's outcome", PATIENCE);
+    let a = loop {
+        let a = post(&client(), &gw.url("/p"), &h, b.clone()).await;
+        if a.status != StatusCode::CONFLICT {
+            break a;
+        }
+        deadline.tick().await;
+    };
     assert_eq!(a.text(), r#"{"status":"duplicate"}"#);
     assert_eq!(up.count(), 1);
 }

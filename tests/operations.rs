@@ -2,7 +2,7 @@
 //! one signature every internal service can verify.
 
 use crate::util::process::GatewayProcess;
-use crate::util::redis::{free_port, redis_or_skip, RedisServer};
+use crate::util::redis::{redis_or_skip, RedisServer};
 use crate::util::*;
 use http::{Method, StatusCode};
 use portcullis::gateway::Clock;
@@ -42,12 +42,15 @@ async fn metrics_move_for_each_outcome() {
     assert_eq!(post(&c, &gw.url("/p"), &sign("paylent", SECRET, &big, "", 0), big).await.status, 413);
     up.script(&[500]);
     assert_eq!(deliver(&c, &gw.url("/p"), "m4").await.status, 500);
-    // Two copies at once on a slow upstream: one is in flight when the other arrives.
-    up.set_delay(Duration::from_millis(400));
+    // Two copies at once: the first is held at the upstream, so it is in flight when the
+    // second arrives.
+    up.hold();
+    let before = up.count();
     let (u1, u2) = (gw.url("/slow"), gw.url("/slow"));
     let a = tokio::spawn(async move { deliver(&client(), &u1, "m5").await.status });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("the first copy to reach the upstream", PATIENCE, || up.count() == before + 1).await;
     assert_eq!(deliver(&c, &u2, "m5").await.status, StatusCode::CONFLICT);
+    up.release();
     assert_eq!(a.await.unwrap(), 200);
 
     let m = gw.metrics().await;
@@ -69,8 +72,9 @@ async fn metrics_move_for_each_outcome() {
     assert_eq!(sample(&m, "portcullis_requests_in_flight"), 0.0);
     assert!(m.contains("# TYPE portcullis_request_duration_seconds histogram"));
 
-    // Store errors, from a gateway whose Redis is not there.
-    let dead = format!("redis://127.0.0.1:{}/", free_port());
+    // Store errors, from a gateway whose Redis is not there (nothing listens on port 1, and no
+    // test can take it).
+    let dead = "redis://127.0.0.1:1/";
     let yaml = format!(
         "listen: 127.0.0.1:0\nstore:\n  kind: redis\n  url: {dead:?}\n  timeout: 300ms\nroutes:\n{}",
         route("/p", "paylent", &[SECRET], &up.url("/p"), "")
@@ -109,22 +113,16 @@ async fn readyz_flips_while_redis_is_down() {
         "alive"
     );
     redis.restart();
-    let mut status = StatusCode::SERVICE_UNAVAILABLE;
-    for _ in 0..50 {
-        status = ready(c.clone(), gw.admin).await;
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = Deadline::new("ready again without a restart", PATIENCE);
+    while ready(c.clone(), gw.admin).await != 200 {
+        deadline.tick().await;
     }
-    assert_eq!(status, 200, "ready again without a restart");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_adds_a_route_without_dropping_a_request_and_refuses_a_broken_config() {
     let up = Upstream::start().await;
-    let admin = free_port();
-    let base = format!("listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:{admin}\nroutes:\n");
+    let base = "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nroutes:\n";
     let a = route("/a", "paylent", &[SECRET], &up.url("/a"), "");
     let gw = GatewayProcess::start(&format!("{base}{a}"));
     let c = client();
@@ -148,32 +146,47 @@ async fn sighup_adds_a_route_without_dropping_a_request_and_refuses_a_broken_con
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("deliveries to flow", PATIENCE, || sent.load(Ordering::Relaxed) >= 5).await;
     let b = route("/b", "paylent", &[SECRET], &up.url("/b"), "");
     std::fs::write(&gw.config, format!("{base}{a}{b}")).unwrap();
     gw.signal("HUP");
-    let mut status = StatusCode::NOT_FOUND;
-    for _ in 0..50 {
-        status = deliver(&c, &gw.url("/b"), "b1").await.status;
+    let deadline = Deadline::new("the new route to serve", PATIENCE);
+    loop {
+        let status = deliver(&c, &gw.url("/b"), "b1").await.status;
         if status == 200 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "before the reload");
+        deadline.tick().await;
     }
-    assert_eq!(status, 200, "the new route serves");
+    let metrics_url = format!("{}/metrics", gw.admin_url());
+    let reloads = |result: &'static str| {
+        let (c, url) = (c.clone(), metrics_url.clone());
+        async move {
+            let m = send(&c, Method::GET, &url, &[], "").await.text();
+            sample(&m, &format!("portcullis_config_reloads_total{{result=\"{result}\"}}"))
+        }
+    };
 
     // A broken configuration is refused; the running one stays.
     std::fs::write(&gw.config, format!("{base}{a}  - path: /c\n    provider: nosuch\n")).unwrap();
     gw.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = Deadline::new("the broken configuration to be refused", PATIENCE);
+    while reloads("error").await != 1.0 {
+        deadline.tick().await;
+    }
     assert_eq!(deliver(&c, &gw.url("/b"), "b2").await.status, 200, "the old configuration still serves");
+    let sent_at_refusal = sent.load(Ordering::Relaxed);
+    wait_until("deliveries to flow on after the reloads", PATIENCE, || {
+        sent.load(Ordering::Relaxed) >= (sent_at_refusal + 5).max(11)
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     flow.await.unwrap();
     assert!(sent.load(Ordering::Relaxed) > 10);
     assert_eq!(failures.load(Ordering::Relaxed), 0, "no request failed across the reloads");
-    let m = send(&c, Method::GET, &format!("http://127.0.0.1:{admin}/metrics"), &[], "").await.text();
-    assert_eq!(sample(&m, "portcullis_config_reloads_total{result=\"ok\"}"), 1.0, "{m}");
-    assert_eq!(sample(&m, "portcullis_config_reloads_total{result=\"error\"}"), 1.0);
+    assert_eq!(reloads("ok").await, 1.0);
+    assert_eq!(reloads("error").await, 1.0);
 }
 
 #[tokio::test]
@@ -364,15 +377,16 @@ mod tls {
 
         let second = write_cert(&dir, "second.example");
         gw.signal("HUP");
-        let mut served = None;
-        for i in 0..50 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let deadline = Deadline::new("the reloaded certificate to be served", PATIENCE);
+        let mut i = 0;
+        let served = loop {
+            i += 1;
             if let Ok((200, p)) = request(gw.addr, &second, &format!("tls2-{i}")).await {
-                served = Some(p);
-                break;
+                break p;
             }
-        }
-        assert_eq!(served, Some(second), "the reloaded certificate is served");
+            deadline.tick().await;
+        };
+        assert_eq!(served, second, "the reloaded certificate is served");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -62,11 +62,12 @@ async fn shuffled_triplicates(urls: &[String], n: usize) {
         tasks.push(tokio::spawn(async move {
             let b = body(&format!("evt_{i}"));
             let h = sign("paylent", SECRET, &b, "", 0);
-            for _ in 0..50 {
+            let deadline = Deadline::new(format!("a 2xx for evt_{i}"), PATIENCE);
+            loop {
                 let a = post(&c, &url, &h, b.clone()).await;
                 match a.status.as_u16() {
                     200 => break,
-                    409 => tokio::time::sleep(Duration::from_millis(20)).await,
+                    409 => deadline.tick().await,
                     s => panic!("unexpected {s}: {}", a.text()),
                 }
             }
@@ -171,15 +172,10 @@ async fn redis_down_answers_503_then_recovers_by_itself() {
 
     redis.restart();
     // The provider retries with backoff; the gateway reconnects without a restart.
-    let mut status = 0;
-    for _ in 0..50 {
-        status = post(&c, &gw.url("/p"), &h, b.clone()).await.status.as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = Deadline::new("a 2xx once Redis is back", PATIENCE);
+    while post(&c, &gw.url("/p"), &h, b.clone()).await.status != 200 {
+        deadline.tick().await;
     }
-    assert_eq!(status, 200);
     assert_eq!(up.count(), 2, "the retry is forwarded once");
     assert_eq!(post(&c, &gw.url("/p"), &h, b).await.text(), r#"{"status":"duplicate"}"#);
     assert_eq!(up.count(), 2);
@@ -187,11 +183,9 @@ async fn redis_down_answers_503_then_recovers_by_itself() {
 
 #[tokio::test]
 async fn unreachable_store_with_on_store_error_forward_chooses_availability() {
-    // Nothing listens on this port.
-    let port = crate::util::redis::free_port();
+    // Nothing listens on port 1, and no test can take it.
     let up = Upstream::start().await;
-    let yaml =
-        store_yaml(&redis_store(&format!("redis://127.0.0.1:{port}/")), &up, "    on_store_error: forward\n");
+    let yaml = store_yaml(&redis_store("redis://127.0.0.1:1/"), &up, "    on_store_error: forward\n");
     let gw = TestGateway::start(&yaml, portcullis::gateway::Clock::System).await;
     let b = body("evt_avail");
     let a = post(&client(), &gw.url("/p"), &sign("paylent", SECRET, &b, "", 0), b).await;
@@ -232,8 +226,9 @@ async fn expired_lease_of_a_killed_instance_is_taken_over_by_the_retry() {
     }
     let redis = RedisServer::start();
     let up = Upstream::start().await;
-    up.set_delay(Duration::from_secs(3));
-    let yaml = store_yaml(&redis_store(&redis.url()), &up, "    timeout: 1s\n    lease: 2s\n");
+    // A's copy is held at the upstream until A is dead.
+    up.hold();
+    let yaml = store_yaml(&redis_store(&redis.url()), &up, "    timeout: 1s\n    lease: 4s\n");
     let a = GatewayProcess::start(&yaml);
     let b_gw = GatewayProcess::start(&yaml);
     let b = body("evt_orphan");
@@ -250,16 +245,24 @@ async fn expired_lease_of_a_killed_instance_is_taken_over_by_the_retry() {
             )
             .await;
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("A's copy to reach the upstream", PATIENCE, || up.count() == 1).await;
     drop(a); // SIGKILL
     let _ = inflight.await;
-    up.set_delay(Duration::ZERO);
+    up.release();
     let c = client();
     let a2 = post(&c, &b_gw.url("/p"), &h, b.clone()).await;
     assert_eq!(a2.status, StatusCode::CONFLICT, "the lease still holds");
     assert!(a2.headers.contains_key("retry-after"));
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    assert_eq!(post(&c, &b_gw.url("/p"), &h, b).await.status, 200, "taken over after the lease");
+    // The provider retries: 409 while the lease holds, then B takes the key over.
+    let deadline = Deadline::new("the lease to lapse", PATIENCE);
+    loop {
+        let a3 = post(&c, &b_gw.url("/p"), &h, b.clone()).await;
+        if a3.status != StatusCode::CONFLICT {
+            assert_eq!(a3.status, 200, "taken over after the lease: {}", a3.text());
+            break;
+        }
+        deadline.tick().await;
+    }
     assert_eq!(up.count(), 2, "A's copy reached the upstream, then B's after the lease");
 }
 

@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -52,6 +52,9 @@ struct UpstreamState {
 pub struct Upstream {
     pub addr: SocketAddr,
     state: Arc<Mutex<UpstreamState>>,
+    /// Open (true) unless [`Upstream::hold`] was called: a held upstream records each request
+    /// at once and answers it only after [`Upstream::release`].
+    gate: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Upstream {
@@ -59,16 +62,20 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(UpstreamState::default()));
+        let gate = Arc::new(tokio::sync::watch::Sender::new(true));
         let st = state.clone();
+        let g = gate.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let st = st.clone();
+                let g = g.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let st = st.clone();
+                        let mut open = g.subscribe();
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
@@ -84,6 +91,7 @@ impl Upstream {
                                 });
                                 (status, s.delay)
                             };
+                            let _ = open.wait_for(|open| *open).await;
                             if !delay.is_zero() {
                                 tokio::time::sleep(delay).await;
                             }
@@ -98,7 +106,25 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, state }
+        Upstream { addr, state, gate }
+    }
+
+    /// From now on, requests are recorded when they arrive and answered only once released.
+    pub fn hold(&self) {
+        self.gate.send_replace(false);
+    }
+
+    /// Answers every held request, and the ones to come, again.
+    pub fn release(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// How many distinct idempotency keys reached the upstream, whatever it answered.
+    pub fn distinct_keys(&self) -> usize {
+        let seen = self.seen();
+        let keys: std::collections::HashSet<_> =
+            seen.iter().filter_map(|s| s.headers.get("portcullis-idempotency-key")).collect();
+        keys.len()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -187,6 +213,73 @@ impl TestGateway {
     pub async fn metrics(&self) -> String {
         send(&client(), Method::GET, &format!("http://{}/metrics", self.admin), &[], "").await.text()
     }
+
+    /// The admin listener's `GET /queue`: one stats object per queued route.
+    pub async fn queue_stats(&self) -> serde_json::Value {
+        queue_stats(self.admin).await
+    }
+}
+
+/// `GET /queue` of the admin listener at `admin` (Null when it does not answer with JSON).
+pub async fn queue_stats(admin: SocketAddr) -> serde_json::Value {
+    let text = send(&client(), Method::GET, &format!("http://{admin}/queue"), &[], "").await.text();
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+/// Whether every queued route in `GET /queue` stats has nothing left to deliver.
+pub fn queue_drained(stats: &serde_json::Value) -> bool {
+    stats.as_array().is_some_and(|routes| !routes.is_empty() && routes.iter().all(|r| r["depth"] == 0))
+}
+
+/// How long a test waits for a condition before it fails: long enough for a busy 2-core
+/// machine, short enough that a hang is reported rather than waited out.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A deadline to poll a condition against: `while !cond { deadline.tick().await }`.
+pub struct Deadline {
+    what: String,
+    until: Instant,
+}
+
+impl Deadline {
+    pub fn new(what: impl Into<String>, within: Duration) -> Deadline {
+        Deadline { what: what.into(), until: Instant::now() + within }
+    }
+
+    /// Waits a little before the next look; panics naming the condition once it has passed.
+    pub async fn tick(&self) {
+        assert!(Instant::now() < self.until, "timed out waiting for {}", self.what);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    /// [`Deadline::tick`] for synchronous code.
+    pub fn tick_blocking(&self) {
+        assert!(Instant::now() < self.until, "timed out waiting for {}", self.what);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `cond` until it holds; panics naming `what` if it does not within `within`.
+pub async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Deadline::new(what, within);
+    while !cond() {
+        deadline.tick().await;
+    }
+}
+
+/// The sum of every sample of `name`, with whatever labels (or none): robust to a series
+/// gaining a label.
+pub fn sample_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .filter_map(|rest| match rest.as_bytes().first() {
+            Some(b' ') => Some(rest),
+            Some(b'{') => rest.split_once("} ").map(|(_, v)| v),
+            _ => None,
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
 }
 
 /// The value of one sample line of Prometheus text, 0 when absent.

@@ -7,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 
 pub struct GatewayProcess {
     pub addr: SocketAddr,
+    /// The admin listener's bound address, when the config has one (read from the
+    /// `admin listening on` line, so `admin.listen: 127.0.0.1:0` works).
+    pub admin: Option<SocketAddr>,
     pub child: Child,
     pub config: PathBuf,
 }
@@ -34,19 +37,28 @@ impl GatewayProcess {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut admin = None;
         let addr = loop {
             let line = lines.next().expect("gateway exited before listening").unwrap();
+            if let Some(a) = line.strip_prefix("admin listening on ") {
+                admin = Some(a.parse().unwrap());
+            }
             if let Some(a) = line.strip_prefix("listening on ") {
                 break a.parse().unwrap();
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        GatewayProcess { addr, child, config }
+        GatewayProcess { addr, admin, child, config }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The admin listener's base URL; panics when the config has no admin listener.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin.expect("the config has an admin listener"))
     }
 
     pub fn signal(&self, sig: &str) {
@@ -56,8 +68,13 @@ impl GatewayProcess {
     }
 
     /// SIGTERM, then waits for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(self) -> std::process::ExitStatus {
         self.signal("TERM");
+        self.wait()
+    }
+
+    /// Waits for the process to exit on its own (after a signal sent with [`Self::signal`]).
+    pub fn wait(mut self) -> std::process::ExitStatus {
         let status = self.child.wait().unwrap();
         std::mem::forget(self);
         status
