@@ -27,8 +27,50 @@ pub fn redis_or_skip(test: &str) -> bool {
     false
 }
 
+/// A port free at the moment of asking: bind-then-drop, so anything may take it before the
+/// caller binds it. Prefer binding port 0 and reading the address back; for a redis-server,
+/// see [`redis_port`].
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A random port for a redis-server, chosen below the kernel's ephemeral range (and with its
+/// cluster bus port, +10000, below it too): no port-0 bind and no outgoing connection on the
+/// machine can take it between our choice and redis-server's bind, nor while a test restarts
+/// the server on it. Another test's choice of the same port is caught by [`RedisServer`]
+/// (the server answering must be our child) and retried on a new port.
+pub fn redis_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
+        .unwrap_or(32768);
+    let (from, to) = (10_000u32, low.saturating_sub(10_000));
+    if to < from + 1000 {
+        return free_port();
+    }
+    (from + rand::random::<u32>() % (to - from)) as u16
+}
+
+/// The process id of the redis-server answering on `port`, from `INFO server`.
+fn answering_pid(port: u16) -> Option<u32> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(b"INFO server\r\n").ok()?;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        text.extend_from_slice(&buf[..n]);
+        let t = String::from_utf8_lossy(&text);
+        if let Some(rest) = t.split("process_id:").nth(1) {
+            if let Some((pid, _)) = rest.split_once("\r\n") {
+                return pid.trim().parse().ok();
+            }
+        }
+    }
 }
 
 fn ping(port: u16) -> bool {
@@ -62,11 +104,12 @@ impl RedisServer {
             std::process::id(),
             rand::random::<u32>()
         ));
-        std::fs::create_dir_all(&dir).unwrap();
         let mut last = None;
         for _ in 0..5 {
+            // (Again each time: a failed attempt, dropped, removes it.)
+            std::fs::create_dir_all(&dir).unwrap();
             let mut r = RedisServer {
-                port: free_port(),
+                port: redis_port(),
                 dir: dir.clone(),
                 extra: extra.iter().map(|s| s.to_string()).collect(),
                 child: None,
@@ -100,7 +143,13 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if ping(self.port) {
-                return true;
+                // Ours, not another test's server that won the race for this port.
+                let ours = self.child.as_ref().map(|c| c.id());
+                if answering_pid(self.port) == ours {
+                    return true;
+                }
+                self.kill();
+                return false;
             }
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
                 return false;
@@ -129,7 +178,13 @@ impl RedisServer {
     /// Starts again on the same port (empty: it keeps nothing on disk).
     pub fn restart(&mut self) {
         self.kill();
-        assert!(self.spawn(), "redis-server restarted on {}", self.port);
+        // The port is below the ephemeral range, so nothing else should hold it; still, try
+        // again for a while rather than fail on a moment's collision.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.spawn() {
+            assert!(Instant::now() < deadline, "redis-server restarted on {}", self.port);
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn cli(&self, args: &[&str]) -> String {
