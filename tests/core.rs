@@ -166,14 +166,13 @@ async fn upstream_failure_is_passed_back_and_the_retry_is_forwarded() {
 
 #[tokio::test]
 async fn unreachable_upstream_is_502_and_slow_upstream_504_both_retryable() {
-    // A port with nothing listening.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_url = format!("http://{}/x", dead.local_addr().unwrap());
-    drop(dead);
+    // A port with nothing listening (port 1: no test can bind it, unlike a dropped port 0).
+    let dead_url = "http://127.0.0.1:1/x";
     let slow = Upstream::start().await;
-    slow.set_delay(Duration::from_secs(3));
+    // Never answers within the route's timeout: held until released.
+    slow.hold();
     let yaml = config(&[
-        route("/dead", "paylent", &[SECRET], &dead_url, ""),
+        route("/dead", "paylent", &[SECRET], dead_url, ""),
         route("/slow", "paylent", &[SECRET], &slow.url("/s"), "    timeout: 1s\n    lease: 5s\n"),
     ]);
     let gw = TestGateway::start(&yaml, Clock::System).await;
@@ -187,7 +186,7 @@ async fn unreachable_upstream_is_502_and_slow_upstream_504_both_retryable() {
         "released"
     );
     assert_eq!(post(&c, &gw.url("/slow"), &h, body.clone()).await.status, StatusCode::GATEWAY_TIMEOUT);
-    slow.set_delay(Duration::ZERO);
+    slow.release();
     assert_eq!(
         post(&c, &gw.url("/slow"), &h, body.clone()).await.status,
         StatusCode::OK,

@@ -168,7 +168,8 @@ async fn past_the_connection_limit_connections_get_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_in_flight_limit_requests_get_503_with_retry_after() {
     let up = Upstream::start().await;
-    up.set_delay(Duration::from_millis(800));
+    // Two deliveries held at the upstream fill both slots; the other three are shed.
+    up.hold();
     let gw = TestGateway::start(&yaml(&up, "  max_in_flight: 2\n", ""), Clock::System).await;
     let mut tasks = Vec::new();
     for i in 0..5 {
@@ -178,6 +179,12 @@ async fn past_the_in_flight_limit_requests_get_503_with_retry_after() {
             post(&client(), &url, &sign("paylent", SECRET, &b, "", 0), b).await
         }));
     }
+    wait_until("three answers while two are held", PATIENCE, || {
+        tasks.iter().filter(|t| t.is_finished()).count() == 3
+    })
+    .await;
+    assert_eq!(up.count(), 2);
+    up.release();
     let mut shed = 0;
     for t in tasks {
         let a = t.await.unwrap();
@@ -188,8 +195,8 @@ async fn past_the_in_flight_limit_requests_get_503_with_retry_after() {
             assert_eq!(a.status, StatusCode::OK);
         }
     }
-    assert!(shed >= 1, "some requests were shed");
-    assert_eq!(up.count(), 5 - shed);
+    assert_eq!(shed, 3, "the requests past the limit were shed");
+    assert_eq!(up.count(), 2);
 }
 
 #[tokio::test]
