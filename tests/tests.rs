@@ -10,4 +10,5 @@ mod hardening;
 mod operations;
 mod properties;
 mod queued;
+mod recovery;
 mod stores;

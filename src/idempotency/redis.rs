@@ -224,6 +224,20 @@ impl RedisStore {
         Ok(Conn::Cluster(c.clone()))
     }
 
+    /// [`Store::claim`] with a given token. Running it again with the same token answers the
+    /// same (acquired), which is what makes the claim safe to retry.
+    pub async fn claim_as(&self, key: &str, token: Token, lease: Duration) -> Result<Claim, StoreError> {
+        let mut inv = CLAIM.prepare_invoke();
+        inv.key(self.key(key)).arg(token_hex(token)).arg(millis(lease)).arg(DELIVERED);
+        let r: Vec<i64> = self.run(inv).await?;
+        match r.as_slice() {
+            [0] => Ok(Claim::Acquired(token)),
+            [1] => Ok(Claim::Delivered),
+            [2, pttl] => Ok(Claim::InFlight { retry_after: Duration::from_millis((*pttl).max(1000) as u64) }),
+            other => Err(StoreError::Backend(format!("unexpected claim reply {other:?}"))),
+        }
+    }
+
     async fn run<T: redis::FromRedisValue>(&self, inv: redis::ScriptInvocation<'_>) -> Result<T, StoreError> {
         self.conn().await?.invoke(&inv).await
     }
@@ -231,20 +245,7 @@ impl RedisStore {
 
 impl Store for RedisStore {
     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
-        Box::pin(async move {
-            let token = Token::random();
-            let mut inv = CLAIM.prepare_invoke();
-            inv.key(self.key(key)).arg(token_hex(token)).arg(millis(lease)).arg(DELIVERED);
-            let r: Vec<i64> = self.run(inv).await?;
-            match r.as_slice() {
-                [0] => Ok(Claim::Acquired(token)),
-                [1] => Ok(Claim::Delivered),
-                [2, pttl] => {
-                    Ok(Claim::InFlight { retry_after: Duration::from_millis((*pttl).max(1000) as u64) })
-                }
-                other => Err(StoreError::Backend(format!("unexpected claim reply {other:?}"))),
-            }
-        })
+        Box::pin(self.claim_as(key, Token::random(), lease))
     }
 
     fn complete<'a>(&'a self, key: &'a str, token: Token, ttl: Duration) -> StoreFuture<'a, ()> {
