@@ -27,18 +27,19 @@ fn redis_yaml(redis: &RedisServer, up: &Upstream) -> String {
     )
 }
 
-/// One kept-alive HTTP/1 connection: the gateway serves it on one connection worker.
-struct Connection(SendRequest<Full<Bytes>>);
+/// One kept-alive HTTP/1 connection: the gateway serves it on one connection worker. Its
+/// requests carry exactly the `Host` given (127.0.0.1 when none is).
+pub struct Connection(SendRequest<Full<Bytes>>);
 
 impl Connection {
-    async fn open(addr: SocketAddr) -> Connection {
+    pub async fn open(addr: SocketAddr) -> Connection {
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
         tokio::spawn(conn);
         Connection(send)
     }
 
-    async fn request(
+    pub async fn request(
         &mut self,
         method: Method,
         path: &str,
@@ -46,7 +47,10 @@ impl Connection {
         b: Vec<u8>,
     ) -> Answer {
         self.0.ready().await.unwrap();
-        let mut req = Request::builder().method(method).uri(path).header("host", "127.0.0.1");
+        let mut req = Request::builder().method(method).uri(path);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            req = req.header("host", "127.0.0.1");
+        }
         for (k, v) in headers {
             req = req.header(k, v);
         }

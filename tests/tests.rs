@@ -2,6 +2,7 @@
 
 mod util;
 
+mod admin_security;
 mod catalog;
 mod chaos;
 mod cli;
