@@ -7,16 +7,26 @@
 //! - `GET /queue`: depth, oldest age, in retry and dead, per queued route.
 //! - `GET /queue/dead[?route=R]`: the dead-letter list.
 //! - `POST /queue/replay?id=ID` or `?all=1` (`&route=R`): dead letters back to the queue.
+//!
+//! A browser page of another site can send requests here, and a DNS name rebound to this
+//! address lets its scripts read the answers. So, before any endpoint ([`cross_site`]):
+//! a request whose `Origin` is not this listener's own origin is refused (403); the queue
+//! endpoints, and every method but GET and HEAD, need a `Host` that is an IP literal or
+//! `localhost` (403 otherwise; the probes and `/metrics` answer under any name, for load
+//! balancers and scrapers that address the instance by DNS name); and a POST may carry a body
+//! only as `application/json` (415), which a page can send only with the CORS preflight this
+//! listener never answers.
 
 use crate::error::{full, json_response, Body};
 use crate::gateway::Gateway;
 use crate::idempotency::bounded;
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, TRANSFER_ENCODING};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +63,74 @@ pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Result<Res
         }
         _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
     })
+}
+
+/// The answer to a request that a browser may have sent for a page of another site, or
+/// through a DNS name rebound to this address; `None` for one to serve.
+pub fn cross_site<B>(req: &Request<B>) -> Option<Response<Body>> {
+    let headers = req.headers();
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok()).filter(|h| local_host(h));
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+    let refuse = |status, reason: &'static str, body: &'static str| {
+        tracing::warn!(method = %req.method(), path = req.uri().path(), reason, "admin request refused");
+        Some(json_response(status, body))
+    };
+    if (!safe || req.uri().path().starts_with("/queue")) && host.is_none() {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Host is not an IP literal or localhost",
+            r#"{"error":"forbidden: Host must be an IP address or localhost"}"#,
+        );
+    }
+    if let Some(origin) = headers.get(ORIGIN) {
+        let own = host.is_some_and(|h| {
+            origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.strip_prefix("http://"))
+                .is_some_and(|o| o.eq_ignore_ascii_case(h))
+        });
+        if !own {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "Origin is not the admin listener's own",
+                r#"{"error":"forbidden: cross-origin request"}"#,
+            );
+        }
+    }
+    if !safe {
+        let json = headers.get(CONTENT_TYPE).map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.split(';').next())
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+        let body = headers.contains_key(TRANSFER_ENCODING)
+            || headers.get(CONTENT_LENGTH).is_some_and(|n| n.as_bytes() != b"0");
+        if json == Some(false) || (body && json.is_none()) {
+            return refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "a body that is not application/json",
+                r#"{"error":"a request body must be application/json"}"#,
+            );
+        }
+    }
+    None
+}
+
+/// True for a `Host` naming this listener without DNS: an IP literal (with or without a port;
+/// the listener's own address is one) or `localhost`.
+fn local_host(host: &str) -> bool {
+    let name = match host.parse::<SocketAddr>() {
+        Ok(_) => return true,
+        Err(_) => {
+            host.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(host, |(n, _)| n)
+        }
+    };
+    let bare = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<Ipv4Addr>().is_ok()
+        || (bare != name && bare.parse::<Ipv6Addr>().is_ok())
 }
 
 /// The queue endpoints.
@@ -128,12 +206,50 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
         };
         let gw = gateway.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(gw.clone(), req));
+            let svc = hyper::service::service_fn(move |req| {
+                let gw = gw.clone();
+                async move {
+                    match cross_site(&req) {
+                        Some(refused) => Ok(refused),
+                        None => handle(gw, req).await,
+                    }
+                }
+            });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_host;
+
+    #[test]
+    fn only_ip_literals_and_localhost_are_local_hosts() {
+        for h in [
+            "127.0.0.1",
+            "127.0.0.1:9090",
+            "[::1]",
+            "[::1]:9090",
+            "localhost",
+            "LOCALHOST:9090",
+            "10.1.2.3:80",
+        ] {
+            assert!(local_host(h), "{h}");
+        }
+        for h in [
+            "evil.example",
+            "evil.example:9090",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:9090",
+            "",
+            "::1",
+        ] {
+            assert!(!local_host(h), "{h}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod admin_security;
 mod catalog;
 mod chaos;
 mod cli;
@@ -10,4 +11,5 @@ mod hardening;
 mod operations;
 mod properties;
 mod queued;
+mod recovery;
 mod stores;

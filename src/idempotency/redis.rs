@@ -3,7 +3,7 @@
 //! automatically reconnecting connection.
 
 use super::{Claim, Store, StoreError, StoreFuture, Token};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::Script;
@@ -16,6 +16,8 @@ const DELIVERED: &str = "D";
 
 /// Creates the key in flight unless it exists. Returns `{0}` acquired, `{1}` delivered, or
 /// `{2, pttl}` in flight. A lapsed lease has expired out of Redis, so the retry acquires it.
+/// A key that already holds our own token is ours: the claim was run before and its answer
+/// lost with the connection, so [`Conn`]'s one retry of it is acquired, not in flight.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -24,6 +26,7 @@ if not v then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return {0}
 end
+if v == ARGV[1] then return {0} end
 if v == ARGV[3] then return {1} end
 return {2, redis.call('PTTL', KEYS[1])}
 ",
@@ -67,7 +70,21 @@ fn millis(d: Duration) -> u64 {
     d.as_millis().clamp(1, u64::MAX as u128) as u64
 }
 
+/// True for a failure of the connection rather than of the command: the socket broke, was
+/// refused, or the connection's last reconnection attempt failed and its error is cached.
+/// A timeout is not one: the server is slow, and asking again would not make it faster.
+fn connection_level(e: &redis::RedisError) -> bool {
+    (e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()) && !e.is_timeout()
+}
+
 /// The connection a backend sends its commands on.
+///
+/// After Redis restarts, the first command on a connection meets the broken socket, or the
+/// cached failure of a reconnection attempt made while Redis was down; the manager then
+/// reconnects. So a command that fails at the connection level is sent once more, on the
+/// fresh connection, within the caller's time bound. Every command sent here must therefore
+/// be safe to repeat (the claim scripts are: a claim that finds its own token is acquired,
+/// and completion and release compare the token).
 #[derive(Clone)]
 pub enum Conn {
     Single(ConnectionManager),
@@ -75,22 +92,39 @@ pub enum Conn {
 }
 
 impl Conn {
-    /// Runs a command.
+    /// Runs a command, once more after a connection-level failure.
     pub async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        match self {
-            Conn::Single(c) => cmd.query_async(c).await.map_err(backend),
-            Conn::Cluster(c) => cmd.query_async(c).await.map_err(backend),
+        match self.query_once(cmd).await {
+            Err(e) if connection_level(&e) => self.query_once(cmd).await.map_err(backend),
+            r => r.map_err(backend),
         }
     }
 
-    /// Runs a Lua script.
+    async fn query_once<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        match self {
+            Conn::Single(c) => cmd.query_async(c).await,
+            Conn::Cluster(c) => cmd.query_async(c).await,
+        }
+    }
+
+    /// Runs a Lua script, once more after a connection-level failure.
     pub async fn invoke<T: redis::FromRedisValue>(
         &mut self,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
+        match self.invoke_once(inv).await {
+            Err(e) if connection_level(&e) => self.invoke_once(inv).await.map_err(backend),
+            r => r.map_err(backend),
+        }
+    }
+
+    async fn invoke_once<T: redis::FromRedisValue>(
+        &mut self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> redis::RedisResult<T> {
         match self {
-            Conn::Single(c) => inv.invoke_async(c).await.map_err(backend),
-            Conn::Cluster(c) => inv.invoke_async(c).await.map_err(backend),
+            Conn::Single(c) => inv.invoke_async(c).await,
+            Conn::Cluster(c) => inv.invoke_async(c).await,
         }
     }
 }
@@ -152,14 +186,21 @@ impl RedisStore {
     }
 
     /// The Redis key: prefix, then the whole key as a hash tag, so that in a cluster every
-    /// key a script touches lives in one slot.
+    /// key a script touches lives in one slot. Inside the tag, `%` is written `%25` and `}`
+    /// `%7D`: the tag then ends at its own `}`, and two different keys never share a Redis
+    /// key (the encoding is injective; `a}1` and `a)1` stay apart).
     pub fn key(&self, key: &str) -> String {
-        let mut k = String::with_capacity(self.prefix.len() + key.len() + 2);
+        let escaped = key.bytes().filter(|b| matches!(b, b'%' | b'}')).count();
+        let mut k = String::with_capacity(self.prefix.len() + key.len() + 2 * escaped + 2);
         k.push_str(&self.prefix);
         k.push('{');
-        // A `}` inside the key would end the hash tag early; it is still one key per script,
-        // but keep the tag whole for clarity.
-        k.extend(key.chars().map(|c| if c == '}' { ')' } else { c }));
+        for c in key.chars() {
+            match c {
+                '%' => k.push_str("%25"),
+                '}' => k.push_str("%7D"),
+                c => k.push(c),
+            }
+        }
         k.push('}');
         k
     }
@@ -183,36 +224,28 @@ impl RedisStore {
         Ok(Conn::Cluster(c.clone()))
     }
 
+    /// [`Store::claim`] with a given token. Running it again with the same token answers the
+    /// same (acquired), which is what makes the claim safe to retry.
+    pub async fn claim_as(&self, key: &str, token: Token, lease: Duration) -> Result<Claim, StoreError> {
+        let mut inv = CLAIM.prepare_invoke();
+        inv.key(self.key(key)).arg(token_hex(token)).arg(millis(lease)).arg(DELIVERED);
+        let r: Vec<i64> = self.run(inv).await?;
+        match r.as_slice() {
+            [0] => Ok(Claim::Acquired(token)),
+            [1] => Ok(Claim::Delivered),
+            [2, pttl] => Ok(Claim::InFlight { retry_after: Duration::from_millis((*pttl).max(1000) as u64) }),
+            other => Err(StoreError::Backend(format!("unexpected claim reply {other:?}"))),
+        }
+    }
+
     async fn run<T: redis::FromRedisValue>(&self, inv: redis::ScriptInvocation<'_>) -> Result<T, StoreError> {
-        async fn go<T: redis::FromRedisValue, C: ConnectionLike>(
-            inv: &redis::ScriptInvocation<'_>,
-            c: &mut C,
-        ) -> Result<T, StoreError> {
-            inv.invoke_async(c).await.map_err(backend)
-        }
-        match self.conn().await? {
-            Conn::Single(mut c) => go(&inv, &mut c).await,
-            Conn::Cluster(mut c) => go(&inv, &mut c).await,
-        }
+        self.conn().await?.invoke(&inv).await
     }
 }
 
 impl Store for RedisStore {
     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
-        Box::pin(async move {
-            let token = Token::random();
-            let mut inv = CLAIM.prepare_invoke();
-            inv.key(self.key(key)).arg(token_hex(token)).arg(millis(lease)).arg(DELIVERED);
-            let r: Vec<i64> = self.run(inv).await?;
-            match r.as_slice() {
-                [0] => Ok(Claim::Acquired(token)),
-                [1] => Ok(Claim::Delivered),
-                [2, pttl] => {
-                    Ok(Claim::InFlight { retry_after: Duration::from_millis((*pttl).max(1000) as u64) })
-                }
-                other => Err(StoreError::Backend(format!("unexpected claim reply {other:?}"))),
-            }
-        })
+        Box::pin(self.claim_as(key, Token::random(), lease))
     }
 
     fn complete<'a>(&'a self, key: &'a str, token: Token, ttl: Duration) -> StoreFuture<'a, ()> {
@@ -235,16 +268,36 @@ impl Store for RedisStore {
 
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            let cmd = redis::cmd("PING");
-            let _: String = match self.conn().await? {
-                Conn::Single(mut c) => cmd.query_async(&mut c).await.map_err(backend)?,
-                Conn::Cluster(mut c) => cmd.query_async(&mut c).await.map_err(backend)?,
-            };
+            // A failure cached from while Redis was down is retried on a fresh connection
+            // (see `Conn`), so readiness answers for Redis as it is now.
+            let _: String = self.conn().await?.query(&redis::cmd("PING")).await?;
             Ok(())
         })
     }
 
     fn kind(&self) -> &'static str {
         self.kind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RedisStore;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn redis_keys_are_injective_and_keep_one_hash_tag() {
+        let s = RedisStore::single("redis://127.0.0.1:1/", "p:", Duration::from_secs(1), 1).unwrap();
+        assert_eq!(s.key("r:evt_a}1"), "p:{r:evt_a%7D1}");
+        assert_eq!(s.key("r:evt_a)1"), "p:{r:evt_a)1}");
+        assert_eq!(s.key("r:evt_%7D"), "p:{r:evt_%257D}");
+        let keys = ["r:a}1", "r:a)1", "r:a%7D1", "r:a%257D1", "r:a%1", "r:a}", "r:a}}", "r:a%"];
+        let mut seen = std::collections::HashSet::new();
+        for k in keys {
+            let rk = s.key(k);
+            assert!(seen.insert(rk.clone()), "{k} collides as {rk}");
+            // The hash tag is the whole encoded key: the first `}` after the `{` closes it.
+            assert_eq!(rk.find('}'), Some(rk.len() - 1), "{rk}");
+        }
     }
 }
