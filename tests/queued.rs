@@ -62,7 +62,7 @@ async fn the_upstream_down_for_a_while_loses_nothing_and_doubles_nothing() {
     assert!(up.count() > 0, "the workers tried while the upstream was down");
     assert!(up.delivered().is_empty());
     let m = gw.metrics().await;
-    assert!(sample(&m, "portcullis_queue_depth") > 0.0, "{m}");
+    assert!(sample(&m, "portcullis_queue_depth{route=\"/q\"}") > 0.0, "{m}");
     assert!(sample(&m, "portcullis_queue_attempts_total{outcome=\"retry\"}") > 0.0);
 
     up.set_down(false);

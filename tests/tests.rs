@@ -9,5 +9,6 @@ mod core;
 mod hardening;
 mod operations;
 mod properties;
+mod queue_faults;
 mod queued;
 mod stores;
