@@ -299,3 +299,48 @@ async fn queue_stats_are_one_snapshot_never_counting_a_delivery_twice() {
     let sent = monitor.until_marker(&redis, "portcullis-end");
     assert_eq!(sent.len(), 1, "queue stats sent {sent:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_acknowledged_while_redis_is_down_is_not_delivered_again() {
+    if !redis_or_skip("a_delivery_acknowledged_while_redis_is_down_is_not_delivered_again") {
+        return;
+    }
+    // Redis keeps the stream and its pending entries across the restart.
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let up = Upstream::start().await;
+    // The upstream answers 2xx a second after it received the delivery: Redis is down by then.
+    up.set_delay(Duration::from_secs(1));
+    let route = route(
+        "/q",
+        "paylent",
+        &[SECRET],
+        &up.url("/q"),
+        "    delivery: queued\n    timeout: 3s\n    lease: 6s\n    queue:\n      backoff: 100ms\n",
+    );
+    let gw = TestGateway::start(&redis_yaml(&redis, &[route]), Clock::System).await;
+    let c = client();
+    assert_eq!(deliver(&c, &gw.url("/q"), "evt_ack").await.status, StatusCode::ACCEPTED);
+    wait_until("the upstream to receive the delivery", Duration::from_secs(15), || {
+        let n = up.count();
+        async move { n == 1 }
+    })
+    .await;
+    redis.kill();
+    // The upstream answered 200 and the acknowledgement failed at least once.
+    wait_until("a failed acknowledgement", Duration::from_secs(15), || async {
+        sample(&gw.metrics().await, "portcullis_queue_errors_total") >= 1.0
+    })
+    .await;
+    redis.restart();
+    // Acknowledged once Redis is back: the stream is empty only after an XACK+XDEL, which
+    // (without the retry) would take the stale time and a second delivery.
+    let stats = format!("http://{}/queue", gw.admin);
+    wait_until("the acknowledgement", Duration::from_secs(30), || async {
+        let a = send(&c, Method::GET, &stats, &[], "").await;
+        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
+        a.status == StatusCode::OK && v[0]["depth"] == 0
+    })
+    .await;
+    assert_eq!(up.count(), 1, "the upstream saw the delivery exactly once: {:?}", up.delivered());
+    assert_eq!(up.delivered().get("evt_ack"), Some(&1));
+}

@@ -747,10 +747,48 @@ async fn worker(
     }
 }
 
+/// How long after taking a delivery its acknowledgement may still be retried: until one second
+/// before the stale time (`2 × upstream timeout + 1 s`), after which another worker may take
+/// the entry over and deliver it again.
+fn ack_window(route: &Route) -> Duration {
+    route.upstream_timeout * 2
+}
+
+/// Records a delivery the upstream accepted (XACK+XDEL, or its embedded equivalent),
+/// retrying with backoff (50 ms doubling to 1 s) until `deadline`: a store that is back
+/// within the window never sees the delivery again. Acknowledging twice is harmless.
+async fn acknowledge(
+    gateway: &Gateway,
+    queue: &Queue,
+    route: &Route,
+    id: &str,
+    item: &Item,
+    deadline: tokio::time::Instant,
+) -> Result<(), StoreError> {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match queue.ack(&route.name, id, item).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let next = tokio::time::Instant::now() + wait;
+                if next >= deadline {
+                    return Err(e); // counted by the caller
+                }
+                gateway.metrics.queue_errors.fetch_add(1, Relaxed);
+                tracing::debug!(route = %route.name, id = %item.origin, error = %e,
+                    "acknowledging a delivered queued delivery failed; retrying");
+                tokio::time::sleep_until(next).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// One attempt at one queued delivery, and what follows from its answer.
 async fn deliver(gateway: &Gateway, queue: &Queue, route: &Route, id: &str, mut item: Item) {
     let settings = route.queue.as_ref().expect("a queued route");
     let m = &gateway.metrics;
+    let taken = tokio::time::Instant::now();
     // An ordered delivery waits for the earlier ones of its ordering value.
     match queue.is_head(&route.name, &item).await {
         Ok(true) => {}
@@ -770,7 +808,7 @@ async fn deliver(gateway: &Gateway, queue: &Queue, route: &Route, id: &str, mut 
     let outcome = match result {
         Ok(status) if status.is_success() => {
             m.queue_attempts[0].fetch_add(1, Relaxed);
-            queue.ack(&route.name, id, &item).await
+            acknowledge(gateway, queue, route, id, &item, taken + ack_window(route)).await
         }
         other => {
             item.last_error = match other {
@@ -793,6 +831,7 @@ async fn deliver(gateway: &Gateway, queue: &Queue, route: &Route, id: &str, mut 
         }
     };
     if let Err(e) = outcome {
+        m.queue_errors.fetch_add(1, Relaxed);
         // The entry stays pending and is taken over after the stale time: delivered again at
         // worst, with the same idempotency key.
         tracing::warn!(route = %route.name, id = %item.origin, error = %e,
