@@ -184,6 +184,14 @@ async fn queue(gateway: Arc<Gateway>, req: &Request<Incoming>) -> Response<Body>
                     Err(e) => return error(e),
                 }
             }
+            if n == 0 {
+                // Nothing to replay is an error the operator must see, not a quiet success.
+                let body = match id {
+                    Some(id) => serde_json::json!({ "error": format!("no dead letter with id {id}") }),
+                    None => serde_json::json!({ "error": "no dead letters to replay" }),
+                };
+                return json_response(StatusCode::NOT_FOUND, body.to_string());
+            }
             json_response(StatusCode::OK, format!("{{\"replayed\":{n}}}"))
         }
         _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),

@@ -452,9 +452,15 @@ fn queue_command(admin: &str, route: Option<&str>, command: QueueCommand) -> any
         anyhow::Ok((status, body))
     })?;
     let text = String::from_utf8_lossy(&body);
-    match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
-        Err(_) => println!("{text}"),
+    let json = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    if !status.is_success() {
+        // The admin listener's reason (e.g. "no dead letter with id …"), on stderr; exit 1.
+        let reason = json.as_ref().and_then(|v| v["error"].as_str()).map(str::to_string);
+        anyhow::bail!("{} ({status})", reason.unwrap_or_else(|| text.trim().to_string()));
     }
-    Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    match json {
+        Some(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+        None => println!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

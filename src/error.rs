@@ -43,6 +43,8 @@ pub enum Outcome {
     Overloaded,
     Forbidden,
     Queued,
+    /// The delivery queue refused or did not confirm an append (a queued route).
+    QueueError,
     Panic,
 }
 
@@ -68,6 +70,7 @@ impl Outcome {
             Outcome::Overloaded => "overloaded",
             Outcome::Forbidden => "forbidden",
             Outcome::Queued => "queued",
+            Outcome::QueueError => "queue_error",
             Outcome::Panic => "internal_error",
         }
     }
@@ -111,6 +114,9 @@ pub enum GatewayError {
     Verify(#[from] VerifyError),
     #[error("idempotency store: {0}")]
     Store(#[from] StoreError),
+    /// Appending to the delivery queue failed: the delivery was not accepted.
+    #[error("delivery queue: {0}")]
+    Queue(StoreError),
     #[error("the event is being delivered by another request")]
     InFlight(Duration),
     #[error("the signed one-time value was used before: a replay")]
@@ -147,6 +153,7 @@ impl GatewayError {
             Verify(e) if e.is_ambiguous() => (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request"),
             Verify(_) => (StatusCode::UNAUTHORIZED, Outcome::InvalidSignature, "invalid signature"),
             Store(_) => (StatusCode::SERVICE_UNAVAILABLE, Outcome::StoreError, "temporarily unavailable"),
+            Queue(_) => (StatusCode::SERVICE_UNAVAILABLE, Outcome::QueueError, "temporarily unavailable"),
             Replay => (StatusCode::UNAUTHORIZED, Outcome::Replay, "invalid signature"),
             Draining => (StatusCode::SERVICE_UNAVAILABLE, Outcome::Draining, "temporarily unavailable"),
             Overloaded => (StatusCode::SERVICE_UNAVAILABLE, Outcome::Overloaded, "temporarily unavailable"),
@@ -163,7 +170,7 @@ impl GatewayError {
     /// Seconds the sender should wait before retrying, where a retry can succeed.
     fn retry_after(&self) -> Option<u64> {
         match self {
-            GatewayError::Store(_) | GatewayError::Draining => Some(5),
+            GatewayError::Store(_) | GatewayError::Queue(_) | GatewayError::Draining => Some(5),
             GatewayError::Overloaded => Some(1),
             GatewayError::InFlight(d) => Some(d.as_secs().clamp(1, 60)),
             _ => None,
@@ -212,6 +219,16 @@ mod tests {
         let r = GatewayError::Store(StoreError::Timeout(Duration::from_secs(1))).into_response(None, None);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[RETRY_AFTER], "5");
+    }
+
+    #[test]
+    fn queue_errors_are_their_own_outcome_and_ask_for_a_retry() {
+        let r = GatewayError::Queue(StoreError::Timeout(Duration::from_secs(1))).into_response(None, None);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[RETRY_AFTER], "5");
+        let rec = r.extensions().get::<Record>().unwrap();
+        assert_eq!(rec.outcome, Outcome::QueueError);
+        assert!(rec.detail.as_deref().unwrap().starts_with("delivery queue:"), "{:?}", rec.detail);
     }
 
     #[test]

@@ -256,7 +256,7 @@ impl Service<Delivery> for Forward {
                         });
                         res
                     }
-                    Err(e) => GatewayError::Store(e).into_response(Some(route), Some(key)),
+                    Err(e) => GatewayError::Queue(e).into_response(Some(route), Some(key)),
                 });
             }
             let req = match to_request(&route, outgoing) {

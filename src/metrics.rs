@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Every outcome, in the order of their counters.
-pub const OUTCOMES: [Outcome; 20] = [
+pub const OUTCOMES: [Outcome; 21] = [
     Outcome::Forwarded,
     Outcome::UpstreamError,
     Outcome::UpstreamUnavailable,
@@ -31,6 +31,7 @@ pub const OUTCOMES: [Outcome; 20] = [
     Outcome::Overloaded,
     Outcome::Forbidden,
     Outcome::Queued,
+    Outcome::QueueError,
     Outcome::Panic,
 ];
 
@@ -153,10 +154,25 @@ pub struct Metrics {
     pub store_errors: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
-    pub queue_depth: AtomicI64,
-    pub queue_oldest_age_secs: AtomicI64,
+    /// The queue's gauges, one set per queued route (`set_queue`).
+    queues: Mutex<BTreeMap<String, QueueGauges>>,
     pub queue_attempts: [AtomicU64; 3],
-    pub queue_dead: AtomicI64,
+    /// Queue operations of the delivery workers that failed (each failed attempt counts).
+    pub queue_errors: AtomicU64,
+}
+
+/// One queue gauge: name, help, and its value in a route's gauges.
+type QueueGauge = (&'static str, &'static str, fn(&QueueGauges) -> u64);
+
+/// What the queue's maintenance last read for one queued route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueGauges {
+    /// Accepted deliveries not yet delivered.
+    pub depth: u64,
+    /// Deliveries in the dead-letter list.
+    pub dead: u64,
+    /// Age of the oldest undelivered delivery, in seconds.
+    pub oldest_age_secs: u64,
 }
 
 /// Labels of `portcullis_queue_attempts_total`.
@@ -177,6 +193,17 @@ impl Metrics {
     pub fn route(&self, name: &str) -> Arc<RouteMetrics> {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         routes.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Publishes a queued route's gauges (the route's own series; other routes keep theirs).
+    pub fn set_queue(&self, route: &str, g: QueueGauges) {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        match queues.get_mut(route) {
+            Some(v) => *v = g,
+            None => {
+                queues.insert(route.to_string(), g);
+            }
+        }
     }
 
     /// Requests that matched no route.
@@ -251,26 +278,31 @@ impl Metrics {
                 self.store_errors.load(Relaxed) as i64,
             ),
             (
-                "portcullis_queue_depth",
-                "gauge",
-                "Accepted deliveries not yet delivered.",
-                self.queue_depth.load(Relaxed),
-            ),
-            (
-                "portcullis_queue_oldest_age_seconds",
-                "gauge",
-                "Age of the oldest undelivered delivery.",
-                self.queue_oldest_age_secs.load(Relaxed),
-            ),
-            (
-                "portcullis_queue_dead",
-                "gauge",
-                "Deliveries in the dead-letter list.",
-                self.queue_dead.load(Relaxed),
+                "portcullis_queue_errors_total",
+                "counter",
+                "Queue operations of the delivery workers that failed or timed out.",
+                self.queue_errors.load(Relaxed) as i64,
             ),
         ];
         for (name, kind, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+        let queues: Vec<(String, QueueGauges)> = {
+            let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+            q.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        };
+        let queue_gauges: [QueueGauge; 3] = [
+            ("portcullis_queue_depth", "Accepted deliveries not yet delivered.", |g| g.depth),
+            ("portcullis_queue_oldest_age_seconds", "Age of the oldest undelivered delivery.", |g| {
+                g.oldest_age_secs
+            }),
+            ("portcullis_queue_dead", "Deliveries in the dead-letter list.", |g| g.dead),
+        ];
+        for (name, help, value) in queue_gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (route, g) in &queues {
+                let _ = writeln!(out, "{name}{{route=\"{}\"}} {}", escape(route), value(g));
+            }
         }
         out.push_str("# HELP portcullis_config_reloads_total Configuration reloads by result.\n");
         out.push_str("# TYPE portcullis_config_reloads_total counter\n");
@@ -318,5 +350,18 @@ mod tests {
         assert!(text.contains("portcullis_upstream_duration_seconds_count{route=\"/p\"} 1"));
         assert!(text.contains("portcullis_secret_matches_total{route=\"/p\",index=\"1\"} 1"));
         assert!(Arc::ptr_eq(&m.route("/p"), &r), "kept across lookups (and reloads)");
+    }
+
+    #[test]
+    fn queue_gauges_are_one_series_per_route() {
+        let m = Metrics::default();
+        m.set_queue("/a", QueueGauges { depth: 3, dead: 1, oldest_age_secs: 9 });
+        m.set_queue("/b", QueueGauges { depth: 7, dead: 0, oldest_age_secs: 2 });
+        m.set_queue("/a", QueueGauges { depth: 4, dead: 1, oldest_age_secs: 10 });
+        let text = m.render();
+        assert!(text.contains("portcullis_queue_depth{route=\"/a\"} 4\n"), "{text}");
+        assert!(text.contains("portcullis_queue_depth{route=\"/b\"} 7\n"), "{text}");
+        assert!(text.contains("portcullis_queue_dead{route=\"/a\"} 1\n"), "{text}");
+        assert!(text.contains("portcullis_queue_oldest_age_seconds{route=\"/b\"} 2\n"), "{text}");
     }
 }

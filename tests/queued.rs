@@ -76,6 +76,9 @@ async fn the_upstream_down_for_a_while_loses_nothing_and_doubles_nothing() {
         deadline.tick().await;
     }
     assert!(up.delivered().is_empty());
+    let m = gw.metrics().await;
+    assert!(sample(&m, "portcullis_queue_depth{route=\"/q\"}") > 0.0, "{m}");
+    assert!(sample(&m, "portcullis_queue_attempts_total{outcome=\"retry\"}") > 0.0);
 
     up.set_down(false);
     wait_for("every delivery", PATIENCE, || up.delivered().len() == 30).await;

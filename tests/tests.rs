@@ -10,6 +10,7 @@ mod core;
 mod hardening;
 mod operations;
 mod properties;
+mod queue_faults;
 mod queued;
 mod recovery;
 mod stores;

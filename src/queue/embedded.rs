@@ -266,7 +266,12 @@ impl EmbeddedQueue {
 
     pub async fn replay(&self, route: &str, id: Option<&str>) -> Result<u64, StoreError> {
         let route = route.to_string();
-        let only = id.map(|i| i.parse::<u64>().map_err(err)).transpose()?;
+        let only = match id.map(str::parse::<u64>) {
+            None => None,
+            Some(Ok(seq)) => Some(seq),
+            // Not an id this queue gives: no dead letter has it.
+            Some(Err(_)) => return Ok(0),
+        };
         self.write(true, move |txn| {
             let mut dead = txn.open_table(DEAD).map_err(err)?;
             let chosen: Vec<(u64, Item)> = dead

@@ -20,6 +20,7 @@ use crate::forward::Outgoing;
 use crate::gateway::Gateway;
 use crate::idempotency::redis::{Conn, RedisStore};
 use crate::idempotency::{bounded, StoreError};
+use crate::metrics::QueueGauges;
 
 pub mod embedded;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -305,6 +306,29 @@ return n
     )
 });
 
+/// One consistent snapshot of a route's queue, in one script (no move can fall between the
+/// reads): the stream's length, the waiting set's size, the dead-letter list's length, the
+/// first stream entry's delivery and the first waiting delivery ("" when none).
+static STATS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local xlen = redis.call('XLEN', KEYS[1])
+local waiting = redis.call('ZCARD', KEYS[2])
+local dead = redis.call('LLEN', KEYS[3])
+local first = ''
+local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #entries > 0 then
+  local fields = entries[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'd' then first = fields[i + 1] end
+  end
+end
+local next_retry = redis.call('ZRANGE', KEYS[2], 0, 0)[1] or ''
+return {xlen, waiting, dead, first, next_retry}
+",
+    )
+});
+
 /// The queue of a gateway: Redis Streams when instances share a Redis, or an embedded file
 /// for a single instance.
 pub enum Queue {
@@ -547,17 +571,12 @@ impl RedisQueue {
     pub async fn stats(&self, route: &str) -> Result<Stats, StoreError> {
         let (stream, delayed, dead) = self.keys(route);
         let mut c = self.conn().await?;
-        let xlen: u64 = c.query(redis::cmd("XLEN").arg(&stream)).await?;
-        let in_retry: u64 = c.query(redis::cmd("ZCARD").arg(&delayed)).await?;
-        let dead_n: u64 = c.query(redis::cmd("LLEN").arg(&dead)).await?;
-        let first: Entries =
-            c.query(redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").arg("COUNT").arg(1)).await?;
-        let waiting: Vec<Vec<u8>> = c.query(redis::cmd("ZRANGE").arg(&delayed).arg(0).arg(0)).await?;
-        let oldest = Self::parse_entries(first)
-            .into_iter()
-            .map(|(_, i)| i.first_seen_ms)
-            .chain(waiting.iter().filter_map(|w| Item::decode(w)).map(|i| i.first_seen_ms))
-            .min();
+        let mut inv = STATS.prepare_invoke();
+        inv.key(&stream).key(&delayed).key(&dead);
+        let (xlen, in_retry, dead_n, first, waiting): (u64, u64, u64, Vec<u8>, Vec<u8>) =
+            bounded(self.timeout, c.invoke(&inv)).await?;
+        let oldest =
+            [first, waiting].iter().filter_map(|raw| Item::decode(raw)).map(|i| i.first_seen_ms).min();
         Ok(Stats {
             route: route.to_string(),
             depth: xlen + in_retry,
@@ -680,10 +699,10 @@ async fn maintain(
             tracing::debug!(route = %route, error = %e, "queue maintenance failed");
         }
         if let Ok(s) = queue.stats(&route).await {
-            let m = &gateway.metrics;
-            m.queue_depth.store(s.depth as i64, Relaxed);
-            m.queue_dead.store(s.dead as i64, Relaxed);
-            m.queue_oldest_age_secs.store(s.oldest_age_secs as i64, Relaxed);
+            gateway.metrics.set_queue(
+                &route,
+                QueueGauges { depth: s.depth, dead: s.dead, oldest_age_secs: s.oldest_age_secs },
+            );
         }
         if rest(Duration::from_millis(100), &mut stop).await {
             return;
@@ -728,10 +747,48 @@ async fn worker(
     }
 }
 
+/// How long after taking a delivery its acknowledgement may still be retried: until one second
+/// before the stale time (`2 × upstream timeout + 1 s`), after which another worker may take
+/// the entry over and deliver it again.
+fn ack_window(route: &Route) -> Duration {
+    route.upstream_timeout * 2
+}
+
+/// Records a delivery the upstream accepted (XACK+XDEL, or its embedded equivalent),
+/// retrying with backoff (50 ms doubling to 1 s) until `deadline`: a store that is back
+/// within the window never sees the delivery again. Acknowledging twice is harmless.
+async fn acknowledge(
+    gateway: &Gateway,
+    queue: &Queue,
+    route: &Route,
+    id: &str,
+    item: &Item,
+    deadline: tokio::time::Instant,
+) -> Result<(), StoreError> {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match queue.ack(&route.name, id, item).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let next = tokio::time::Instant::now() + wait;
+                if next >= deadline {
+                    return Err(e); // counted by the caller
+                }
+                gateway.metrics.queue_errors.fetch_add(1, Relaxed);
+                tracing::debug!(route = %route.name, id = %item.origin, error = %e,
+                    "acknowledging a delivered queued delivery failed; retrying");
+                tokio::time::sleep_until(next).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// One attempt at one queued delivery, and what follows from its answer.
 async fn deliver(gateway: &Gateway, queue: &Queue, route: &Route, id: &str, mut item: Item) {
     let settings = route.queue.as_ref().expect("a queued route");
     let m = &gateway.metrics;
+    let taken = tokio::time::Instant::now();
     // An ordered delivery waits for the earlier ones of its ordering value.
     match queue.is_head(&route.name, &item).await {
         Ok(true) => {}
@@ -751,7 +808,7 @@ async fn deliver(gateway: &Gateway, queue: &Queue, route: &Route, id: &str, mut 
     let outcome = match result {
         Ok(status) if status.is_success() => {
             m.queue_attempts[0].fetch_add(1, Relaxed);
-            queue.ack(&route.name, id, &item).await
+            acknowledge(gateway, queue, route, id, &item, taken + ack_window(route)).await
         }
         other => {
             item.last_error = match other {
@@ -761,7 +818,9 @@ async fn deliver(gateway: &Gateway, queue: &Queue, route: &Route, id: &str, mut 
             let age = Duration::from_millis(now_ms().saturating_sub(item.first_seen_ms));
             if item.attempts >= settings.max_attempts || age >= settings.max_age {
                 m.queue_attempts[2].fetch_add(1, Relaxed);
-                tracing::warn!(route = %route.name, id, attempts = item.attempts, error = %item.last_error,
+                // `id` is the dead letter's id, as `queue dead list` shows and `queue replay` takes.
+                tracing::warn!(route = %route.name, id = %item.origin, attempts = item.attempts,
+                    error = %item.last_error,
                     "queued delivery exhausted its attempts; moved to the dead-letter list");
                 queue.bury(&route.name, id, &item).await
             } else {
@@ -772,9 +831,11 @@ async fn deliver(gateway: &Gateway, queue: &Queue, route: &Route, id: &str, mut 
         }
     };
     if let Err(e) = outcome {
+        m.queue_errors.fetch_add(1, Relaxed);
         // The entry stays pending and is taken over after the stale time: delivered again at
         // worst, with the same idempotency key.
-        tracing::warn!(route = %route.name, id, error = %e, "could not record a queued delivery's outcome");
+        tracing::warn!(route = %route.name, id = %item.origin, error = %e,
+            "could not record a queued delivery's outcome");
     }
 }
 
