@@ -168,10 +168,10 @@ impl Gateway {
         if old.config.admin != config.admin {
             ignored.push("admin".to_string());
         }
-        if format!("{:?}", old.config.store) != format!("{:?}", config.store) {
+        if old.config.store != config.store {
             ignored.push("store".to_string());
         }
-        if format!("{:?}", old.config.limits) != format!("{:?}", config.limits) {
+        if old.config.limits != config.limits {
             ignored.push("limits".to_string());
         }
         self.routing.store(Arc::new(Routing::new(config, &self.metrics)));

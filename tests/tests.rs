@@ -7,6 +7,7 @@ mod chaos;
 mod cli;
 mod core;
 mod hardening;
+mod limits;
 mod operations;
 mod properties;
 mod queued;
