@@ -84,6 +84,7 @@ struct RawLimits {
     drain_timeout: Option<Duration>,
     max_connections: Option<usize>,
     max_in_flight: Option<usize>,
+    max_body_reads_per_client: Option<usize>,
     max_headers: Option<usize>,
     max_header_bytes: Option<usize>,
     #[serde(default, with = "humantime_serde")]
@@ -299,8 +300,13 @@ pub struct Limits {
     pub drain_timeout: Duration,
     /// Open connections at most; past it a connection is answered 503 and closed.
     pub max_connections: usize,
-    /// Requests being handled at once at most; past it, 503 with `Retry-After`.
+    /// Requests being handled at once at most, counted once their body is read; past it,
+    /// 503 with `Retry-After`.
     pub max_in_flight: usize,
+    /// Bodies read at once from one client address at most; past it, 503 with
+    /// `Retry-After` and the connection closed. Slow senders at one address cannot hold
+    /// more; genuine deliveries from other addresses are read as usual.
+    pub max_body_reads_per_client: usize,
     /// Header lines in a request at most (431 past it).
     pub max_headers: usize,
     /// Bytes of request line and headers at most (431 past it).
@@ -320,6 +326,7 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_in_flight: 4_096,
+            max_body_reads_per_client: 64,
             max_headers: 100,
             max_header_bytes: 16 * 1024,
             upstream_connect_timeout: Duration::from_secs(2),
@@ -554,6 +561,7 @@ impl RawConfig {
             drain_timeout: l.drain_timeout.unwrap_or(d.drain_timeout),
             max_connections: l.max_connections.unwrap_or(d.max_connections),
             max_in_flight: l.max_in_flight.unwrap_or(d.max_in_flight),
+            max_body_reads_per_client: l.max_body_reads_per_client.unwrap_or(d.max_body_reads_per_client),
             max_headers: l.max_headers.unwrap_or(d.max_headers),
             max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
             upstream_connect_timeout: l.upstream_connect_timeout.unwrap_or(d.upstream_connect_timeout),
@@ -565,11 +573,12 @@ impl RawConfig {
         }
         if limits.max_connections == 0
             || limits.max_in_flight == 0
+            || limits.max_body_reads_per_client == 0
             || limits.max_headers == 0
             || limits.workers == 0
         {
             return Err(
-                "limits: max_connections, max_in_flight, max_headers and workers must be at least 1".into()
+                "limits: max_connections, max_in_flight, max_body_reads_per_client, max_headers and workers must be at least 1".into()
             );
         }
         for (name, t) in [
