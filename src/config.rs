@@ -441,12 +441,21 @@ pub fn queue_path(store: &Path) -> PathBuf {
     store.with_extension("queue.redb")
 }
 
-/// Parses `10.0.0.0/8` or a single address.
+/// Parses `10.0.0.0/8` or a single address. An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`)
+/// is taken as the IPv4 network it maps, as client addresses are taken in canonical form.
 pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
     let s = s.trim();
-    s.parse::<ipnet::IpNet>()
+    let net = s
+        .parse::<ipnet::IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| format!("'{s}' is not an address or a CIDR network"))
+        .map_err(|_| format!("'{s}' is not an address or a CIDR network"))?;
+    Ok(match net {
+        ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).expect("a prefix of at most 32").into(),
+            None => net,
+        },
+        _ => net,
+    })
 }
 
 /// A configuration that cannot be used: the file, where, and what is wrong.
@@ -1007,6 +1016,13 @@ mod tests {
         // Without a signed timestamp there is no window to cover.
         let unsigned = "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [a]\n    upstream: http://h/\n    ttl: 1m\n";
         assert!(load(unsigned).is_ok());
+    }
+
+    #[test]
+    fn ipv4_mapped_networks_are_taken_as_ipv4() {
+        assert_eq!(parse_net("::ffff:10.0.0.0/104").unwrap(), parse_net("10.0.0.0/8").unwrap());
+        assert_eq!(parse_net("::ffff:192.0.2.1").unwrap(), parse_net("192.0.2.1/32").unwrap());
+        assert_eq!(parse_net("2001:db8::/32").unwrap().to_string(), "2001:db8::/32");
     }
 
     #[test]
