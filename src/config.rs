@@ -85,6 +85,8 @@ struct RawLimits {
     max_connections: Option<usize>,
     max_in_flight: Option<usize>,
     max_body_reads_per_client: Option<usize>,
+    /// Bytes per second a body must arrive at, after a second's grace; 0 for any rate.
+    min_body_rate: Option<Size>,
     max_headers: Option<usize>,
     max_header_bytes: Option<usize>,
     #[serde(default, with = "humantime_serde")]
@@ -307,6 +309,10 @@ pub struct Limits {
     /// `Retry-After` and the connection closed. Slow senders at one address cannot hold
     /// more; genuine deliveries from other addresses are read as usual.
     pub max_body_reads_per_client: usize,
+    /// Bytes per second a body must arrive at on average, a second after its read began
+    /// (408 past it, and the connection closed); 0 accepts any rate up to the body read
+    /// timeout.
+    pub min_body_rate: u64,
     /// Header lines in a request at most (431 past it).
     pub max_headers: usize,
     /// Bytes of request line and headers at most (431 past it).
@@ -327,6 +333,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_in_flight: 4_096,
             max_body_reads_per_client: 64,
+            min_body_rate: 1024,
             max_headers: 100,
             max_header_bytes: 16 * 1024,
             upstream_connect_timeout: Duration::from_secs(2),
@@ -571,6 +578,10 @@ impl RawConfig {
             max_connections: l.max_connections.unwrap_or(d.max_connections),
             max_in_flight: l.max_in_flight.unwrap_or(d.max_in_flight),
             max_body_reads_per_client: l.max_body_reads_per_client.unwrap_or(d.max_body_reads_per_client),
+            min_body_rate: match &l.min_body_rate {
+                Some(s) => s.bytes().map_err(|e| format!("limits.min_body_rate: {e}"))?,
+                None => d.min_body_rate,
+            },
             max_headers: l.max_headers.unwrap_or(d.max_headers),
             max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
             upstream_connect_timeout: l.upstream_connect_timeout.unwrap_or(d.upstream_connect_timeout),

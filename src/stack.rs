@@ -40,8 +40,13 @@ pub fn webhook_service(
         .layer(RouteLayer::new(gateway.clone(), peer, tls))
         // Read the whole body under the route's limit; the signature covers raw bytes, so
         // verification needs all of them. Bounded per client address, so one sender's slow
-        // bodies cannot hold the reads everyone needs.
-        .layer(ReadBodyLayer::new(gateway.limits.body_read_timeout, gateway.body_reads.clone()))
+        // bodies cannot hold the reads everyone needs, and at a minimum rate, so a trickling
+        // body gives its connection back within about a second.
+        .layer(ReadBodyLayer::new(
+            gateway.limits.body_read_timeout,
+            gateway.limits.min_body_rate,
+            gateway.body_reads.clone(),
+        ))
         // Bound the requests handled at once: past it, 503 at once instead of a queue. Only
         // once the body is in: a body still trickling in holds no slot, so slow unsigned
         // senders cannot lock genuine deliveries out.

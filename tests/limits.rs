@@ -70,7 +70,7 @@ async fn slow_unsigned_bodies_from_one_address_hold_no_in_flight_slot_and_are_cu
     const PER_CLIENT: usize = 8;
     let up = Upstream::start().await;
     let yaml = format!(
-        "listen: 127.0.0.1:0\nlimits:\n  max_in_flight: 4\n  max_body_reads_per_client: {PER_CLIENT}\nroutes:\n{}",
+        "listen: 127.0.0.1:0\nlimits:\n  max_in_flight: 4\n  max_body_reads_per_client: {PER_CLIENT}\n  min_body_rate: 0\nroutes:\n{}",
         route("/p", "paylent", &[SECRET], &up.url("/p"), "")
     );
     let gw = TestGateway::start(&yaml, Clock::System).await;
@@ -125,6 +125,29 @@ async fn slow_unsigned_bodies_from_one_address_hold_no_in_flight_slot_and_are_cu
     for h in held {
         h.abort();
     }
+}
+
+#[tokio::test]
+async fn a_body_trickling_below_the_minimum_rate_is_cut_off_long_before_the_body_timeout() {
+    let up = Upstream::start().await;
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nlimits:\n  body_read_timeout: 60s\n  min_body_rate: 1KiB\nroutes:\n{}",
+        route("/p", "paylent", &[SECRET], &up.url("/p"), "")
+    );
+    let gw = TestGateway::start(&yaml, Clock::System).await;
+    let started = Instant::now();
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /p HTTP/1.1\r\nHost: gw\r\nContent-Length: 100000\r\n\r\n{").await.unwrap();
+    // One byte; then nothing. The rate allows a second's grace, then 1 KiB per second.
+    let (answer, closed) = read_until_close(&mut s, Duration::from_secs(30)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(closed, "the connection is closed");
+    assert!(started.elapsed() < Duration::from_secs(20), "cut off after {:?}", started.elapsed());
+    // A body sent at once is read as usual.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(&signed_request("/p", "evt_fast")).await.unwrap();
+    let (answer, _) = read_until_close(&mut s, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
 /// Serves `yaml` on `listener` until the returned sender is dropped.
