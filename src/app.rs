@@ -1,7 +1,7 @@
 //! What each command does; `main.rs` only parses flags and maps the result to an exit code.
 
 use crate::cli::{Command, DeadCommand, LogFormat, QueueCommand};
-use crate::config::{Config, StoreKind};
+use crate::config::{redact_url, Config, StoreKind};
 use crate::gateway::{Clock, Gateway};
 use crate::idempotency::{self, Store};
 use crate::profile::{Profile, ProfileSet};
@@ -190,14 +190,6 @@ fn describe_store(kind: &StoreKind) -> String {
     }
 }
 
-/// Hides a password in a redis URL.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
-}
-
 fn summary(config: &Config) -> String {
     let mut out = format!(
         "listen {}{}\nstore {}\nadmin {}\nroutes:\n",
@@ -212,7 +204,7 @@ fn summary(config: &Config) -> String {
             r.path,
             r.selector.as_ref().map(|(h, v)| format!(" when {h}: {v}")).unwrap_or_default(),
             r.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
-            r.upstream.url,
+            redact_url(&r.upstream.url),
             r.provider(),
             r.max_body,
             humantime::format_duration(r.upstream_timeout),

@@ -22,7 +22,8 @@ pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 // ---------------------------------------------------------------------------------------------
 // Raw YAML
 
-#[derive(Debug, Deserialize)]
+// No `Debug`: it holds secrets.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: String,
@@ -39,7 +40,8 @@ struct RawConfig {
     routes: Vec<RawRoute>,
 }
 
-#[derive(Debug, Deserialize)]
+// No `Debug`: it holds secrets.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
     #[serde(default = "default_kind")]
@@ -82,6 +84,9 @@ struct RawLimits {
     drain_timeout: Option<Duration>,
     max_connections: Option<usize>,
     max_in_flight: Option<usize>,
+    max_body_reads_per_client: Option<usize>,
+    /// Bytes per second a body must arrive at, after a second's grace; 0 for any rate.
+    min_body_rate: Option<Size>,
     max_headers: Option<usize>,
     max_header_bytes: Option<usize>,
     #[serde(default, with = "humantime_serde")]
@@ -90,7 +95,8 @@ struct RawLimits {
     workers: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+// No `Debug`: it holds secrets.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
     path: String,
@@ -143,7 +149,8 @@ struct RawTls {
 }
 
 /// One value of a route's `select_by` header: its own secrets and upstream.
-#[derive(Debug, Deserialize)]
+// No `Debug`: it holds secrets.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawVariant {
     #[serde(default)]
@@ -196,22 +203,24 @@ pub struct QueueSettings {
     pub order_by: Option<crate::jsonptr::Pointer>,
 }
 
-#[derive(Debug, Deserialize)]
+// No `Debug`: it holds secrets.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawForwardSigning {
     /// A Standard Webhooks secret, `whsec_` + base64.
     secret: String,
 }
 
-/// A secret: its value, or its value with an expiry (during a rotation).
-#[derive(Debug, Deserialize)]
+/// A secret: its value, or its value with an expiry (during a rotation). No `Debug`.
+#[derive(Deserialize)]
 #[serde(untagged)]
 enum RawSecret {
     Value(String),
     WithExpiry(RawSecretExpiry),
 }
 
-#[derive(Debug, Deserialize)]
+// No `Debug`: it holds secrets.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSecretExpiry {
     value: String,
@@ -264,8 +273,8 @@ pub enum OnStoreError {
 // ---------------------------------------------------------------------------------------------
 // Validated
 
-/// Which idempotency store to use.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which idempotency store to use. Its `Debug` hides the passwords of Redis URLs.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreKind {
     Memory { max_keys: usize },
     Embedded { path: PathBuf },
@@ -273,7 +282,7 @@ pub enum StoreKind {
     RedisCluster { nodes: Vec<String> },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     pub kind: StoreKind,
     pub key_prefix: String,
@@ -282,7 +291,7 @@ pub struct StoreConfig {
 }
 
 /// Edge limits of the webhook listener and the upstream client.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Time a client has to send a request's headers, and the most an idle keep-alive
     /// connection waits for the next request.
@@ -293,8 +302,17 @@ pub struct Limits {
     pub drain_timeout: Duration,
     /// Open connections at most; past it a connection is answered 503 and closed.
     pub max_connections: usize,
-    /// Requests being handled at once at most; past it, 503 with `Retry-After`.
+    /// Requests being handled at once at most, counted once their body is read; past it,
+    /// 503 with `Retry-After`.
     pub max_in_flight: usize,
+    /// Bodies read at once from one client address at most; past it, 503 with
+    /// `Retry-After` and the connection closed. Slow senders at one address cannot hold
+    /// more; genuine deliveries from other addresses are read as usual.
+    pub max_body_reads_per_client: usize,
+    /// Bytes per second a body must arrive at on average, a second after its read began
+    /// (408 past it, and the connection closed); 0 accepts any rate up to the body read
+    /// timeout.
+    pub min_body_rate: u64,
     /// Header lines in a request at most (431 past it).
     pub max_headers: usize,
     /// Bytes of request line and headers at most (431 past it).
@@ -314,6 +332,8 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_in_flight: 4_096,
+            max_body_reads_per_client: 64,
+            min_body_rate: 1024,
             max_headers: 100,
             max_header_bytes: 16 * 1024,
             upstream_connect_timeout: Duration::from_secs(2),
@@ -323,8 +343,8 @@ impl Default for Limits {
     }
 }
 
-/// Where a route forwards to.
-#[derive(Debug, Clone)]
+/// Where a route forwards to. Its `Debug` hides a password in the URL.
+#[derive(Clone)]
 pub struct Upstream {
     pub scheme: Scheme,
     pub authority: Authority,
@@ -390,17 +410,59 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
 }
 
+impl std::fmt::Debug for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreKind::Memory { max_keys } => f.debug_struct("Memory").field("max_keys", max_keys).finish(),
+            StoreKind::Embedded { path } => f.debug_struct("Embedded").field("path", path).finish(),
+            StoreKind::Redis { url } => f.debug_struct("Redis").field("url", &redact_url(url)).finish(),
+            StoreKind::RedisCluster { nodes } => f
+                .debug_struct("RedisCluster")
+                .field("nodes", &nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("url", &redact_url(&self.url)).finish()
+    }
+}
+
+/// `url` with the password of its user information, if any, replaced by `***`: the one
+/// way every URL is printed (`check`, `serve`, `Debug`).
+pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(start) = url.find("://").map(|i| i + 3) else { return url.into() };
+    let authority_end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else { return url.into() };
+    match url[start..at].find(':') {
+        Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]).into(),
+        // A user name alone is often a token (`redis://token@host`): hidden too.
+        None => format!("{}***{}", &url[..start], &url[at..]).into(),
+    }
+}
+
 /// The embedded queue's file, beside the embedded store's: `claims.redb` → `claims.queue.redb`.
 pub fn queue_path(store: &Path) -> PathBuf {
     store.with_extension("queue.redb")
 }
 
-/// Parses `10.0.0.0/8` or a single address.
+/// Parses `10.0.0.0/8` or a single address. An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`)
+/// is taken as the IPv4 network it maps, as client addresses are taken in canonical form.
 pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
     let s = s.trim();
-    s.parse::<ipnet::IpNet>()
+    let net = s
+        .parse::<ipnet::IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| format!("'{s}' is not an address or a CIDR network"))
+        .map_err(|_| format!("'{s}' is not an address or a CIDR network"))?;
+    Ok(match net {
+        ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).expect("a prefix of at most 32").into(),
+            None => net,
+        },
+        _ => net,
+    })
 }
 
 /// A configuration that cannot be used: the file, where, and what is wrong.
@@ -515,6 +577,11 @@ impl RawConfig {
             drain_timeout: l.drain_timeout.unwrap_or(d.drain_timeout),
             max_connections: l.max_connections.unwrap_or(d.max_connections),
             max_in_flight: l.max_in_flight.unwrap_or(d.max_in_flight),
+            max_body_reads_per_client: l.max_body_reads_per_client.unwrap_or(d.max_body_reads_per_client),
+            min_body_rate: match &l.min_body_rate {
+                Some(s) => s.bytes().map_err(|e| format!("limits.min_body_rate: {e}"))?,
+                None => d.min_body_rate,
+            },
             max_headers: l.max_headers.unwrap_or(d.max_headers),
             max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
             upstream_connect_timeout: l.upstream_connect_timeout.unwrap_or(d.upstream_connect_timeout),
@@ -526,11 +593,12 @@ impl RawConfig {
         }
         if limits.max_connections == 0
             || limits.max_in_flight == 0
+            || limits.max_body_reads_per_client == 0
             || limits.max_headers == 0
             || limits.workers == 0
         {
             return Err(
-                "limits: max_connections, max_in_flight, max_headers and workers must be at least 1".into()
+                "limits: max_connections, max_in_flight, max_body_reads_per_client, max_headers and workers must be at least 1".into()
             );
         }
         for (name, t) in [
@@ -784,6 +852,20 @@ impl RawRoute {
         if ttl < lease {
             return Err("ttl must be at least the lease".into());
         }
+        // A signed timestamp is accepted from `tolerance` before the time it names to
+        // `tolerance` after it, so a captured copy verifies for up to twice the tolerance after
+        // the first delivery. Its key (and its replay nonce, remembered as long) must outlive
+        // that window, or the copy is forwarded again once the key expires.
+        if let Some(rule) = profile.timestamp.as_ref().filter(|t| t.check) {
+            let tolerance = self.tolerance.unwrap_or(rule.tolerance);
+            if ttl < tolerance * 2 {
+                return Err(format!(
+                    "route '{name}': ttl ({}) must be at least twice the signed-timestamp tolerance ({}): a signed request verifies for that long, and a copy replayed after its key expired would be forwarded again",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(tolerance)
+                ));
+            }
+        }
         let allow_ips = self
             .allow_ips
             .as_ref()
@@ -925,6 +1007,57 @@ mod tests {
             assert!(e.starts_with("gw.yaml: "), "{e}");
             assert!(e.contains(want), "{e:?} should contain {want:?}");
         }
+    }
+
+    #[test]
+    fn ttl_shorter_than_the_replay_window_of_signed_timestamps_is_refused() {
+        // stripe signs its timestamp and holds it to 5 minutes: a key must live 10.
+        let route = |extra: &str| {
+            format!(
+                "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    name: pm\n    provider: stripe\n    secrets: [a]\n    upstream: http://h/\n{extra}"
+            )
+        };
+        let e = load(&route("    ttl: 5m\n")).unwrap_err().to_string();
+        assert!(e.contains("route 'pm'") && e.contains("ttl (5m)") && e.contains("tolerance (5m)"), "{e}");
+        assert!(load(&route("    ttl: 10m\n")).is_ok());
+        // A route's own tolerance is the one that counts.
+        let e = load(&route("    ttl: 10m\n    tolerance: 1h\n")).unwrap_err().to_string();
+        assert!(e.contains("tolerance (1h)"), "{e}");
+        assert!(load(&route("    ttl: 2m\n    tolerance: 1m\n")).is_ok());
+        // Without a signed timestamp there is no window to cover.
+        let unsigned = "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [a]\n    upstream: http://h/\n    ttl: 1m\n";
+        assert!(load(unsigned).is_ok());
+    }
+
+    #[test]
+    fn ipv4_mapped_networks_are_taken_as_ipv4() {
+        assert_eq!(parse_net("::ffff:10.0.0.0/104").unwrap(), parse_net("10.0.0.0/8").unwrap());
+        assert_eq!(parse_net("::ffff:192.0.2.1").unwrap(), parse_net("192.0.2.1/32").unwrap());
+        assert_eq!(parse_net("2001:db8::/32").unwrap().to_string(), "2001:db8::/32");
+    }
+
+    #[test]
+    fn urls_are_printed_without_their_password() {
+        assert_eq!(redact_url("http://user:pass@host:8080/a@b"), "http://user:***@host:8080/a@b");
+        assert_eq!(redact_url("redis://:pw@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
+        assert_eq!(redact_url("redis://token@h"), "redis://***@h");
+        assert_eq!(redact_url("http://host/path@x?q=a:b@c"), "http://host/path@x?q=a:b@c");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn config_debug_prints_no_secret() {
+        let c = load(
+            "listen: 127.0.0.1:0\nstore: {kind: redis, url: 'redis://:redispw@127.0.0.1:6379'}\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: ['routesecret']\n    upstream: http://user:upstreampw@127.0.0.1:3000/x\n    forward_signing: {secret: whsec_Zm9yd2FyZHNpZ25pbmdzZWNyZXQ=}\n",
+        )
+        .unwrap();
+        let debug = format!("{c:?}");
+        for secret in
+            ["redispw", "upstreampw", "routesecret", "Zm9yd2FyZHNpZ25pbmdzZWNyZXQ", "forwardsigning"]
+        {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("127.0.0.1:3000"), "{debug}");
     }
 
     #[test]

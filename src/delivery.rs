@@ -13,6 +13,9 @@ pub struct Routed {
     pub peer: http::HeaderValue,
     /// Whether the request came over TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
+    /// The client's address (canonical; through trusted proxies): body reads are bounded per
+    /// client.
+    pub client: std::net::IpAddr,
 }
 
 /// A request whose body has been read in full.

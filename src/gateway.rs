@@ -51,7 +51,18 @@ impl Routing {
     /// The route for an exact path, and for routes with variants, the variant the request's
     /// selector header names.
     pub fn route(&self, path: &str, headers: &http::HeaderMap) -> Result<Arc<Route>, GatewayError> {
-        let list = self.routes.get(path).ok_or(GatewayError::NotFound)?;
+        Self::select(self.variants(path)?, headers)
+    }
+
+    /// The routes at an exact path: one, or one per variant. Every variant of a path shares
+    /// the path's `allow_ips`, so the allowlist can be checked before a variant is chosen.
+    pub fn variants(&self, path: &str) -> Result<&[Arc<Route>], GatewayError> {
+        self.routes.get(path).map(Vec::as_slice).ok_or(GatewayError::NotFound)
+    }
+
+    /// The variant of `list` (from [`Routing::variants`]) the selector header names, or the
+    /// one route of a path without variants.
+    pub fn select(list: &[Arc<Route>], headers: &http::HeaderMap) -> Result<Arc<Route>, GatewayError> {
         let first = &list[0];
         let Some((header, _)) = &first.selector else { return Ok(first.clone()) };
         let mut values = headers.get_all(header).iter();
@@ -74,8 +85,11 @@ impl Routing {
     }
 
     /// The client's address: the peer, or where the peer is a trusted proxy, the last
-    /// address of `X-Forwarded-For` that is not a trusted proxy.
+    /// address of `X-Forwarded-For` that is not a trusted proxy. Every address is taken in its
+    /// canonical form: on a dual-stack listener an IPv4 sender is `::ffff:a.b.c.d`, which no
+    /// IPv4 network contains.
     pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        let peer = peer.to_canonical();
         let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
         if !trusted(&peer) {
             return peer;
@@ -89,7 +103,7 @@ impl Routing {
             .map(str::trim)
             .collect::<Vec<_>>();
         for hop in hops.iter().rev() {
-            match hop.parse::<IpAddr>() {
+            match hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
                 Ok(ip) if trusted(&ip) => client = ip,
                 Ok(ip) => return ip,
                 // An entry that is not an address cannot be believed; stop at the last good one.
@@ -119,8 +133,10 @@ pub struct Gateway {
     pub worker_clients: Box<[Arc<UpstreamClient>]>,
     pub clock: Clock,
     pub limits: Limits,
-    /// Requests in flight across every connection.
+    /// Requests in flight across every connection (their bodies read).
     pub in_flight: Arc<crate::layer::limit::InFlight>,
+    /// Bodies being read, per client address.
+    pub body_reads: Arc<crate::layer::read_body::BodyReads>,
     /// The delivery queue of `delivery: queued` routes.
     pub queue: Option<Arc<crate::queue::Queue>>,
 }
@@ -141,6 +157,9 @@ impl Gateway {
                 .collect(),
             clock,
             in_flight: Arc::new(crate::layer::limit::InFlight::new(config.limits.max_in_flight)),
+            body_reads: Arc::new(crate::layer::read_body::BodyReads::new(
+                config.limits.max_body_reads_per_client,
+            )),
             limits: config.limits.clone(),
             queue: None,
         }
@@ -168,10 +187,10 @@ impl Gateway {
         if old.config.admin != config.admin {
             ignored.push("admin".to_string());
         }
-        if format!("{:?}", old.config.store) != format!("{:?}", config.store) {
+        if old.config.store != config.store {
             ignored.push("store".to_string());
         }
-        if format!("{:?}", old.config.limits) != format!("{:?}", config.limits) {
+        if old.config.limits != config.limits {
             ignored.push("limits".to_string());
         }
         self.routing.store(Arc::new(Routing::new(config, &self.metrics)));

@@ -35,14 +35,22 @@ pub fn webhook_service(
         // A panic while handling one request answers 500 for that request only; the
         // connection and the process go on.
         .layer(CatchPanicLayer)
-        // Bound the requests handled at once: past it, 503 at once instead of a queue.
-        .layer(InFlightLimitLayer::new(gateway.in_flight.clone()))
-        // Route by path and check the method before reading a byte of the body: unknown
-        // paths cost nothing.
+        // Route by path and check the sender's address and the method before reading a byte
+        // of the body: unknown paths and unlisted senders cost nothing.
         .layer(RouteLayer::new(gateway.clone(), peer, tls))
         // Read the whole body under the route's limit; the signature covers raw bytes, so
-        // verification needs all of them.
-        .layer(ReadBodyLayer::new(gateway.limits.body_read_timeout))
+        // verification needs all of them. Bounded per client address, so one sender's slow
+        // bodies cannot hold the reads everyone needs, and at a minimum rate, so a trickling
+        // body gives its connection back within about a second.
+        .layer(ReadBodyLayer::new(
+            gateway.limits.body_read_timeout,
+            gateway.limits.min_body_rate,
+            gateway.body_reads.clone(),
+        ))
+        // Bound the requests handled at once: past it, 503 at once instead of a queue. Only
+        // once the body is in: a body still trickling in holds no slot, so slow unsigned
+        // senders cannot lock genuine deliveries out.
+        .layer(InFlightLimitLayer::new(gateway.in_flight.clone()))
         // Verify the signature and derive the idempotency key; forged requests stop here,
         // before they could claim (and so poison) a genuine event's key.
         .layer(AuthenticateLayer::new(gateway.clock.clone()))

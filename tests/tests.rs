@@ -8,6 +8,7 @@ mod chaos;
 mod cli;
 mod core;
 mod hardening;
+mod limits;
 mod operations;
 mod properties;
 mod queue_faults;

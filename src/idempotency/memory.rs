@@ -1,9 +1,11 @@
-//! The in-process store: sharded maps bounded by a key count, entries expiring by TTL. Keys
-//! are kept as 128-bit hashes, so an entry is a few dozen bytes whatever the id's length.
+//! The in-process store: sharded maps bounded by one key count across the shards, entries
+//! expiring by TTL. Keys are kept as 128-bit hashes, so an entry is a few dozen bytes
+//! whatever the id's length.
 
 use super::{Claim, Store, StoreError, StoreFuture, Token};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -42,14 +44,19 @@ type Shard = HashMap<u128, Entry, BuildHasherDefault<PreHashed>>;
 
 /// A bounded in-memory store. Claims are atomic across concurrent requests (one lock per
 /// shard); past `max_keys` live keys a claim fails, so the gateway answers 503 rather than
-/// forgetting delivered events.
+/// forgetting delivered events. The bound is one count across the shards: how ids hash
+/// never makes the store full early.
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     /// Random per process: ids cannot be chosen to collide.
     seed: u64,
     epoch: Instant,
-    per_shard: usize,
     max_keys: usize,
+    /// Entries in the maps, across every shard (expired ones not yet swept included).
+    entries: AtomicUsize,
+    /// No entry expires before this (milliseconds since `epoch`): a full store sweeps the
+    /// shards only once something can have expired, so a full store costs no scan per claim.
+    earliest_expiry: AtomicU64,
 }
 
 impl MemoryStore {
@@ -58,8 +65,45 @@ impl MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             seed: rand::random(),
             epoch: Instant::now(),
-            per_shard: max_keys.div_ceil(SHARDS).max(1),
             max_keys,
+            entries: AtomicUsize::new(0),
+            earliest_expiry: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Counts one more entry, unless `max_keys` are already counted.
+    fn reserve(&self) -> bool {
+        if self.entries.fetch_add(1, Ordering::AcqRel) < self.max_keys {
+            return true;
+        }
+        self.entries.fetch_sub(1, Ordering::AcqRel);
+        false
+    }
+
+    /// Notes an entry's expiry, so that a full store knows when a sweep can free space.
+    fn expires_at(&self, ms: u64) {
+        self.earliest_expiry.fetch_min(ms, Ordering::AcqRel);
+    }
+
+    /// Drops the expired entries of every shard, one shard locked at a time.
+    fn sweep(&self, now_ms: u64) {
+        // Entries added from here on lower it again with `expires_at`; those already in a
+        // shard are seen when that shard is swept below.
+        self.earliest_expiry.store(u64::MAX, Ordering::Release);
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let before = shard.len();
+            let mut earliest = u64::MAX;
+            shard.retain(|_, e| {
+                let live = e.expires > now_ms;
+                if live {
+                    earliest = earliest.min(e.expires);
+                }
+                live
+            });
+            self.entries.fetch_sub(before - shard.len(), Ordering::AcqRel);
+            drop(shard);
+            self.expires_at(earliest);
         }
     }
 
@@ -80,7 +124,7 @@ impl MemoryStore {
 
     /// Live keys (expired ones not yet swept may be counted).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len()).sum()
+        self.entries.load(Ordering::Acquire)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -91,28 +135,39 @@ impl MemoryStore {
         let h = self.hash(key);
         let now_ms = self.millis(now);
         let lease_ms = lease.as_millis() as u64;
-        let mut shard = self.shard(h);
-        if let Some(e) = shard.get_mut(&h) {
-            if e.expires > now_ms {
-                return Ok(match e.state {
-                    DELIVERED => Claim::Delivered,
-                    _ => Claim::InFlight { retry_after: Duration::from_millis(e.expires - now_ms) },
-                });
+        let mut swept = false;
+        loop {
+            let mut shard = self.shard(h);
+            if let Some(e) = shard.get_mut(&h) {
+                if e.expires > now_ms {
+                    return Ok(match e.state {
+                        DELIVERED => Claim::Delivered,
+                        _ => Claim::InFlight { retry_after: Duration::from_millis(e.expires - now_ms) },
+                    });
+                }
+                // Expired: a lapsed lease is taken over, a lapsed delivery is forgotten.
+                let token = Token::random();
+                *e = Entry { token: token.0, expires: now_ms + lease_ms, state: IN_FLIGHT };
+                drop(shard);
+                self.expires_at(now_ms + lease_ms);
+                return Ok(Claim::Acquired(token));
             }
-            // Expired: a lapsed lease is taken over, a lapsed delivery is forgotten.
-            let token = Token::random();
-            *e = Entry { token: token.0, expires: now_ms + lease_ms, state: IN_FLIGHT };
-            return Ok(Claim::Acquired(token));
-        }
-        if shard.len() >= self.per_shard {
-            shard.retain(|_, e| e.expires > now_ms);
-            if shard.len() >= self.per_shard {
+            if self.reserve() {
+                let token = Token::random();
+                shard.insert(h, Entry { token: token.0, expires: now_ms + lease_ms, state: IN_FLIGHT });
+                drop(shard);
+                self.expires_at(now_ms + lease_ms);
+                return Ok(Claim::Acquired(token));
+            }
+            // Full. The sweep locks every shard in turn, so this one is let go first, and the
+            // key is looked up again after it.
+            drop(shard);
+            if swept || now_ms < self.earliest_expiry.load(Ordering::Acquire) {
                 return Err(StoreError::Full(self.max_keys));
             }
+            self.sweep(now_ms);
+            swept = true;
         }
-        let token = Token::random();
-        shard.insert(h, Entry { token: token.0, expires: now_ms + lease_ms, state: IN_FLIGHT });
-        Ok(Claim::Acquired(token))
     }
 
     fn finish(&self, key: &str, token: Token, ttl: Option<Duration>) {
@@ -126,9 +181,12 @@ impl MemoryStore {
             Some(ttl) => {
                 let expires = self.millis(Instant::now()) + ttl.as_millis() as u64;
                 shard.insert(h, Entry { token: token.0, expires, state: DELIVERED });
+                drop(shard);
+                self.expires_at(expires);
             }
             None => {
                 shard.remove(&h);
+                self.entries.fetch_sub(1, Ordering::AcqRel);
             }
         }
     }
@@ -209,6 +267,35 @@ mod tests {
         assert_ne!(old, new);
         s.finish("k", old, None);
         assert!(matches!(s.claim_at("k", LEASE, later), Ok(Claim::InFlight { .. })));
+    }
+
+    #[test]
+    fn max_keys_counts_across_shards_so_exactly_max_keys_distinct_events_fit() {
+        let s = MemoryStore::new(64);
+        let now = Instant::now();
+        for i in 0..64 {
+            let claim = s.claim_at(&format!("/p:evt_{i}"), LEASE, now);
+            assert!(matches!(claim, Ok(Claim::Acquired(_))), "event {i}: {claim:?}");
+        }
+        assert!(matches!(s.claim_at("/p:evt_64", LEASE, now), Err(StoreError::Full(64))));
+        assert_eq!(s.len(), 64);
+        // Once the leases lapse, a full store reclaims the expired entries.
+        let later = now + LEASE + Duration::from_millis(1);
+        for i in 0..64 {
+            assert!(matches!(s.claim_at(&format!("/p:new_{i}"), LEASE, later), Ok(Claim::Acquired(_))));
+        }
+        assert!(matches!(s.claim_at("/p:new_64", LEASE, later), Err(StoreError::Full(64))));
+        assert_eq!(s.len(), 64);
+    }
+
+    #[test]
+    fn a_released_claim_gives_its_place_back() {
+        let s = MemoryStore::new(1);
+        let now = Instant::now();
+        let Ok(Claim::Acquired(t)) = s.claim_at("a", LEASE, now) else { panic!() };
+        assert!(matches!(s.claim_at("b", LEASE, now), Err(StoreError::Full(1))));
+        s.finish("a", t, None);
+        assert!(matches!(s.claim_at("b", LEASE, now), Ok(Claim::Acquired(_))));
     }
 
     #[test]

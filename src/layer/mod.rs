@@ -4,9 +4,9 @@
 //! |---|---|
 //! | [`observe`] | nothing: records one log line per request |
 //! | [`catch_panic`] | 500 for a request whose handler panicked |
-//! | [`limit`] | 503 + `Retry-After` past the in-flight bound |
-//! | [`route`] | 404, 405 |
-//! | [`read_body`] | 413, 408 |
+//! | [`route`] | 404, 405, 403 (`allow_ips`, before a variant is chosen) |
+//! | [`read_body`] | 413, 408; 503 + `Retry-After` past the reads per client address |
+//! | [`limit`] | 503 + `Retry-After` past the in-flight bound (bodies read) |
 //! | [`authenticate`] | 401, 400 |
 //! | [`handshake`] | answers Slack's and Zoom's endpoint checks itself |
 //! | [`dedupe`] | 200 duplicate, 409 in flight, 503 store down |

@@ -1,4 +1,5 @@
-//! Picks the route by exact path and checks the method, before any body byte is read.
+//! Picks the route by exact path and checks the sender's address and the method, before any
+//! body byte is read.
 
 use super::{answer, EitherFuture};
 use crate::delivery::Routed;
@@ -7,7 +8,7 @@ use crate::gateway::Gateway;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
@@ -15,7 +16,9 @@ use tower::{Layer, Service};
 #[derive(Clone)]
 pub struct RouteLayer {
     gateway: Arc<Gateway>,
-    peer: SocketAddr,
+    /// The peer's address in canonical form: an IPv4 sender on a dual-stack listener is
+    /// `a.b.c.d`, not `::ffff:a.b.c.d`, for the allowlist and for `X-Forwarded-For`.
+    peer: IpAddr,
     /// The peer's address as a header value, made once per connection.
     peer_value: http::HeaderValue,
     tls: bool,
@@ -24,8 +27,8 @@ pub struct RouteLayer {
 impl RouteLayer {
     /// For one connection from `peer`, over TLS or not.
     pub fn new(gateway: Arc<Gateway>, peer: SocketAddr, tls: bool) -> Self {
-        let peer_value =
-            http::HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a header value");
+        let peer = peer.ip().to_canonical();
+        let peer_value = http::HeaderValue::from_str(&peer.to_string()).expect("an IP is a header value");
         RouteLayer { gateway, peer, peer_value, tls }
     }
 }
@@ -47,7 +50,7 @@ impl<S> Layer<S> for RouteLayer {
 pub struct RouteService<S> {
     inner: S,
     gateway: Arc<Gateway>,
-    peer: SocketAddr,
+    peer: IpAddr,
     peer_value: http::HeaderValue,
     tls: bool,
 }
@@ -66,17 +69,24 @@ where
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let routing = self.gateway.routing();
-        let route = match routing.route(req.uri().path(), req.headers()) {
+        let variants = match routing.variants(req.uri().path()) {
+            Ok(v) => v,
+            Err(e) => return answer(e.into_response(None, None)),
+        };
+        let client = routing.client_ip(self.peer, req.headers());
+        // Defence in depth before any verification work: only the provider's networks. Checked
+        // before a variant is chosen (the variants of a path share the allowlist), so that a
+        // sender outside it learns nothing of the variants.
+        if let Some(allowed) = &variants[0].allow_ips {
+            if !allowed.iter().any(|n| n.contains(&client)) {
+                let route = (variants.len() == 1).then(|| variants[0].clone());
+                return answer(GatewayError::Forbidden(client).into_response(route, None));
+            }
+        }
+        let route = match crate::gateway::Routing::select(variants, req.headers()) {
             Ok(r) => r,
             Err(e) => return answer(e.into_response(None, None)),
         };
-        // Defence in depth before any verification work: only the provider's networks.
-        if let Some(allowed) = &route.allow_ips {
-            let ip = routing.client_ip(self.peer.ip(), req.headers());
-            if !allowed.iter().any(|n| n.contains(&ip)) {
-                return answer(GatewayError::Forbidden(ip).into_response(Some(route), None));
-            }
-        }
         drop(routing);
         if !route.methods.contains(req.method()) {
             return answer(GatewayError::MethodNotAllowed.into_response(Some(route), None));
@@ -91,6 +101,7 @@ where
             req,
             peer: self.peer_value.clone(),
             tls: self.tls,
+            client,
         }))
     }
 }
