@@ -1,7 +1,10 @@
 //! JSON pointers (RFC 6901) looked up in a raw body without building the document, refusing
 //! bodies that name a key on the path twice.
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
@@ -91,22 +94,43 @@ struct Walk<'t, 's, 'de> {
 impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
+        if !self.tokens.is_empty() {
+            return d.deserialize_any(self);
+        }
+        // The value the pointer names: read as its raw text, so that a number is its digits as
+        // written (through f64, 18446744073709551616 and …617 would be the same id).
+        let raw = <&'de RawValue>::deserialize(d)?;
+        if let Some(v) = scalar(raw.get()).map_err(de::Error::custom)? {
+            (self.sink)(v);
+        }
+        Ok(())
     }
 }
 
-impl<'de> Walk<'_, '_, 'de> {
-    fn scalar(self, v: Cow<'de, str>) {
-        if self.tokens.is_empty() {
-            (self.sink)(v);
+/// A raw JSON value as an id: a string unescaped, a number or boolean as written; `None` for
+/// null, objects and arrays.
+fn scalar(raw: &str) -> Result<Option<Cow<'_, str>>, serde_json::Error> {
+    Ok(match raw.as_bytes().first() {
+        Some(b'"') => {
+            let inner = &raw[1..raw.len() - 1];
+            Some(if inner.contains('\\') {
+                Cow::Owned(serde_json::from_str(raw)?)
+            } else {
+                Cow::Borrowed(inner)
+            })
         }
-    }
+        Some(b'{' | b'[' | b'n') | None => None,
+        Some(_) => Some(Cow::Borrowed(raw)),
+    })
+}
 
+impl<'de> Walk<'_, '_, 'de> {
     fn child<'x>(&'x mut self, tokens: &'x [String]) -> Walk<'x, 'x, 'de> {
         Walk { tokens, dup: self.dup, sink: &mut *self.sink }
     }
 }
 
+/// Reached only with tokens left to follow: a scalar on the way has no such path.
 impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
     type Value = ();
 
@@ -114,38 +138,19 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
         f.write_str("any JSON value")
     }
 
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
-        self.scalar(Cow::Borrowed(v));
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
         Ok(())
     }
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        if self.tokens.is_empty() {
-            self.scalar(Cow::Owned(v.to_string()));
-        }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
         Ok(())
     }
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        if self.tokens.is_empty() {
-            self.scalar(Cow::Owned(v.to_string()));
-        }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
         Ok(())
     }
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        if self.tokens.is_empty() {
-            self.scalar(Cow::Owned(v.to_string()));
-        }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
         Ok(())
     }
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        if self.tokens.is_empty() {
-            self.scalar(Cow::Owned(v.to_string()));
-        }
-        Ok(())
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        if self.tokens.is_empty() {
-            self.scalar(Cow::Owned(v.to_string()));
-        }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
         Ok(())
     }
     fn visit_unit<E>(self) -> Result<(), E> {
@@ -251,5 +256,20 @@ mod tests {
         assert_eq!(get("/id", "\u{0}"), Err(LookupError::Invalid));
         assert_eq!(get("/id", r#"{"id":"a""#), Err(LookupError::Invalid));
         assert!(Pointer::parse("id").is_err());
+    }
+
+    #[test]
+    fn numeric_ids_keep_their_exact_text() {
+        // Through f64 these two were the same id, and the second event was lost as a duplicate.
+        let a = get("/id", r#"{"id":18446744073709551616}"#).unwrap();
+        let b = get("/id", r#"{"id":18446744073709551617}"#).unwrap();
+        assert_eq!(a.as_deref(), Some("18446744073709551616"));
+        assert_eq!(b.as_deref(), Some("18446744073709551617"));
+        assert_eq!(get("/id", r#"{"id": -12.50e3 }"#).unwrap().as_deref(), Some("-12.50e3"));
+        assert_eq!(get("/id", r#"{"id":9007199254740993}"#).unwrap().as_deref(), Some("9007199254740993"));
+        assert_eq!(get("/id", r#"{"id":true}"#).unwrap().as_deref(), Some("true"));
+        let all = Pointer::parse("/*/n").unwrap().lookup_all(br#"[{"n":100000000000000000001},{"n":1e400}]"#);
+        let all: Vec<String> = all.unwrap().into_iter().map(Cow::into_owned).collect();
+        assert_eq!(all, ["100000000000000000001", "1e400"]);
     }
 }

@@ -11,3 +11,4 @@ mod operations;
 mod properties;
 mod queued;
 mod stores;
+mod verification;

@@ -100,8 +100,9 @@ impl From<String> for Secret {
     }
 }
 
-/// A profile bound to a route's secrets.
-#[derive(Debug, Clone)]
+/// A profile bound to a route's secrets. Its `Debug` names the profile and counts the
+/// secrets, never printing one.
+#[derive(Clone)]
 pub struct Verifier {
     profile: Arc<Profile>,
     keys: Vec<Key>,
@@ -109,6 +110,17 @@ pub struct Verifier {
     raw: Vec<Vec<u8>>,
     expires: Vec<Option<u64>>,
     tolerance: Duration,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("profile", &self.profile.name)
+            .field("secrets", &self.keys.len())
+            .field("expires", &self.expires)
+            .field("tolerance", &self.tolerance)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The values a payload template refers to, for one request.
@@ -580,6 +592,19 @@ pub(crate) mod tests {
         let adyen = verifier("adyen", &["00ff"]);
         let body = br#"{"notificationItems":[{"NotificationRequestItem":{"pspReference":"P1","eventCode":"CAPTURE"}}]}"#;
         assert_eq!(adyen.event_id(&h, body).unwrap(), "P1:CAPTURE");
+    }
+
+    #[test]
+    fn verifier_debug_never_prints_a_secret() {
+        for (name, secret) in [("paylent", "s3cr3t-value-xyz"), ("adyen", "00ff00ff00ff00ff")] {
+            let v = verifier(name, &[secret]);
+            let shown = format!("{v:?} {v:#?}");
+            assert!(shown.contains(name), "{shown}");
+            assert!(!shown.contains(secret), "{shown}");
+            // Nor the decoded bytes, in any form Debug would print them.
+            let decoded = v.raw[0].clone();
+            assert!(!shown.contains(&format!("{decoded:?}")[1..8]), "{shown}");
+        }
     }
 
     #[test]
