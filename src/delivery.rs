@@ -28,6 +28,6 @@ pub struct Delivery {
     /// Index of the route secret that matched.
     pub secret_index: usize,
     /// The signed one-time value to remember, for profiles that guard against replay with
-    /// one; namespaced by route.
+    /// one; namespaced by the signing key that verified it (shared by routes with that key).
     pub nonce: Option<Arc<str>>,
 }

@@ -110,7 +110,7 @@ where
             }
         };
         let nonce = match verifier.replay_nonce(&d.body) {
-            Ok(n) => n.map(|n| Arc::from(format!("{}:nonce:{n}", route.name))),
+            Ok(n) => n.map(|n| Arc::from(verifier.nonce_key(verified.secret_index, &n))),
             Err(e) => return answer(GatewayError::from(e).into_response(Some(d.route), None)),
         };
         drop(url);

@@ -147,7 +147,14 @@ where
                 Err(e) if route.on_store_error == OnStoreError::Forward => {
                     tracing::warn!(route = %route.name, key = %key, error = %e,
                         "store unavailable; forwarding without deduplication (on_store_error: forward)");
-                    return inner.call(d).await;
+                    // The nonce was claimed: settle it with the delivery's outcome, as below,
+                    // rather than leave it in flight until its lease ends.
+                    let task = DetachOnDrop::new(async move {
+                        let res = inner.call(d).await.unwrap_or_else(|e| match e {});
+                        calls.settle(nonce, res.status().is_success(), route.ttl).await;
+                        res
+                    });
+                    return Ok(task.await);
                 }
                 Err(e) => {
                     calls.settle(nonce, false, route.ttl).await;

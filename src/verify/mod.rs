@@ -109,6 +109,9 @@ pub struct Verifier {
     /// Decoded key bytes, for the diagnosis's what-ifs (never logged).
     raw: Vec<Vec<u8>>,
     expires: Vec<Option<u64>>,
+    /// Per secret: a short digest naming the signing key (not revealing it), so that what is
+    /// remembered per key (replay nonces) is shared by every route that uses the key.
+    tags: Vec<[u8; 8]>,
     tolerance: Duration,
 }
 
@@ -186,11 +189,22 @@ impl Verifier {
         let tolerance = tolerance
             .or(profile.timestamp.as_ref().map(|t| t.tolerance))
             .unwrap_or(crate::profile::DEFAULT_TOLERANCE);
+        let tags = secrets
+            .iter()
+            .zip(&raw)
+            .map(|(s, r)| {
+                // The decoded key where there is one, so that spellings of one key agree.
+                let key = if r.is_empty() { s.value.as_bytes() } else { r.as_slice() };
+                let d = Sha256::new().chain_update(b"portcullis key tag\0").chain_update(key).finalize();
+                d[..8].try_into().expect("8 bytes")
+            })
+            .collect();
         Ok(Verifier {
             profile,
             keys,
             raw,
             expires: secrets.iter().map(|s| s.expires_at).collect(),
+            tags,
             tolerance,
         })
     }
@@ -367,6 +381,15 @@ impl Verifier {
             Some(ptr) => json_value(ptr, body),
             None => Ok(None),
         }
+    }
+
+    /// The store key remembering a replay nonce verified by secret `index`: scoped to the
+    /// signing key, not the route, since a signature block made with one key verifies at
+    /// every route that has the key. The key is named by a truncated, domain-separated
+    /// SHA-256 of it, never by the secret itself.
+    pub fn nonce_key(&self, index: usize, nonce: &str) -> String {
+        let tag = self.tags.get(index).copied().unwrap_or_default();
+        format!("nonce:{}:{nonce}", hex::encode(tag))
     }
 
     /// Computes what the provider would send for `body`, as header lines; for `portcullis
