@@ -52,7 +52,7 @@ impl Pointer {
         let mut found = None;
         self.walk(body, &mut |v| {
             if found.is_none() {
-                found = Some(v);
+                found = scalar(v.get());
             }
         })?;
         Ok(found)
@@ -61,11 +61,23 @@ impl Pointer {
     /// Every scalar the pointer matches, in document order.
     pub fn lookup_all<'b>(&self, body: &'b [u8]) -> Result<Vec<Cow<'b, str>>, LookupError> {
         let mut all = Vec::new();
-        self.walk(body, &mut |v| all.push(v))?;
+        self.walk(body, &mut |v| all.extend(scalar(v.get())))?;
         Ok(all)
     }
 
-    fn walk<'b>(&self, body: &'b [u8], sink: &mut dyn FnMut(Cow<'b, str>)) -> Result<(), LookupError> {
+    /// The elements of the array at this pointer, each as its raw text (a slice of `body`).
+    /// `Ok(None)` when the path is missing or is not an array.
+    pub fn lookup_elements<'b>(&self, body: &'b [u8]) -> Result<Option<Vec<&'b RawValue>>, LookupError> {
+        let mut found = None;
+        self.walk(body, &mut |v| {
+            if found.is_none() && v.get().starts_with('[') {
+                found = serde_json::from_str::<Vec<&'b RawValue>>(v.get()).ok();
+            }
+        })?;
+        Ok(found)
+    }
+
+    fn walk<'b>(&self, body: &'b [u8], sink: &mut dyn FnMut(&'b RawValue)) -> Result<(), LookupError> {
         let dup = Cell::new(None);
         let mut de = serde_json::Deserializer::from_slice(body);
         let seed = Walk { tokens: &self.tokens, dup: &dup, sink };
@@ -88,7 +100,7 @@ impl fmt::Display for Pointer {
 struct Walk<'t, 's, 'de> {
     tokens: &'t [String],
     dup: &'t Cell<Option<String>>,
-    sink: &'s mut dyn FnMut(Cow<'de, str>),
+    sink: &'s mut dyn FnMut(&'de RawValue),
 }
 
 impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de> {
@@ -97,31 +109,28 @@ impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de> {
         if !self.tokens.is_empty() {
             return d.deserialize_any(self);
         }
-        // The value the pointer names: read as its raw text, so that a number is its digits as
+        // The value the pointer names, as its raw text: so that a number is its digits as
         // written (through f64, 18446744073709551616 and …617 would be the same id).
-        let raw = <&'de RawValue>::deserialize(d)?;
-        if let Some(v) = scalar(raw.get()).map_err(de::Error::custom)? {
-            (self.sink)(v);
-        }
+        (self.sink)(<&'de RawValue>::deserialize(d)?);
         Ok(())
     }
 }
 
 /// A raw JSON value as an id: a string unescaped, a number or boolean as written; `None` for
-/// null, objects and arrays.
-fn scalar(raw: &str) -> Result<Option<Cow<'_, str>>, serde_json::Error> {
-    Ok(match raw.as_bytes().first() {
+/// null, objects and arrays (and a string whose escapes do not decode).
+fn scalar(raw: &str) -> Option<Cow<'_, str>> {
+    match raw.as_bytes().first() {
         Some(b'"') => {
             let inner = &raw[1..raw.len() - 1];
-            Some(if inner.contains('\\') {
-                Cow::Owned(serde_json::from_str(raw)?)
+            if inner.contains('\\') {
+                serde_json::from_str(raw).ok().map(Cow::Owned)
             } else {
-                Cow::Borrowed(inner)
-            })
+                Some(Cow::Borrowed(inner))
+            }
         }
         Some(b'{' | b'[' | b'n') | None => None,
         Some(_) => Some(Cow::Borrowed(raw)),
-    })
+    }
 }
 
 impl<'de> Walk<'_, '_, 'de> {

@@ -141,3 +141,99 @@ async fn forwarding_on_store_error_settles_the_claimed_replay_nonce() {
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
     assert_eq!(up.count(), 2);
 }
+
+const ADYEN_KEY: &str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
+
+/// One signed Adyen notification item.
+fn adyen_item(psp: &str, event: &str) -> serde_json::Value {
+    use base64::Engine;
+    let mut item = serde_json::json!({
+        "pspReference": psp,
+        "merchantAccountCode": "TestMerchant",
+        "merchantReference": "order-1",
+        "amount": {"value": 1130, "currency": "EUR"},
+        "eventCode": event,
+        "success": "true"
+    });
+    let mac = portcullis::verify::mac::MacKey::new(
+        portcullis::verify::mac::Algorithm::HmacSha256,
+        &hex::decode(ADYEN_KEY).unwrap(),
+    );
+    let signing = portcullis::verify::canonical::adyen_signing_string(&item);
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.digest([signing.as_bytes()]).as_bytes());
+    item["additionalData"] = serde_json::json!({"hmacSignature": sig});
+    serde_json::json!({"NotificationRequestItem": item})
+}
+
+fn adyen_batch(items: &[serde_json::Value]) -> String {
+    let items: Vec<String> = items.iter().map(|i| serde_json::to_string(i).unwrap()).collect();
+    format!("{{\"live\":\"false\",\"notificationItems\":[{}]}}", items.join(", "))
+}
+
+#[tokio::test]
+async fn every_item_of_an_adyen_batch_is_deduplicated() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(
+        &config(&[route("/adyen", "adyen", &[ADYEN_KEY], &up.url("/a"), "")]),
+        Clock::System,
+    )
+    .await;
+    let c = client();
+    let (cap, refund, other) =
+        (adyen_item("C1", "CAPTURE"), adyen_item("D1", "REFUND"), adyen_item("E1", "CAPTURE"));
+    let a = post(&c, &gw.url("/adyen"), &[], adyen_batch(&[cap.clone(), refund.clone()])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(up.count(), 1);
+    // The second item alone, as Adyen may send it again: delivered already.
+    let a = post(&c, &gw.url("/adyen"), &[], adyen_batch(std::slice::from_ref(&refund))).await;
+    assert_eq!(a.text(), r#"{"status":"duplicate"}"#, "the refund is not processed twice");
+    assert_eq!(up.count(), 1);
+    // A batch of a delivered item and a new one: only the new one goes, byte for byte.
+    let mixed = adyen_batch(&[refund.clone(), other.clone()]);
+    let a = post(&c, &gw.url("/adyen"), &[], mixed.clone()).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert!(a.headers.get("x-upstream").is_some(), "forwarded");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2);
+    let expected = adyen_batch(std::slice::from_ref(&other));
+    assert_eq!(String::from_utf8_lossy(&seen[1].body), expected, "the delivered item is cut out");
+    assert_eq!(seen[1].headers["content-length"], expected.len().to_string().as_str());
+    // Every item of it was delivered now.
+    for batch in [adyen_batch(&[cap, other.clone()]), adyen_batch(&[other, refund])] {
+        let a = post(&c, &gw.url("/adyen"), &[], batch).await;
+        assert_eq!(a.text(), r#"{"status":"duplicate"}"#);
+    }
+    assert_eq!(up.count(), 2);
+}
+
+#[tokio::test]
+async fn a_batch_with_an_item_in_flight_is_refused_whole_and_claims_nothing() {
+    let up = Upstream::start().await;
+    // Long enough that the second request lands while the first is held, on a busy machine.
+    up.set_delay(std::time::Duration::from_secs(3));
+    let gw = TestGateway::start(
+        &config(&[route("/adyen", "adyen", &[ADYEN_KEY], &up.url("/a"), "")]),
+        Clock::System,
+    )
+    .await;
+    let c = client();
+    let (slow, new) = (adyen_item("S1", "CAPTURE"), adyen_item("N1", "CAPTURE"));
+    let first = tokio::spawn({
+        let (c, url, body) = (c.clone(), gw.url("/adyen"), adyen_batch(std::slice::from_ref(&slow)));
+        async move { post(&c, &url, &[], body).await }
+    });
+    // Wait until the first delivery is at the upstream (its claim held), with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while up.count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the first delivery reaches the upstream");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let a = post(&c, &gw.url("/adyen"), &[], adyen_batch(&[new.clone(), slow.clone()])).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text());
+    assert_eq!(first.await.unwrap().status, StatusCode::OK);
+    up.set_delay(std::time::Duration::ZERO);
+    // The new item's claim was released: the retry forwards it (alone).
+    let a = post(&c, &gw.url("/adyen"), &[], adyen_batch(&[new.clone(), slow])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(String::from_utf8_lossy(&up.seen()[1].body), adyen_batch(&[new]));
+}

@@ -79,6 +79,14 @@ pub struct Input<'a> {
     pub now: u64,
 }
 
+/// One event of a batched body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchItem<'a> {
+    pub id: Cow<'a, str>,
+    /// Where the item's raw text lies in the body.
+    pub span: std::ops::Range<usize>,
+}
+
 /// A verified request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
@@ -359,6 +367,14 @@ impl Verifier {
     /// SHA-256. A body without the id, or not JSON, falls back to its SHA-256, which a retry
     /// repeats exactly.
     pub fn event_id<'a>(&self, headers: &'a HeaderMap, body: &'a [u8]) -> Result<Cow<'a, str>, VerifyError> {
+        if let Some(items) = self.batch_items(body)? {
+            let ids: Vec<Cow<'a, str>> = items.into_iter().map(|i| i.id).collect();
+            return Ok(if ids.len() == 1 {
+                ids.into_iter().next().expect("one")
+            } else {
+                Cow::Owned(ids.join(","))
+            });
+        }
         match &self.profile.id {
             IdSource::Header(h) => {
                 if let Some(v) = single(headers, h)?.and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
@@ -373,6 +389,28 @@ impl Verifier {
             IdSource::BodySha256 => {}
         }
         Ok(Cow::Owned(body_sha256(body)))
+    }
+
+    /// The items of a batched body (profiles with `id.batch`), each with its event id and its
+    /// place in the body; `None` for other profiles, or when the body has no such array.
+    pub fn batch_items<'a>(&self, body: &'a [u8]) -> Result<Option<Vec<BatchItem<'a>>>, VerifyError> {
+        let (Some(batch), IdSource::Json(ptrs)) = (&self.profile.batch, &self.profile.id) else {
+            return Ok(None);
+        };
+        let elements = match batch.lookup_elements(body) {
+            Ok(Some(e)) if !e.is_empty() => e,
+            Ok(_) | Err(LookupError::Invalid) => return Ok(None),
+            Err(LookupError::DuplicateKey(k)) => return Err(VerifyError::DuplicateJsonKey(k)),
+        };
+        let base = body.as_ptr() as usize;
+        let mut items = Vec::with_capacity(elements.len());
+        for e in elements {
+            let raw = e.get().as_bytes();
+            let start = raw.as_ptr() as usize - base;
+            let id = json_id(ptrs, raw)?.unwrap_or_else(|| Cow::Owned(body_sha256(raw)));
+            items.push(BatchItem { id, span: start..start + raw.len() });
+        }
+        Ok(Some(items))
     }
 
     /// The signed one-time value (nonce) of profiles that guard against replay with one.
