@@ -31,6 +31,19 @@ pub struct Delivery {
     /// Index of the route secret that matched.
     pub secret_index: usize,
     /// The signed one-time value to remember, for profiles that guard against replay with
-    /// one; namespaced by route.
+    /// one; namespaced by the signing key that verified it (shared by routes with that key).
     pub nonce: Option<Arc<str>>,
+    /// For a body of several events each signed on its own (Adyen's notification items):
+    /// every item's key and place in the body, so that each is deduplicated alone. Empty
+    /// otherwise, and for a batch of one (whose key is `key`).
+    pub batch: Vec<BatchKey>,
+}
+
+/// One item of a batched body.
+#[derive(Debug, Clone)]
+pub struct BatchKey {
+    /// The item's idempotency key, namespaced by route like [`Delivery::key`].
+    pub key: Arc<str>,
+    /// Where the item's raw text lies in the body.
+    pub span: std::ops::Range<usize>,
 }

@@ -1,7 +1,10 @@
 //! JSON pointers (RFC 6901) looked up in a raw body without building the document, refusing
 //! bodies that name a key on the path twice.
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
@@ -49,7 +52,7 @@ impl Pointer {
         let mut found = None;
         self.walk(body, &mut |v| {
             if found.is_none() {
-                found = Some(v);
+                found = scalar(v.get());
             }
         })?;
         Ok(found)
@@ -58,11 +61,23 @@ impl Pointer {
     /// Every scalar the pointer matches, in document order.
     pub fn lookup_all<'b>(&self, body: &'b [u8]) -> Result<Vec<Cow<'b, str>>, LookupError> {
         let mut all = Vec::new();
-        self.walk(body, &mut |v| all.push(v))?;
+        self.walk(body, &mut |v| all.extend(scalar(v.get())))?;
         Ok(all)
     }
 
-    fn walk<'b>(&self, body: &'b [u8], sink: &mut dyn FnMut(Cow<'b, str>)) -> Result<(), LookupError> {
+    /// The elements of the array at this pointer, each as its raw text (a slice of `body`).
+    /// `Ok(None)` when the path is missing or is not an array.
+    pub fn lookup_elements<'b>(&self, body: &'b [u8]) -> Result<Option<Vec<&'b RawValue>>, LookupError> {
+        let mut found = None;
+        self.walk(body, &mut |v| {
+            if found.is_none() && v.get().starts_with('[') {
+                found = serde_json::from_str::<Vec<&'b RawValue>>(v.get()).ok();
+            }
+        })?;
+        Ok(found)
+    }
+
+    fn walk<'b>(&self, body: &'b [u8], sink: &mut dyn FnMut(&'b RawValue)) -> Result<(), LookupError> {
         let dup = Cell::new(None);
         let mut de = serde_json::Deserializer::from_slice(body);
         let seed = Walk { tokens: &self.tokens, dup: &dup, sink };
@@ -85,28 +100,46 @@ impl fmt::Display for Pointer {
 struct Walk<'t, 's, 'de> {
     tokens: &'t [String],
     dup: &'t Cell<Option<String>>,
-    sink: &'s mut dyn FnMut(Cow<'de, str>),
+    sink: &'s mut dyn FnMut(&'de RawValue),
 }
 
 impl<'de> DeserializeSeed<'de> for Walk<'_, '_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
+        if !self.tokens.is_empty() {
+            return d.deserialize_any(self);
+        }
+        // The value the pointer names, as its raw text: so that a number is its digits as
+        // written (through f64, 18446744073709551616 and …617 would be the same id).
+        (self.sink)(<&'de RawValue>::deserialize(d)?);
+        Ok(())
+    }
+}
+
+/// A raw JSON value as an id: a string unescaped, a number or boolean as written; `None` for
+/// null, objects and arrays (and a string whose escapes do not decode).
+fn scalar(raw: &str) -> Option<Cow<'_, str>> {
+    match raw.as_bytes().first() {
+        Some(b'"') => {
+            let inner = &raw[1..raw.len() - 1];
+            if inner.contains('\\') {
+                serde_json::from_str(raw).ok().map(Cow::Owned)
+            } else {
+                Some(Cow::Borrowed(inner))
+            }
+        }
+        Some(b'{' | b'[' | b'n') | None => None,
+        Some(_) => Some(Cow::Borrowed(raw)),
     }
 }
 
 impl<'de> Walk<'_, '_, 'de> {
-    fn scalar(self, v: Cow<'de, str>) {
-        if self.tokens.is_empty() {
-            (self.sink)(v);
-        }
-    }
-
     fn child<'x>(&'x mut self, tokens: &'x [String]) -> Walk<'x, 'x, 'de> {
         Walk { tokens, dup: self.dup, sink: &mut *self.sink }
     }
 }
 
+/// Reached only with tokens left to follow: a scalar on the way has no such path.
 impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
     type Value = ();
 
@@ -114,38 +147,19 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
         f.write_str("any JSON value")
     }
 
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
-        self.scalar(Cow::Borrowed(v));
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
         Ok(())
     }
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        if self.tokens.is_empty() {
-            self.scalar(Cow::Owned(v.to_string()));
-        }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
         Ok(())
     }
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        if self.tokens.is_empty() {
-            self.scalar(Cow::Owned(v.to_string()));
-        }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
         Ok(())
     }
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        if self.tokens.is_empty() {
-            self.scalar(Cow::Owned(v.to_string()));
-        }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
         Ok(())
     }
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        if self.tokens.is_empty() {
-            self.scalar(Cow::Owned(v.to_string()));
-        }
-        Ok(())
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        if self.tokens.is_empty() {
-            self.scalar(Cow::Owned(v.to_string()));
-        }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
         Ok(())
     }
     fn visit_unit<E>(self) -> Result<(), E> {
@@ -251,5 +265,20 @@ mod tests {
         assert_eq!(get("/id", "\u{0}"), Err(LookupError::Invalid));
         assert_eq!(get("/id", r#"{"id":"a""#), Err(LookupError::Invalid));
         assert!(Pointer::parse("id").is_err());
+    }
+
+    #[test]
+    fn numeric_ids_keep_their_exact_text() {
+        // Through f64 these two were the same id, and the second event was lost as a duplicate.
+        let a = get("/id", r#"{"id":18446744073709551616}"#).unwrap();
+        let b = get("/id", r#"{"id":18446744073709551617}"#).unwrap();
+        assert_eq!(a.as_deref(), Some("18446744073709551616"));
+        assert_eq!(b.as_deref(), Some("18446744073709551617"));
+        assert_eq!(get("/id", r#"{"id": -12.50e3 }"#).unwrap().as_deref(), Some("-12.50e3"));
+        assert_eq!(get("/id", r#"{"id":9007199254740993}"#).unwrap().as_deref(), Some("9007199254740993"));
+        assert_eq!(get("/id", r#"{"id":true}"#).unwrap().as_deref(), Some("true"));
+        let all = Pointer::parse("/*/n").unwrap().lookup_all(br#"[{"n":100000000000000000001},{"n":1e400}]"#);
+        let all: Vec<String> = all.unwrap().into_iter().map(Cow::into_owned).collect();
+        assert_eq!(all, ["100000000000000000001", "1e400"]);
     }
 }

@@ -109,6 +109,9 @@ struct RawTimestamp {
 struct RawId {
     header: Option<String>,
     json: Option<OneOrMany>,
+    /// A body that is a batch: the pointer of the array whose elements are separate events,
+    /// each signed on its own; `json` is then read inside each element.
+    batch: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +181,9 @@ pub struct Profile {
     pub secret: SecretEncoding,
     pub timestamp: Option<TimestampRule>,
     pub id: IdSource,
+    /// For batched bodies whose items are signed one by one: the array of items. Each item
+    /// is its own event (its id read with `id` inside the item) and is deduplicated alone.
+    pub batch: Option<Pointer>,
 }
 
 /// Where a timestamp is read and whether it is held to a tolerance.
@@ -217,6 +223,14 @@ impl IdSource {
                 format!("body {}", ps.join(" + "))
             }
             IdSource::BodySha256 => "sha256(body)".into(),
+        }
+    }
+
+    /// As [`describe`](Self::describe), for a profile whose bodies may be batches.
+    pub fn describe_in(&self, batch: Option<&Pointer>) -> String {
+        match batch {
+            Some(b) => format!("each item of {b}: {}", self.describe()),
+            None => self.describe(),
         }
     }
 }
@@ -390,6 +404,26 @@ impl RawProfile {
             }
             (None, None) => IdSource::BodySha256,
         };
+        let batch = match self.id.batch {
+            None => None,
+            Some(_) if !matches!(id, IdSource::Json(_)) => {
+                return Err("id.batch: the items' ids must be read with id.json".into())
+            }
+            // A batch split into its items is only verifiable by the upstream when each item
+            // carries its own signature.
+            Some(_) if sig.canonical != Some(Canonical::Adyen) => {
+                return Err(
+                    "id.batch: only for schemes that sign each item on its own (canonical: adyen)".into()
+                )
+            }
+            Some(b) => {
+                let ptr = Pointer::parse(&b).map_err(|e| format!("id.batch: {e}"))?;
+                if ptr.is_wildcard() {
+                    return Err("id.batch: the pointer names one array, without '*'".into());
+                }
+                Some(ptr)
+            }
+        };
         if payload.uses(&Segment::Id) && !matches!(id, IdSource::Header(_)) {
             return Err("signature.payload uses {id}, which needs id.header".into());
         }
@@ -487,6 +521,7 @@ impl RawProfile {
             secret: self.secret,
             timestamp,
             id,
+            batch,
         })
     }
 }

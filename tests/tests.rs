@@ -15,3 +15,4 @@ mod queue_faults;
 mod queued;
 mod recovery;
 mod stores;
+mod verification;

@@ -2,7 +2,7 @@
 //! event's idempotency key. Nothing is claimed or forwarded for a request that fails here.
 
 use super::{answer, EitherFuture};
-use crate::delivery::Delivery;
+use crate::delivery::{BatchKey, Delivery};
 use crate::error::{Body, GatewayError, Record};
 use crate::gateway::Clock;
 use crate::verify::diagnose::diagnose;
@@ -38,6 +38,16 @@ fn diagnosis_allowed() -> bool {
             Ok(_) => return true,
             Err(actual) => cur = actual,
         }
+    }
+}
+
+/// The idempotency key of event `id` at route `route`: `route:id`, or `route:sha256:…` for
+/// an id longer than [`MAX_ID_LEN`].
+pub fn event_key(route: &str, id: &str) -> Arc<str> {
+    if id.len() <= MAX_ID_LEN {
+        Arc::from(format!("{route}:{id}"))
+    } else {
+        Arc::from(format!("{route}:sha256:{}", body_sha256(id.as_bytes())))
     }
 }
 
@@ -110,16 +120,24 @@ where
             }
         };
         let nonce = match verifier.replay_nonce(&d.body) {
-            Ok(n) => n.map(|n| Arc::from(format!("{}:nonce:{n}", route.name))),
+            Ok(n) => n.map(|n| Arc::from(verifier.nonce_key(verified.secret_index, &n))),
             Err(e) => return answer(GatewayError::from(e).into_response(Some(d.route), None)),
         };
         drop(url);
-        let key = match verifier.event_id(&d.parts.headers, &d.body) {
-            Ok(id) if id.len() <= MAX_ID_LEN => format!("{}:{id}", route.name),
-            Ok(id) => format!("{}:sha256:{}", route.name, body_sha256(id.as_bytes())),
+        let batch = match verifier.batch_items(&d.body) {
+            Ok(Some(items)) if items.len() > 1 => items
+                .into_iter()
+                .map(|i| BatchKey { key: event_key(&route.name, &i.id), span: i.span })
+                .collect(),
+            Ok(_) => Vec::new(),
             Err(e) => return answer(GatewayError::from(e).into_response(Some(d.route), None)),
         };
-        d.key = Arc::from(key);
+        let key = match verifier.event_id(&d.parts.headers, &d.body) {
+            Ok(id) => event_key(&route.name, &id),
+            Err(e) => return answer(GatewayError::from(e).into_response(Some(d.route), None)),
+        };
+        d.key = key;
+        d.batch = batch;
         d.secret_index = verified.secret_index;
         d.nonce = nonce;
         futures_util::future::Either::Right(self.inner.call(d))

@@ -125,6 +125,9 @@ where
                     Err(e) => return Ok(GatewayError::Store(e).into_response(Some(route), Some(key))),
                 },
             };
+            if !d.batch.is_empty() {
+                return Ok(deliver_batch(inner, calls, abort, d, nonce).await);
+            }
             let token = match calls.claim(&key, route.lease).await {
                 Ok(Claim::Acquired(token)) => token,
                 Ok(Claim::Delivered) => {
@@ -147,7 +150,14 @@ where
                 Err(e) if route.on_store_error == OnStoreError::Forward => {
                     tracing::warn!(route = %route.name, key = %key, error = %e,
                         "store unavailable; forwarding without deduplication (on_store_error: forward)");
-                    return inner.call(d).await;
+                    // The nonce was claimed: settle it with the delivery's outcome, as below,
+                    // rather than leave it in flight until its lease ends.
+                    let task = DetachOnDrop::new(async move {
+                        let res = inner.call(d).await.unwrap_or_else(|e| match e {});
+                        calls.settle(nonce, res.status().is_success(), route.ttl).await;
+                        res
+                    });
+                    return Ok(task.await);
                 }
                 Err(e) => {
                     calls.settle(nonce, false, route.ttl).await;
@@ -172,6 +182,105 @@ where
             Ok(task.await)
         })
     }
+}
+
+/// A batch of events each signed on its own (see [`Delivery::batch`]): every item's key is
+/// claimed. All delivered before: 200 duplicate. Some delivered: the batch is forwarded
+/// without them (their bytes cut out, the rest untouched), so no item goes twice and no new
+/// item is lost. An item in flight: 409 for the whole batch, after releasing what was claimed.
+async fn deliver_batch<S>(
+    mut inner: S,
+    calls: Calls,
+    mut abort: watch::Receiver<bool>,
+    mut d: Delivery,
+    nonce: Option<(Arc<str>, Token)>,
+) -> Response<Body>
+where
+    S: Service<Delivery, Response = Response<Body>, Error = Infallible> + Send + 'static,
+    S::Future: Send,
+{
+    let route = d.route.clone();
+    let mut held: Vec<(usize, Token)> = Vec::with_capacity(d.batch.len());
+    let mut refused = None;
+    for (i, item) in d.batch.iter().enumerate() {
+        match calls.claim(&item.key, route.lease).await {
+            Ok(Claim::Acquired(t)) => held.push((i, t)),
+            Ok(Claim::Delivered) => {}
+            Ok(Claim::InFlight { retry_after }) => {
+                refused = Some(GatewayError::InFlight(retry_after));
+                break;
+            }
+            Err(e) => {
+                refused = Some(GatewayError::Store(e));
+                break;
+            }
+        }
+    }
+    if let Some(e) = refused {
+        for (i, t) in held {
+            calls.finish(&d.batch[i].key, t, false, route.ttl).await;
+        }
+        if matches!(e, GatewayError::Store(_)) && route.on_store_error == OnStoreError::Forward {
+            tracing::warn!(route = %route.name, key = %d.key, error = %e,
+                "store unavailable; forwarding without deduplication (on_store_error: forward)");
+            let res = inner.call(d).await.unwrap_or_else(|e| match e {});
+            calls.settle(nonce, res.status().is_success(), route.ttl).await;
+            return res;
+        }
+        calls.settle(nonce, false, route.ttl).await;
+        let key = d.key.clone();
+        return e.into_response(Some(route), Some(key));
+    }
+    if held.is_empty() {
+        calls.settle(nonce, true, route.ttl).await;
+        let mut res = duplicate_response();
+        res.extensions_mut().insert(Record {
+            outcome: Outcome::Duplicate,
+            route: Some(route),
+            key: Some(d.key.clone()),
+            secret_index: Some(d.secret_index),
+            detail: None,
+            upstream_latency: None,
+        });
+        return res;
+    }
+    if held.len() < d.batch.len() {
+        // Cut the delivered items out: keep the bytes before the first item and after the
+        // last, and each new item's own bytes, comma-separated.
+        let first = d.batch[0].span.start;
+        let last = d.batch[d.batch.len() - 1].span.end;
+        let mut body = Vec::with_capacity(d.body.len());
+        body.extend_from_slice(&d.body[..first]);
+        for (n, (i, _)) in held.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&d.body[d.batch[*i].span.clone()]);
+        }
+        body.extend_from_slice(&d.body[last..]);
+        let prefix = route.name.len() + 1;
+        let ids: Vec<&str> = held.iter().map(|(i, _)| &d.batch[*i].key[prefix..]).collect();
+        let key = crate::layer::authenticate::event_key(&route.name, &ids.join(","));
+        tracing::info!(route = %route.name, key = %key, delivered_before = d.batch.len() - held.len(),
+            "batch: items delivered before are cut out; forwarding the new ones");
+        d.body = body.into();
+        d.key = key;
+    }
+    let claims: Vec<(Arc<str>, Token)> = held.into_iter().map(|(i, t)| (d.batch[i].key.clone(), t)).collect();
+    let task = DetachOnDrop::new(async move {
+        let (r, k) = (route.clone(), d.key.clone());
+        let res = tokio::select! {
+            Ok(res) = inner.call(d) => res,
+            _ = abort.wait_for(|a| *a) => GatewayError::Draining.into_response(Some(r), Some(k)),
+        };
+        let delivered = res.status().is_success();
+        for (key, token) in claims {
+            calls.finish(&key, token, delivered, route.ttl).await;
+        }
+        calls.settle(nonce, delivered, route.ttl).await;
+        res
+    });
+    task.await
 }
 
 /// A future that, when dropped before it finished, spawns itself to finish on its own.

@@ -259,6 +259,7 @@ where
                     key: Arc::from(""),
                     secret_index: 0,
                     nonce: None,
+                    batch: Vec::new(),
                 })
                 .await
         })

@@ -79,6 +79,14 @@ pub struct Input<'a> {
     pub now: u64,
 }
 
+/// One event of a batched body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchItem<'a> {
+    pub id: Cow<'a, str>,
+    /// Where the item's raw text lies in the body.
+    pub span: std::ops::Range<usize>,
+}
+
 /// A verified request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
@@ -100,15 +108,30 @@ impl From<String> for Secret {
     }
 }
 
-/// A profile bound to a route's secrets.
-#[derive(Debug, Clone)]
+/// A profile bound to a route's secrets. Its `Debug` names the profile and counts the
+/// secrets, never printing one.
+#[derive(Clone)]
 pub struct Verifier {
     profile: Arc<Profile>,
     keys: Vec<Key>,
     /// Decoded key bytes, for the diagnosis's what-ifs (never logged).
     raw: Vec<Vec<u8>>,
     expires: Vec<Option<u64>>,
+    /// Per secret: a short digest naming the signing key (not revealing it), so that what is
+    /// remembered per key (replay nonces) is shared by every route that uses the key.
+    tags: Vec<[u8; 8]>,
     tolerance: Duration,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("profile", &self.profile.name)
+            .field("secrets", &self.keys.len())
+            .field("expires", &self.expires)
+            .field("tolerance", &self.tolerance)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The values a payload template refers to, for one request.
@@ -174,11 +197,22 @@ impl Verifier {
         let tolerance = tolerance
             .or(profile.timestamp.as_ref().map(|t| t.tolerance))
             .unwrap_or(crate::profile::DEFAULT_TOLERANCE);
+        let tags = secrets
+            .iter()
+            .zip(&raw)
+            .map(|(s, r)| {
+                // The decoded key where there is one, so that spellings of one key agree.
+                let key = if r.is_empty() { s.value.as_bytes() } else { r.as_slice() };
+                let d = Sha256::new().chain_update(b"portcullis key tag\0").chain_update(key).finalize();
+                d[..8].try_into().expect("8 bytes")
+            })
+            .collect();
         Ok(Verifier {
             profile,
             keys,
             raw,
             expires: secrets.iter().map(|s| s.expires_at).collect(),
+            tags,
             tolerance,
         })
     }
@@ -333,6 +367,14 @@ impl Verifier {
     /// SHA-256. A body without the id, or not JSON, falls back to its SHA-256, which a retry
     /// repeats exactly.
     pub fn event_id<'a>(&self, headers: &'a HeaderMap, body: &'a [u8]) -> Result<Cow<'a, str>, VerifyError> {
+        if let Some(items) = self.batch_items(body)? {
+            let ids: Vec<Cow<'a, str>> = items.into_iter().map(|i| i.id).collect();
+            return Ok(if ids.len() == 1 {
+                ids.into_iter().next().expect("one")
+            } else {
+                Cow::Owned(ids.join(","))
+            });
+        }
         match &self.profile.id {
             IdSource::Header(h) => {
                 if let Some(v) = single(headers, h)?.and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
@@ -349,12 +391,43 @@ impl Verifier {
         Ok(Cow::Owned(body_sha256(body)))
     }
 
+    /// The items of a batched body (profiles with `id.batch`), each with its event id and its
+    /// place in the body; `None` for other profiles, or when the body has no such array.
+    pub fn batch_items<'a>(&self, body: &'a [u8]) -> Result<Option<Vec<BatchItem<'a>>>, VerifyError> {
+        let (Some(batch), IdSource::Json(ptrs)) = (&self.profile.batch, &self.profile.id) else {
+            return Ok(None);
+        };
+        let elements = match batch.lookup_elements(body) {
+            Ok(Some(e)) if !e.is_empty() => e,
+            Ok(_) | Err(LookupError::Invalid) => return Ok(None),
+            Err(LookupError::DuplicateKey(k)) => return Err(VerifyError::DuplicateJsonKey(k)),
+        };
+        let base = body.as_ptr() as usize;
+        let mut items = Vec::with_capacity(elements.len());
+        for e in elements {
+            let raw = e.get().as_bytes();
+            let start = raw.as_ptr() as usize - base;
+            let id = json_id(ptrs, raw)?.unwrap_or_else(|| Cow::Owned(body_sha256(raw)));
+            items.push(BatchItem { id, span: start..start + raw.len() });
+        }
+        Ok(Some(items))
+    }
+
     /// The signed one-time value (nonce) of profiles that guard against replay with one.
     pub fn replay_nonce<'a>(&self, body: &'a [u8]) -> Result<Option<Cow<'a, str>>, VerifyError> {
         match &self.profile.replay {
             Some(ptr) => json_value(ptr, body),
             None => Ok(None),
         }
+    }
+
+    /// The store key remembering a replay nonce verified by secret `index`: scoped to the
+    /// signing key, not the route, since a signature block made with one key verifies at
+    /// every route that has the key. The key is named by a truncated, domain-separated
+    /// SHA-256 of it, never by the secret itself.
+    pub fn nonce_key(&self, index: usize, nonce: &str) -> String {
+        let tag = self.tags.get(index).copied().unwrap_or_default();
+        format!("nonce:{}:{nonce}", hex::encode(tag))
     }
 
     /// Computes what the provider would send for `body`, as header lines; for `portcullis
@@ -580,6 +653,19 @@ pub(crate) mod tests {
         let adyen = verifier("adyen", &["00ff"]);
         let body = br#"{"notificationItems":[{"NotificationRequestItem":{"pspReference":"P1","eventCode":"CAPTURE"}}]}"#;
         assert_eq!(adyen.event_id(&h, body).unwrap(), "P1:CAPTURE");
+    }
+
+    #[test]
+    fn verifier_debug_never_prints_a_secret() {
+        for (name, secret) in [("paylent", "s3cr3t-value-xyz"), ("adyen", "00ff00ff00ff00ff")] {
+            let v = verifier(name, &[secret]);
+            let shown = format!("{v:?} {v:#?}");
+            assert!(shown.contains(name), "{shown}");
+            assert!(!shown.contains(secret), "{shown}");
+            // Nor the decoded bytes, in any form Debug would print them.
+            let decoded = v.raw[0].clone();
+            assert!(!shown.contains(&format!("{decoded:?}")[1..8]), "{shown}");
+        }
     }
 
     #[test]

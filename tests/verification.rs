@@ -1,0 +1,239 @@
+//! Verification, replay nonces and batch deduplication, attacked over real sockets.
+
+use crate::util::*;
+use http::StatusCode;
+use portcullis::gateway::Clock;
+
+const SECRET: &str = "verification-secret";
+
+#[tokio::test]
+async fn numeric_ids_beyond_f64_precision_are_distinct_events() {
+    let up = Upstream::start().await;
+    let yaml = config(&[route("/p", "paylent", &[SECRET], &up.url("/p"), "")]);
+    let gw = TestGateway::start(&yaml, Clock::System).await;
+    let c = client();
+    for id in ["18446744073709551616", "18446744073709551617"] {
+        let body = format!(r#"{{"event":"x","event_id":{id}}}"#);
+        let a = post(&c, &gw.url("/p"), &sign("paylent", SECRET, body.as_bytes(), "", 0), body).await;
+        assert_eq!(a.status, StatusCode::OK, "{id}: {}", a.text());
+        assert!(a.headers.get("x-upstream").is_some(), "{id} reached the upstream");
+    }
+    assert_eq!(up.count(), 2, "both events are forwarded");
+}
+
+fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
+    let mac = portcullis::verify::mac::MacKey::new(portcullis::verify::mac::Algorithm::HmacSha256, key);
+    hex::encode(mac.digest(parts.iter().copied()).as_bytes())
+}
+
+fn mailgun_body(key: &[u8], token: &str, event_id: &str) -> Vec<u8> {
+    let ts = now().to_string();
+    let sig = hmac_hex(key, &[ts.as_bytes(), token.as_bytes()]);
+    serde_json::to_vec(&serde_json::json!({
+        "signature": {"timestamp": ts, "token": token, "signature": sig},
+        "event-data": {"id": event_id, "event": "delivered"}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn mailgun_signature_block_used_at_one_route_is_refused_at_another_with_the_same_key() {
+    let up = Upstream::start().await;
+    let yaml = config(&[
+        route("/mg-a", "mailgun", &["shared-mg-key"], &up.url("/a"), ""),
+        route("/mg-b", "mailgun", &["other-key", "shared-mg-key"], &up.url("/b"), ""),
+    ]);
+    let gw = TestGateway::start(&yaml, Clock::System).await;
+    let c = client();
+    let genuine = mailgun_body(b"shared-mg-key", "tok_shared", "ev_genuine");
+    assert_eq!(post(&c, &gw.url("/mg-a"), &[], genuine.clone()).await.status, StatusCode::OK);
+    // The captured block, with forged event data, at the second route (whose second secret
+    // is the same key): a replay.
+    let mut doc: serde_json::Value = serde_json::from_slice(&genuine).unwrap();
+    doc["event-data"]["id"] = "ev_forged".into();
+    let a = post(&c, &gw.url("/mg-b"), &[], serde_json::to_vec(&doc).unwrap()).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+    assert_eq!(up.count(), 1, "only the genuine event reached an upstream");
+    // A fresh block at the second route still passes.
+    let fresh = mailgun_body(b"shared-mg-key", "tok_fresh", "ev_other");
+    assert_eq!(post(&c, &gw.url("/mg-b"), &[], fresh).await.status, StatusCode::OK);
+}
+
+/// A memory store whose event-key claims fail (the store "goes down" between the nonce claim
+/// and the key claim); nonce claims work.
+struct KeyClaimsFail(portcullis::idempotency::memory::MemoryStore);
+
+impl portcullis::idempotency::Store for KeyClaimsFail {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        lease: std::time::Duration,
+    ) -> portcullis::idempotency::StoreFuture<'a, portcullis::idempotency::Claim> {
+        if key.starts_with("nonce:") {
+            self.0.claim(key, lease)
+        } else {
+            Box::pin(async { Err(portcullis::idempotency::StoreError::Backend("down".into())) })
+        }
+    }
+    fn complete<'a>(
+        &'a self,
+        key: &'a str,
+        token: portcullis::idempotency::Token,
+        ttl: std::time::Duration,
+    ) -> portcullis::idempotency::StoreFuture<'a, ()> {
+        self.0.complete(key, token, ttl)
+    }
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        token: portcullis::idempotency::Token,
+    ) -> portcullis::idempotency::StoreFuture<'a, ()> {
+        self.0.release(key, token)
+    }
+    fn ping(&self) -> portcullis::idempotency::StoreFuture<'_, ()> {
+        self.0.ping()
+    }
+    fn kind(&self) -> &'static str {
+        "key-claims-fail"
+    }
+    fn in_process(&self) -> bool {
+        true
+    }
+}
+
+/// Serves `yaml` with `store` instead of the one the config names.
+async fn serve_with_store(
+    yaml: &str,
+    store: std::sync::Arc<dyn portcullis::idempotency::Store>,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let config =
+        portcullis::config::Config::from_yaml("test.yaml", yaml, std::path::Path::new("."), &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+    let gateway = std::sync::Arc::new(portcullis::gateway::Gateway::new(&config, store, Clock::System));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(portcullis::server::run(listener, gateway, None, async move {
+        let _ = rx.await;
+    }));
+    (addr, tx)
+}
+
+#[tokio::test]
+async fn forwarding_on_store_error_settles_the_claimed_replay_nonce() {
+    let up = Upstream::start().await;
+    up.script(&[500]);
+    let store = std::sync::Arc::new(KeyClaimsFail(portcullis::idempotency::memory::MemoryStore::new(1000)));
+    let yaml =
+        config(&[route("/mg", "mailgun", &["mg-key"], &up.url("/m"), "    on_store_error: forward\n")]);
+    let (addr, _stop) = serve_with_store(&yaml, store).await;
+    let c = client();
+    let url = format!("http://{addr}/mg");
+    let body = mailgun_body(b"mg-key", "tok_1", "ev_1");
+    // Forwarded without deduplication; the upstream fails, so the nonce is released at once
+    // (not left in flight for its lease): the provider's retry of this attempt goes through.
+    assert_eq!(post(&c, &url, &[], body.clone()).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let a = post(&c, &url, &[], body.clone()).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(up.count(), 2);
+    // Delivered: the nonce is now consumed, and a replay of the block is refused at once.
+    let a = post(&c, &url, &[], body).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+    assert_eq!(up.count(), 2);
+}
+
+const ADYEN_KEY: &str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
+
+/// One signed Adyen notification item.
+fn adyen_item(psp: &str, event: &str) -> serde_json::Value {
+    use base64::Engine;
+    let mut item = serde_json::json!({
+        "pspReference": psp,
+        "merchantAccountCode": "TestMerchant",
+        "merchantReference": "order-1",
+        "amount": {"value": 1130, "currency": "EUR"},
+        "eventCode": event,
+        "success": "true"
+    });
+    let mac = portcullis::verify::mac::MacKey::new(
+        portcullis::verify::mac::Algorithm::HmacSha256,
+        &hex::decode(ADYEN_KEY).unwrap(),
+    );
+    let signing = portcullis::verify::canonical::adyen_signing_string(&item);
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.digest([signing.as_bytes()]).as_bytes());
+    item["additionalData"] = serde_json::json!({"hmacSignature": sig});
+    serde_json::json!({"NotificationRequestItem": item})
+}
+
+fn adyen_batch(items: &[serde_json::Value]) -> String {
+    let items: Vec<String> = items.iter().map(|i| serde_json::to_string(i).unwrap()).collect();
+    format!("{{\"live\":\"false\",\"notificationItems\":[{}]}}", items.join(", "))
+}
+
+#[tokio::test]
+async fn every_item_of_an_adyen_batch_is_deduplicated() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(
+        &config(&[route("/adyen", "adyen", &[ADYEN_KEY], &up.url("/a"), "")]),
+        Clock::System,
+    )
+    .await;
+    let c = client();
+    let (cap, refund, other) =
+        (adyen_item("C1", "CAPTURE"), adyen_item("D1", "REFUND"), adyen_item("E1", "CAPTURE"));
+    let a = post(&c, &gw.url("/adyen"), &[], adyen_batch(&[cap.clone(), refund.clone()])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(up.count(), 1);
+    // The second item alone, as Adyen may send it again: delivered already.
+    let a = post(&c, &gw.url("/adyen"), &[], adyen_batch(std::slice::from_ref(&refund))).await;
+    assert_eq!(a.text(), r#"{"status":"duplicate"}"#, "the refund is not processed twice");
+    assert_eq!(up.count(), 1);
+    // A batch of a delivered item and a new one: only the new one goes, byte for byte.
+    let mixed = adyen_batch(&[refund.clone(), other.clone()]);
+    let a = post(&c, &gw.url("/adyen"), &[], mixed.clone()).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert!(a.headers.get("x-upstream").is_some(), "forwarded");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2);
+    let expected = adyen_batch(std::slice::from_ref(&other));
+    assert_eq!(String::from_utf8_lossy(&seen[1].body), expected, "the delivered item is cut out");
+    assert_eq!(seen[1].headers["content-length"], expected.len().to_string().as_str());
+    // Every item of it was delivered now.
+    for batch in [adyen_batch(&[cap, other.clone()]), adyen_batch(&[other, refund])] {
+        let a = post(&c, &gw.url("/adyen"), &[], batch).await;
+        assert_eq!(a.text(), r#"{"status":"duplicate"}"#);
+    }
+    assert_eq!(up.count(), 2);
+}
+
+#[tokio::test]
+async fn a_batch_with_an_item_in_flight_is_refused_whole_and_claims_nothing() {
+    let up = Upstream::start().await;
+    // Long enough that the second request lands while the first is held, on a busy machine.
+    up.set_delay(std::time::Duration::from_secs(3));
+    let gw = TestGateway::start(
+        &config(&[route("/adyen", "adyen", &[ADYEN_KEY], &up.url("/a"), "")]),
+        Clock::System,
+    )
+    .await;
+    let c = client();
+    let (slow, new) = (adyen_item("S1", "CAPTURE"), adyen_item("N1", "CAPTURE"));
+    let first = tokio::spawn({
+        let (c, url, body) = (c.clone(), gw.url("/adyen"), adyen_batch(std::slice::from_ref(&slow)));
+        async move { post(&c, &url, &[], body).await }
+    });
+    // Wait until the first delivery is at the upstream (its claim held), with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while up.count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the first delivery reaches the upstream");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let a = post(&c, &gw.url("/adyen"), &[], adyen_batch(&[new.clone(), slow.clone()])).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text());
+    assert_eq!(first.await.unwrap().status, StatusCode::OK);
+    up.set_delay(std::time::Duration::ZERO);
+    // The new item's claim was released: the retry forwards it (alone).
+    let a = post(&c, &gw.url("/adyen"), &[], adyen_batch(&[new.clone(), slow])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(String::from_utf8_lossy(&up.seen()[1].body), adyen_batch(&[new]));
+}
