@@ -6,6 +6,7 @@ mod catalog;
 mod chaos;
 mod cli;
 mod core;
+mod forwarding;
 mod hardening;
 mod operations;
 mod properties;
