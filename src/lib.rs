@@ -24,6 +24,10 @@
 //! - [`metrics`]: Prometheus counters and histograms;
 //! - [`error`]: the one mapping from errors to HTTP responses.
 
+// Commands print through `output`, where a reader closing the pipe ends the output quietly;
+// `println!` would panic instead.
+#![deny(clippy::print_stdout)]
+
 pub mod admin;
 pub mod app;
 pub mod cli;
