@@ -224,10 +224,10 @@ fn dashed_prefix(name: &str, prefix: &str) -> bool {
 /// (upper-case hex, UTF-8 bytes); so is every `:` of the route's name, so the first `:`
 /// ends it.
 pub fn forwarded_id(route: &str, event: &str) -> HeaderValue {
-    fn push(out: &mut Vec<u8>, s: &str, also: u8) {
+    fn push(out: &mut Vec<u8>, s: &str, encode_colon: bool) {
         const HEX: &[u8; 16] = b"0123456789ABCDEF";
         for &b in s.as_bytes() {
-            if (b'!'..=b'~').contains(&b) && b != b'%' && b != also {
+            if (b'!'..=b'~').contains(&b) && b != b'%' && !(encode_colon && b == b':') {
                 out.push(b);
             } else {
                 out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
@@ -235,9 +235,9 @@ pub fn forwarded_id(route: &str, event: &str) -> HeaderValue {
         }
     }
     let mut out = Vec::with_capacity(route.len() + event.len() + 1);
-    push(&mut out, route, b':');
+    push(&mut out, route, true);
     out.push(b':');
-    push(&mut out, event, b'%');
+    push(&mut out, event, false);
     HeaderValue::from_maybe_shared(Bytes::from(out)).expect("visible ASCII only")
 }
 
