@@ -136,6 +136,36 @@ async fn forwarded_ids_are_route_scoped_ascii_and_verify_with_standardwebhooks()
     assert_eq!(keys, ["/a:%C3%A9vt%201%25%C3%BC", "/b:%C3%A9vt%201%25%C3%BC"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_deliveries_carry_the_same_forwarded_id_signed() {
+    let up = Upstream::start().await;
+    let dir = std::env::temp_dir().join(format!(
+        "portcullis-fwdq-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let extra = format!("    delivery: queued\n    forward_signing:\n      secret: {INTERNAL:?}\n");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nstore:\n  kind: embedded\n  path: {:?}\nroutes:\n{}",
+        dir.join("claims.redb").display().to_string(),
+        route("/q", "paylent", &[SECRET], &up.url("/q"), &extra)
+    );
+    let gw = TestGateway::start(&yaml, Clock::System).await;
+    let b = body("ünï");
+    assert_eq!(post(&client(), &gw.url("/q"), &sign("paylent", SECRET, &b, "", 0), b).await.status, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while up.count() == 0 {
+        assert!(Instant::now() < deadline, "the queued delivery never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = &up.seen()[0];
+    assert_eq!(s.headers["portcullis-idempotency-key"], "/q:%C3%BCn%C3%AF");
+    assert_eq!(s.headers["webhook-id"], "/q:%C3%BCn%C3%AF");
+    standardwebhooks::Webhook::new(INTERNAL).unwrap().verify(&s.body, &s.headers).unwrap();
+    drop(gw);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn an_http10_upstreams_answer_goes_back_as_the_gateways_http11() {
     // An upstream that speaks HTTP/1.0 over a raw socket.
@@ -233,23 +263,33 @@ fn run_into_closed_pipe(args: &[&str]) -> (std::process::ExitStatus, String) {
 
 #[test]
 fn commands_printing_into_a_closed_pipe_exit_0_without_a_panic() {
-    let body = std::env::temp_dir().join(format!("portcullis-pipe-{}.json", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "portcullis-pipe-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let body = dir.join("body.json");
     std::fs::write(&body, "{\"event_id\":\"e\"}").unwrap();
     let body = body.to_str().unwrap();
-    let commands: [&[&str]; 4] = [
+    let config = dir.join("gateway.yaml");
+    std::fs::write(&config, self::config(&[route("/p", "paylent", &[SECRET], "http://127.0.0.1:1/", "")]))
+        .unwrap();
+    let (name, value) = sign("paylent", "s", b"{\"event_id\":\"e\"}", "", 0).remove(0);
+    let header = format!("{name}: {value}");
+    let commands: [&[&str]; 5] = [
         &["providers"],
         &["providers", "--json"],
         &["sign", "--provider", "paylent", "--secret", "s", "--body-file", body],
-        &["verify", "--provider", "paylent", "--secret", "s", "--body-file", body, "--header", &{
-            let sig = sign("paylent", "s", b"{\"event_id\":\"e\"}", "", 0).remove(0);
-            format!("{}: {}", sig.0, sig.1)
-        }],
+        &["verify", "--provider", "paylent", "--secret", "s", "--body-file", body, "--header", &header],
+        &["check", "--config", config.to_str().unwrap()],
     ];
     for args in commands {
         let (status, stderr) = run_into_closed_pipe(args);
         assert!(status.success(), "{args:?}: {status}, stderr: {stderr}");
         assert!(stderr.is_empty(), "{args:?}: nothing on stderr, got: {stderr}");
     }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
