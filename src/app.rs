@@ -57,7 +57,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 verifier.verify(&input).and_then(|v| verifier.event_id(&headers, &body).map(|id| (v, id)));
             match result {
                 Ok((v, id)) => {
-                    println!("valid: secret {} matched; event id {id}", v.secret_index);
+                    crate::outln!("valid: secret {} matched; event id {id}", v.secret_index)?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -86,7 +86,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ))
             })?;
             for (name, value) in lines {
-                println!("{name}: {value}");
+                crate::outln!("{name}: {value}")?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -137,6 +137,11 @@ fn providers(json: bool, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
     if let Some(d) = dir {
         set.extend_from_dir(d).map_err(|e| Usage(e.to_string()))?;
     }
+    if json {
+        let list: Vec<ProfileJson<'_>> = set.iter().map(|p| ProfileJson::of(p)).collect();
+        crate::outln!("{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let rows: Vec<[String; 6]> = set
         .iter()
         .map(|p| {
@@ -150,31 +155,135 @@ fn providers(json: bool, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
             ]
         })
         .collect();
-    if json {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "name": r[0], "header": r[1], "algorithm": r[2],
-                    "encoding": r[3], "timestamp": r[4], "id": r[5],
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
-    } else {
-        let head = ["NAME", "HEADER", "ALGORITHM", "ENCODING", "TIMESTAMP", "ID"].map(String::from);
-        let mut widths = [0usize; 6];
-        for r in std::iter::once(&head).chain(rows.iter()) {
-            for (w, c) in widths.iter_mut().zip(r) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        for r in std::iter::once(&head).chain(rows.iter()) {
-            let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-            println!("{}", line.join("  ").trim_end());
+    let head = ["NAME", "HEADER", "ALGORITHM", "ENCODING", "TIMESTAMP", "ID"].map(String::from);
+    let mut widths = [0usize; 6];
+    for r in std::iter::once(&head).chain(rows.iter()) {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
         }
     }
+    for r in std::iter::once(&head).chain(rows.iter()) {
+        let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        crate::outln!("{}", line.join("  ").trim_end())?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One profile as `providers --json` prints it: every field of the scheme as data.
+#[derive(serde::Serialize)]
+struct ProfileJson<'a> {
+    name: &'a str,
+    title: &'a str,
+    /// Where the scheme is documented.
+    docs: Option<&'a str>,
+    assumptions: &'a [String],
+    methods: Vec<&'a str>,
+    signature: SignatureJson<'a>,
+    /// How the route's secrets are written.
+    secret: crate::verify::mac::SecretEncoding,
+    timestamp: Option<TimestampJson<'a>>,
+    id: IdJson<'a>,
+    /// A signed one-time value remembered to refuse replays: its JSON pointer in the body.
+    nonce: Option<&'a str>,
+    handshake: Option<crate::profile::Handshake>,
+    order_by: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct SignatureJson<'a> {
+    /// Header names looked in, in order (empty when the signature is in the body).
+    headers: Vec<&'a str>,
+    /// JSON pointer of the signature inside the body.
+    json: Option<&'a str>,
+    canonical: Option<crate::profile::Canonical>,
+    format: crate::verify::header::Format,
+    prefix: Option<&'a str>,
+    /// Between entries, and between key (or version) and value; `null` for a raw value.
+    separator: Option<&'a str>,
+    kv_separator: Option<&'a str>,
+    /// Keys (key-value) or versions (versioned) whose values are signatures.
+    keys: &'a [String],
+    timestamp_key: Option<&'a str>,
+    algorithm: crate::verify::mac::Algorithm,
+    encoding: crate::verify::mac::Encoding,
+    /// The signed payload's template.
+    payload: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct TimestampJson<'a> {
+    /// `header`, `signature` (a key of the signature header) or `json`.
+    source: &'static str,
+    header: Option<&'a str>,
+    json: Option<&'a str>,
+    unit: crate::profile::TimeUnit,
+    tolerance_secs: u64,
+    /// Whether it is held to the tolerance (only when the signature covers it).
+    check: bool,
+}
+
+#[derive(serde::Serialize)]
+struct IdJson<'a> {
+    /// `header`, `json` (pointers joined with `:`) or `body-sha256`.
+    source: &'static str,
+    header: Option<&'a str>,
+    json: Vec<&'a str>,
+}
+
+impl<'a> ProfileJson<'a> {
+    fn of(p: &'a Profile) -> Self {
+        use crate::profile::{IdSource, TimestampSource};
+        use crate::verify::header::Format;
+        let hf = &p.header_format;
+        let raw = hf.format == Format::Raw;
+        ProfileJson {
+            name: &p.name,
+            title: &p.title,
+            docs: p.docs.as_deref(),
+            assumptions: &p.assumptions,
+            methods: p.methods.iter().map(Method::as_str).collect(),
+            signature: SignatureJson {
+                headers: p.headers.iter().map(HeaderName::as_str).collect(),
+                json: p.signature_json.as_ref().map(|j| j.as_str()),
+                canonical: p.canonical,
+                format: hf.format,
+                prefix: hf.prefix.as_deref(),
+                separator: (!raw).then_some(hf.separator.as_str()),
+                kv_separator: (!raw).then_some(hf.kv_separator.as_str()),
+                keys: &hf.signature_keys,
+                timestamp_key: hf.timestamp_key.as_deref(),
+                algorithm: p.algorithm,
+                encoding: p.encoding,
+                payload: p.payload.as_str(),
+            },
+            secret: p.secret,
+            timestamp: p.timestamp.as_ref().map(|t| {
+                let (source, header, json) = match &t.source {
+                    TimestampSource::Header(h) => ("header", Some(h.as_str()), None),
+                    TimestampSource::Signature => ("signature", None, None),
+                    TimestampSource::Json(j) => ("json", None, Some(j.as_str())),
+                };
+                TimestampJson {
+                    source,
+                    header,
+                    json,
+                    unit: t.unit,
+                    tolerance_secs: t.tolerance.as_secs(),
+                    check: t.check,
+                }
+            }),
+            id: match &p.id {
+                IdSource::Header(h) => IdJson { source: "header", header: Some(h.as_str()), json: vec![] },
+                IdSource::Json(ps) => {
+                    IdJson { source: "json", header: None, json: ps.iter().map(|j| j.as_str()).collect() }
+                }
+                IdSource::BodySha256 => IdJson { source: "body-sha256", header: None, json: vec![] },
+            },
+            nonce: p.replay.as_ref().map(|j| j.as_str()),
+            handshake: p.handshake,
+            order_by: p.order_by.as_ref().map(|j| j.as_str()),
+        }
+    }
 }
 
 fn describe_store(kind: &StoreKind) -> String {
@@ -216,8 +325,8 @@ fn summary(config: &Config) -> String {
 
 fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    print!("{}", summary(&config));
-    println!("ok: {} routes valid", config.routes.len());
+    crate::out!("{}", summary(&config))?;
+    crate::outln!("ok: {} routes valid", config.routes.len())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -295,14 +404,15 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             let admin_addr = admin.local_addr()?;
             eprintln!("admin http://{admin_addr} (/healthz /readyz /metrics)");
             // On stdout too, before `listening on`, for scripts and tests that bind port 0.
-            println!("admin listening on {admin_addr}");
+            let _ = crate::outln!("admin listening on {admin_addr}");
             tokio::spawn(crate::admin::run(admin, gateway.clone(), std::future::pending()));
         }
         tokio::spawn(reload_on_sighup(path.to_path_buf(), gateway.clone(), tls.clone()));
         let local = listener.local_addr()?;
         tracing::info!(listen = %local, store = store_kind, tls = tls.is_some(), "portcullis is serving");
         // One line on stdout for scripts and tests that bind port 0.
-        println!("listening on {local}");
+        // A closed stdout does not stop the gateway: the line is for whoever reads it.
+        let _ = crate::outln!("listening on {local}");
         crate::server::run(listener, gateway, tls, shutdown_signal())
             .await
             .context("starting the connection workers")?;
@@ -374,14 +484,15 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// A demo upstream for the quick start: prints what it receives and answers 200.
+/// A demo upstream for the quick start: prints what it receives and answers 200 with JSON.
 fn echo(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
     use http_body_util::{BodyExt, Full};
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-        eprintln!("echo upstream listening on {listen}");
+        // The bound address, so that `--listen 127.0.0.1:0` says which port it got.
+        eprintln!("echo upstream listening on {}", listener.local_addr()?);
         loop {
             let (stream, _) = listener.accept().await?;
             tokio::spawn(async move {
@@ -394,15 +505,18 @@ fn echo(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
                             .get("portcullis-idempotency-key")
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("-");
-                        println!(
+                        // Printing is for a watching terminal: one gone away stops no answer.
+                        let _ = crate::outln!(
                             "upstream received {} {} key={key} body={}",
                             parts.method,
                             parts.uri,
                             String::from_utf8_lossy(&body)
                         );
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                            bytes::Bytes::from_static(b"{\"received\":true}"),
-                        )))
+                        let mut res =
+                            http::Response::new(Full::new(bytes::Bytes::from_static(b"{\"received\":true}")));
+                        res.headers_mut()
+                            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                        Ok::<_, std::convert::Infallible>(res)
                     });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
@@ -451,8 +565,8 @@ fn queue_command(admin: &str, route: Option<&str>, command: QueueCommand) -> any
         anyhow::bail!("{} ({status})", reason.unwrap_or_else(|| text.trim().to_string()));
     }
     match json {
-        Some(v) => println!("{}", serde_json::to_string_pretty(&v)?),
-        None => println!("{text}"),
+        Some(v) => crate::outln!("{}", serde_json::to_string_pretty(&v)?)?,
+        None => crate::outln!("{text}")?,
     }
     Ok(ExitCode::SUCCESS)
 }

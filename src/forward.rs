@@ -82,8 +82,9 @@ static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestam
 static WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// Adds Standard Webhooks headers signed with the route's `forward_signing` key, so every
-/// backend verifies one scheme whatever the provider: `webhook-id` is the idempotency key,
-/// and the signature is `v1,` + base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`.
+/// backend verifies one scheme whatever the provider: `webhook-id` is the forwarded id
+/// ([`forwarded_id`], the value signed), and the signature is `v1,` + base64 HMAC-SHA256 of
+/// `{id}.{timestamp}.{body}`.
 fn sign_forward(headers: &mut HeaderMap, key: &crate::verify::mac::MacKey, id: &[u8], body: &[u8]) {
     use base64::Engine;
     let ts = crate::gateway::Clock::System.now().to_string();
@@ -127,16 +128,22 @@ pub fn prepare(d: Delivery) -> Outgoing {
     let route = &d.route;
     let mut headers = d.parts.headers;
     strip_hop_by_hop(&mut headers);
-    // Headers the upstream trusts come only from the gateway.
-    if headers.keys().any(|k| k.as_str().starts_with("portcullis-")) {
-        let ours: Vec<HeaderName> =
-            headers.keys().filter(|k| k.as_str().starts_with("portcullis-")).cloned().collect();
-        for k in ours {
+    // Headers the upstream trusts come only from the gateway, in any spelling: CGI and WSGI
+    // servers read `Portcullis_Provider` as `Portcullis-Provider` (both become
+    // `HTTP_PORTCULLIS_PROVIDER`), so a sender's underscore twin of a header the gateway sets
+    // or verified would be merged with, or override, the real one.
+    if headers.keys().any(|k| forged_spelling(k.as_str(), route)) {
+        let forged: Vec<HeaderName> =
+            headers.keys().filter(|k| forged_spelling(k.as_str(), route)).cloned().collect();
+        for k in forged {
             headers.remove(k);
         }
     }
     // The body is sent with its exact length: one framing, set by the client.
     headers.remove(header::CONTENT_LENGTH);
+    // The gateway's own view of the request, never the sender's: a sender's X-Forwarded-Host
+    // is dropped even when the request has no Host to put in its place.
+    headers.remove(&X_FORWARDED_HOST);
     if let Some(host) = headers.remove(header::HOST) {
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }
@@ -153,9 +160,8 @@ pub fn prepare(d: Delivery) -> Outgoing {
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if d.tls { "https" } else { "http" }));
     headers.insert(PORTCULLIS_PROVIDER.clone(), route.provider_value.clone());
-    let id = &d.key[route.name.len() + 1..];
-    let id = HeaderValue::from_str(id)
-        .unwrap_or_else(|_| HeaderValue::from_str(&crate::verify::body_sha256(id.as_bytes())).expect("hex"));
+    let event = d.key.strip_prefix(route.name.as_str()).and_then(|r| r.strip_prefix(':')).unwrap_or(&d.key);
+    let id = forwarded_id(&route.name, event);
     headers.insert(PORTCULLIS_KEY.clone(), id.clone());
     Outgoing {
         method: d.parts.method,
@@ -164,6 +170,75 @@ pub fn prepare(d: Delivery) -> Outgoing {
         body: d.body,
         id,
     }
+}
+
+/// Headers the gateway sets on what it forwards, or the connection owns, by exact name.
+const SET_BY_GATEWAY: [&str; 6] =
+    ["host", "content-length", "upgrade", "webhook-id", "webhook-timestamp", "webhook-signature"];
+
+/// Whether a sender's header must not reach the upstream because, read with `_` as `-`
+/// (names are lower case already), it is a `Portcullis-*` header, or an underscore spelling
+/// of a header the gateway sets (`X-Forwarded-*`, the Standard Webhooks headers of
+/// `forward_signing`), of a hop-by-hop header, or of a header the route's profile verified
+/// (signature, timestamp, id). A name without `_` is only compared with `portcullis-`.
+fn forged_spelling(name: &str, route: &Route) -> bool {
+    if dashed_prefix(name, "portcullis-") {
+        return true;
+    }
+    if !name.contains('_') {
+        return false;
+    }
+    if dashed_prefix(name, "x-forwarded-")
+        || SET_BY_GATEWAY.iter().any(|n| dashed_eq(name, n))
+        || HOP_BY_HOP.iter().any(|n| dashed_eq(name, n.as_str()))
+    {
+        return true;
+    }
+    let profile = route.verifier.profile();
+    let timestamp = match profile.timestamp.as_ref().map(|t| &t.source) {
+        Some(crate::profile::TimestampSource::Header(h)) => Some(h),
+        _ => None,
+    };
+    let id = match &profile.id {
+        crate::profile::IdSource::Header(h) => Some(h),
+        _ => None,
+    };
+    profile.headers.iter().chain(timestamp).chain(id).any(|n| dashed_eq(name, n.as_str()))
+}
+
+/// `name == target` with every `_` of `name` read as `-`.
+fn dashed_eq(name: &str, target: &str) -> bool {
+    name.len() == target.len() && dashed_prefix(name, target)
+}
+
+/// `name` starts with `prefix`, with every `_` of `name` read as `-`.
+fn dashed_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name.bytes().zip(prefix.bytes()).all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+}
+
+/// The id the upstream receives, in `Portcullis-Idempotency-Key` and (re-signed) `webhook-id`:
+/// `<route>:<event id>`, scoped by route so that two routes' events with the same id stay
+/// apart at a shared backend, and visible ASCII so that any HTTP stack and any Standard
+/// Webhooks library reads it. Every byte outside `!`..`~`, and every `%`, is written `%XX`
+/// (upper-case hex, UTF-8 bytes); so is every `:` of the route's name, so the first `:`
+/// ends it.
+pub fn forwarded_id(route: &str, event: &str) -> HeaderValue {
+    fn push(out: &mut Vec<u8>, s: &str, encode_colon: bool) {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        for &b in s.as_bytes() {
+            if (b'!'..=b'~').contains(&b) && b != b'%' && !(encode_colon && b == b':') {
+                out.push(b);
+            } else {
+                out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(route.len() + event.len() + 1);
+    push(&mut out, route, true);
+    out.push(b':');
+    push(&mut out, event, false);
+    HeaderValue::from_maybe_shared(Bytes::from(out)).expect("visible ASCII only")
 }
 
 /// Addresses an outgoing delivery to the route's upstream, and signs it for the upstream
@@ -273,6 +348,9 @@ impl Service<Delivery> for Forward {
             };
             let (mut parts, body) = res.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            // The answer to the provider is the gateway's own HTTP/1.1 response, whatever HTTP
+            // version the upstream spoke (hyper still answers an HTTP/1.0 sender in HTTP/1.0).
+            parts.version = http::Version::HTTP_11;
             let outcome = if parts.status.is_success() { Outcome::Forwarded } else { Outcome::UpstreamError };
             parts.extensions.insert(Record {
                 outcome,
@@ -311,5 +389,30 @@ mod tests {
         h.insert(header::UPGRADE, "h2c".parse().unwrap());
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn forwarded_ids_are_route_scoped_visible_ascii_and_injective() {
+        assert_eq!(forwarded_id("/p", "evt_1"), "/p:evt_1");
+        assert_eq!(forwarded_id("/p", "a:b"), "/p:a:b", "ids joined from two pointers keep their ':'");
+        assert_eq!(forwarded_id("/p", "évt 1%\t"), "/p:%C3%A9vt%201%25%09");
+        // Already-encoded text stays apart from what it encodes.
+        assert_ne!(forwarded_id("/p", "%41"), forwarded_id("/p", "A"));
+        // The first ':' ends the route's name.
+        assert_eq!(forwarded_id("a:b", "c"), "a%3Ab:c");
+        assert_ne!(forwarded_id("a:b", "c"), forwarded_id("a", "b:c"));
+        assert_ne!(forwarded_id("/a", "e"), forwarded_id("/b", "e"));
+        assert!(forwarded_id("/p", "ü\u{7f}\0").to_str().is_ok());
+    }
+
+    #[test]
+    fn underscores_read_as_dashes() {
+        assert!(dashed_eq("webhook_id", "webhook-id"));
+        assert!(dashed_eq("webhook-id", "webhook-id"));
+        assert!(!dashed_eq("webhook_ids", "webhook-id"));
+        assert!(!dashed_eq("webhook-id", "webhook_id"), "only the sender's '_' is read as '-'");
+        assert!(dashed_prefix("portcullis_provider", "portcullis-"));
+        assert!(dashed_prefix("x_forwarded_port", "x-forwarded-"));
+        assert!(!dashed_prefix("x_forward", "x-forwarded-"));
     }
 }

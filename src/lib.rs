@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`cli`], [`app`]: the command line and what each command does;
+//! - [`output`]: the commands' standard output, where a closed pipe ends the output quietly;
 //! - [`admin`]: health, readiness and metrics on their own listener;
 //! - [`config`]: gateway YAML, validated into routes;
 //! - [`profile`]: provider profiles (YAML, built-ins from `providers/`);
@@ -23,6 +24,10 @@
 //! - [`metrics`]: Prometheus counters and histograms;
 //! - [`error`]: the one mapping from errors to HTTP responses.
 
+// Commands print through `output`, where a reader closing the pipe ends the output quietly;
+// `println!` would panic instead.
+#![deny(clippy::print_stdout)]
+
 pub mod admin;
 pub mod app;
 pub mod cli;
@@ -35,6 +40,7 @@ pub mod idempotency;
 pub mod jsonptr;
 pub mod layer;
 pub mod metrics;
+pub mod output;
 pub mod profile;
 pub mod queue;
 pub mod server;

@@ -15,6 +15,8 @@ fn main() -> ExitCode {
     app::init_tracing(cli.log_format);
     match app::run(cli.command) {
         Ok(code) => code,
+        // `portcullis providers | head -1`: the reader had what it wanted.
+        Err(e) if portcullis::output::is_closed(&e) => ExitCode::SUCCESS,
         Err(e) if e.is::<Usage>() => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

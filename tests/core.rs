@@ -49,7 +49,8 @@ async fn valid_delivery_is_forwarded_once_byte_identical() {
     assert_eq!(s.headers["x-forwarded-host"], gw.addr.to_string());
     assert_eq!(s.headers["portcullis-provider"], "paylent");
     assert_eq!(s.headers.get_all("portcullis-provider").iter().count(), 1);
-    assert!(s.headers["portcullis-idempotency-key"].to_str().unwrap().len() == 64, "body hash key");
+    let key = s.headers["portcullis-idempotency-key"].to_str().unwrap();
+    assert!(key.strip_prefix("/webhooks/paylent:").is_some_and(|h| h.len() == 64), "body hash key: {key}");
     assert!(s.headers.get("x-hop").is_none(), "headers named by Connection are hop-by-hop");
     assert_eq!(s.headers["content-length"], body.len().to_string().as_str());
     assert!(s.headers.get("transfer-encoding").is_none());
@@ -117,7 +118,7 @@ async fn sequential_duplicate_is_acknowledged_not_forwarded() {
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.text(), r#"{"status":"duplicate"}"#);
     assert_eq!(up.count(), 1);
-    assert_eq!(up.seen()[0].headers["portcullis-idempotency-key"], "evt_dup");
+    assert_eq!(up.seen()[0].headers["portcullis-idempotency-key"], "/webhooks/paylent:evt_dup");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,7 +301,7 @@ async fn standard_webhooks_and_fixed_clock() {
     let c = client();
     let h = sign("standard-webhooks", secret, b"{\"a\":1}", "msg_abc", t);
     assert_eq!(post(&c, &gw.url("/sw"), &h, "{\"a\":1}").await.status, 200);
-    assert_eq!(up.seen()[0].headers["portcullis-idempotency-key"], "msg_abc");
+    assert_eq!(up.seen()[0].headers["portcullis-idempotency-key"], "/sw:msg_abc");
     // The same body under a new id is a different signed message: the signature fails.
     let mut forged = h.clone();
     for (k, v) in forged.iter_mut() {

@@ -181,7 +181,7 @@ async fn a_killed_instance_s_deliveries_are_delivered_by_another() {
     assert_eq!(delivered.len(), 6, "{delivered:?}");
     assert!(delivered.values().all(|n| *n <= 2), "{delivered:?}");
     for s in up.seen() {
-        assert!(s.headers["portcullis-idempotency-key"].to_str().unwrap().starts_with("evt_kill"));
+        assert!(s.headers["portcullis-idempotency-key"].to_str().unwrap().starts_with("/q:evt_kill"));
     }
     drop(b);
 }
@@ -248,7 +248,7 @@ async fn deliveries_of_one_object_keep_their_order_through_retries() {
         .iter()
         .filter(|s| s.status == 200)
         .map(|s| s.headers["portcullis-idempotency-key"].to_str().unwrap().to_string())
-        .filter(|k| k.starts_with('e'))
+        .filter(|k| k.starts_with("/q:e"))
         .collect();
-    assert_eq!(order, ["e1", "e2", "e3"], "object A's deliveries in the order accepted");
+    assert_eq!(order, ["/q:e1", "/q:e2", "/q:e3"], "object A's deliveries in the order accepted");
 }

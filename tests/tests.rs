@@ -7,6 +7,7 @@ mod catalog;
 mod chaos;
 mod cli;
 mod core;
+mod forwarding;
 mod hardening;
 mod limits;
 mod operations;
