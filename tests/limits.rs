@@ -6,9 +6,10 @@ use crate::util::*;
 use http::StatusCode;
 use portcullis::config::Config;
 use portcullis::gateway::{Clock, Gateway};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,6 +63,38 @@ async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[test]
+fn serve_prints_no_password_of_an_upstream_url() {
+    let dir = tempdir();
+    let file = dir.join("gw.yaml");
+    std::fs::write(
+        &file,
+        "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [s]\n    upstream: http://user:upstream-pw-789@127.0.0.1:3000/hook\n",
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The summary goes to stderr before "listening on" goes to stdout.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("listening on") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "serve exited before listening");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!err.contains("upstream-pw-789"), "password printed:\n{err}");
+    assert!(err.contains("http://user:***@127.0.0.1:3000/hook"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
