@@ -12,7 +12,7 @@ pub mod mac;
 pub mod template;
 
 use crate::jsonptr::{LookupError, Pointer};
-use crate::profile::{Canonical, IdSource, Profile, TimeUnit, TimestampSource};
+use crate::profile::{BodyFormat, Canonical, IdSource, Profile, TimeUnit, TimestampSource};
 use header::HeaderError;
 use http::{HeaderMap, HeaderName, Method};
 use mac::{Key, MAX_DIGEST};
@@ -54,6 +54,10 @@ pub enum VerifyError {
     BodyHash,
     #[error("the body names the key '{0}' twice")]
     DuplicateJsonKey(String),
+    #[error("the body is not JSON, which the profile requires")]
+    NotJson,
+    #[error("the signed string also reads as another request's: {0}")]
+    Reinterpreted(&'static str),
 }
 
 impl VerifyError {
@@ -272,6 +276,9 @@ impl Verifier {
     /// Checks the request's signature with every active secret, then its signed timestamp.
     pub fn verify(&self, input: &Input<'_>) -> Result<Verified, VerifyError> {
         let p = &*self.profile;
+        if p.body == BodyFormat::Json && !is_json(input.body) {
+            return Err(VerifyError::NotJson);
+        }
         if p.canonical == Some(Canonical::Adyen) {
             return canonical::adyen(self, input);
         }
@@ -449,7 +456,12 @@ impl Verifier {
             Some(TimeUnit::Milliseconds) => (timestamp * 1000).to_string(),
             _ => timestamp.to_string(),
         };
-        let headers = HeaderMap::new();
+        // Twilio signs a form unless the URL binds the body by its hash.
+        let twilio_form = p.canonical == Some(Canonical::Twilio) && !url.contains("bodySHA256=");
+        let mut headers = HeaderMap::new();
+        if twilio_form {
+            headers.insert(http::header::CONTENT_TYPE, canonical::FORM.parse().expect("valid"));
+        }
         let input = Input { method, url, headers: &headers, body, now: timestamp };
         let sig = match p.canonical {
             Some(Canonical::Twilio) => self.keys[0].sign([canonical::twilio(&input).ok()?.as_slice()])?,
@@ -480,6 +492,9 @@ impl Verifier {
         if let IdSource::Header(h) = &p.id {
             out.push((h.clone(), id.to_string()));
         }
+        if twilio_form {
+            out.push((http::header::CONTENT_TYPE, canonical::FORM.into()));
+        }
         Some(out)
     }
 }
@@ -505,6 +520,12 @@ fn json_id<'a>(ptrs: &[Pointer], body: &'a [u8]) -> Result<Option<Cow<'a, str>>,
         });
     }
     Ok(joined)
+}
+
+/// Whether `body` is one JSON document (parsed without building it).
+fn is_json(body: &[u8]) -> bool {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    <serde::de::IgnoredAny as serde::Deserialize>::deserialize(&mut de).and_then(|_| de.end()).is_ok()
 }
 
 /// The value of a header that must appear at most once.
