@@ -677,6 +677,52 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn diagnosis_work_is_bounded_whatever_the_header_count_and_body_size() {
+        let v = verifier("paylent", &["s1", "s2"]);
+        let forged = |body: &[u8], extra: usize| {
+            let mut list = vec![("X-Paylent-Signature".to_string(), format!("sha256={}", "ab".repeat(32)))];
+            for i in 0..extra {
+                list.push((format!("X-Sig-{i}"), "cd".repeat(32)));
+            }
+            let h = headers(&list);
+            let input = Input { method: &Method::POST, url: "", headers: &h, body, now: 0 };
+            assert_eq!(v.verify(&input), Err(VerifyError::Mismatch));
+            diagnose::diagnose_counted(&v, &input)
+        };
+        // A small JSON body: a fixed number of MACs per secret, however many headers.
+        let small = br#"{"b":1,"a":[1,2,{"c":"d"}]}"#;
+        let (few, many) = (forged(small, 0), forged(small, 95));
+        assert_eq!(few.macs, many.macs, "headers cost comparisons, not MACs");
+        assert!(many.macs <= 14 * 2, "{} MACs", many.macs);
+        // A 1 MiB body with 95 signature-like headers: one MAC per secret, as verifying it.
+        let big = vec![b'x'; 1 << 20];
+        let d = forged(&big, 95);
+        assert_eq!(d.macs, 2, "{:?}", d.lines);
+        let text = d.lines.join("\n");
+        assert!(text.contains("not tried") && text.contains("first 32 other headers"), "{text}");
+    }
+
+    #[test]
+    fn explain_detects_a_body_re_serialised_in_its_own_key_order() {
+        let v = verifier("paylent", &["s"]);
+        // Signed compact with unsorted keys; arrives pretty-printed (the keys kept in order).
+        let compact = r#"{"zeta":1,"alpha":{"y":[1,2.50,"é\n"],"x":null},"mid":true}"#;
+        let h = headers(&signed(&v, compact.as_bytes(), 0));
+        let doc: serde_json::Value = serde_json::from_str(compact).unwrap();
+        let pretty = "{\n  \"zeta\": 1,\n  \"alpha\": {\n    \"y\": [\n      1,\n      2.50,\n      \"é\\n\"\n    ],\n    \"x\": null\n  },\n  \"mid\": true\n}";
+        assert_eq!(serde_json::from_str::<serde_json::Value>(pretty).unwrap(), doc);
+        let input = Input { method: &Method::POST, url: "", headers: &h, body: pretty.as_bytes(), now: 0 };
+        let why = diagnose::diagnose(&v, &input).join("\n");
+        assert!(why.contains("re-serialised (compact, keys in the body's order)"), "{why}");
+        // Signed spaced with sorted keys (as Python's json.dumps(sort_keys=True)); arrives compact.
+        let spaced = r#"{"alpha": {"x": null, "y": [1, 2.50, "é\n"]}, "mid": true, "zeta": 1}"#;
+        let h = headers(&signed(&v, spaced.as_bytes(), 0));
+        let input = Input { method: &Method::POST, url: "", headers: &h, body: compact.as_bytes(), now: 0 };
+        let why = diagnose::diagnose(&v, &input).join("\n");
+        assert!(why.contains("re-serialised (spaced, keys sorted)"), "{why}");
+    }
+
+    #[test]
     fn verifier_debug_never_prints_a_secret() {
         for (name, secret) in [("paylent", "s3cr3t-value-xyz"), ("adyen", "00ff00ff00ff00ff")] {
             let v = verifier(name, &[secret]);
