@@ -45,6 +45,22 @@ struct RawProfile {
     handshake: Option<Handshake>,
     /// For queued delivery: a JSON pointer whose value orders deliveries (an object's id).
     order_by: Option<String>,
+    /// What the provider's bodies are: `json` refuses any other body before verifying.
+    #[serde(default)]
+    body: BodyFormat,
+}
+
+/// What a provider's bodies are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BodyFormat {
+    /// Any bytes.
+    #[default]
+    Any,
+    /// JSON only. For schemes that sign the body next to a part the sender can stretch (a
+    /// query string before it): bytes moved across the seam leave the signed string unchanged
+    /// but the body no longer JSON, so a body that does not parse is refused.
+    Json,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +197,8 @@ pub struct Profile {
     pub secret: SecretEncoding,
     pub timestamp: Option<TimestampRule>,
     pub id: IdSource,
+    /// What the bodies are; `Json` bodies are parsed before they are verified.
+    pub body: BodyFormat,
     /// For batched bodies whose items are signed one by one: the array of items. Each item
     /// is its own event (its id read with `id` inside the item) and is deduplicated alone.
     pub batch: Option<Pointer>,
@@ -521,6 +539,7 @@ impl RawProfile {
             secret: self.secret,
             timestamp,
             id,
+            body: self.body,
             batch,
         })
     }

@@ -53,6 +53,9 @@ fn body_for(p: &Profile, raw: &[u8], word: &str) -> Vec<u8> {
     if p.canonical == Some(Canonical::Twilio) {
         return format!("Body={word}&From=x{word}").into_bytes();
     }
+    if p.body == portcullis::profile::BodyFormat::Json {
+        return format!(r#"[{{"eventId":"{word}","raw":"{}"}}]"#, hex::encode(raw)).into_bytes();
+    }
     raw.to_vec()
 }
 

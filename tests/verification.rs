@@ -237,3 +237,75 @@ async fn a_batch_with_an_item_in_flight_is_refused_whole_and_claims_nothing() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     assert_eq!(String::from_utf8_lossy(&up.seen()[1].body), adyen_batch(&[new]));
 }
+
+/// Headers `provider` would send for `body` posted to the public `url`.
+fn sign_url(provider: &str, secret: &str, url: &str, body: &[u8]) -> Vec<(String, String)> {
+    let p = portcullis::profile::ProfileSet::builtin().get(provider).unwrap().clone();
+    let v =
+        portcullis::verify::Verifier::new(p, &[portcullis::verify::Secret::from(secret.to_string())], None)
+            .unwrap();
+    v.sign(&http::Method::POST, url, body, "", now())
+        .unwrap()
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+#[tokio::test]
+async fn hubspot_body_bytes_moved_into_the_signed_query_are_refused() {
+    let up = Upstream::start().await;
+    let extra = "    public_url: https://hooks.example.com/hs\n";
+    let gw = TestGateway::start(
+        &config(&[route("/hs", "hubspot", &["hs-secret"], &up.url("/h"), extra)]),
+        Clock::System,
+    )
+    .await;
+    let c = client();
+    let body = br#"[{"eventId":7,"subscriptionType":"contact.creation"}]"#;
+    let headers = sign_url("hubspot", "hs-secret", "https://hooks.example.com/hs?portal=1", body);
+    // The attack first: the signed string is the same with the body's first byte in the query.
+    let a = post(&c, &gw.url("/hs?portal=1["), &headers, body[1..].to_vec()).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+    assert_eq!(up.count(), 0);
+    let a = post(&c, &gw.url("/hs?portal=1"), &headers, body.to_vec()).await;
+    assert_eq!(a.status, StatusCode::OK, "the genuine request: {}", a.text());
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn twilio_json_url_signature_re_split_as_a_form_is_refused() {
+    let up = Upstream::start().await;
+    let extra = "    public_url: https://hooks.example.com/tw\n";
+    let gw = TestGateway::start(
+        &config(&[route("/tw", "twilio", &["tw-token"], &up.url("/t"), extra)]),
+        Clock::System,
+    )
+    .await;
+    let c = client();
+    let json = br#"{"event":"sms.delivered","sid":"SM1"}"#;
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(json));
+    let signed_url = format!("https://hooks.example.com/tw?bodySHA256={hash}");
+    let mut headers = sign_url("twilio", "tw-token", &signed_url, json);
+    headers.push(("Content-Type".into(), "application/json".into()));
+    headers.push(("I-Twilio-Idempotency-Token".into(), "idem-1".into()));
+    // The same signature, read as a form: query "bodySHA" and a form parameter "256" whose
+    // value is "=<hash>" run together into the signed URL.
+    let mut forged = headers.clone();
+    forged.retain(|(k, _)| k != "Content-Type" && k != "I-Twilio-Idempotency-Token");
+    forged.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));
+    forged.push(("I-Twilio-Idempotency-Token".into(), "idem-forged".into()));
+    let a = post(&c, &gw.url("/tw?bodySHA"), &forged, format!("256=%3D{hash}")).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+    // A JSON body without the bodySHA256 binding is never read as a form either.
+    let plain = sign_url("twilio", "tw-token", "https://hooks.example.com/tw", json);
+    let mut plain_json = plain.clone();
+    plain_json.push(("Content-Type".into(), "application/json".into()));
+    plain_json.retain(|(k, v)| !(k == "content-type" && v.contains("form")));
+    let a = post(&c, &gw.url("/tw"), &plain_json, json.to_vec()).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+    assert_eq!(up.count(), 0);
+    let a = post(&c, &gw.url(&format!("/tw?bodySHA256={hash}")), &headers, json.to_vec()).await;
+    assert_eq!(a.status, StatusCode::OK, "the genuine request: {}", a.text());
+    assert_eq!(up.count(), 1);
+}

@@ -2,15 +2,17 @@
 //! event's idempotency key. Nothing is claimed or forwarded for a request that fails here.
 
 use super::{answer, EitherFuture};
+use crate::config::Route;
 use crate::delivery::{BatchKey, Delivery};
 use crate::error::{Body, GatewayError, Record};
 use crate::gateway::Clock;
 use crate::verify::diagnose::diagnose;
 use crate::verify::{body_sha256, Input};
+use bytes::Bytes;
 use http::Response;
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
@@ -18,9 +20,66 @@ use tower::{Layer, Service};
 /// Ids longer than this are stored as their SHA-256, which bounds the store's key size.
 const MAX_ID_LEN: usize = 128;
 
-/// Diagnoses (a few extra MACs each) logged per second at most, so that a flood of forged
-/// requests cannot multiply the gateway's work.
+/// Diagnoses (a bounded number of MACs each, see `verify::diagnose`) started per second at
+/// most, so that a flood of forged requests cannot multiply the gateway's work.
 const DIAGNOSES_PER_SECOND: u64 = 10;
+
+/// Diagnoses running at once, at most: each runs on the blocking pool, off the connection's
+/// event loop; a refused request that finds none free is not diagnosed.
+const MAX_RUNNING: usize = 1;
+
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Numbers diagnoses, so that a request's log line names the line its diagnosis writes.
+static NEXT_DIAGNOSIS: AtomicU64 = AtomicU64::new(1);
+/// Diagnoses finished (for tests).
+static DIAGNOSED: AtomicU64 = AtomicU64::new(0);
+/// Held by tests to keep diagnoses from finishing.
+#[cfg(test)]
+static GATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// One of the [`MAX_RUNNING`] places, given back when dropped.
+struct Running;
+
+impl Running {
+    fn take() -> Option<Running> {
+        RUNNING
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < MAX_RUNNING).then_some(n + 1))
+            .ok()?;
+        Some(Running)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Starts diagnosing a refused request on the blocking pool, when a place is free and the
+/// per-second budget allows; the diagnosis logs its own line, carrying the number returned
+/// here. The caller answers at once and never waits for it.
+fn spawn_diagnosis(route: &Arc<Route>, input: &Input<'_>, body: &Bytes) -> Option<u64> {
+    let running = Running::take()?;
+    if !diagnosis_allowed() {
+        return None;
+    }
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    let id = NEXT_DIAGNOSIS.fetch_add(1, Ordering::Relaxed);
+    let route = route.clone();
+    let (method, url, headers) = (input.method.clone(), input.url.to_string(), input.headers.clone());
+    let (body, now) = (body.clone(), input.now);
+    handle.spawn_blocking(move || {
+        let _running = running;
+        #[cfg(test)]
+        let _gate = GATE.lock().unwrap_or_else(|e| e.into_inner());
+        let input = Input { method: &method, url: &url, headers: &headers, body: &body, now };
+        let lines = diagnose(&route.verifier, &input);
+        tracing::info!(diagnosis = id, route = %route.name, provider = %route.provider(),
+            detail = %lines.join("; "), "signature diagnosis");
+        DIAGNOSED.fetch_add(1, Ordering::Relaxed);
+    });
+    Some(id)
+}
 
 /// The second of the current window (high 32 bits) and the diagnoses counted in it.
 static DIAGNOSIS_WINDOW: AtomicU64 = AtomicU64::new(0);
@@ -107,10 +166,10 @@ where
         let verified = match verifier.verify(&input) {
             Ok(v) => v,
             Err(e) => {
-                let detail = if e.is_mismatch() && diagnosis_allowed() {
-                    format!("{e}; {}", diagnose(verifier, &input).join("; "))
-                } else {
-                    e.to_string()
+                let detail = match e.is_mismatch().then(|| spawn_diagnosis(route, &input, &d.body)).flatten()
+                {
+                    Some(id) => format!("{e}; diagnosis {id} follows in its own log line"),
+                    None => e.to_string(),
                 };
                 let mut res = GatewayError::from(e).into_response(Some(d.route.clone()), None);
                 if let Some(r) = res.extensions_mut().get_mut::<Record>() {
@@ -141,5 +200,60 @@ where
         d.secret_index = verified.secret_index;
         d.nonce = nonce;
         futures_util::future::Either::Right(self.inner.call(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Record;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn a_refused_request_is_answered_without_waiting_for_its_diagnosis() {
+        let yaml = "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [s]\n    upstream: http://127.0.0.1:1/\n";
+        let config =
+            crate::config::Config::from_yaml("t.yaml", yaml, std::path::Path::new("."), &|_| None).unwrap();
+        let sig = format!("sha256={}", "ab".repeat(32));
+        let forged = || {
+            let (parts, ()) =
+                http::Request::post("/p").header("x-paylent-signature", &sig).body(()).unwrap().into_parts();
+            Delivery {
+                route: config.routes[0].clone(),
+                parts,
+                body: Bytes::from_static(br#"{"event_id":"e1"}"#),
+                peer: http::HeaderValue::from_static("127.0.0.1"),
+                tls: false,
+                key: Arc::from(""),
+                secret_index: 0,
+                nonce: None,
+                batch: Vec::new(),
+            }
+        };
+        let inner = tower::service_fn(|_: Delivery| async {
+            Ok::<_, Infallible>(crate::error::json_response(http::StatusCode::OK, "forwarded"))
+        });
+        let mut svc = AuthenticateLayer::new(Clock::System).layer(inner);
+        let done = DIAGNOSED.load(Ordering::Relaxed);
+        // Diagnoses cannot finish while the gate is held.
+        let gate = GATE.lock().unwrap_or_else(|e| e.into_inner());
+        let res =
+            futures_util::FutureExt::now_or_never(svc.call(forged())).expect("answered at once").unwrap();
+        assert_eq!(res.status(), http::StatusCode::UNAUTHORIZED);
+        let detail = res.extensions().get::<Record>().and_then(|r| r.detail.clone()).unwrap();
+        assert!(detail.contains("diagnosis") && detail.contains("own log line"), "{detail}");
+        // While it runs, the next refusal is answered at once and not diagnosed.
+        let res =
+            futures_util::FutureExt::now_or_never(svc.call(forged())).expect("answered at once").unwrap();
+        assert_eq!(res.status(), http::StatusCode::UNAUTHORIZED);
+        let detail = res.extensions().get::<Record>().and_then(|r| r.detail.clone()).unwrap();
+        assert!(!detail.contains("diagnosis"), "{detail}");
+        assert_eq!(DIAGNOSED.load(Ordering::Relaxed), done, "the diagnosis is still held");
+        drop(gate);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while DIAGNOSED.load(Ordering::Relaxed) == done {
+            assert!(Instant::now() < deadline, "the diagnosis finishes once released");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }

@@ -5,21 +5,46 @@ use super::{Input, Verified, Verifier, VerifyError};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-/// Twilio: the URL, then every form parameter sorted by name (then value), each name followed
-/// by its value. When the URL carries `bodySHA256` (JSON bodies), the URL alone is signed and
-/// the body must hash to that value.
+/// The media type of a form body.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The query parameter by which Twilio binds a non-form body to the signed URL.
+const BODY_SHA256: &str = "bodySHA256";
+
+/// Whether the query part of `url` (after its first `?`) has the parameter `name`.
+fn has_param(url: &[u8], name: &str) -> bool {
+    let Some(q) = url.iter().position(|&b| b == b'?') else { return false };
+    form_urlencoded::parse(&url[q + 1..]).any(|(k, _)| k == name)
+}
+
+/// Twilio, chosen by Content-Type. A form body (`application/x-www-form-urlencoded`): the
+/// URL, then every form parameter sorted by name (then value), each name followed by its
+/// value. Any other body: the URL alone is signed, and must carry `bodySHA256`, the body's
+/// hash. Refused: a form whose signed string reads as a URL with `bodySHA256` (a JSON
+/// request's signature with the split moved), a form URL with `bodySHA256`, and a non-form
+/// request without it.
 pub fn twilio(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
     let url = input.url;
-    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let body_hash = form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "bodySHA256")
-        .map(|(_, v)| v.into_owned());
-    if let Some(expected) = body_hash {
+    let form = input
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(FORM));
+    if !form {
+        let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let expected = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == BODY_SHA256)
+            .map(|(_, v)| v.into_owned())
+            .ok_or(VerifyError::Reinterpreted("a non-form body without bodySHA256 in the URL"))?;
         let actual = hex::encode(Sha256::digest(input.body));
         if !actual.eq_ignore_ascii_case(&expected) {
             return Err(VerifyError::BodyHash);
         }
         return Ok(url.as_bytes().to_vec());
+    }
+    if has_param(url.as_bytes(), BODY_SHA256) {
+        return Err(VerifyError::Reinterpreted("a form request whose URL carries bodySHA256"));
     }
     let mut params: Vec<(String, String)> =
         form_urlencoded::parse(input.body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
@@ -28,6 +53,9 @@ pub fn twilio(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
     for (k, v) in params {
         out.extend_from_slice(k.as_bytes());
         out.extend_from_slice(v.as_bytes());
+    }
+    if has_param(&out, BODY_SHA256) {
+        return Err(VerifyError::Reinterpreted("the form's signed string reads as a URL with bodySHA256"));
     }
     Ok(out)
 }
@@ -132,7 +160,8 @@ mod tests {
     #[test]
     fn twilio_documented_example() {
         let body = b"CallSid=CA1234567890ABCDE&Caller=%2B12349013030&Digits=1234&From=%2B12349013030&To=%2B18005551212";
-        let headers = http::HeaderMap::new();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::CONTENT_TYPE, FORM.parse().unwrap());
         let input = Input {
             method: &http::Method::POST,
             url: "https://mycompany.com/myapp.php?foo=1&bar=2",

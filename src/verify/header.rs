@@ -31,12 +31,12 @@ pub struct HeaderFormat {
 }
 
 /// Why a signature header value could not be used. Never carries the value itself.
-#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum HeaderError {
     #[error("the signature header is empty")]
     Empty,
-    #[error("the signature header lacks the expected prefix")]
-    Prefix,
+    #[error("the signature header lacks the expected prefix \"{0}\"")]
+    Prefix(String),
     #[error("the signature header holds a prefix but no signature")]
     PrefixOnly,
     #[error("the signature header holds no signature of an accepted version")]
@@ -84,9 +84,10 @@ impl HeaderFormat {
             Format::Raw => {
                 let sig = match &self.prefix {
                     Some(p) => {
-                        let head = value.get(..p.len()).ok_or(HeaderError::Prefix)?;
+                        let missing = || HeaderError::Prefix(p.clone());
+                        let head = value.get(..p.len()).ok_or_else(missing)?;
                         if !head.eq_ignore_ascii_case(p) {
-                            return Err(HeaderError::Prefix);
+                            return Err(missing());
                         }
                         value[p.len()..].trim()
                     }
@@ -173,11 +174,17 @@ mod tests {
         assert_eq!(f.parse("sha256=abcd").unwrap().signatures(), &["abcd"]);
         assert_eq!(f.parse("SHA256=abcd").unwrap().signatures(), &["abcd"]);
         assert_eq!(f.parse("sha256=").unwrap_err(), HeaderError::PrefixOnly);
-        assert_eq!(f.parse("abcd").unwrap_err(), HeaderError::Prefix);
-        assert_eq!(f.parse("sha").unwrap_err(), HeaderError::Prefix);
+        assert_eq!(f.parse("abcd").unwrap_err(), HeaderError::Prefix("sha256=".into()));
+        assert_eq!(f.parse("sha").unwrap_err(), HeaderError::Prefix("sha256=".into()));
         assert_eq!(f.parse("  ").unwrap_err(), HeaderError::Empty);
         // A multi-byte character where the prefix would end is not a panic.
-        assert_eq!(f.parse("sha25é=x").unwrap_err(), HeaderError::Prefix);
+        assert_eq!(f.parse("sha25é=x").unwrap_err(), HeaderError::Prefix("sha256=".into()));
+    }
+
+    #[test]
+    fn a_missing_prefix_names_the_expected_prefix() {
+        let e = raw(Some("sha256=")).parse("abcd").unwrap_err().to_string();
+        assert!(e.contains("expected prefix \"sha256=\""), "{e}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod mac;
 pub mod template;
 
 use crate::jsonptr::{LookupError, Pointer};
-use crate::profile::{Canonical, IdSource, Profile, TimeUnit, TimestampSource};
+use crate::profile::{BodyFormat, Canonical, IdSource, Profile, TimeUnit, TimestampSource};
 use header::HeaderError;
 use http::{HeaderMap, HeaderName, Method};
 use mac::{Key, MAX_DIGEST};
@@ -54,6 +54,10 @@ pub enum VerifyError {
     BodyHash,
     #[error("the body names the key '{0}' twice")]
     DuplicateJsonKey(String),
+    #[error("the body is not JSON, which the profile requires")]
+    NotJson,
+    #[error("the signed string also reads as another request's: {0}")]
+    Reinterpreted(&'static str),
 }
 
 impl VerifyError {
@@ -272,6 +276,9 @@ impl Verifier {
     /// Checks the request's signature with every active secret, then its signed timestamp.
     pub fn verify(&self, input: &Input<'_>) -> Result<Verified, VerifyError> {
         let p = &*self.profile;
+        if p.body == BodyFormat::Json && !is_json(input.body) {
+            return Err(VerifyError::NotJson);
+        }
         if p.canonical == Some(Canonical::Adyen) {
             return canonical::adyen(self, input);
         }
@@ -449,7 +456,12 @@ impl Verifier {
             Some(TimeUnit::Milliseconds) => (timestamp * 1000).to_string(),
             _ => timestamp.to_string(),
         };
-        let headers = HeaderMap::new();
+        // Twilio signs a form unless the URL binds the body by its hash.
+        let twilio_form = p.canonical == Some(Canonical::Twilio) && !url.contains("bodySHA256=");
+        let mut headers = HeaderMap::new();
+        if twilio_form {
+            headers.insert(http::header::CONTENT_TYPE, canonical::FORM.parse().expect("valid"));
+        }
         let input = Input { method, url, headers: &headers, body, now: timestamp };
         let sig = match p.canonical {
             Some(Canonical::Twilio) => self.keys[0].sign([canonical::twilio(&input).ok()?.as_slice()])?,
@@ -480,6 +492,9 @@ impl Verifier {
         if let IdSource::Header(h) = &p.id {
             out.push((h.clone(), id.to_string()));
         }
+        if twilio_form {
+            out.push((http::header::CONTENT_TYPE, canonical::FORM.into()));
+        }
         Some(out)
     }
 }
@@ -505,6 +520,12 @@ fn json_id<'a>(ptrs: &[Pointer], body: &'a [u8]) -> Result<Option<Cow<'a, str>>,
         });
     }
     Ok(joined)
+}
+
+/// Whether `body` is one JSON document (parsed without building it).
+fn is_json(body: &[u8]) -> bool {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    <serde::de::IgnoredAny as serde::Deserialize>::deserialize(&mut de).and_then(|_| de.end()).is_ok()
 }
 
 /// The value of a header that must appear at most once.
@@ -653,6 +674,52 @@ pub(crate) mod tests {
         let adyen = verifier("adyen", &["00ff"]);
         let body = br#"{"notificationItems":[{"NotificationRequestItem":{"pspReference":"P1","eventCode":"CAPTURE"}}]}"#;
         assert_eq!(adyen.event_id(&h, body).unwrap(), "P1:CAPTURE");
+    }
+
+    #[test]
+    fn diagnosis_work_is_bounded_whatever_the_header_count_and_body_size() {
+        let v = verifier("paylent", &["s1", "s2"]);
+        let forged = |body: &[u8], extra: usize| {
+            let mut list = vec![("X-Paylent-Signature".to_string(), format!("sha256={}", "ab".repeat(32)))];
+            for i in 0..extra {
+                list.push((format!("X-Sig-{i}"), "cd".repeat(32)));
+            }
+            let h = headers(&list);
+            let input = Input { method: &Method::POST, url: "", headers: &h, body, now: 0 };
+            assert_eq!(v.verify(&input), Err(VerifyError::Mismatch));
+            diagnose::diagnose_counted(&v, &input)
+        };
+        // A small JSON body: a fixed number of MACs per secret, however many headers.
+        let small = br#"{"b":1,"a":[1,2,{"c":"d"}]}"#;
+        let (few, many) = (forged(small, 0), forged(small, 95));
+        assert_eq!(few.macs, many.macs, "headers cost comparisons, not MACs");
+        assert!(many.macs <= 14 * 2, "{} MACs", many.macs);
+        // A 1 MiB body with 95 signature-like headers: one MAC per secret, as verifying it.
+        let big = vec![b'x'; 1 << 20];
+        let d = forged(&big, 95);
+        assert_eq!(d.macs, 2, "{:?}", d.lines);
+        let text = d.lines.join("\n");
+        assert!(text.contains("not tried") && text.contains("first 32 other headers"), "{text}");
+    }
+
+    #[test]
+    fn explain_detects_a_body_re_serialised_in_its_own_key_order() {
+        let v = verifier("paylent", &["s"]);
+        // Signed compact with unsorted keys; arrives pretty-printed (the keys kept in order).
+        let compact = r#"{"zeta":1,"alpha":{"y":[1,2.50,"é\n"],"x":null},"mid":true}"#;
+        let h = headers(&signed(&v, compact.as_bytes(), 0));
+        let doc: serde_json::Value = serde_json::from_str(compact).unwrap();
+        let pretty = "{\n  \"zeta\": 1,\n  \"alpha\": {\n    \"y\": [\n      1,\n      2.50,\n      \"é\\n\"\n    ],\n    \"x\": null\n  },\n  \"mid\": true\n}";
+        assert_eq!(serde_json::from_str::<serde_json::Value>(pretty).unwrap(), doc);
+        let input = Input { method: &Method::POST, url: "", headers: &h, body: pretty.as_bytes(), now: 0 };
+        let why = diagnose::diagnose(&v, &input).join("\n");
+        assert!(why.contains("re-serialised (compact, keys in the body's order)"), "{why}");
+        // Signed spaced with sorted keys (as Python's json.dumps(sort_keys=True)); arrives compact.
+        let spaced = r#"{"alpha": {"x": null, "y": [1, 2.50, "é\n"]}, "mid": true, "zeta": 1}"#;
+        let h = headers(&signed(&v, spaced.as_bytes(), 0));
+        let input = Input { method: &Method::POST, url: "", headers: &h, body: compact.as_bytes(), now: 0 };
+        let why = diagnose::diagnose(&v, &input).join("\n");
+        assert!(why.contains("re-serialised (spaced, keys sorted)"), "{why}");
     }
 
     #[test]
