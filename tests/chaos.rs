@@ -160,7 +160,7 @@ async fn chaos_nothing_lost_nothing_doubled() {
 
     let l = ledger.lock().unwrap();
     let received = l.accepted.len();
-    let lost = (0..n).filter(|i| !l.accepted.contains_key(&format!("evt_{i}"))).count();
+    let lost = (0..n).filter(|i| !l.accepted.contains_key(&format!("/p:evt_{i}"))).count();
     let duplicated: usize = l.accepted.values().map(|c| c - 1).sum();
     let line = format!(
         "chaos: sent {n}, received by the upstream {received}, lost {lost}, duplicated {duplicated} \
