@@ -665,4 +665,26 @@ mod tests {
         .unwrap_err();
         assert!(e.message.contains("no timestamp source"), "{e}");
     }
+
+    #[test]
+    fn a_batch_needs_per_item_signatures_and_json_ids() {
+        let adyen = |id: &str| {
+            Profile::from_yaml(
+                "x.yaml",
+                &format!("name: x\nsignature: {{canonical: adyen, algorithm: hmac-sha256, encoding: base64}}\nsecret: hex\nid: {id}\n"),
+            )
+        };
+        let p = adyen("{batch: /items, json: [/a, /b]}").unwrap();
+        assert_eq!(p.batch.as_ref().map(Pointer::as_str), Some("/items"));
+        assert!(adyen("{batch: /items/*, json: /a}").unwrap_err().message.contains("without '*'"));
+        assert!(adyen("{batch: /items, header: X-Id}").unwrap_err().message.contains("id.json"));
+        let e = Profile::from_yaml(
+            "x.yaml",
+            "name: x\nsignature: {headers: [A], algorithm: hmac-sha256, encoding: hex}\nid: {batch: /items, json: /id}\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("sign each item on its own"), "{e}");
+        let hubspot = ProfileSet::builtin().get("hubspot").unwrap().clone();
+        assert_eq!(hubspot.body, BodyFormat::Json);
+    }
 }
