@@ -442,6 +442,16 @@ impl RawProfile {
                 Some(ptr)
             }
         };
+        let self_body = self.body;
+        let url_into_body =
+            payload.segments().windows(2).any(|w| w[0] == Segment::Url && w[1] == Segment::Body);
+        if url_into_body && sig.canonical.is_none() && self_body != BodyFormat::Json {
+            return Err(
+                "signature.payload runs {url} into {body}: bytes can move between the query and the \
+                 body without changing what is signed; declare body: json"
+                    .into(),
+            );
+        }
         if payload.uses(&Segment::Id) && !matches!(id, IdSource::Header(_)) {
             return Err("signature.payload uses {id}, which needs id.header".into());
         }
@@ -539,7 +549,7 @@ impl RawProfile {
             secret: self.secret,
             timestamp,
             id,
-            body: self.body,
+            body: self_body,
             batch,
         })
     }
@@ -664,5 +674,37 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("no timestamp source"), "{e}");
+    }
+
+    #[test]
+    fn a_batch_needs_per_item_signatures_and_json_ids() {
+        let adyen = |id: &str| {
+            Profile::from_yaml(
+                "x.yaml",
+                &format!("name: x\nsignature: {{canonical: adyen, algorithm: hmac-sha256, encoding: base64}}\nsecret: hex\nid: {id}\n"),
+            )
+        };
+        let p = adyen("{batch: /items, json: [/a, /b]}").unwrap();
+        assert_eq!(p.batch.as_ref().map(Pointer::as_str), Some("/items"));
+        assert!(adyen("{batch: /items/*, json: /a}").unwrap_err().message.contains("without '*'"));
+        assert!(adyen("{batch: /items, header: X-Id}").unwrap_err().message.contains("id.json"));
+        let e = Profile::from_yaml(
+            "x.yaml",
+            "name: x\nsignature: {headers: [A], algorithm: hmac-sha256, encoding: hex}\nid: {batch: /items, json: /id}\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("sign each item on its own"), "{e}");
+        let hubspot = ProfileSet::builtin().get("hubspot").unwrap().clone();
+        assert_eq!(hubspot.body, BodyFormat::Json);
+    }
+
+    #[test]
+    fn a_url_run_into_the_body_needs_json_bodies() {
+        let yaml = |extra: &str| {
+            format!("name: x\nsignature: {{headers: [A], algorithm: hmac-sha256, encoding: hex, payload: '{{url}}{{body}}'}}\n{extra}")
+        };
+        let e = Profile::from_yaml("x.yaml", &yaml("")).unwrap_err();
+        assert!(e.message.contains("declare body: json"), "{e}");
+        assert!(Profile::from_yaml("x.yaml", &yaml("body: json\n")).is_ok());
     }
 }

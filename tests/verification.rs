@@ -309,3 +309,23 @@ async fn twilio_json_url_signature_re_split_as_a_form_is_refused() {
     assert_eq!(a.status, StatusCode::OK, "the genuine request: {}", a.text());
     assert_eq!(up.count(), 1);
 }
+
+#[tokio::test]
+async fn a_batch_whose_claims_fail_is_refused_or_forwarded_whole_as_the_route_says() {
+    let up = Upstream::start().await;
+    let yaml = config(&[
+        route("/closed", "adyen", &[ADYEN_KEY], &up.url("/c"), ""),
+        route("/open", "adyen", &[ADYEN_KEY], &up.url("/o"), "    on_store_error: forward\n"),
+    ]);
+    let store = std::sync::Arc::new(KeyClaimsFail(portcullis::idempotency::memory::MemoryStore::new(1000)));
+    let (addr, _stop) = serve_with_store(&yaml, store).await;
+    let c = client();
+    let batch = adyen_batch(&[adyen_item("F1", "CAPTURE"), adyen_item("F2", "REFUND")]);
+    let a = post(&c, &format!("http://{addr}/closed"), &[], batch.clone()).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "fail closed: {}", a.text());
+    assert!(a.headers.contains_key("retry-after"));
+    assert_eq!(up.count(), 0);
+    let a = post(&c, &format!("http://{addr}/open"), &[], batch.clone()).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(String::from_utf8_lossy(&up.seen()[0].body), batch, "the whole batch, untouched");
+}

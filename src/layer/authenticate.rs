@@ -183,16 +183,21 @@ where
             Err(e) => return answer(GatewayError::from(e).into_response(Some(d.route), None)),
         };
         drop(url);
-        let batch = match verifier.batch_items(&d.body) {
-            Ok(Some(items)) if items.len() > 1 => items
-                .into_iter()
-                .map(|i| BatchKey { key: event_key(&route.name, &i.id), span: i.span })
-                .collect(),
-            Ok(_) => Vec::new(),
-            Err(e) => return answer(GatewayError::from(e).into_response(Some(d.route), None)),
-        };
-        let key = match verifier.event_id(&d.parts.headers, &d.body) {
-            Ok(id) => event_key(&route.name, &id),
+        // A batch's key joins its items' ids; each item keeps its own key too (read once).
+        let (key, batch) = match verifier.batch_items(&d.body) {
+            Ok(Some(items)) if items.len() > 1 => {
+                let ids: Vec<&str> = items.iter().map(|i| &*i.id).collect();
+                let key = event_key(&route.name, &ids.join(","));
+                let batch = items
+                    .iter()
+                    .map(|i| BatchKey { key: event_key(&route.name, &i.id), span: i.span.clone() })
+                    .collect();
+                (key, batch)
+            }
+            Ok(_) => match verifier.event_id(&d.parts.headers, &d.body) {
+                Ok(id) => (event_key(&route.name, &id), Vec::new()),
+                Err(e) => return answer(GatewayError::from(e).into_response(Some(d.route), None)),
+            },
             Err(e) => return answer(GatewayError::from(e).into_response(Some(d.route), None)),
         };
         d.key = key;

@@ -223,9 +223,12 @@ where
         if matches!(e, GatewayError::Store(_)) && route.on_store_error == OnStoreError::Forward {
             tracing::warn!(route = %route.name, key = %d.key, error = %e,
                 "store unavailable; forwarding without deduplication (on_store_error: forward)");
-            let res = inner.call(d).await.unwrap_or_else(|e| match e {});
-            calls.settle(nonce, res.status().is_success(), route.ttl).await;
-            return res;
+            return DetachOnDrop::new(async move {
+                let res = inner.call(d).await.unwrap_or_else(|e| match e {});
+                calls.settle(nonce, res.status().is_success(), route.ttl).await;
+                res
+            })
+            .await;
         }
         calls.settle(nonce, false, route.ttl).await;
         let key = d.key.clone();

@@ -98,12 +98,18 @@ pub struct Verified {
     pub secret_index: usize,
 }
 
-/// One configured secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One configured secret. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
     pub value: String,
     /// Unix seconds after which the secret no longer verifies (diagnosis still names it).
     pub expires_at: Option<u64>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret").field("value", &"<redacted>").field("expires_at", &self.expires_at).finish()
+    }
 }
 
 impl From<String> for Secret {
@@ -726,7 +732,8 @@ pub(crate) mod tests {
     fn verifier_debug_never_prints_a_secret() {
         for (name, secret) in [("paylent", "s3cr3t-value-xyz"), ("adyen", "00ff00ff00ff00ff")] {
             let v = verifier(name, &[secret]);
-            let shown = format!("{v:?} {v:#?}");
+            let secret_value = Secret::from(secret.to_string());
+            let shown = format!("{v:?} {v:#?} {secret_value:?}");
             assert!(shown.contains(name), "{shown}");
             assert!(!shown.contains(secret), "{shown}");
             // Nor the decoded bytes, in any form Debug would print them.

@@ -74,10 +74,14 @@ def square_sign(secret, body, ts, id_):
     return [["X-Square-Hmacsha256-Signature", b64s(S256, secret.encode(), URL.encode() + body)]], body
 
 
+FORM = "application/x-www-form-urlencoded"
+
+
 def twilio_sign(secret, body, ts, id_):
     params = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True)
     s = URL + "".join(k + v for k, v in sorted(params))
-    return [["X-Twilio-Signature", b64s(S1, secret.encode(), s.encode())], ["I-Twilio-Idempotency-Token", id_]], body
+    return [["X-Twilio-Signature", b64s(S1, secret.encode(), s.encode())], ["I-Twilio-Idempotency-Token", id_],
+            ["Content-Type", FORM]], body
 
 
 def hubspot_sign(secret, body, ts, id_):
@@ -250,15 +254,17 @@ def published():
                     [["X-Square-Hmacsha256-Signature", "GF4YkrJgGBDZ9NIYbNXBnMzqb2HoL4RW/S6vkZ9/2N4="]], sq_body, "invalid",
                     url="https://webhook.site/other"))
     v.append(vector("twilio documented example", "twilio", ["12345"],
-                    [["X-Twilio-Signature", "0/KCTR6DLpKmkAf8muzZqo1nDgQ="]],
+                    [["X-Twilio-Signature", "0/KCTR6DLpKmkAf8muzZqo1nDgQ="], ["Content-Type", FORM]],
                     b"CallSid=CA1234567890ABCDE&Caller=%2B12349013030&Digits=1234&From=%2B12349013030&To=%2B18005551212",
                     "valid", url="https://mycompany.com/myapp.php?foo=1&bar=2"))
     json_body = b'{"MessageSid":"SM1","Body":"hi"}'
     body_url = "https://mycompany.com/myapp.php?bodySHA256=" + hashlib.sha256(json_body).hexdigest()
     v.append(vector("twilio JSON body bound by bodySHA256", "twilio", ["12345"],
-                    [["X-Twilio-Signature", b64s(S1, b"12345", body_url.encode())]], json_body, "valid", url=body_url))
+                    [["X-Twilio-Signature", b64s(S1, b"12345", body_url.encode())], ["Content-Type", "application/json"]],
+                    json_body, "valid", url=body_url))
     v.append(vector("twilio JSON body not matching bodySHA256", "twilio", ["12345"],
-                    [["X-Twilio-Signature", b64s(S1, b"12345", body_url.encode())]], json_body.replace(b"hi", b"ho"), "invalid", url=body_url))
+                    [["X-Twilio-Signature", b64s(S1, b"12345", body_url.encode())], ["Content-Type", "application/json"]],
+                    json_body.replace(b"hi", b"ho"), "invalid", url=body_url))
     adyen_doc = {"live": "false", "notificationItems": [{"NotificationRequestItem": {
         "pspReference": "7914073381342284", "merchantAccountCode": "TestMerchant",
         "merchantReference": "TestPayment-1407325143704", "amount": {"value": 1130, "currency": "EUR"},
