@@ -556,7 +556,7 @@ mod tests {
         let _ = std::fs::remove_file(p);
     }
 
-    /// `cargo test --release --lib backlog_of_100k -- --ignored --nocapture`: the cost of one
+    /// `cargo test --release --lib backlog_of_100k -- --ignored --nocapture` (on stderr): the cost of one
     /// delivery (take + ack) and of one stats read with 100,000 deliveries waiting.
     #[tokio::test]
     #[ignore]
@@ -580,7 +580,7 @@ mod tests {
         }
         let per_stats = started.elapsed() / 20;
         let rows_per_stats = (q.rows_touched() - rows) / 20;
-        println!(
+        eprintln!(
             "{n} waiting: take+ack {per_delivery:?} ({rows_per_delivery} rows) per delivery; \
              stats {per_stats:?} ({rows_per_stats} rows)"
         );
