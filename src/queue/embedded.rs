@@ -2,33 +2,139 @@
 //! delivery when it restarts. A file of its own beside the idempotency store's.
 //!
 //! - `items`: sequence number → the encoded delivery;
-//! - `due`: (route, due time in ms, sequence number) → (), the order deliveries are taken in.
-//!   Taking a delivery moves its due time forward by the stale time, so a worker that dies
-//!   (or a process that restarts) leaves it to be taken again later;
+//! - `due`: (route, due time in ms, sequence number) → (), the order deliveries are taken in:
+//!   taking the due ones is a range scan from the route's start that stops at "now", so it
+//!   touches only what it takes. Taking a delivery moves its due time forward by the stale
+//!   time, so a worker that dies (or a process that restarts) leaves it to be taken again later;
+//! - `due_of`: sequence number → its due time, so acknowledging, retrying or burying one finds
+//!   its `due` row directly instead of scanning the route's backlog;
+//! - `age`: (route, first seen in ms, sequence number) → (): the oldest undelivered one first;
+//! - `counts`: (route, kind) → how many are waiting, waiting after a failed attempt, dead;
+//!   kept in the same transactions as the moves, so stats read a consistent snapshot in a
+//!   handful of rows, whatever the backlog;
 //! - `dead`: sequence number → the encoded delivery, the dead-letter list.
 //!
-//! A push is committed durably (fsync) before the provider is answered.
+//! Every operation touches rows in proportion to what it takes or moves, never to the backlog
+//! (`rows_touched` counts them, for the tests). A push is committed durably (fsync) before the
+//! provider is answered.
 
 use super::{now_ms, DeadLetter, Item, Stats};
 use crate::idempotency::StoreError;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 const ITEMS: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_items");
 const DUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("queue_due");
+const DUE_OF: TableDefinition<u64, u64> = TableDefinition::new("queue_due_of");
+const AGE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("queue_age");
+const COUNTS: TableDefinition<(&str, u8), u64> = TableDefinition::new("queue_counts");
 const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_dead");
 const META: TableDefinition<&str, u64> = TableDefinition::new("queue_meta");
 /// (route, ordering value, sequence number): the lines of ordered deliveries.
 const LINES: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("queue_lines");
 
+/// `counts` kinds.
+const WAITING: u8 = 0;
+const IN_RETRY: u8 = 1;
+const DEAD_N: u8 = 2;
+/// `queue_meta["index"]`: the version of the `due_of`, `age` and `counts` indexes.
+const INDEX_VERSION: u64 = 2;
+
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("embedded queue: {e}"))
 }
 
+/// The tables one move changes, open in one write transaction.
+struct Tables<'t> {
+    items: redb::Table<'t, u64, &'static [u8]>,
+    due: redb::Table<'t, (&'static str, u64, u64), ()>,
+    due_of: redb::Table<'t, u64, u64>,
+    age: redb::Table<'t, (&'static str, u64, u64), ()>,
+    counts: redb::Table<'t, (&'static str, u8), u64>,
+    /// Rows read or written, for `rows_touched`.
+    rows: u64,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            items: txn.open_table(ITEMS).map_err(err)?,
+            due: txn.open_table(DUE).map_err(err)?,
+            due_of: txn.open_table(DUE_OF).map_err(err)?,
+            age: txn.open_table(AGE).map_err(err)?,
+            counts: txn.open_table(COUNTS).map_err(err)?,
+            rows: 0,
+        })
+    }
+
+    fn count(&mut self, route: &str, kind: u8, delta: i64) -> Result<(), StoreError> {
+        let now = self.counts.get((route, kind)).map_err(err)?.map(|v| v.value()).unwrap_or(0);
+        self.counts.insert((route, kind), now.saturating_add_signed(delta)).map_err(err)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The stored delivery `seq`.
+    fn item(&mut self, seq: u64) -> Result<Option<Item>, StoreError> {
+        self.rows += 1;
+        Ok(self.items.get(seq).map_err(err)?.and_then(|v| Item::decode(v.value())))
+    }
+
+    /// Makes `seq` due at `at` (wherever it was due before).
+    fn set_due(&mut self, route: &str, seq: u64, at: u64) -> Result<(), StoreError> {
+        self.undue(route, seq)?;
+        self.due.insert((route, at, seq), ()).map_err(err)?;
+        self.due_of.insert(seq, at).map_err(err)?;
+        self.rows += 2;
+        Ok(())
+    }
+
+    /// Removes `seq` from the due index: one lookup, not a scan.
+    fn undue(&mut self, route: &str, seq: u64) -> Result<(), StoreError> {
+        self.rows += 1;
+        if let Some(at) = self.due_of.remove(seq).map_err(err)?.map(|v| v.value()) {
+            self.due.remove((route, at, seq)).map_err(err)?;
+            self.rows += 1;
+        }
+        Ok(())
+    }
+
+    /// Adds a delivery to the backlog, due at `at`.
+    fn enqueue(&mut self, route: &str, seq: u64, item: &Item, at: u64) -> Result<(), StoreError> {
+        self.items.insert(seq, item.encode().as_slice()).map_err(err)?;
+        self.age.insert((route, item.first_seen_ms, seq), ()).map_err(err)?;
+        self.rows += 2;
+        self.set_due(route, seq, at)?;
+        self.count(route, WAITING, 1)?;
+        if item.attempts > 0 {
+            self.count(route, IN_RETRY, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Takes a delivery out of the backlog; returns what was stored.
+    fn dequeue(&mut self, route: &str, seq: u64) -> Result<Option<Item>, StoreError> {
+        self.undue(route, seq)?;
+        self.rows += 1;
+        let stored = self.items.remove(seq).map_err(err)?.and_then(|v| Item::decode(v.value()));
+        if let Some(old) = &stored {
+            self.age.remove((route, old.first_seen_ms, seq)).map_err(err)?;
+            self.rows += 1;
+            self.count(route, WAITING, -1)?;
+            if old.attempts > 0 {
+                self.count(route, IN_RETRY, -1)?;
+            }
+        }
+        Ok(stored)
+    }
+}
+
 pub struct EmbeddedQueue {
     db: Arc<Database>,
+    rows: Arc<AtomicU64>,
 }
 
 impl EmbeddedQueue {
@@ -41,24 +147,72 @@ impl EmbeddedQueue {
         txn.open_table(ITEMS).map_err(err)?;
         txn.open_table(DUE).map_err(err)?;
         txn.open_table(DEAD).map_err(err)?;
-        txn.open_table(META).map_err(err)?;
         txn.open_table(LINES).map_err(err)?;
+        let built = txn.open_table(META).map_err(err)?.get("index").map_err(err)?.map(|v| v.value());
+        if built != Some(INDEX_VERSION) {
+            Self::build_indexes(&txn)?;
+        }
         txn.commit().map_err(err)?;
-        Ok(EmbeddedQueue { db: Arc::new(db) })
+        Ok(EmbeddedQueue { db: Arc::new(db), rows: Arc::new(AtomicU64::new(0)) })
+    }
+
+    /// Builds `due_of`, `age` and `counts` from `due`, `items` and `dead`: once, for a file
+    /// written before they existed.
+    fn build_indexes(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        txn.delete_table(DUE_OF).map_err(err)?;
+        txn.delete_table(AGE).map_err(err)?;
+        txn.delete_table(COUNTS).map_err(err)?;
+        let mut t = Tables::open(txn)?;
+        let due: Vec<(String, u64, u64)> = t
+            .due
+            .iter()
+            .map_err(err)?
+            .filter_map(|e| e.ok())
+            .map(|(k, _)| (k.value().0.to_string(), k.value().1, k.value().2))
+            .collect();
+        for (route, at, seq) in due {
+            t.due_of.insert(seq, at).map_err(err)?;
+            if let Some(item) = t.item(seq)? {
+                t.age.insert((route.as_str(), item.first_seen_ms, seq), ()).map_err(err)?;
+                t.count(&route, WAITING, 1)?;
+                if item.attempts > 0 {
+                    t.count(&route, IN_RETRY, 1)?;
+                }
+            }
+        }
+        let dead: Vec<String> = txn
+            .open_table(DEAD)
+            .map_err(err)?
+            .iter()
+            .map_err(err)?
+            .filter_map(|e| e.ok())
+            .filter_map(|(_, v)| Item::decode(v.value()).map(|i| i.route))
+            .collect();
+        for route in dead {
+            t.count(&route, DEAD_N, 1)?;
+        }
+        drop(t);
+        txn.open_table(META).map_err(err)?.insert("index", INDEX_VERSION).map_err(err)?;
+        Ok(())
+    }
+
+    /// Rows read or written by this queue's operations so far.
+    pub fn rows_touched(&self) -> u64 {
+        self.rows.load(Relaxed)
     }
 
     /// Runs `f` in a write transaction on a blocking thread.
     async fn write<T: Send + 'static>(
         &self,
         durable: bool,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&redb::WriteTransaction, &AtomicU64) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
+        let (db, rows) = (self.db.clone(), self.rows.clone());
         tokio::task::spawn_blocking(move || {
             let mut txn = db.begin_write().map_err(err)?;
             txn.set_durability(if durable { Durability::Immediate } else { Durability::None })
                 .map_err(err)?;
-            let out = f(&txn)?;
+            let out = f(&txn, &rows)?;
             txn.commit().map_err(err)?;
             Ok(out)
         })
@@ -66,15 +220,38 @@ impl EmbeddedQueue {
         .map_err(err)?
     }
 
+    /// The next sequence number.
+    fn next_seq(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
+        let mut meta = txn.open_table(META).map_err(err)?;
+        let seq = meta.get("seq").map_err(err)?.map(|v| v.value()).unwrap_or(0) + 1;
+        meta.insert("seq", seq).map_err(err)?;
+        Ok(seq)
+    }
+
+    /// Appends many deliveries in one (non-durable) transaction: for measurements.
+    #[cfg(test)]
+    pub(crate) async fn push_many(&self, route: &str, items: Vec<Item>) -> Result<(), StoreError> {
+        let route = route.to_string();
+        self.write(false, move |txn, _| {
+            let seqs: Vec<u64> = (0..items.len()).map(|_| Self::next_seq(txn)).collect::<Result<_, _>>()?;
+            let mut t = Tables::open(txn)?;
+            for (seq, item) in seqs.into_iter().zip(items) {
+                t.enqueue(&route, seq, &item, now_ms())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn push(&self, route: &str, item: &Item) -> Result<(), StoreError> {
-        let (route, bytes, order) = (route.to_string(), item.encode(), item.order.clone());
-        self.write(true, move |txn| {
-            let mut meta = txn.open_table(META).map_err(err)?;
-            let seq = meta.get("seq").map_err(err)?.map(|v| v.value()).unwrap_or(0) + 1;
-            meta.insert("seq", seq).map_err(err)?;
-            txn.open_table(ITEMS).map_err(err)?.insert(seq, bytes.as_slice()).map_err(err)?;
-            txn.open_table(DUE).map_err(err)?.insert((route.as_str(), now_ms(), seq), ()).map_err(err)?;
-            if let Some(order) = &order {
+        let (route, item) = (route.to_string(), item.clone());
+        self.write(true, move |txn, rows| {
+            let seq = Self::next_seq(txn)?;
+            let mut t = Tables::open(txn)?;
+            t.enqueue(&route, seq, &item, now_ms())?;
+            rows.fetch_add(t.rows, Relaxed);
+            drop(t);
+            if let Some(order) = &item.order {
                 txn.open_table(LINES)
                     .map_err(err)?
                     .insert((route.as_str(), order.as_str(), seq), ())
@@ -97,6 +274,7 @@ impl EmbeddedQueue {
                 .transpose()
                 .map_err(err)?
                 .map(|(k, _)| k.value().2);
+            self.rows.fetch_add(1, Relaxed);
             Ok(head.is_none_or(|h| h == seq))
         })
     }
@@ -125,78 +303,73 @@ impl EmbeddedQueue {
         stale: Duration,
     ) -> Result<Vec<(String, Item)>, StoreError> {
         let route = route.to_string();
-        self.write(false, move |txn| {
+        self.write(false, move |txn, rows| {
             let now = now_ms();
-            let mut due = txn.open_table(DUE).map_err(err)?;
-            let items = txn.open_table(ITEMS).map_err(err)?;
-            let ready: Vec<(u64, u64)> = due
+            let mut t = Tables::open(txn)?;
+            // From the route's first due time up to now, and no further than `count`.
+            let ready: Vec<(u64, u64)> = t
+                .due
                 .range((route.as_str(), 0, 0)..=(route.as_str(), now, u64::MAX))
                 .map_err(err)?
                 .take(count)
                 .filter_map(|e| e.ok())
                 .map(|(k, _)| (k.value().1, k.value().2))
                 .collect();
+            t.rows += ready.len() as u64;
             let mut out = Vec::with_capacity(ready.len());
-            for (at, seq) in ready {
-                due.remove((route.as_str(), at, seq)).map_err(err)?;
+            for (_, seq) in ready {
                 // Leased: due again only if this worker does not finish in time.
-                due.insert((route.as_str(), now + stale.as_millis() as u64, seq), ()).map_err(err)?;
-                if let Some(mut item) = items.get(seq).map_err(err)?.and_then(|v| Item::decode(v.value())) {
+                t.set_due(&route, seq, now + stale.as_millis() as u64)?;
+                if let Some(mut item) = t.item(seq)? {
                     if item.origin.is_empty() {
                         item.origin = seq.to_string();
                     }
                     out.push((seq.to_string(), item));
                 }
             }
+            rows.fetch_add(t.rows, Relaxed);
             Ok(out)
         })
         .await
     }
 
-    /// Removes `seq` from the due index, wherever its due time is.
-    fn undue(due: &mut redb::Table<(&str, u64, u64), ()>, route: &str, seq: u64) -> Result<(), StoreError> {
-        let keys: Vec<(u64, u64)> = due
-            .range((route, 0, 0)..=(route, u64::MAX, u64::MAX))
-            .map_err(err)?
-            .filter_map(|e| e.ok())
-            .map(|(k, _)| (k.value().1, k.value().2))
-            .filter(|(_, s)| *s == seq)
-            .collect();
-        for (at, s) in keys {
-            due.remove((route, at, s)).map_err(err)?;
-        }
-        Ok(())
-    }
-
     pub async fn ack(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
         let (route, seq, item) = (route.to_string(), id.parse::<u64>().map_err(err)?, item.clone());
-        self.write(true, move |txn| {
-            Self::undue(&mut txn.open_table(DUE).map_err(err)?, &route, seq)?;
-            txn.open_table(ITEMS).map_err(err)?.remove(seq).map_err(err)?;
+        self.write(true, move |txn, rows| {
+            let mut t = Tables::open(txn)?;
+            t.dequeue(&route, seq)?;
+            rows.fetch_add(t.rows, Relaxed);
+            drop(t);
             Self::leave_line(txn, &route, &item, seq)
         })
         .await
     }
 
     pub async fn retry(&self, route: &str, id: &str, item: &Item, due_ms: u64) -> Result<(), StoreError> {
-        let (route, seq, bytes) = (route.to_string(), id.parse::<u64>().map_err(err)?, item.encode());
-        self.write(true, move |txn| {
-            let mut due = txn.open_table(DUE).map_err(err)?;
-            Self::undue(&mut due, &route, seq)?;
-            due.insert((route.as_str(), due_ms, seq), ()).map_err(err)?;
-            txn.open_table(ITEMS).map_err(err)?.insert(seq, bytes.as_slice()).map_err(err)?;
+        let (route, seq, item) = (route.to_string(), id.parse::<u64>().map_err(err)?, item.clone());
+        self.write(true, move |txn, rows| {
+            let mut t = Tables::open(txn)?;
+            // Acknowledged meanwhile (a retry racing an ack): nothing to put back.
+            if t.dequeue(&route, seq)?.is_some() {
+                t.enqueue(&route, seq, &item, due_ms)?;
+            }
+            rows.fetch_add(t.rows, Relaxed);
             Ok(())
         })
         .await
     }
 
     pub async fn bury(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
-        let (route, seq, bytes, item) =
-            (route.to_string(), id.parse::<u64>().map_err(err)?, item.encode(), item.clone());
-        self.write(true, move |txn| {
-            Self::undue(&mut txn.open_table(DUE).map_err(err)?, &route, seq)?;
-            txn.open_table(ITEMS).map_err(err)?.remove(seq).map_err(err)?;
-            txn.open_table(DEAD).map_err(err)?.insert(seq, bytes.as_slice()).map_err(err)?;
+        let (route, seq, item) = (route.to_string(), id.parse::<u64>().map_err(err)?, item.clone());
+        self.write(true, move |txn, rows| {
+            let mut t = Tables::open(txn)?;
+            if t.dequeue(&route, seq)?.is_some() {
+                t.count(&route, DEAD_N, 1)?;
+                txn.open_table(DEAD).map_err(err)?.insert(seq, item.encode().as_slice()).map_err(err)?;
+                t.rows += 1;
+            }
+            rows.fetch_add(t.rows, Relaxed);
+            drop(t);
             Self::leave_line(txn, &route, &item, seq)
         })
         .await
@@ -215,35 +388,30 @@ impl EmbeddedQueue {
         f(&txn)
     }
 
+    /// One read transaction: the route's counters and its oldest delivery, a handful of rows.
     pub async fn stats(&self, route: &str) -> Result<Stats, StoreError> {
         let now = now_ms();
         self.read(|txn| {
-            let due = txn.open_table(DUE).map_err(err)?;
-            let items = txn.open_table(ITEMS).map_err(err)?;
-            let dead = txn.open_table(DEAD).map_err(err)?;
-            let (mut depth, mut in_retry, mut oldest) = (0u64, 0u64, None::<u64>);
-            for e in due.range((route, 0, 0)..=(route, u64::MAX, u64::MAX)).map_err(err)? {
-                let (k, _) = e.map_err(err)?;
-                depth += 1;
-                if let Some(item) = items.get(k.value().2).map_err(err)?.and_then(|v| Item::decode(v.value()))
-                {
-                    if item.attempts > 0 {
-                        in_retry += 1;
-                    }
-                    oldest = Some(oldest.map_or(item.first_seen_ms, |o| o.min(item.first_seen_ms)));
-                }
-            }
-            let dead_n = dead
-                .iter()
+            let counts = txn.open_table(COUNTS).map_err(err)?;
+            let count = |kind| -> Result<u64, StoreError> {
+                Ok(counts.get((route, kind)).map_err(err)?.map(|v| v.value()).unwrap_or(0))
+            };
+            let (depth, in_retry, dead) = (count(WAITING)?, count(IN_RETRY)?, count(DEAD_N)?);
+            let oldest = txn
+                .open_table(AGE)
                 .map_err(err)?
-                .filter_map(|e| e.ok())
-                .filter(|(_, v)| Item::decode(v.value()).is_some_and(|i| i.route == route))
-                .count() as u64;
+                .range((route, 0, 0)..=(route, u64::MAX, u64::MAX))
+                .map_err(err)?
+                .next()
+                .transpose()
+                .map_err(err)?
+                .map(|(k, _)| k.value().1);
+            self.rows.fetch_add(4, Relaxed);
             Ok(Stats {
                 route: route.to_string(),
                 depth,
                 in_retry,
-                dead: dead_n,
+                dead,
                 oldest_age_secs: oldest.map(|t| now.saturating_sub(t) / 1000).unwrap_or(0),
             })
         })
@@ -272,32 +440,41 @@ impl EmbeddedQueue {
             // Not an id this queue gives: no dead letter has it.
             Some(Err(_)) => return Ok(0),
         };
-        self.write(true, move |txn| {
+        self.write(true, move |txn, rows| {
             let mut dead = txn.open_table(DEAD).map_err(err)?;
-            let chosen: Vec<(u64, Item)> = dead
-                .iter()
-                .map_err(err)?
-                .filter_map(|e| e.ok())
-                .filter_map(|(k, v)| Item::decode(v.value()).map(|i| (k.value(), i)))
-                .filter(|(seq, i)| i.route == route && only.is_none_or(|o| o == *seq))
-                .collect();
-            let mut items = txn.open_table(ITEMS).map_err(err)?;
-            let mut due = txn.open_table(DUE).map_err(err)?;
+            let chosen: Vec<(u64, Item)> = match only {
+                Some(seq) => dead
+                    .get(seq)
+                    .map_err(err)?
+                    .and_then(|v| Item::decode(v.value()))
+                    .map(|i| (seq, i))
+                    .into_iter()
+                    .collect(),
+                None => dead
+                    .iter()
+                    .map_err(err)?
+                    .filter_map(|e| e.ok())
+                    .filter_map(|(k, v)| Item::decode(v.value()).map(|i| (k.value(), i)))
+                    .collect(),
+            };
+            let chosen: Vec<(u64, Item)> = chosen.into_iter().filter(|(_, i)| i.route == route).collect();
+            let mut t = Tables::open(txn)?;
+            let mut lines = txn.open_table(LINES).map_err(err)?;
             let now = now_ms();
             for (seq, mut item) in chosen.iter().cloned() {
                 dead.remove(seq).map_err(err)?;
+                t.count(&route, DEAD_N, -1)?;
                 item.attempts = 0;
                 item.first_seen_ms = now;
                 item.last_error.clear();
-                items.insert(seq, item.encode().as_slice()).map_err(err)?;
-                due.insert((route.as_str(), now, seq), ()).map_err(err)?;
+                t.enqueue(&route, seq, &item, now)?;
                 if let Some(order) = &item.order {
                     // A replayed ordered delivery takes its place in its line again, by the
                     // order it was first accepted in.
-                    let mut lines = txn.open_table(LINES).map_err(err)?;
                     lines.insert((route.as_str(), order.as_str(), seq), ()).map_err(err)?;
                 }
             }
+            rows.fetch_add(t.rows, Relaxed);
             Ok(chosen.len() as u64)
         })
         .await
@@ -379,6 +556,38 @@ mod tests {
         let _ = std::fs::remove_file(p);
     }
 
+    /// `cargo test --release --lib backlog_of_100k -- --ignored --nocapture` (on stderr): the cost of one
+    /// delivery (take + ack) and of one stats read with 100,000 deliveries waiting.
+    #[tokio::test]
+    #[ignore]
+    async fn backlog_of_100k_waiting_deliveries() {
+        let p = path();
+        let q = EmbeddedQueue::open(&p).unwrap();
+        let n = 100_000;
+        q.push_many("/r", (0..n).map(|i| item("/r", &format!("evt_{i}"))).collect()).await.unwrap();
+        let stale = Duration::from_secs(60);
+        let (started, rows) = (std::time::Instant::now(), q.rows_touched());
+        let rounds = 200;
+        for _ in 0..rounds {
+            let taken = q.take("/r", 1, stale).await.unwrap();
+            q.ack("/r", &taken[0].0, &taken[0].1).await.unwrap();
+        }
+        let per_delivery = started.elapsed() / rounds;
+        let rows_per_delivery = (q.rows_touched() - rows) / rounds as u64;
+        let (started, rows) = (std::time::Instant::now(), q.rows_touched());
+        for _ in 0..20 {
+            assert_eq!(q.stats("/r").await.unwrap().depth, n as u64 - rounds as u64);
+        }
+        let per_stats = started.elapsed() / 20;
+        let rows_per_stats = (q.rows_touched() - rows) / 20;
+        eprintln!(
+            "{n} waiting: take+ack {per_delivery:?} ({rows_per_delivery} rows) per delivery; \
+             stats {per_stats:?} ({rows_per_stats} rows)"
+        );
+        drop(q);
+        let _ = std::fs::remove_file(p);
+    }
+
     #[tokio::test]
     async fn accepted_deliveries_survive_a_restart_and_a_dead_worker_s_lease_lapses() {
         let p = path();
@@ -403,6 +612,102 @@ mod tests {
         };
         assert!(leased_at.elapsed() >= Duration::from_millis(1900), "not before the lease lapsed");
         assert_eq!(back.len(), 1, "taken again once the lease lapsed");
+        drop(q);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_touches_rows_in_proportion_to_what_it_moves_not_to_the_backlog() {
+        let p = path();
+        let q = EmbeddedQueue::open(&p).unwrap();
+        let stale = Duration::from_secs(60);
+        // One delivery (take, ack) and one stats read: the rows they touch.
+        async fn cycle(q: &EmbeddedQueue, stale: Duration) -> u64 {
+            let before = q.rows_touched();
+            let taken = q.take("/r", 1, stale).await.unwrap();
+            q.ack("/r", &taken[0].0, &taken[0].1).await.unwrap();
+            q.stats("/r").await.unwrap();
+            q.rows_touched() - before
+        }
+        q.push_many("/r", (0..10).map(|i| item("/r", &format!("a{i}"))).collect()).await.unwrap();
+        let small = cycle(&q, stale).await;
+        q.push_many("/r", (0..5_000).map(|i| item("/r", &format!("b{i}"))).collect()).await.unwrap();
+        let large = cycle(&q, stale).await;
+        assert_eq!(large, small, "rows touched with 9 or 5,009 waiting");
+        assert!(small <= 20, "{small} rows for one delivery and one stats read");
+        assert_eq!(q.stats("/r").await.unwrap().depth, 5_008);
+        drop(q);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[tokio::test]
+    async fn stats_never_count_a_delivery_twice_while_deliveries_move() {
+        let p = path();
+        let q = Arc::new(EmbeddedQueue::open(&p).unwrap());
+        let n = 200u64;
+        q.push_many("/r", (0..n).map(|i| item("/r", &format!("e{i}"))).collect()).await.unwrap();
+        let taken = q.take("/r", n as usize, Duration::from_secs(60)).await.unwrap();
+        let mover = {
+            let q = q.clone();
+            tokio::spawn(async move {
+                for (i, (id, item)) in taken.into_iter().enumerate() {
+                    let mut item = item;
+                    item.attempts = 1;
+                    if i % 2 == 0 {
+                        q.bury("/r", &id, &item).await.unwrap();
+                    } else {
+                        q.retry("/r", &id, &item, now_ms() + 60_000).await.unwrap();
+                    }
+                }
+            })
+        };
+        // Every snapshot, whenever it is read, holds each delivery exactly once.
+        loop {
+            let s = q.stats("/r").await.unwrap();
+            assert_eq!(s.depth + s.dead, n, "{s:?}");
+            assert!(s.in_retry <= s.depth, "{s:?}");
+            if mover.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        mover.await.unwrap();
+        let s = q.stats("/r").await.unwrap();
+        assert_eq!((s.depth, s.in_retry, s.dead), (n / 2, n / 2, n / 2));
+        drop(q);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[tokio::test]
+    async fn a_file_without_the_indexes_gets_them_built_on_open() {
+        let p = path();
+        let q = EmbeddedQueue::open(&p).unwrap();
+        q.push_many("/r", (0..5).map(|i| item("/r", &format!("m{i}"))).collect()).await.unwrap();
+        let taken = q.take("/r", 2, Duration::from_secs(60)).await.unwrap();
+        let mut failed = taken[0].1.clone();
+        failed.attempts = 1;
+        q.retry("/r", &taken[0].0, &failed, now_ms() + 60_000).await.unwrap();
+        q.bury("/r", &taken[1].0, &failed).await.unwrap();
+        let before = q.stats("/r").await.unwrap();
+        assert_eq!((before.depth, before.in_retry, before.dead), (4, 1, 1));
+        // As a file written before the indexes existed.
+        let txn = q.db.begin_write().unwrap();
+        txn.open_table(META).unwrap().remove("index").unwrap();
+        txn.delete_table(COUNTS).unwrap();
+        txn.delete_table(AGE).unwrap();
+        txn.delete_table(DUE_OF).unwrap();
+        txn.commit().unwrap();
+        drop(q);
+        let q = EmbeddedQueue::open(&p).unwrap();
+        assert_eq!(q.stats("/r").await.unwrap(), before);
+        // And the rebuilt `due_of` finds the waiting ones.
+        let taken = q.take("/r", 10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(taken.len(), 3);
+        for (id, item) in &taken {
+            q.ack("/r", id, item).await.unwrap();
+        }
+        let s = q.stats("/r").await.unwrap();
+        assert_eq!((s.depth, s.in_retry, s.dead), (1, 1, 1));
         drop(q);
         let _ = std::fs::remove_file(p);
     }
