@@ -591,16 +591,26 @@ mod tests {
     #[tokio::test]
     async fn accepted_deliveries_survive_a_restart_and_a_dead_worker_s_lease_lapses() {
         let p = path();
+        let leased_at = std::time::Instant::now();
         {
             let q = EmbeddedQueue::open(&p).unwrap();
             q.push("/r", &item("/r", "a")).await.unwrap();
-            // A worker takes it and the process dies before it finishes.
-            assert_eq!(q.take("/r", 1, Duration::from_millis(100)).await.unwrap().len(), 1);
+            // A worker takes it and the process dies before it finishes. The lease is long
+            // enough that reopening on a busy machine cannot outlast it by accident.
+            assert_eq!(q.take("/r", 1, Duration::from_secs(2)).await.unwrap().len(), 1);
         }
         let q = EmbeddedQueue::open(&p).unwrap();
-        assert!(q.take("/r", 1, Duration::from_millis(100)).await.unwrap().is_empty(), "still leased");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let back = q.take("/r", 1, Duration::from_secs(60)).await.unwrap();
+        assert!(q.take("/r", 1, Duration::from_secs(60)).await.unwrap().is_empty(), "still leased");
+        // Taken again once the lease lapsed: polled, with a deadline.
+        let back = loop {
+            let back = q.take("/r", 1, Duration::from_secs(60)).await.unwrap();
+            if !back.is_empty() {
+                break back;
+            }
+            assert!(leased_at.elapsed() < Duration::from_secs(30), "the lease never lapsed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(leased_at.elapsed() >= Duration::from_millis(1900), "not before the lease lapsed");
         assert_eq!(back.len(), 1, "taken again once the lease lapsed");
         drop(q);
         let _ = std::fs::remove_file(p);
