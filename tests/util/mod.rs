@@ -325,8 +325,15 @@ pub fn now() -> u64 {
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// A pooled keep-alive client. An idle connection is reused for 2 s at most, well within the
+/// gateway's idle timeout (`header_read_timeout`, 10 s by default): a request is never written
+/// to a connection the gateway is closing at that moment (that race ends in IncompleteMessage
+/// or a reset on a busy machine).
 pub fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(2))
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build_http()
 }
 
 /// The answer to one request.
