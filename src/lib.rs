@@ -9,8 +9,8 @@
 //! - [`output`]: the commands' standard output, where a closed pipe ends the output quietly;
 //! - [`admin`]: health, readiness and metrics on their own listener;
 //! - [`config`]: gateway YAML, validated into routes;
-//! - [`profile`]: provider profiles (YAML, built-ins from `providers/`);
-//! - [`verify`]: signature schemes: header parsing, payload templates, MACs, timestamps;
+//! - [`verify`]: signature schemes: provider profiles ([`verify::profile`], YAML, built-ins
+//!   from `providers/`), header parsing, payload templates, MACs, timestamps;
 //! - [`jsonptr`]: JSON pointer lookups into raw bodies;
 //! - [`idempotency`]: the `Store` trait and its backends;
 //! - [`delivery`]: the request as it moves through the stack;
@@ -41,9 +41,11 @@ pub mod jsonptr;
 pub mod layer;
 pub mod metrics;
 pub mod output;
-pub mod profile;
 pub mod queue;
 pub mod server;
 pub mod stack;
 pub mod tls;
 pub mod verify;
+
+/// The old path of [`verify::profile`], kept while the files that use it move.
+pub use verify::profile;

@@ -4,7 +4,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use libfuzzer_sys::fuzz_target;
-use portcullis::profile::ProfileSet;
+use portcullis::verify::profile::ProfileSet;
 use portcullis::verify::{Input, Secret, Verifier};
 use std::sync::OnceLock;
 

@@ -9,9 +9,9 @@
 //! which leaves one MAC per secret, as much as verifying it.
 
 use super::mac::{Algorithm, Digest, Encoding, MacKey, MAX_DIGEST};
+use super::profile::Canonical;
 use super::template::Segment;
 use super::{single, Input, Verifier};
-use crate::profile::Canonical;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::fmt;
@@ -126,7 +126,7 @@ fn explain(v: &Verifier, input: &Input<'_>, macs: &mut usize) -> Vec<String> {
         .map(|c| c.into_owned())
         .unwrap_or_default();
     let id_owned = match &p.id {
-        crate::profile::IdSource::Header(h) => {
+        super::profile::IdSource::Header(h) => {
             single(input.headers, h).ok().flatten().and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
         }
         _ => String::new(),

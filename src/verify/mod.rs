@@ -3,19 +3,28 @@
 //!
 //! - [`header`]: parsing the signature header's value;
 //! - [`template`]: the signed payload, fed to the MAC in parts;
-//! - [`mac`]: algorithms, encodings and secrets.
+//! - [`mac`]: algorithms, encodings and secrets;
+//! - [`profile`]: provider profiles (YAML, built-ins from `providers/`), the data a
+//!   [`Verifier`] is built from;
+//! - [`canonical`]: schemes that sign a canonical form of the body;
+//! - [`diagnose`]: why a signature did not match, for logs and `verify --explain`.
+//!
+//! The dependencies point one way: `profile` is built from `header`, `mac` and `template`;
+//! this module and `diagnose` read `profile`; nothing here reads a module outside `verify/`
+//! but [`crate::jsonptr`].
 
 pub mod canonical;
 pub mod diagnose;
 pub mod header;
 pub mod mac;
+pub mod profile;
 pub mod template;
 
 use crate::jsonptr::{LookupError, Pointer};
-use crate::profile::{BodyFormat, Canonical, IdSource, Profile, TimeUnit, TimestampSource};
 use header::HeaderError;
 use http::{HeaderMap, HeaderName, Method};
 use mac::{Key, MAX_DIGEST};
+use profile::{BodyFormat, Canonical, IdSource, Profile, TimeUnit, TimestampSource};
 use sha2::{Digest as _, Sha256};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -206,7 +215,7 @@ impl Verifier {
         }
         let tolerance = tolerance
             .or(profile.timestamp.as_ref().map(|t| t.tolerance))
-            .unwrap_or(crate::profile::DEFAULT_TOLERANCE);
+            .unwrap_or(profile::DEFAULT_TOLERANCE);
         let tags = secrets
             .iter()
             .zip(&raw)
@@ -554,8 +563,8 @@ pub fn body_sha256(body: &[u8]) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::profile::ProfileSet;
     use super::*;
-    use crate::profile::ProfileSet;
     use base64::Engine;
 
     /// A (verifying, signing) secret pair that suits the profile's secret encoding.

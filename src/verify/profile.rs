@@ -1,10 +1,10 @@
 //! Provider profiles: YAML describing a provider's signing scheme, validated into [`Profile`].
 //! The built-in profiles are the files of `providers/`, compiled into the binary.
 
+use super::header::{Format, HeaderFormat};
+use super::mac::{Algorithm, Encoding, SecretEncoding};
+use super::template::{Segment, Template};
 use crate::jsonptr::Pointer;
-use crate::verify::header::{Format, HeaderFormat};
-use crate::verify::mac::{Algorithm, Encoding, SecretEncoding};
-use crate::verify::template::{Segment, Template};
 use http::{HeaderName, Method};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
