@@ -24,6 +24,7 @@ alias counts towards the module it names.
     python3 tools/imports.py            # the report
     python3 tools/imports.py --dot      # the top-level graph for graphviz
     python3 tools/imports.py --files    # the file-level graph, one edge per line
+    python3 tools/imports.py --sizes    # only the files and their line counts, largest first
     python3 tools/imports.py --check    # exit 1 when a cycle between top-level modules exists
 
 The report never fails on its own (exit 0) unless `--check` is given.
@@ -32,6 +33,7 @@ The report never fails on its own (exit 0) unless `--check` is given.
 import argparse
 import os
 import re
+import signal
 import sys
 from collections import defaultdict
 
@@ -366,16 +368,23 @@ def order_component(comp, weight):
 
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the output quietly
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--src", default=os.path.join(here, "..", "src"))
     ap.add_argument("--with-tests", action="store_true", help="count #[cfg(test)] modules too")
     ap.add_argument("--dot", action="store_true", help="print the top-level graph for graphviz")
     ap.add_argument("--files", action="store_true", help="print the file-level edges")
+    ap.add_argument("--sizes", action="store_true", help="print the files with their line counts")
     ap.add_argument("--check", action="store_true", help="exit 1 on a cycle between top-level modules")
     args = ap.parse_args()
 
     files = load(os.path.normpath(args.src), args.with_tests)
+    if args.sizes:
+        for f in sorted(files.values(), key=lambda f: (-f.lines, f.rel)):
+            print(f"{f.lines:6}  src/{f.rel}")
+        print(f"{sum(f.lines for f in files.values()):6}  total, {len(files)} files")
+        return 0
     sites, aliases = imports(files)
 
     tnodes = sorted({top(m) for m in files})
