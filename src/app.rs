@@ -332,32 +332,20 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
 
 /// The delivery queue, when a route is `delivery: queued` (validation ensures a durable store).
 pub fn open_queue(config: &Config) -> anyhow::Result<Option<Arc<crate::queue::Queue>>> {
-    if !config.routes.iter().any(|r| r.queue.is_some()) {
-        return Ok(None);
-    }
-    use crate::queue::{embedded::EmbeddedQueue, Queue, RedisQueue};
-    let c = &config.store;
-    let queue = match &c.kind {
-        StoreKind::Redis { url } => Queue::Redis(Box::new(RedisQueue::new(
-            idempotency::redis::RedisStore::single(url, &c.key_prefix, c.timeout, config.limits.workers)?,
-            c.timeout,
-        ))),
-        StoreKind::RedisCluster { nodes } => Queue::Redis(Box::new(RedisQueue::new(
-            idempotency::redis::RedisStore::cluster(nodes, &c.key_prefix, c.timeout)?,
-            c.timeout,
-        ))),
-        StoreKind::Embedded { path } => {
-            Queue::Embedded(EmbeddedQueue::open(&crate::config::queue_path(path))?)
-        }
-        StoreKind::Memory { .. } => anyhow::bail!("delivery: queued needs a durable store"),
-    };
-    Ok(Some(Arc::new(queue)))
+    Ok(crate::queue::Queue::open(config)?.map(Arc::new))
 }
 
 /// Starts the queue's workers; they stop when `stop` turns true.
 pub fn start_queue_workers(gateway: &Arc<Gateway>, stop: tokio::sync::watch::Receiver<bool>) {
-    if let Some(q) = &gateway.queue {
-        tokio::spawn(crate::queue::supervise(gateway.clone(), q.clone(), stop));
+    if let Some(queue) = &gateway.queue {
+        let gw = gateway.clone();
+        let workers = crate::queue::QueueWorkers {
+            queue: queue.clone(),
+            client: gateway.client.clone(),
+            metrics: gateway.metrics.clone(),
+            routes: Box::new(move || gw.routing().routes().filter(|r| r.queue.is_some()).collect()),
+        };
+        tokio::spawn(crate::queue::supervise(Arc::new(workers), stop));
     }
 }
 

@@ -59,7 +59,7 @@ pub fn webhook_service(
         // Claim the key: duplicates and concurrent copies stop here; the claim is completed
         // or released from the upstream's answer.
         .layer(DedupeLayer::new(
-            gateway.store.clone(),
+            crate::idempotency::for_worker(&gateway.store, worker),
             gateway.store_timeout,
             gateway.abort[worker % gateway.abort.len()].subscribe(),
             gateway.metrics.clone(),

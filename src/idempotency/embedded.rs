@@ -4,7 +4,8 @@
 //! committed durably before anyone is answered.
 
 use super::{Claim, Store, StoreError, StoreFuture, Token};
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use crate::redb_file;
+use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -92,10 +93,7 @@ impl EmbeddedStore {
 
     /// [`EmbeddedStore::open`] with the writer's notion of "now" (unix ms) injected.
     pub fn open_with_clock(path: &Path, now: NowMs) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(db_err)?;
-        }
-        let db = Database::create(path).map_err(|e| db_err(format!("{}: {e}", path.display())))?;
+        let db = redb_file::open(path, db_err)?;
         {
             let txn = db.begin_write().map_err(db_err)?;
             txn.open_table(TABLE).map_err(db_err)?;
@@ -212,8 +210,7 @@ fn run_batch(
     now: &(dyn Fn() -> u64 + Send + Sync),
 ) -> Vec<Result<Option<Claim>, StoreError>> {
     let attempt = || -> Result<Vec<Option<Claim>>, StoreError> {
-        let mut txn = db.begin_write().map_err(db_err)?;
-        txn.set_durability(if durable { Durability::Immediate } else { Durability::None }).map_err(db_err)?;
+        let txn = redb_file::write(db, durable, db_err)?;
         let now = now();
         let mut out = Vec::with_capacity(batch.len());
         {
@@ -234,8 +231,7 @@ fn run_batch(
 /// Removes entries expired at `now` (unix ms), at most `SWEEP_LIMIT` at a time.
 fn sweep(db: &Database, now: u64) {
     let r = (|| -> Result<usize, StoreError> {
-        let mut txn = db.begin_write().map_err(db_err)?;
-        txn.set_durability(Durability::None).map_err(db_err)?;
+        let txn = redb_file::write(db, false, db_err)?;
         let removed;
         {
             let mut table = txn.open_table(TABLE).map_err(db_err)?;

@@ -69,6 +69,17 @@ pub trait Store: Send + Sync + 'static {
     fn in_process(&self) -> bool {
         false
     }
+    /// The handle connection worker `worker` uses, for a backend with resources of its own
+    /// per worker (Redis: a connection each); `None` when this one serves every worker.
+    fn for_worker(&self, _worker: usize) -> Option<std::sync::Arc<dyn Store>> {
+        None
+    }
+}
+
+/// The store as connection worker `worker` uses it (see [`Store::for_worker`]). Called when
+/// the worker's stack is built, so the index is passed down, never looked up.
+pub fn for_worker(store: &std::sync::Arc<dyn Store>, worker: usize) -> std::sync::Arc<dyn Store> {
+    store.for_worker(worker).unwrap_or_else(|| store.clone())
 }
 
 /// Bounds a store call by `limit`.

@@ -18,9 +18,10 @@
 //! (`rows_touched` counts them, for the tests). A push is committed durably (fsync) before the
 //! provider is answered.
 
-use super::{now_ms, DeadLetter, Item, Stats};
-use crate::idempotency::StoreError;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use super::{now_ms, Backend, DeadLetter, Item, Stats};
+use crate::idempotency::{StoreError, StoreFuture};
+use crate::redb_file;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -139,10 +140,7 @@ pub struct EmbeddedQueue {
 
 impl EmbeddedQueue {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let db = Database::create(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let db = redb_file::open(path, err)?;
         let txn = db.begin_write().map_err(err)?;
         txn.open_table(ITEMS).map_err(err)?;
         txn.open_table(DUE).map_err(err)?;
@@ -209,9 +207,7 @@ impl EmbeddedQueue {
     ) -> Result<T, StoreError> {
         let (db, rows) = (self.db.clone(), self.rows.clone());
         tokio::task::spawn_blocking(move || {
-            let mut txn = db.begin_write().map_err(err)?;
-            txn.set_durability(if durable { Durability::Immediate } else { Durability::None })
-                .map_err(err)?;
+            let txn = redb_file::write(&db, durable, err)?;
             let out = f(&txn, &rows)?;
             txn.commit().map_err(err)?;
             Ok(out)
@@ -478,6 +474,47 @@ impl EmbeddedQueue {
             Ok(chosen.len() as u64)
         })
         .await
+    }
+}
+
+impl Backend for EmbeddedQueue {
+    fn push<'a>(&'a self, route: &'a str, item: &'a Item) -> StoreFuture<'a, ()> {
+        Box::pin(EmbeddedQueue::push(self, route, item))
+    }
+    fn ensure_group<'a>(&'a self, route: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(EmbeddedQueue::ensure_group(self, route))
+    }
+    fn take<'a>(
+        &'a self,
+        route: &'a str,
+        count: usize,
+        stale: Duration,
+    ) -> StoreFuture<'a, Vec<(String, Item)>> {
+        Box::pin(EmbeddedQueue::take(self, route, count, stale))
+    }
+    fn ack<'a>(&'a self, route: &'a str, id: &'a str, item: &'a Item) -> StoreFuture<'a, ()> {
+        Box::pin(EmbeddedQueue::ack(self, route, id, item))
+    }
+    fn retry<'a>(&'a self, route: &'a str, id: &'a str, item: &'a Item, due_ms: u64) -> StoreFuture<'a, ()> {
+        Box::pin(EmbeddedQueue::retry(self, route, id, item, due_ms))
+    }
+    fn bury<'a>(&'a self, route: &'a str, id: &'a str, item: &'a Item) -> StoreFuture<'a, ()> {
+        Box::pin(EmbeddedQueue::bury(self, route, id, item))
+    }
+    fn is_head<'a>(&'a self, route: &'a str, item: &'a Item) -> StoreFuture<'a, bool> {
+        Box::pin(EmbeddedQueue::is_head(self, route, item))
+    }
+    fn promote<'a>(&'a self, route: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(EmbeddedQueue::promote(self, route))
+    }
+    fn stats<'a>(&'a self, route: &'a str) -> StoreFuture<'a, Stats> {
+        Box::pin(EmbeddedQueue::stats(self, route))
+    }
+    fn dead_letters<'a>(&'a self, route: &'a str) -> StoreFuture<'a, Vec<DeadLetter>> {
+        Box::pin(EmbeddedQueue::dead_letters(self, route))
+    }
+    fn replay<'a>(&'a self, route: &'a str, id: Option<&'a str>) -> StoreFuture<'a, u64> {
+        Box::pin(EmbeddedQueue::replay(self, route, id))
     }
 }
 
