@@ -46,22 +46,29 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let store = open_store(config).await?;
     let gateway = Arc::new(Gateway::new(config, store, clock).with_queue(open_queue(config)?));
+    serve(gateway, listeners, tls, shutdown)
+}
+
+/// [`start`] for a gateway already built (a test that brings its own store): starts the
+/// queue's workers, the admin listener and the webhook listener.
+pub fn serve(
+    gateway: Arc<Gateway>,
+    listeners: Listeners,
+    tls: Option<TlsHandle>,
+    shutdown: Shutdown,
+) -> anyhow::Result<Running> {
+    let addr = listeners.webhook.local_addr()?;
+    let admin = listeners.admin.as_ref().map(TcpListener::local_addr).transpose()?;
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
     start_queue_workers(&gateway, workers_stop);
-    let addr = listeners.webhook.local_addr()?;
     let (stop_admin, admin_stop) = tokio::sync::oneshot::channel::<()>();
-    let admin = match listeners.admin {
-        Some(listener) => {
-            let admin = listener.local_addr()?;
-            // /readyz answers 503 while the webhook listener drains: the admin listener stops
-            // only after the drain.
-            tokio::spawn(crate::admin::run(listener, gateway.clone(), async {
-                let _ = admin_stop.await;
-            }));
-            Some(admin)
-        }
-        None => None,
-    };
+    if let Some(listener) = listeners.admin {
+        // /readyz answers 503 while the webhook listener drains: the admin listener stops
+        // only after the drain.
+        tokio::spawn(crate::admin::run(listener, gateway.clone(), async {
+            let _ = admin_stop.await;
+        }));
+    }
     let serving = crate::server::run(listeners.webhook, gateway.clone(), tls, shutdown.requested());
     let done = tokio::spawn(async move {
         let served = serving.await;
