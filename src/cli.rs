@@ -1,6 +1,7 @@
-//! Command-line definitions.
+//! Command-line definitions: the flags of every command, parsed by clap; what each command
+//! does is in [`crate::commands`].
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -45,33 +46,7 @@ pub enum Command {
         providers_dir: Option<PathBuf>,
     },
     /// Verify one request's signature; exit 0 when valid, 1 when invalid, 2 on a usage error.
-    Verify {
-        #[arg(long)]
-        provider: String,
-        /// A secret to try; repeat for several.
-        #[arg(long = "secret", required = true)]
-        secrets: Vec<String>,
-        /// A request header, "Name: value"; repeat for several.
-        #[arg(long = "header")]
-        headers: Vec<String>,
-        #[arg(long, default_value = "POST")]
-        method: String,
-        /// The URL the provider sent the request to.
-        #[arg(long, default_value = "")]
-        url: String,
-        /// Unix time to check timestamps against (default: now).
-        #[arg(long)]
-        now: Option<u64>,
-        /// The body; read from stdin when absent.
-        #[arg(long)]
-        body_file: Option<PathBuf>,
-        /// Load profiles from this directory too.
-        #[arg(long)]
-        providers_dir: Option<PathBuf>,
-        /// When invalid, explain why and what would have matched.
-        #[arg(long)]
-        explain: bool,
-    },
+    Verify(VerifyArgs),
     /// The delivery queue of `delivery: queued` routes, through a gateway's admin listener.
     Queue {
         /// The admin listener of a running gateway.
@@ -89,28 +64,7 @@ pub enum Command {
         listen: std::net::SocketAddr,
     },
     /// Print the headers a provider would send for a body.
-    Sign {
-        #[arg(long)]
-        provider: String,
-        #[arg(long)]
-        secret: String,
-        /// Event id, for schemes that sign or send one in a header (default: random).
-        #[arg(long)]
-        id: Option<String>,
-        /// Unix time to sign (default: now).
-        #[arg(long)]
-        timestamp: Option<u64>,
-        #[arg(long, default_value = "POST")]
-        method: String,
-        #[arg(long, default_value = "")]
-        url: String,
-        /// The body; read from stdin when absent.
-        #[arg(long)]
-        body_file: Option<PathBuf>,
-        /// Load profiles from this directory too.
-        #[arg(long)]
-        providers_dir: Option<PathBuf>,
-    },
+    Sign(SignArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,4 +88,59 @@ pub enum QueueCommand {
 pub enum DeadCommand {
     /// List the dead letters.
     List,
+}
+
+// The flags of `verify` (no doc comment: the variant's is the command's help).
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[arg(long)]
+    pub provider: String,
+    /// A secret to try; repeat for several.
+    #[arg(long = "secret", required = true)]
+    pub secrets: Vec<String>,
+    /// A request header, "Name: value"; repeat for several.
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    #[arg(long, default_value = "POST")]
+    pub method: String,
+    /// The URL the provider sent the request to.
+    #[arg(long, default_value = "")]
+    pub url: String,
+    /// Unix time to check timestamps against (default: now).
+    #[arg(long)]
+    pub now: Option<u64>,
+    /// The body; read from stdin when absent.
+    #[arg(long)]
+    pub body_file: Option<PathBuf>,
+    /// Load profiles from this directory too.
+    #[arg(long)]
+    pub providers_dir: Option<PathBuf>,
+    /// When invalid, explain why and what would have matched.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+// The flags of `sign` (no doc comment: the variant's is the command's help).
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    #[arg(long)]
+    pub provider: String,
+    #[arg(long)]
+    pub secret: String,
+    /// Event id, for schemes that sign or send one in a header (default: random).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Unix time to sign (default: now).
+    #[arg(long)]
+    pub timestamp: Option<u64>,
+    #[arg(long, default_value = "POST")]
+    pub method: String,
+    #[arg(long, default_value = "")]
+    pub url: String,
+    /// The body; read from stdin when absent.
+    #[arg(long)]
+    pub body_file: Option<PathBuf>,
+    /// Load profiles from this directory too.
+    #[arg(long)]
+    pub providers_dir: Option<PathBuf>,
 }

@@ -5,7 +5,9 @@
 //! the untouched request to the route's upstream.
 //!
 //! # Layout
-//! - [`cli`], [`app`]: the command line and what each command does;
+//! - [`cli`], [`commands`]: the command line, and what each command does (one file each);
+//! - [`runtime`]: the composition root: a running gateway wired from its config and listeners,
+//!   used by `serve` and by the tests;
 //! - [`output`]: the commands' standard output, where a closed pipe ends the output quietly;
 //! - [`admin`]: health, readiness and metrics on their own listener;
 //! - [`config`]: gateway YAML, validated into routes;
@@ -21,7 +23,9 @@
 //! - [`forward`]: the pooled upstream client, the innermost service;
 //! - [`stack`]: the one place the layers are assembled;
 //! - [`gateway`]: shared state (routes, store, client, clock);
-//! - [`server`]: listener, connections, graceful shutdown;
+//! - [`server`]: listener, connections, connection workers;
+//! - [`shutdown`]: the request to stop (signals) and the drain that follows;
+//! - [`reload`]: SIGHUP puts a new configuration in force;
 //! - [`tls`]: the listener's certificate and key;
 //! - [`metrics`]: Prometheus counters and histograms;
 //! - [`error`]: the one mapping from errors to HTTP responses.
@@ -31,8 +35,8 @@
 #![deny(clippy::print_stdout)]
 
 pub mod admin;
-pub mod app;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod error;
@@ -46,7 +50,10 @@ pub mod output;
 pub mod queue;
 pub mod redb_file;
 pub mod redis_conn;
+pub mod reload;
+pub mod runtime;
 pub mod server;
+pub mod shutdown;
 pub mod stack;
 pub mod tls;
 pub mod verify;

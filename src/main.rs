@@ -1,8 +1,8 @@
 //! The `portcullis` binary: parse flags, set up logging, run the command.
 
 use clap::Parser;
-use portcullis::app::{self, Usage};
 use portcullis::cli::Cli;
+use portcullis::commands::{self, Usage};
 use std::process::ExitCode;
 
 /// mimalloc: the request path allocates small, short-lived objects on two threads; glibc's
@@ -12,8 +12,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    app::init_tracing(cli.log_format);
-    match app::run(cli.command) {
+    commands::init_tracing(cli.log_format);
+    match commands::run(cli.command) {
         Ok(code) => code,
         // `portcullis providers | head -1`: the reader had what it wanted.
         Err(e) if portcullis::output::is_closed(&e) => ExitCode::SUCCESS,

@@ -21,15 +21,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 
-/// After the drain timeout, how long the released deliveries get to send their 503s.
-const ABORT_GRACE: Duration = Duration::from_secs(5);
-
 /// The answer to a connection over the connection limit, written before closing it.
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 35\r\n\r\n{\"error\":\"temporarily unavailable\"}";
 
-/// Serves webhooks on `listener` until `shutdown` resolves, then stops accepting and lets
-/// in-flight deliveries finish for the drain timeout; those still waiting then release their
-/// keys and answer 503.
+/// Serves webhooks on `listener` until `shutdown` resolves, then stops accepting and drains
+/// ([`crate::shutdown::drain`]): in-flight deliveries finish within the drain timeout; those
+/// still waiting then release their keys and answer 503.
 pub async fn run(
     listener: TcpListener,
     gateway: Arc<Gateway>,
@@ -58,7 +55,7 @@ pub type TlsHandle = Arc<ArcSwap<rustls::ServerConfig>>;
 /// The accept loop, for any service built per connection by `make_service(peer, tls,
 /// worker)`. Each accepted connection is handed to the connection worker with the fewest open
 /// connections and served there from then on. `abort` is called when the drain timeout passes
-/// with requests still in flight. Fails only when the connection workers cannot be started.
+/// with requests still in flight ([`crate::shutdown::drain`]). Fails only when the connection workers cannot be started.
 pub async fn serve<S, M>(
     listener: TcpListener,
     limits: &Limits,
@@ -146,18 +143,7 @@ where
     }
     drop(listener);
     tracing::info!("stopped accepting; draining in-flight requests");
-    let drain = graceful.shutdown();
-    tokio::pin!(drain);
-    tokio::select! {
-        _ = &mut drain => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(limits.drain_timeout) => {
-            tracing::warn!("drain timeout reached; releasing the keys of unfinished deliveries");
-            abort();
-            if tokio::time::timeout(ABORT_GRACE, &mut drain).await.is_err() {
-                tracing::warn!("connections still open after the drain; closing");
-            }
-        }
-    }
+    crate::shutdown::drain(graceful, limits.drain_timeout, abort).await;
     Ok(())
 }
 

@@ -186,7 +186,7 @@ async fn a_body_trickling_below_the_minimum_rate_is_cut_off_long_before_the_body
 /// Serves `yaml` on `listener` until the returned sender is dropped.
 async fn serve_on(listener: TcpListener, yaml: &str) -> tokio::sync::oneshot::Sender<()> {
     let config = Config::from_yaml("test.yaml", yaml, Path::new("."), &|_| None).unwrap();
-    let store = portcullis::app::open_store(&config).await.unwrap();
+    let store = portcullis::runtime::open_store(&config).await.unwrap();
     let gateway = Arc::new(Gateway::new(&config, store, Clock::System));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(portcullis::server::run(listener, gateway, None, async move {

@@ -290,7 +290,7 @@ async fn queue_stats_are_one_snapshot_never_counting_a_delivery_twice() {
     let config =
         portcullis::config::Config::from_yaml("t.yaml", &yaml, std::path::Path::new("."), &|_| None).unwrap();
     // The queue alone: no workers send anything while we watch.
-    let queue = portcullis::app::open_queue(&config).unwrap().unwrap();
+    let queue = portcullis::runtime::open_queue(&config).unwrap().unwrap();
     queue.ensure_group("/q").await.unwrap();
     let s = queue.stats("/q").await.unwrap();
     assert_eq!((s.depth, s.dead), (0, 0));

@@ -17,6 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis::config::Config;
 use portcullis::gateway::{Clock, Gateway};
 use portcullis::profile::ProfileSet;
+use portcullis::runtime::Listeners;
+use portcullis::shutdown::Shutdown;
 use portcullis::verify::Verifier;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -24,7 +26,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 /// One request as the upstream saw it.
 #[derive(Debug, Clone)]
@@ -169,13 +170,13 @@ impl Upstream {
     }
 }
 
-/// A gateway serving on 127.0.0.1 (and its admin listener), stopped when dropped.
+/// A gateway serving on 127.0.0.1 (and its admin listener), started by the same composition
+/// root as `portcullis serve` ([`portcullis::runtime::start`]); asked to stop when dropped.
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub gateway: Arc<Gateway>,
-    stop: Option<oneshot::Sender<()>>,
-    pub done: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    shutdown: Shutdown,
 }
 
 impl TestGateway {
@@ -183,26 +184,15 @@ impl TestGateway {
     pub async fn start(yaml: &str, clock: Clock) -> TestGateway {
         let config = Config::from_yaml("test.yaml", yaml, Path::new("."), &|k| std::env::var(k).ok())
             .unwrap_or_else(|e| panic!("{e}"));
-        let store = portcullis::app::open_store(&config).await.unwrap();
-        let queue = portcullis::app::open_queue(&config).unwrap();
-        let gateway = Arc::new(Gateway::new(&config, store, clock).with_queue(queue));
-        let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
-        portcullis::app::start_queue_workers(&gateway, workers_stop);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = admin_listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        let (admin_tx, admin_rx) = oneshot::channel::<()>();
-        tokio::spawn(portcullis::admin::run(admin_listener, gateway.clone(), async {
-            let _ = admin_rx.await;
-        }));
-        let done = tokio::spawn(portcullis::server::run(listener, gateway.clone(), None, async move {
-            let _ = rx.await;
-            drop(admin_tx);
-            stop_workers.send_replace(true);
-        }));
-        TestGateway { addr, admin, gateway, stop: Some(tx), done: Some(done) }
+        let listeners = Listeners {
+            webhook: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            admin: Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        };
+        let shutdown = Shutdown::new();
+        let running =
+            portcullis::runtime::start(&config, clock, listeners, None, shutdown.clone()).await.unwrap();
+        let admin = running.admin.expect("an admin listener");
+        TestGateway { addr: running.addr, admin, gateway: running.gateway, shutdown }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -293,9 +283,7 @@ pub fn sample(metrics: &str, series: &str) -> f64 {
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.shutdown.trigger();
     }
 }
 

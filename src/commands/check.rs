@@ -1,0 +1,50 @@
+//! `portcullis check`: validate a configuration and print what it holds.
+
+use crate::config::{redact_url, Config, StoreKind};
+use http::Method;
+use std::path::Path;
+use std::process::ExitCode;
+
+fn describe_store(kind: &StoreKind) -> String {
+    match kind {
+        StoreKind::Memory { max_keys } => {
+            format!("memory (at most {max_keys} keys; forgotten on restart)")
+        }
+        StoreKind::Embedded { path } => format!("embedded ({})", path.display()),
+        StoreKind::Redis { url } => format!("redis ({})", redact_url(url)),
+        StoreKind::RedisCluster { nodes } => {
+            format!("redis-cluster ({})", nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", "))
+        }
+    }
+}
+
+pub(super) fn summary(config: &Config) -> String {
+    let mut out = format!(
+        "listen {}{}\nstore {}\nadmin {}\nroutes:\n",
+        config.listen,
+        if config.tls.is_some() { " (tls)" } else { "" },
+        describe_store(&config.store.kind),
+        config.admin.map(|a| a.to_string()).unwrap_or_else(|| "off".into())
+    );
+    for r in &config.routes {
+        out.push_str(&format!(
+            "  {}{} [{}] -> {} (provider {}, max body {} B, timeout {}, ttl {})\n",
+            r.path,
+            r.selector.as_ref().map(|(h, v)| format!(" when {h}: {v}")).unwrap_or_default(),
+            r.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
+            redact_url(&r.upstream.url),
+            r.provider(),
+            r.max_body,
+            humantime::format_duration(r.upstream_timeout),
+            humantime::format_duration(r.ttl),
+        ));
+    }
+    out
+}
+
+pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    crate::out!("{}", summary(&config))?;
+    crate::outln!("ok: {} routes valid", config.routes.len())?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,81 @@
+//! What each command does, one file per command; `main.rs` only parses flags ([`crate::cli`])
+//! and maps the result to an exit code.
+//!
+//! - [`serve`]: run the gateway;
+//! - [`check`]: validate a configuration and print what it holds;
+//! - [`providers`]: list the provider profiles;
+//! - [`verify`], [`sign`]: check or make one request's signature offline;
+//! - [`queue`]: the delivery queue, through a running gateway's admin listener;
+//! - [`echo`]: a demo upstream for the quick start.
+
+pub mod check;
+pub mod echo;
+pub mod providers;
+pub mod queue;
+pub mod serve;
+pub mod sign;
+pub mod verify;
+
+use crate::cli::{Command, LogFormat};
+use crate::profile::{Profile, ProfileSet};
+use anyhow::Context;
+use http::Method;
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// A usage error: exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => builder.compact().init(),
+    }
+}
+
+/// Runs one command.
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => serve::run(&config),
+        Command::Check { config } => check::run(&config),
+        Command::Providers { json, providers_dir } => providers::run(json, providers_dir.as_deref()),
+        Command::Verify(args) => verify::run(args),
+        Command::Echo { listen } => echo::run(listen),
+        Command::Queue { admin, route, command } => queue::run(&admin, route.as_deref(), command),
+        Command::Sign(args) => sign::run(args),
+    }
+}
+
+/// The profile `name`, built-in or from `dir` (for `verify` and `sign`).
+fn lookup_profile(name: &str, dir: Option<&Path>) -> anyhow::Result<Arc<Profile>> {
+    let mut set = ProfileSet::builtin();
+    if let Some(d) = dir {
+        set.extend_from_dir(d).map_err(|e| Usage(e.to_string()))?;
+    }
+    set.get(name)
+        .cloned()
+        .ok_or_else(|| Usage(format!("unknown provider '{name}' (known: {})", set.names().join(", "))).into())
+}
+
+fn parse_method(m: &str) -> anyhow::Result<Method> {
+    Method::from_bytes(m.as_bytes()).map_err(|_| Usage(format!("--method: '{m}' is not a method")).into())
+}
+
+/// The body of `--body-file`, or stdin's.
+fn read_body(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match path {
+        Some(p) => std::fs::read(p).map_err(|e| Usage(format!("--body-file {}: {e}", p.display())).into()),
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).context("reading the body from stdin")?;
+            Ok(buf)
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! `portcullis providers`: the provider profiles known, as a table or as JSON.
+
+use super::Usage;
+use crate::profile::{Profile, ProfileSet};
+use http::{HeaderName, Method};
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(json: bool, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let mut set = ProfileSet::builtin();
+    if let Some(d) = dir {
+        set.extend_from_dir(d).map_err(|e| Usage(e.to_string()))?;
+    }
+    if json {
+        let list: Vec<ProfileJson<'_>> = set.iter().map(|p| ProfileJson::of(p)).collect();
+        crate::outln!("{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<[String; 6]> = set
+        .iter()
+        .map(|p| {
+            [
+                p.name.clone(),
+                p.signature_place(),
+                p.algorithm.name().to_string(),
+                p.encoding.name().to_string(),
+                p.timestamp.as_ref().map(|t| t.describe()).unwrap_or_else(|| "none".into()),
+                p.id.describe(),
+            ]
+        })
+        .collect();
+    let head = ["NAME", "HEADER", "ALGORITHM", "ENCODING", "TIMESTAMP", "ID"].map(String::from);
+    let mut widths = [0usize; 6];
+    for r in std::iter::once(&head).chain(rows.iter()) {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in std::iter::once(&head).chain(rows.iter()) {
+        let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        crate::outln!("{}", line.join("  ").trim_end())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One profile as `providers --json` prints it: every field of the scheme as data.
+#[derive(serde::Serialize)]
+struct ProfileJson<'a> {
+    name: &'a str,
+    title: &'a str,
+    /// Where the scheme is documented.
+    docs: Option<&'a str>,
+    assumptions: &'a [String],
+    methods: Vec<&'a str>,
+    signature: SignatureJson<'a>,
+    /// How the route's secrets are written.
+    secret: crate::verify::mac::SecretEncoding,
+    timestamp: Option<TimestampJson<'a>>,
+    id: IdJson<'a>,
+    /// A signed one-time value remembered to refuse replays: its JSON pointer in the body.
+    nonce: Option<&'a str>,
+    handshake: Option<crate::profile::Handshake>,
+    order_by: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct SignatureJson<'a> {
+    /// Header names looked in, in order (empty when the signature is in the body).
+    headers: Vec<&'a str>,
+    /// JSON pointer of the signature inside the body.
+    json: Option<&'a str>,
+    canonical: Option<crate::profile::Canonical>,
+    format: crate::verify::header::Format,
+    prefix: Option<&'a str>,
+    /// Between entries, and between key (or version) and value; `null` for a raw value.
+    separator: Option<&'a str>,
+    kv_separator: Option<&'a str>,
+    /// Keys (key-value) or versions (versioned) whose values are signatures.
+    keys: &'a [String],
+    timestamp_key: Option<&'a str>,
+    algorithm: crate::verify::mac::Algorithm,
+    encoding: crate::verify::mac::Encoding,
+    /// The signed payload's template.
+    payload: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct TimestampJson<'a> {
+    /// `header`, `signature` (a key of the signature header) or `json`.
+    source: &'static str,
+    header: Option<&'a str>,
+    json: Option<&'a str>,
+    unit: crate::profile::TimeUnit,
+    tolerance_secs: u64,
+    /// Whether it is held to the tolerance (only when the signature covers it).
+    check: bool,
+}
+
+#[derive(serde::Serialize)]
+struct IdJson<'a> {
+    /// `header`, `json` (pointers joined with `:`) or `body-sha256`.
+    source: &'static str,
+    header: Option<&'a str>,
+    json: Vec<&'a str>,
+}
+
+impl<'a> ProfileJson<'a> {
+    fn of(p: &'a Profile) -> Self {
+        use crate::profile::{IdSource, TimestampSource};
+        use crate::verify::header::Format;
+        let hf = &p.header_format;
+        let raw = hf.format == Format::Raw;
+        ProfileJson {
+            name: &p.name,
+            title: &p.title,
+            docs: p.docs.as_deref(),
+            assumptions: &p.assumptions,
+            methods: p.methods.iter().map(Method::as_str).collect(),
+            signature: SignatureJson {
+                headers: p.headers.iter().map(HeaderName::as_str).collect(),
+                json: p.signature_json.as_ref().map(|j| j.as_str()),
+                canonical: p.canonical,
+                format: hf.format,
+                prefix: hf.prefix.as_deref(),
+                separator: (!raw).then_some(hf.separator.as_str()),
+                kv_separator: (!raw).then_some(hf.kv_separator.as_str()),
+                keys: &hf.signature_keys,
+                timestamp_key: hf.timestamp_key.as_deref(),
+                algorithm: p.algorithm,
+                encoding: p.encoding,
+                payload: p.payload.as_str(),
+            },
+            secret: p.secret,
+            timestamp: p.timestamp.as_ref().map(|t| {
+                let (source, header, json) = match &t.source {
+                    TimestampSource::Header(h) => ("header", Some(h.as_str()), None),
+                    TimestampSource::Signature => ("signature", None, None),
+                    TimestampSource::Json(j) => ("json", None, Some(j.as_str())),
+                };
+                TimestampJson {
+                    source,
+                    header,
+                    json,
+                    unit: t.unit,
+                    tolerance_secs: t.tolerance.as_secs(),
+                    check: t.check,
+                }
+            }),
+            id: match &p.id {
+                IdSource::Header(h) => IdJson { source: "header", header: Some(h.as_str()), json: vec![] },
+                IdSource::Json(ps) => {
+                    IdJson { source: "json", header: None, json: ps.iter().map(|j| j.as_str()).collect() }
+                }
+                IdSource::BodySha256 => IdJson { source: "body-sha256", header: None, json: vec![] },
+            },
+            nonce: p.replay.as_ref().map(|j| j.as_str()),
+            handshake: p.handshake,
+            order_by: p.order_by.as_ref().map(|j| j.as_str()),
+        }
+    }
+}

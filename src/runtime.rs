@@ -1,0 +1,134 @@
+//! The composition root: from a validated [`Config`] and the listeners it was given, the one
+//! place a running gateway is wired — store, queue and its workers, admin listener, webhook
+//! listener, drain. `serve` and the integration tests both start a gateway here, so the tests
+//! exercise the wiring that production runs.
+
+use crate::config::{Config, StoreKind};
+use crate::gateway::{Clock, Gateway};
+use crate::idempotency::{self, Store};
+use crate::server::TlsHandle;
+use crate::shutdown::Shutdown;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// The sockets a gateway serves on, bound by the caller: `serve` binds the configured
+/// addresses, a test binds port 0.
+pub struct Listeners {
+    /// Where webhooks arrive.
+    pub webhook: TcpListener,
+    /// Health, readiness, metrics and the queue's admin API; none when `admin:` is off.
+    pub admin: Option<TcpListener>,
+}
+
+/// A gateway started by [`start`]: serving until its [`Shutdown`] is triggered, then draining.
+pub struct Running {
+    /// The shared state, for tests that look inside.
+    pub gateway: Arc<Gateway>,
+    /// The webhook listener's address (the port a `:0` bind got).
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    shutdown: Shutdown,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Opens the store and the queue, starts the queue's workers, the admin listener and the
+/// webhook listener, and returns at once. When `shutdown` is triggered the webhook listener
+/// stops accepting and drains ([`crate::shutdown`]); then the queue's workers and the admin
+/// listener stop (queued deliveries not yet acknowledged stay pending for another instance).
+pub async fn start(
+    config: &Config,
+    clock: Clock,
+    listeners: Listeners,
+    tls: Option<TlsHandle>,
+    shutdown: Shutdown,
+) -> anyhow::Result<Running> {
+    let store = open_store(config).await?;
+    let gateway = Arc::new(Gateway::new(config, store, clock).with_queue(open_queue(config)?));
+    serve(gateway, listeners, tls, shutdown)
+}
+
+/// [`start`] for a gateway already built (a test that brings its own store): starts the
+/// queue's workers, the admin listener and the webhook listener.
+pub fn serve(
+    gateway: Arc<Gateway>,
+    listeners: Listeners,
+    tls: Option<TlsHandle>,
+    shutdown: Shutdown,
+) -> anyhow::Result<Running> {
+    let addr = listeners.webhook.local_addr()?;
+    let admin = listeners.admin.as_ref().map(TcpListener::local_addr).transpose()?;
+    let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+    start_queue_workers(&gateway, workers_stop);
+    let (stop_admin, admin_stop) = tokio::sync::oneshot::channel::<()>();
+    if let Some(listener) = listeners.admin {
+        // /readyz answers 503 while the webhook listener drains: the admin listener stops
+        // only after the drain.
+        tokio::spawn(crate::admin::run(listener, gateway.clone(), async {
+            let _ = admin_stop.await;
+        }));
+    }
+    let serving = crate::server::run(listeners.webhook, gateway.clone(), tls, shutdown.requested());
+    let done = tokio::spawn(async move {
+        let served = serving.await;
+        stop_workers.send_replace(true);
+        drop(stop_admin);
+        served
+    });
+    Ok(Running { gateway, addr, admin, shutdown, done })
+}
+
+impl Running {
+    /// The request to stop this gateway.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// Reloads the configuration from `path` on SIGHUP ([`crate::reload`]).
+    pub fn reload_on_sighup(&self, path: PathBuf, tls: Option<TlsHandle>) {
+        crate::reload::on_sighup(path, self.gateway.clone(), tls);
+    }
+
+    /// Waits until the gateway has stopped: shutdown asked, drained, workers told to stop.
+    pub async fn stopped(self) -> anyhow::Result<()> {
+        self.done.await?.map_err(|e| anyhow::anyhow!("starting the connection workers: {e}"))
+    }
+}
+
+/// The delivery queue, when a route is `delivery: queued` (validation ensures a durable store).
+pub fn open_queue(config: &Config) -> anyhow::Result<Option<Arc<crate::queue::Queue>>> {
+    Ok(crate::queue::Queue::open(config)?.map(Arc::new))
+}
+
+/// Starts the queue's workers; they stop when `stop` turns true.
+pub fn start_queue_workers(gateway: &Arc<Gateway>, stop: tokio::sync::watch::Receiver<bool>) {
+    if let Some(queue) = &gateway.queue {
+        let gw = gateway.clone();
+        let workers = crate::queue::QueueWorkers {
+            queue: queue.clone(),
+            client: gateway.client.clone(),
+            metrics: gateway.metrics.clone(),
+            routes: Box::new(move || gw.routing().routes().filter(|r| r.queue.is_some()).collect()),
+        };
+        tokio::spawn(crate::queue::supervise(Arc::new(workers), stop));
+    }
+}
+
+/// Opens the configured idempotency store.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let c = &config.store;
+    Ok(match &c.kind {
+        StoreKind::Memory { max_keys } => Arc::new(idempotency::memory::MemoryStore::new(*max_keys)),
+        StoreKind::Embedded { path } => Arc::new(idempotency::embedded::EmbeddedStore::open(path)?),
+        StoreKind::Redis { url } => Arc::new(idempotency::redis::RedisStore::single(
+            url,
+            &c.key_prefix,
+            c.timeout,
+            config.limits.workers,
+        )?),
+        StoreKind::RedisCluster { nodes } => {
+            Arc::new(idempotency::redis::RedisStore::cluster(nodes, &c.key_prefix, c.timeout)?)
+        }
+    })
+}
