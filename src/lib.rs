@@ -15,8 +15,8 @@
 //!   from `providers/`), header parsing, payload templates, MACs, timestamps;
 //! - [`jsonptr`]: JSON pointer lookups into raw bodies;
 //! - [`idempotency`]: the `Store` trait and its backends;
-//! - [`redis_conn`]: the Redis connections the Redis store and the Redis queue share;
-//! - [`redb_file`]: the redb file handling the embedded store and the embedded queue share;
+//! - [`store_conn`]: what the stores and the queue share: the store error, the Redis
+//!   connections, the redb file handling;
 //! - [`delivery`]: the request as it moves through the stack;
 //! - [`queue`]: the durable delivery queue of `delivery: queued` routes, and its workers;
 //! - [`layer`]: one tower layer per phase of the request path;
@@ -48,13 +48,12 @@ pub mod layer;
 pub mod metrics;
 pub mod output;
 pub mod queue;
-pub mod redb_file;
-pub mod redis_conn;
 pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod stack;
+pub mod store_conn;
 pub mod tls;
 pub mod verify;
 

@@ -4,7 +4,7 @@
 //! committed durably before anyone is answered.
 
 use super::{Claim, Store, StoreError, StoreFuture, Token};
-use crate::redb_file;
+use crate::store_conn::redb_file;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;

@@ -14,12 +14,8 @@ pub mod embedded;
 pub mod memory;
 pub mod redis;
 
-use std::future::Future;
-use std::pin::Pin;
+pub use crate::store_conn::{bounded, StoreError, StoreFuture};
 use std::time::Duration;
-
-/// A boxed store call.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// The random value that proves a claim is ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,16 +36,6 @@ pub enum Claim {
     Delivered,
     /// Another request holds the key; try again after `retry_after`.
     InFlight { retry_after: Duration },
-}
-
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum StoreError {
-    #[error("the store did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("the store holds its maximum of {0} keys")]
-    Full(usize),
-    #[error("store backend: {0}")]
-    Backend(String),
 }
 
 /// An idempotency store. Keys arrive already namespaced by route.
@@ -80,17 +66,6 @@ pub trait Store: Send + Sync + 'static {
 /// the worker's stack is built, so the index is passed down, never looked up.
 pub fn for_worker(store: &std::sync::Arc<dyn Store>, worker: usize) -> std::sync::Arc<dyn Store> {
     store.for_worker(worker).unwrap_or_else(|| store.clone())
-}
-
-/// Bounds a store call by `limit`.
-pub async fn bounded<T>(
-    limit: Duration,
-    fut: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(StoreError::Timeout(limit)),
-    }
 }
 
 /// Calls the store under `limit` (no timer for an in-process store, whose calls cannot

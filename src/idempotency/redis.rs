@@ -1,9 +1,9 @@
 //! Redis and Redis Cluster backends: each step of the claim protocol is one Lua script, so a
 //! delivery costs two round trips (claim, then complete or release) on a multiplexed,
-//! automatically reconnecting connection ([`crate::redis_conn`]).
+//! automatically reconnecting connection ([`crate::store_conn::redis_pool`]).
 
 use super::{Claim, Store, StoreError, StoreFuture, Token};
-use crate::redis_conn::RedisPool;
+use crate::store_conn::redis_pool::RedisPool;
 use redis::Script;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -14,7 +14,7 @@ const DELIVERED: &str = "D";
 /// Creates the key in flight unless it exists. Returns `{0}` acquired, `{1}` delivered, or
 /// `{2, pttl}` in flight. A lapsed lease has expired out of Redis, so the retry acquires it.
 /// A key that already holds our own token is ours: the claim was run before and its answer
-/// lost with the connection, so [`crate::redis_conn::Conn`]'s one retry of it is acquired, not in flight.
+/// lost with the connection, so [`crate::store_conn::redis_pool::Conn`]'s one retry of it is acquired, not in flight.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"

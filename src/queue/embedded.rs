@@ -19,8 +19,7 @@
 //! provider is answered.
 
 use super::{now_ms, Backend, DeadLetter, Item, Stats};
-use crate::idempotency::{StoreError, StoreFuture};
-use crate::redb_file;
+use crate::store_conn::{redb_file, StoreError, StoreFuture};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -21,8 +21,8 @@ pub use worker::{backoff, supervise, QueueWorkers};
 
 use crate::config::{Config, Route, StoreKind};
 use crate::forward::Outgoing;
-use crate::idempotency::{StoreError, StoreFuture};
-use crate::redis_conn::RedisPool;
+use crate::store_conn::redis_pool::RedisPool;
+use crate::store_conn::{StoreError, StoreFuture};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(crate) fn now_ms() -> u64 {

@@ -13,8 +13,8 @@
 //! second of them may not.
 
 use super::{now_ms, Backend, DeadLetter, Item, Stats};
-use crate::idempotency::{bounded, StoreError, StoreFuture};
-use crate::redis_conn::{Conn, RedisPool};
+use crate::store_conn::redis_pool::{Conn, RedisPool};
+use crate::store_conn::{bounded, StoreError, StoreFuture};
 use redis::Script;
 use std::sync::LazyLock;
 use std::time::Duration;

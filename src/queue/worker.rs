@@ -6,8 +6,8 @@
 use super::{now_ms, Item, Queue};
 use crate::config::Route;
 use crate::forward::UpstreamClient;
-use crate::idempotency::StoreError;
 use crate::metrics::{Metrics, QueueGauges};
+use crate::store_conn::StoreError;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;

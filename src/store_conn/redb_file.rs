@@ -2,7 +2,7 @@
 //! opening (or creating) a file with its directory, and write transactions whose durability
 //! is chosen per write (fsync before answering, or committed lazily).
 
-use crate::idempotency::StoreError;
+use super::StoreError;
 use redb::{Database, Durability, WriteTransaction};
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! one retry after a connection-level failure, and the key encoding that keeps every key of a
 //! script in one cluster slot.
 
-use crate::idempotency::StoreError;
+use super::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
