@@ -18,6 +18,7 @@
 //! - [`layer`]: one tower layer per phase of the request path;
 //! - [`forward`]: the pooled upstream client, the innermost service;
 //! - [`stack`]: the one place the layers are assembled;
+//! - [`routing`]: the route table, each route paired with its metrics;
 //! - [`gateway`]: shared state (routes, store, client, clock);
 //! - [`server`]: listener, connections, graceful shutdown;
 //! - [`tls`]: the listener's certificate and key;
@@ -43,6 +44,7 @@ pub mod metrics;
 pub mod output;
 pub mod profile;
 pub mod queue;
+pub mod routing;
 pub mod server;
 pub mod stack;
 pub mod tls;
