@@ -1,13 +1,13 @@
 //! The request as it moves through the stack: routed, then read, then verified.
 
-use crate::config::Route;
+use crate::routing::RouteEntry;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use std::sync::Arc;
 
 /// A request whose route is known and whose body is not read yet.
 pub struct Routed {
-    pub route: Arc<Route>,
+    pub route: Arc<RouteEntry>,
     pub req: http::Request<Incoming>,
     /// The TCP peer's address, as the `X-Forwarded-For` entry the gateway appends.
     pub peer: http::HeaderValue,
@@ -20,7 +20,7 @@ pub struct Routed {
 
 /// A request whose body has been read in full.
 pub struct Delivery {
-    pub route: Arc<Route>,
+    pub route: Arc<RouteEntry>,
     pub parts: http::request::Parts,
     /// The raw body, byte for byte as received.
     pub body: Bytes,

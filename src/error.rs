@@ -1,8 +1,8 @@
 //! The one place where rejections become HTTP responses: generic JSON for the caller, the
 //! precise reason kept for the log line.
 
-use crate::config::Route;
 use crate::idempotency::StoreError;
+use crate::routing::RouteEntry;
 use crate::verify::VerifyError;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
@@ -81,7 +81,7 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub outcome: Outcome,
-    pub route: Option<Arc<Route>>,
+    pub route: Option<Arc<RouteEntry>>,
     /// The event's idempotency key, once known.
     pub key: Option<Arc<str>>,
     pub secret_index: Option<usize>,
@@ -179,7 +179,7 @@ impl GatewayError {
 
     /// The response to the sender: a generic JSON error, with the precise reason recorded
     /// for the log.
-    pub fn into_response(self, route: Option<Arc<Route>>, key: Option<Arc<str>>) -> Response<Body> {
+    pub fn into_response(self, route: Option<Arc<RouteEntry>>, key: Option<Arc<str>>) -> Response<Body> {
         let (status, outcome, message) = self.parts();
         let mut res = json_response(status, format!("{{\"error\":\"{message}\"}}"));
         if let Some(secs) = self.retry_after() {

@@ -1,13 +1,12 @@
 //! The gateway's shared state: routes, the idempotency store, the upstream client and the
 //! clock, as every connection's stack sees them.
 
-use crate::config::{Config, Limits, Route};
-use crate::error::GatewayError;
+use crate::config::{Config, Limits};
 use crate::forward::{self, UpstreamClient};
 use crate::idempotency::Store;
+// Where `Routing` was (layer/route.rs names it here).
+pub use crate::routing::Routing;
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,91 +25,6 @@ impl Clock {
             Clock::System => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             Clock::Fixed(t) => *t,
         }
-    }
-}
-
-/// What a configuration reload may change: the routes (secrets, upstreams, profiles) and
-/// the trusted proxies. Swapped whole, so a request sees one version or the other.
-pub struct Routing {
-    routes: HashMap<String, Vec<Arc<Route>>>,
-    trusted_proxies: Vec<ipnet::IpNet>,
-    /// The configuration it came from, to tell what a reload could not apply.
-    pub config: Config,
-}
-
-impl Routing {
-    fn new(config: &Config, metrics: &crate::metrics::Metrics) -> Self {
-        let mut routes: HashMap<String, Vec<Arc<Route>>> = HashMap::new();
-        for r in &config.routes {
-            let _ = r.metrics.set(metrics.route(&r.name));
-            routes.entry(r.path.clone()).or_default().push(r.clone());
-        }
-        Routing { routes, trusted_proxies: config.trusted_proxies.clone(), config: config.clone() }
-    }
-
-    /// The route for an exact path, and for routes with variants, the variant the request's
-    /// selector header names.
-    pub fn route(&self, path: &str, headers: &http::HeaderMap) -> Result<Arc<Route>, GatewayError> {
-        Self::select(self.variants(path)?, headers)
-    }
-
-    /// The routes at an exact path: one, or one per variant. Every variant of a path shares
-    /// the path's `allow_ips`, so the allowlist can be checked before a variant is chosen.
-    pub fn variants(&self, path: &str) -> Result<&[Arc<Route>], GatewayError> {
-        self.routes.get(path).map(Vec::as_slice).ok_or(GatewayError::NotFound)
-    }
-
-    /// The variant of `list` (from [`Routing::variants`]) the selector header names, or the
-    /// one route of a path without variants.
-    pub fn select(list: &[Arc<Route>], headers: &http::HeaderMap) -> Result<Arc<Route>, GatewayError> {
-        let first = &list[0];
-        let Some((header, _)) = &first.selector else { return Ok(first.clone()) };
-        let mut values = headers.get_all(header).iter();
-        let value = values.next().and_then(|v| v.to_str().ok()).map(str::trim);
-        if values.next().is_some() {
-            return Err(GatewayError::NoVariant(format!("{header} appears more than once")));
-        }
-        let Some(value) = value else {
-            return Err(GatewayError::NoVariant(format!("no {header} header")));
-        };
-        list.iter()
-            .find(|r| r.selector.as_ref().is_some_and(|(_, v)| v.eq_ignore_ascii_case(value)))
-            .cloned()
-            .ok_or_else(|| GatewayError::NoVariant(format!("{header} '{value}' names no variant")))
-    }
-
-    /// Every route (each variant of a route with variants).
-    pub fn routes(&self) -> impl Iterator<Item = Arc<Route>> + '_ {
-        self.routes.values().flatten().cloned()
-    }
-
-    /// The client's address: the peer, or where the peer is a trusted proxy, the last
-    /// address of `X-Forwarded-For` that is not a trusted proxy. Every address is taken in its
-    /// canonical form: on a dual-stack listener an IPv4 sender is `::ffff:a.b.c.d`, which no
-    /// IPv4 network contains.
-    pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
-        let peer = peer.to_canonical();
-        let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
-        if !trusted(&peer) {
-            return peer;
-        }
-        let mut client = peer;
-        let hops = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect::<Vec<_>>();
-        for hop in hops.iter().rev() {
-            match hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
-                Ok(ip) if trusted(&ip) => client = ip,
-                Ok(ip) => return ip,
-                // An entry that is not an address cannot be believed; stop at the last good one.
-                Err(_) => return client,
-            }
-        }
-        client
     }
 }
 
@@ -179,20 +93,8 @@ impl Gateway {
     /// Puts a new configuration's routes in force; connections and in-flight requests go on.
     /// Returns what the new configuration changes that only a restart applies.
     pub fn reload(&self, config: &Config) -> Vec<String> {
-        let old = self.routing.load();
-        let mut ignored = Vec::new();
-        if old.config.listen != config.listen {
-            ignored.push("listen".to_string());
-        }
-        if old.config.admin != config.admin {
-            ignored.push("admin".to_string());
-        }
-        if old.config.store != config.store {
-            ignored.push("store".to_string());
-        }
-        if old.config.limits != config.limits {
-            ignored.push("limits".to_string());
-        }
+        let ignored =
+            self.routing.load().config.restart_only_changes(config).into_iter().map(String::from).collect();
         self.routing.store(Arc::new(Routing::new(config, &self.metrics)));
         self.metrics.reloads_ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ignored

@@ -22,6 +22,7 @@
 //! - [`layer`]: one tower layer per phase of the request path;
 //! - [`forward`]: the pooled upstream client, the innermost service;
 //! - [`stack`]: the one place the layers are assembled;
+//! - [`routing`]: the route table, each route paired with its metrics;
 //! - [`gateway`]: shared state (routes, store, client, clock);
 //! - [`server`]: listener, connections, connection workers;
 //! - [`shutdown`]: the request to stop (signals) and the drain that follows;
@@ -50,6 +51,7 @@ pub mod output;
 pub mod queue;
 pub mod reload;
 pub mod runtime;
+pub mod routing;
 pub mod server;
 pub mod shutdown;
 pub mod stack;

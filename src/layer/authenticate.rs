@@ -2,10 +2,10 @@
 //! event's idempotency key. Nothing is claimed or forwarded for a request that fails here.
 
 use super::{answer, EitherFuture};
-use crate::config::Route;
 use crate::delivery::{BatchKey, Delivery};
 use crate::error::{Body, GatewayError, Record};
 use crate::gateway::Clock;
+use crate::routing::RouteEntry;
 use crate::verify::diagnose::diagnose;
 use crate::verify::{body_sha256, Input};
 use bytes::Bytes;
@@ -58,7 +58,7 @@ impl Drop for Running {
 /// Starts diagnosing a refused request on the blocking pool, when a place is free and the
 /// per-second budget allows; the diagnosis logs its own line, carrying the number returned
 /// here. The caller answers at once and never waits for it.
-fn spawn_diagnosis(route: &Arc<Route>, input: &Input<'_>, body: &Bytes) -> Option<u64> {
+fn spawn_diagnosis(route: &Arc<RouteEntry>, input: &Input<'_>, body: &Bytes) -> Option<u64> {
     let running = Running::take()?;
     if !diagnosis_allowed() {
         return None;
@@ -224,7 +224,7 @@ mod tests {
             let (parts, ()) =
                 http::Request::post("/p").header("x-paylent-signature", &sig).body(()).unwrap().into_parts();
             Delivery {
-                route: config.routes[0].clone(),
+                route: Arc::new(RouteEntry::new(config.routes[0].clone(), Arc::default())),
                 parts,
                 body: Bytes::from_static(br#"{"event_id":"e1"}"#),
                 peer: http::HeaderValue::from_static("127.0.0.1"),

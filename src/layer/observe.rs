@@ -95,7 +95,7 @@ where
         let elapsed = this.start.elapsed();
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         let route = record.route.as_deref();
-        let rm = route.and_then(|r| r.metrics.get()).unwrap_or(metrics.unmatched());
+        let rm = route.map_or(metrics.unmatched(), |r| &r.metrics);
         rm.record(record.outcome, elapsed, record.secret_index);
         if let Some(up) = record.upstream_latency {
             rm.observe_upstream(up);

@@ -1,0 +1,259 @@
+//! The gateway YAML as written: serde types that refuse unknown keys, before `${VAR}`
+//! expansion and validation. None has `Debug`: most hold secrets.
+
+use super::route::{DeliveryMode, OnStoreError};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub listen: String,
+    pub providers_dir: Option<PathBuf>,
+    pub admin: Option<RawAdmin>,
+    pub tls: Option<RawTls>,
+    /// Proxies whose `X-Forwarded-For` is believed when checking `allow_ips`.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// An invalid `store:` is reported after parsing, as other invalid values are.
+    #[serde(default = "memory_store", deserialize_with = "store")]
+    pub store: Result<RawStore, String>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    pub routes: Vec<RawRoute>,
+}
+
+/// The idempotency store: `kind` picks the variant, and each kind takes only its own keys
+/// (`kind: memory` with a `url` is refused). Without `kind`, the memory store.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub(super) enum RawStore {
+    Memory {
+        max_keys: Option<usize>,
+        #[serde(default, with = "humantime_serde")]
+        timeout: Option<Duration>,
+    },
+    Embedded {
+        path: String,
+        #[serde(default, with = "humantime_serde")]
+        timeout: Option<Duration>,
+    },
+    Redis {
+        url: String,
+        key_prefix: Option<String>,
+        #[serde(default, with = "humantime_serde")]
+        timeout: Option<Duration>,
+    },
+    RedisCluster {
+        nodes: Vec<String>,
+        key_prefix: Option<String>,
+        #[serde(default, with = "humantime_serde")]
+        timeout: Option<Duration>,
+    },
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore::Memory { max_keys: None, timeout: None }
+    }
+}
+
+fn memory_store() -> Result<RawStore, String> {
+    Ok(RawStore::default())
+}
+
+/// `store:` parsed as [`RawStore`], with `kind: memory` when no kind is given. Errors name
+/// the kind, so "unknown field `url`" reads as what it is: a key of another kind. (They
+/// carry no line: the mapping was read whole before its kind was known.)
+fn store<'de, D: Deserializer<'de>>(d: D) -> Result<Result<RawStore, String>, D::Error> {
+    use serde_yaml_ng::Value;
+    let mut v = Value::deserialize(d)?;
+    let Value::Mapping(m) = &mut v else {
+        return Ok(Err("store: a mapping is needed, such as {kind: redis, url: ...}".into()));
+    };
+    let at = match m.get("kind") {
+        Some(Value::String(kind)) => format!("store (kind '{kind}')"),
+        Some(_) => "store.kind".into(),
+        None => {
+            m.insert("kind".into(), "memory".into());
+            "store (kind 'memory')".into()
+        }
+    };
+    Ok(RawStore::deserialize(v).map_err(|e| {
+        let e = e.to_string();
+        if e.starts_with("unknown variant") {
+            format!("store.kind: {e}")
+        } else {
+            format!("{at}: {e}")
+        }
+    }))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    #[serde(default, with = "humantime_serde")]
+    pub header_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub body_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub drain_timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
+    pub max_in_flight: Option<usize>,
+    pub max_body_reads_per_client: Option<usize>,
+    /// Bytes per second a body must arrive at, after a second's grace; 0 for any rate.
+    pub min_body_rate: Option<Size>,
+    pub max_headers: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub upstream_connect_timeout: Option<Duration>,
+    pub upstream_max_idle_per_host: Option<usize>,
+    pub workers: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub path: String,
+    pub name: Option<String>,
+    pub provider: String,
+    #[serde(default)]
+    pub secrets: Vec<RawSecret>,
+    /// Files holding one secret each (as Kubernetes mounts them); read at load and reload.
+    #[serde(default)]
+    pub secret_files: Vec<PathBuf>,
+    pub upstream: Option<String>,
+    /// A header whose value picks one of `variants` (Payable's `X-Live-Mode`).
+    pub select_by: Option<String>,
+    #[serde(default)]
+    pub variants: BTreeMap<String, RawVariant>,
+    /// Addresses (CIDR) allowed to send to this route; others get 403.
+    pub allow_ips: Option<Vec<String>>,
+    pub forward_signing: Option<RawForwardSigning>,
+    /// `sync` (default): the provider waits for the upstream. `queued`: answered once a
+    /// durable queue holds the delivery; workers deliver with retries.
+    #[serde(default)]
+    pub delivery: DeliveryMode,
+    pub queue: Option<RawQueue>,
+    pub methods: Option<Vec<String>>,
+    pub max_body: Option<Size>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub lease: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub tolerance: Option<Duration>,
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub on_store_error: OnStoreError,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub listen: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// One value of a route's `select_by` header: its own secrets and upstream.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVariant {
+    #[serde(default)]
+    pub secrets: Vec<RawSecret>,
+    #[serde(default)]
+    pub secret_files: Vec<PathBuf>,
+    pub upstream: String,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQueue {
+    pub max_attempts: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    pub concurrency: Option<usize>,
+    pub accept_status: Option<u16>,
+    #[serde(default, with = "humantime_serde")]
+    pub backoff: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_backoff: Option<Duration>,
+    /// A JSON pointer whose value orders deliveries: those with the same value are delivered
+    /// one at a time, in the order accepted. Default: the profile's `order_by`.
+    pub order_by: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawForwardSigning {
+    /// A Standard Webhooks secret, `whsec_` + base64.
+    pub secret: String,
+}
+
+/// A secret: its value, or its value with an expiry (during a rotation).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawSecret {
+    Value(String),
+    WithExpiry(RawSecretExpiry),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecretExpiry {
+    pub value: String,
+    /// RFC 3339, e.g. `2026-12-31T00:00:00Z`; after it the secret no longer verifies.
+    pub expires_at: String,
+}
+
+/// A byte size: an integer, or a string such as `"1MiB"`, `"512KiB"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    pub fn bytes(&self) -> Result<u64, String> {
+        match self {
+            Size::Bytes(b) => Ok(*b),
+            Size::Text(t) => {
+                let t = t.trim();
+                let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+                let (num, unit) = t.split_at(split);
+                let n: u64 = num.parse().map_err(|_| format!("'{t}' is not a size"))?;
+                let mult = match unit.trim() {
+                    "" | "B" => 1,
+                    "KiB" | "KB" | "K" => 1024,
+                    "MiB" | "MB" | "M" => 1024 * 1024,
+                    other => return Err(format!("unknown size unit '{other}' (use B, KiB or MiB)")),
+                };
+                Ok(n * mult)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(Size::Text("1MiB".into()).bytes().unwrap(), 1 << 20);
+        assert_eq!(Size::Text("512 KiB".into()).bytes().unwrap(), 512 << 10);
+        assert_eq!(Size::Bytes(7).bytes().unwrap(), 7);
+        assert!(Size::Text("1 parsec".into()).bytes().is_err());
+    }
+}

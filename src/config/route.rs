@@ -1,0 +1,385 @@
+//! Routes: a raw route validated into one [`Route`] per variant, by small validators whose
+//! errors name the field (`secrets[1]: is empty`, `queue.order_by: …`).
+
+use super::env::{expand_env, is_optional};
+use super::parse_net;
+use super::raw::{RawForwardSigning, RawQueue, RawRoute, RawSecret, Size};
+use super::redact_url;
+use crate::profile::{Profile, ProfileSet};
+use crate::verify::mac::{Algorithm, MacKey, SecretEncoding};
+use crate::verify::{Secret, Verifier};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderName, HeaderValue, Method, Uri};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+pub const DEFAULT_TTL: Duration = Duration::from_secs(72 * 3600);
+
+/// One validated route. It holds configuration only: the routing table pairs it with its
+/// runtime counters ([`crate::routing::RouteEntry`]).
+#[derive(Debug)]
+pub struct Route {
+    /// Namespace of the route's idempotency keys, and its label in logs and metrics.
+    pub name: String,
+    pub path: String,
+    pub verifier: Verifier,
+    pub upstream: Upstream,
+    pub methods: Vec<Method>,
+    pub max_body: u64,
+    pub upstream_timeout: Duration,
+    pub lease: Duration,
+    pub ttl: Duration,
+    pub public_url: Option<String>,
+    pub on_store_error: OnStoreError,
+    /// For a variant of a route: the header and the value that select it.
+    pub selector: Option<(HeaderName, String)>,
+    /// Networks allowed to send; `None` allows all.
+    pub allow_ips: Option<Vec<ipnet::IpNet>>,
+    /// Re-sign what is forwarded with Standard Webhooks headers under this key.
+    pub forward_signing: Option<MacKey>,
+    /// Set for `delivery: queued`.
+    pub queue: Option<QueueSettings>,
+    /// The provider's name as the `Portcullis-Provider` header value, made once.
+    pub provider_value: HeaderValue,
+}
+
+impl Route {
+    pub fn provider(&self) -> &str {
+        &self.verifier.profile().name
+    }
+}
+
+/// Where a route forwards to. Its `Debug` hides a password in the URL.
+#[derive(Clone)]
+pub struct Upstream {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// The upstream's path; the request's query string is appended to it.
+    pub path: String,
+    /// The path, parsed once for requests without a query string.
+    pub path_and_query: PathAndQuery,
+    pub url: String,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("url", &redact_url(&self.url)).finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryMode {
+    #[default]
+    Sync,
+    Queued,
+}
+
+/// How a queued route delivers.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// Attempts before a delivery goes to the dead-letter list.
+    pub max_attempts: u32,
+    /// Age past which a delivery goes to the dead-letter list.
+    pub max_age: Duration,
+    /// Deliveries to this route's upstream at once, per gateway instance.
+    pub concurrency: usize,
+    /// The status answered once the queue holds a delivery (202).
+    pub accept_status: u16,
+    /// First retry delay; doubled each attempt (with jitter) up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// Deliveries with the same value here go one at a time, in the order accepted.
+    pub order_by: Option<crate::jsonptr::Pointer>,
+}
+
+/// What a route does when the idempotency store cannot answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnStoreError {
+    /// Answer 503 with `Retry-After` and forward nothing: the provider retries later, and
+    /// nothing is lost or delivered twice. The default.
+    #[default]
+    Reject,
+    /// Forward without deduplication: the delivery gets through, but a retry of it may be
+    /// delivered a second time while the store is down.
+    Forward,
+}
+
+/// What validating a route needs from around it.
+pub(super) struct Context<'a> {
+    pub profiles: &'a ProfileSet,
+    /// Resolves `${VAR}`.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The directory relative paths (`secret_files`) are taken from.
+    pub base: &'a Path,
+}
+
+/// What differs between the variants of a route: the rest is the route's.
+struct Target<'a> {
+    name: String,
+    secrets: &'a [RawSecret],
+    secret_files: &'a [PathBuf],
+    upstream: &'a str,
+    selector: Option<(HeaderName, String)>,
+}
+
+/// How long a route's deliveries and keys last.
+struct Timing {
+    upstream_timeout: Duration,
+    lease: Duration,
+    ttl: Duration,
+}
+
+impl RawRoute {
+    /// Validates the route; one `Route` per variant when it selects by a header.
+    pub(super) fn validate(self, cx: &Context<'_>) -> Result<Vec<Route>, String> {
+        if !self.path.starts_with('/') || self.path.contains(['?', '#']) {
+            return Err(format!("path: '{}' must start with '/' and hold no query", self.path));
+        }
+        let name = self.name.clone().unwrap_or_else(|| self.path.clone());
+        match (&self.select_by, self.variants.is_empty()) {
+            (None, true) => {
+                let upstream = self.upstream.as_deref().ok_or("upstream: is needed")?;
+                let target = Target {
+                    name,
+                    secrets: &self.secrets,
+                    secret_files: &self.secret_files,
+                    upstream,
+                    selector: None,
+                };
+                Ok(vec![self.build(cx, target)?])
+            }
+            (Some(header), false) => {
+                if self.upstream.is_some() || !self.secrets.is_empty() || !self.secret_files.is_empty() {
+                    return Err("with select_by, secrets and upstream belong to each of the variants".into());
+                }
+                let header = HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("select_by: '{header}' is not a header name"))?;
+                self.variants
+                    .iter()
+                    .map(|(value, v)| {
+                        let target = Target {
+                            name: format!("{name}[{value}]"),
+                            secrets: &v.secrets,
+                            secret_files: &v.secret_files,
+                            upstream: &v.upstream,
+                            selector: Some((header.clone(), value.clone())),
+                        };
+                        self.build(cx, target).map_err(|e| format!("variants.{value}.{e}"))
+                    })
+                    .collect()
+            }
+            _ => Err("select_by and variants go together".into()),
+        }
+    }
+
+    /// The route, or one of its variants.
+    fn build(&self, cx: &Context<'_>, t: Target<'_>) -> Result<Route, String> {
+        let profile = cx.profiles.get(&self.provider).ok_or_else(|| {
+            format!(
+                "provider: unknown provider '{}' (known: {})",
+                self.provider,
+                cx.profiles.names().join(", ")
+            )
+        })?;
+        let secrets = secrets(t.secrets, t.secret_files, cx)?;
+        let verifier =
+            Verifier::new(profile.clone(), &secrets, self.tolerance).map_err(|e| format!("secrets: {e}"))?;
+        let up = expand_env(t.upstream, cx.env).map_err(|e| format!("upstream: {e}"))?;
+        let upstream = parse_upstream(&up).map_err(|e| format!("upstream: {e}"))?;
+        let public_url = self
+            .public_url
+            .as_ref()
+            .map(|u| expand_env(u, cx.env).map_err(|e| format!("public_url: {e}")))
+            .transpose()?;
+        if verifier.needs_url() && public_url.is_none() {
+            return Err(format!(
+                "public_url: provider '{}' signs the URL it sent to, so the route needs the public URL",
+                profile.name
+            ));
+        }
+        let methods = match &self.methods {
+            None => profile.methods.clone(),
+            Some(ms) => crate::profile::parse_methods(ms)?,
+        };
+        let max_body = max_body(self.max_body.as_ref())?;
+        let Timing { upstream_timeout, lease, ttl } = self.timing(&t.name, profile)?;
+        let allow_ips = self.allow_ips.as_deref().map(allow_ips).transpose()?;
+        let forward_signing =
+            self.forward_signing.as_ref().map(|f| forward_signing(f, cx.env)).transpose()?;
+        let queue = self.queue_settings(profile)?;
+        let provider_value = HeaderValue::from_str(&profile.name)
+            .map_err(|_| format!("provider: '{}' cannot be a header value", profile.name))?;
+        Ok(Route {
+            provider_value,
+            name: t.name,
+            path: self.path.clone(),
+            verifier,
+            upstream,
+            methods,
+            max_body,
+            upstream_timeout,
+            lease,
+            ttl,
+            public_url,
+            on_store_error: self.on_store_error,
+            selector: t.selector,
+            allow_ips,
+            forward_signing,
+            queue,
+        })
+    }
+
+    /// The upstream timeout, the claim's lease and the key's lifetime, which must nest.
+    fn timing(&self, name: &str, profile: &Profile) -> Result<Timing, String> {
+        let upstream_timeout = self.timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT);
+        let lease = self.lease.unwrap_or(DEFAULT_LEASE.max(upstream_timeout * 2));
+        if lease <= upstream_timeout {
+            return Err(format!(
+                "lease ({}) must be longer than the upstream timeout ({}), or a slow delivery's claim could expire while it is still being forwarded",
+                humantime::format_duration(lease),
+                humantime::format_duration(upstream_timeout)
+            ));
+        }
+        let ttl = self.ttl.unwrap_or(DEFAULT_TTL);
+        if ttl < lease {
+            return Err("ttl must be at least the lease".into());
+        }
+        // A signed timestamp is accepted from `tolerance` before the time it names to
+        // `tolerance` after it, so a captured copy verifies for up to twice the tolerance after
+        // the first delivery. Its key (and its replay nonce, remembered as long) must outlive
+        // that window, or the copy is forwarded again once the key expires.
+        if let Some(rule) = profile.timestamp.as_ref().filter(|t| t.check) {
+            let tolerance = self.tolerance.unwrap_or(rule.tolerance);
+            if ttl < tolerance * 2 {
+                return Err(format!(
+                    "route '{name}': ttl ({}) must be at least twice the signed-timestamp tolerance ({}): a signed request verifies for that long, and a copy replayed after its key expired would be forwarded again",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(tolerance)
+                ));
+            }
+        }
+        Ok(Timing { upstream_timeout, lease, ttl })
+    }
+
+    /// `delivery` and `queue:` together: the queue settings of a queued route.
+    fn queue_settings(&self, profile: &Profile) -> Result<Option<QueueSettings>, String> {
+        let q = match (self.delivery, &self.queue) {
+            (DeliveryMode::Sync, None) => return Ok(None),
+            (DeliveryMode::Sync, Some(_)) => return Err("queue: belongs to delivery: queued".into()),
+            (DeliveryMode::Queued, q) => q,
+        };
+        let d = RawQueue::default();
+        let q = q.as_ref().unwrap_or(&d);
+        let settings = QueueSettings {
+            max_attempts: q.max_attempts.unwrap_or(12),
+            max_age: q.max_age.unwrap_or(Duration::from_secs(72 * 3600)),
+            concurrency: q.concurrency.unwrap_or(8),
+            accept_status: q.accept_status.unwrap_or(202),
+            backoff: q.backoff.unwrap_or(Duration::from_secs(1)),
+            max_backoff: q.max_backoff.unwrap_or(Duration::from_secs(600)),
+            order_by: match &q.order_by {
+                Some(p) => {
+                    Some(crate::jsonptr::Pointer::parse(p).map_err(|e| format!("queue.order_by: {e}"))?)
+                }
+                None => profile.order_by.clone(),
+            },
+        };
+        if settings.max_attempts == 0 || settings.concurrency == 0 {
+            return Err("queue: max_attempts and concurrency must be at least 1".into());
+        }
+        if !(200..300).contains(&settings.accept_status) {
+            return Err("queue.accept_status must be a 2xx status".into());
+        }
+        Ok(Some(settings))
+    }
+}
+
+/// `secrets` (values, `${VAR}` expanded, with optional expiry) then `secret_files`; at
+/// least one.
+fn secrets(raw: &[RawSecret], files: &[PathBuf], cx: &Context<'_>) -> Result<Vec<Secret>, String> {
+    let mut secrets = Vec::with_capacity(raw.len() + files.len());
+    for (i, raw) in raw.iter().enumerate() {
+        let (s, expires_at) = match raw {
+            RawSecret::Value(s) => (s, None),
+            RawSecret::WithExpiry(e) => {
+                let t = humantime::parse_rfc3339(&e.expires_at).map_err(|_| {
+                    format!("secrets[{i}].expires_at: '{}' is not an RFC 3339 time", e.expires_at)
+                })?;
+                let unix = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                (&e.value, Some(unix))
+            }
+        };
+        let v = expand_env(s, cx.env).map_err(|e| format!("secrets[{i}]: {e}"))?;
+        // `${VAR:-}` marks an optional secret (a previous one during rotation): dropped
+        // when unset. Any other empty secret is an error.
+        if v.is_empty() {
+            if is_optional(s) {
+                continue;
+            }
+            return Err(format!("secrets[{i}]: is empty"));
+        }
+        secrets.push(Secret { value: v, expires_at });
+    }
+    for (i, f) in files.iter().enumerate() {
+        let path = cx.base.join(f);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("secret_files[{i}]: {}: {e}", path.display()))?;
+        let v = text.trim_end_matches(['\n', '\r']).to_string();
+        if v.is_empty() {
+            return Err(format!("secret_files[{i}]: {} is empty", path.display()));
+        }
+        secrets.push(Secret { value: v, expires_at: None });
+    }
+    if secrets.is_empty() {
+        return Err("secrets: at least one non-empty secret is needed".into());
+    }
+    Ok(secrets)
+}
+
+fn max_body(raw: Option<&Size>) -> Result<u64, String> {
+    let max_body = match raw {
+        Some(s) => s.bytes().map_err(|e| format!("max_body: {e}"))?,
+        None => DEFAULT_MAX_BODY,
+    };
+    if max_body == 0 {
+        return Err("max_body must be more than zero".into());
+    }
+    Ok(max_body)
+}
+
+fn allow_ips(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter().enumerate().map(|(i, n)| parse_net(n).map_err(|e| format!("allow_ips[{i}]: {e}"))).collect()
+}
+
+fn forward_signing(f: &RawForwardSigning, env: &dyn Fn(&str) -> Option<String>) -> Result<MacKey, String> {
+    let secret = expand_env(&f.secret, env).map_err(|e| format!("forward_signing.secret: {e}"))?;
+    if !secret.starts_with("whsec_") {
+        return Err("forward_signing.secret: a Standard Webhooks secret starts with whsec_".to_string());
+    }
+    let key =
+        SecretEncoding::WhsecBase64.decode(&secret).map_err(|e| format!("forward_signing.secret {e}"))?;
+    Ok(MacKey::new(Algorithm::HmacSha256, &key))
+}
+
+/// An `http://` URL without a query string: the request's query is appended to its path.
+fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    let uri: Uri = s.parse().map_err(|e| format!("'{s}' is not a URL: {e}"))?;
+    let scheme = uri.scheme().cloned().ok_or_else(|| format!("'{s}' has no scheme"))?;
+    if scheme != Scheme::HTTP {
+        return Err(format!(
+            "'{s}': only http:// upstreams are supported (the upstream is an internal service)"
+        ));
+    }
+    let authority = uri.authority().cloned().ok_or_else(|| format!("'{s}' has no host"))?;
+    if uri.query().is_some() {
+        return Err(format!("'{s}': the upstream URL cannot carry a query string"));
+    }
+    let path_and_query = PathAndQuery::try_from(uri.path()).map_err(|e| format!("'{s}': {e}"))?;
+    Ok(Upstream { scheme, authority, path: uri.path().to_string(), path_and_query, url: s.to_string() })
+}
