@@ -1,23 +1,19 @@
-//! The innermost service: forwards a verified delivery to the route's upstream over a pooled
-//! keep-alive client, body byte-identical, hop-by-hop headers removed.
+//! The upstream side of forwarding: the pooled keep-alive client, the header hygiene of what
+//! is forwarded (hop-by-hop and forged headers out, the gateway's own in), the forwarded id
+//! and the re-signing for the upstream. The service that uses them is `layer::forward`.
 
 use crate::config::Route;
-use crate::delivery::Delivery;
-use crate::error::{Body, BoxError, GatewayError, Outcome, Record};
-use crate::layer::BoxFuture;
+use crate::delivery::Verified;
+use crate::response::Rejection;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tower::Service;
 
 pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -87,26 +83,12 @@ static WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signatur
 /// `{id}.{timestamp}.{body}`.
 fn sign_forward(headers: &mut HeaderMap, key: &crate::verify::mac::MacKey, id: &[u8], body: &[u8]) {
     use base64::Engine;
-    let ts = crate::gateway::Clock::System.now().to_string();
+    let ts = crate::clock::now().to_string();
     let digest = key.digest([id, b".", ts.as_bytes(), b".", body]);
     let sig = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(digest.as_bytes()));
     headers.insert(WEBHOOK_ID.clone(), HeaderValue::from_bytes(id).expect("a header value already"));
     headers.insert(WEBHOOK_TIMESTAMP.clone(), HeaderValue::from_str(&ts).expect("digits"));
     headers.insert(WEBHOOK_SIGNATURE.clone(), HeaderValue::from_str(&sig).expect("base64"));
-}
-
-#[derive(Clone)]
-pub struct Forward {
-    /// Shared, so that handing a delivery its client is one reference count.
-    client: Arc<UpstreamClient>,
-    /// Where routes with `delivery: queued` put their deliveries.
-    queue: Option<Arc<crate::queue::Queue>>,
-}
-
-impl Forward {
-    pub fn new(client: Arc<UpstreamClient>, queue: Option<Arc<crate::queue::Queue>>) -> Self {
-        Forward { client, queue }
-    }
 }
 
 /// A delivery as the upstream will receive it: headers cleaned and the gateway's own set,
@@ -124,7 +106,8 @@ pub struct Outgoing {
 
 /// Cleans a verified delivery's headers for the upstream: hop-by-hop and client-sent
 /// `Portcullis-*` headers out, one framing, `X-Forwarded-*` and `Portcullis-*` in.
-pub fn prepare(d: Delivery) -> Outgoing {
+pub fn prepare(v: Verified) -> Outgoing {
+    let d = v.request;
     let route = &d.route;
     let mut headers = d.parts.headers;
     strip_hop_by_hop(&mut headers);
@@ -160,8 +143,7 @@ pub fn prepare(d: Delivery) -> Outgoing {
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if d.tls { "https" } else { "http" }));
     headers.insert(PORTCULLIS_PROVIDER.clone(), route.provider_value.clone());
-    let event = d.key.strip_prefix(route.name.as_str()).and_then(|r| r.strip_prefix(':')).unwrap_or(&d.key);
-    let id = forwarded_id(&route.name, event);
+    let id = v.event.forwarded_id();
     headers.insert(PORTCULLIS_KEY.clone(), id.clone());
     Outgoing {
         method: d.parts.method,
@@ -271,10 +253,10 @@ pub async fn send(
     client: &UpstreamClient,
     route: &Route,
     req: Request<Full<Bytes>>,
-) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+) -> Result<Response<hyper::body::Incoming>, Rejection> {
     let timeout = route.upstream_timeout;
     match tokio::time::timeout(timeout, client.request(req)).await {
-        Err(_) => Err(GatewayError::UpstreamTimeout(timeout)),
+        Err(_) => Err(Rejection::UpstreamTimeout(timeout)),
         Ok(Err(e)) => {
             let mut msg = e.to_string();
             let mut timed_out = false;
@@ -287,82 +269,12 @@ pub async fn send(
                 src = s.source();
             }
             Err(if timed_out {
-                GatewayError::UpstreamTimeout(timeout)
+                Rejection::UpstreamTimeout(timeout)
             } else {
-                GatewayError::UpstreamUnavailable(msg)
+                Rejection::UpstreamUnavailable(msg)
             })
         }
         Ok(Ok(res)) => Ok(res),
-    }
-}
-
-impl Service<Delivery> for Forward {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, d: Delivery) -> Self::Future {
-        let client = self.client.clone();
-        let queue = self.queue.clone();
-        Box::pin(async move {
-            let route = d.route.clone();
-            let key = d.key.clone();
-            let secret_index = d.secret_index;
-            let outgoing = prepare(d);
-            if let (Some(q), Some(queue)) = (&route.queue, &queue) {
-                // Accept-then-deliver: answered once the queue holds the delivery.
-                return Ok(match queue.push(&route, &outgoing).await {
-                    Ok(()) => {
-                        let mut res = crate::error::json_response(
-                            http::StatusCode::from_u16(q.accept_status).unwrap_or(http::StatusCode::ACCEPTED),
-                            r#"{"status":"queued"}"#,
-                        );
-                        res.extensions_mut().insert(Record {
-                            outcome: Outcome::Queued,
-                            route: Some(route),
-                            key: Some(key),
-                            secret_index: Some(secret_index),
-                            detail: None,
-                            upstream_latency: None,
-                        });
-                        res
-                    }
-                    Err(e) => GatewayError::Queue(e).into_response(Some(route), Some(key)),
-                });
-            }
-            let req = match to_request(&route, outgoing) {
-                Ok(r) => r,
-                Err(e) => {
-                    return Ok(GatewayError::UpstreamUnavailable(e.to_string())
-                        .into_response(Some(route), Some(key)))
-                }
-            };
-            let started = std::time::Instant::now();
-            let res = match send(&client, &route, req).await {
-                Ok(res) => res,
-                Err(e) => return Ok(e.into_response(Some(route), Some(key))),
-            };
-            let (mut parts, body) = res.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            // The answer to the provider is the gateway's own HTTP/1.1 response, whatever HTTP
-            // version the upstream spoke (hyper still answers an HTTP/1.0 sender in HTTP/1.0).
-            parts.version = http::Version::HTTP_11;
-            let outcome = if parts.status.is_success() { Outcome::Forwarded } else { Outcome::UpstreamError };
-            parts.extensions.insert(Record {
-                outcome,
-                route: Some(route),
-                key: Some(key),
-                secret_index: Some(secret_index),
-                detail: None,
-                upstream_latency: Some(started.elapsed()),
-            });
-            let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
-            Ok(Response::from_parts(parts, body))
-        })
     }
 }
 

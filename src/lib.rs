@@ -13,16 +13,17 @@
 //! - [`verify`]: signature schemes: header parsing, payload templates, MACs, timestamps;
 //! - [`jsonptr`]: JSON pointer lookups into raw bodies;
 //! - [`idempotency`]: the `Store` trait and its backends;
-//! - [`delivery`]: the request as it moves through the stack;
+//! - [`delivery`]: the request's typed stages (routed, received, verified) and its event key;
 //! - [`queue`]: the durable delivery queue of `delivery: queued` routes, and its workers;
-//! - [`layer`]: one tower layer per phase of the request path;
-//! - [`forward`]: the pooled upstream client, the innermost service;
+//! - [`layer`]: one tower layer per phase of the request path, and the innermost `Forward`;
+//! - [`forward`]: the pooled upstream client and the header hygiene of what is forwarded;
 //! - [`stack`]: the one place the layers are assembled;
 //! - [`gateway`]: shared state (routes, store, client, clock);
+//! - [`clock`]: the wall clock, one `now`, fixed in tests;
 //! - [`server`]: listener, connections, graceful shutdown;
 //! - [`tls`]: the listener's certificate and key;
 //! - [`metrics`]: Prometheus counters and histograms;
-//! - [`error`]: the one mapping from errors to HTTP responses.
+//! - [`response`]: how the gateway answers: rejections, the outcome table, the log record.
 
 // Commands print through `output`, where a reader closing the pipe ends the output quietly;
 // `println!` would panic instead.
@@ -31,9 +32,9 @@
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod delivery;
-pub mod error;
 pub mod forward;
 pub mod gateway;
 pub mod idempotency;
@@ -43,7 +44,12 @@ pub mod metrics;
 pub mod output;
 pub mod profile;
 pub mod queue;
+pub mod response;
 pub mod server;
 pub mod stack;
 pub mod tls;
 pub mod verify;
+
+/// The former name of [`response`].
+#[doc(hidden)]
+pub use response as error;

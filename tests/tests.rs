@@ -9,6 +9,7 @@ mod cli;
 mod core;
 mod forwarding;
 mod hardening;
+mod inprocess;
 mod limits;
 mod operations;
 mod properties;
