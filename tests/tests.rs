@@ -3,7 +3,6 @@
 mod util;
 
 mod admin_security;
-mod catalog;
 mod chaos;
 mod cli;
 mod core;
@@ -17,4 +16,3 @@ mod queue_faults;
 mod queued;
 mod recovery;
 mod stores;
-mod verification;
