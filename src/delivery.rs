@@ -51,7 +51,7 @@ pub struct Verified {
 const MAX_ID_LEN: usize = 128;
 
 /// One event of one route: `route` and the event `id` (its SHA-256, `sha256:…`, for an id
-/// longer than [`MAX_ID_LEN`]). Rendered once, as the store key `route:id`.
+/// longer than 128 bytes). Rendered once, as the store key `route:id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventKey {
     key: Arc<str>,
@@ -85,10 +85,34 @@ impl EventKey {
         &self.key
     }
 
-    /// The id the upstream receives (see [`crate::forward::forwarded_id`]).
+    /// The id the upstream receives (see [`forwarded_id`]).
     pub fn forwarded_id(&self) -> HeaderValue {
-        crate::forward::forwarded_id(self.route(), self.id())
+        forwarded_id(self.route(), self.id())
     }
+}
+
+/// The id the upstream receives, in `Portcullis-Idempotency-Key` and (re-signed) `webhook-id`:
+/// `<route>:<event id>`, scoped by route so that two routes' events with the same id stay
+/// apart at a shared backend, and visible ASCII so that any HTTP stack and any Standard
+/// Webhooks library reads it. Every byte outside `!`..`~`, and every `%`, is written `%XX`
+/// (upper-case hex, UTF-8 bytes); so is every `:` of the route's name, so the first `:`
+/// ends it.
+pub fn forwarded_id(route: &str, event: &str) -> HeaderValue {
+    fn push(out: &mut Vec<u8>, s: &str, encode_colon: bool) {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        for &b in s.as_bytes() {
+            if (b'!'..=b'~').contains(&b) && b != b'%' && !(encode_colon && b == b':') {
+                out.push(b);
+            } else {
+                out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(route.len() + event.len() + 1);
+    push(&mut out, route, true);
+    out.push(b':');
+    push(&mut out, event, false);
+    HeaderValue::from_maybe_shared(Bytes::from(out)).expect("visible ASCII only")
 }
 
 /// One item of a batched body.
@@ -103,6 +127,20 @@ pub struct BatchKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_ids_are_route_scoped_visible_ascii_and_injective() {
+        assert_eq!(forwarded_id("/p", "evt_1"), "/p:evt_1");
+        assert_eq!(forwarded_id("/p", "a:b"), "/p:a:b", "ids joined from two pointers keep their ':'");
+        assert_eq!(forwarded_id("/p", "évt 1%\t"), "/p:%C3%A9vt%201%25%09");
+        // Already-encoded text stays apart from what it encodes.
+        assert_ne!(forwarded_id("/p", "%41"), forwarded_id("/p", "A"));
+        // The first ':' ends the route's name.
+        assert_eq!(forwarded_id("a:b", "c"), "a%3Ab:c");
+        assert_ne!(forwarded_id("a:b", "c"), forwarded_id("a", "b:c"));
+        assert_ne!(forwarded_id("/a", "e"), forwarded_id("/b", "e"));
+        assert!(forwarded_id("/p", "ü\u{7f}\0").to_str().is_ok());
+    }
 
     #[test]
     fn an_event_key_renders_the_store_key_and_splits_back() {

@@ -78,9 +78,9 @@ static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestam
 static WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// Adds Standard Webhooks headers signed with the route's `forward_signing` key, so every
-/// backend verifies one scheme whatever the provider: `webhook-id` is the forwarded id
-/// ([`forwarded_id`], the value signed), and the signature is `v1,` + base64 HMAC-SHA256 of
-/// `{id}.{timestamp}.{body}`.
+/// backend verifies one scheme whatever the provider: `webhook-id` is the forwarded id (see
+/// [`crate::delivery::forwarded_id`]; the value signed), and the signature is `v1,` + base64
+/// HMAC-SHA256 of `{id}.{timestamp}.{body}`.
 fn sign_forward(headers: &mut HeaderMap, key: &crate::verify::mac::MacKey, id: &[u8], body: &[u8]) {
     use base64::Engine;
     let ts = crate::clock::now().to_string();
@@ -199,30 +199,6 @@ fn dashed_prefix(name: &str, prefix: &str) -> bool {
         && name.bytes().zip(prefix.bytes()).all(|(a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
-/// The id the upstream receives, in `Portcullis-Idempotency-Key` and (re-signed) `webhook-id`:
-/// `<route>:<event id>`, scoped by route so that two routes' events with the same id stay
-/// apart at a shared backend, and visible ASCII so that any HTTP stack and any Standard
-/// Webhooks library reads it. Every byte outside `!`..`~`, and every `%`, is written `%XX`
-/// (upper-case hex, UTF-8 bytes); so is every `:` of the route's name, so the first `:`
-/// ends it.
-pub fn forwarded_id(route: &str, event: &str) -> HeaderValue {
-    fn push(out: &mut Vec<u8>, s: &str, encode_colon: bool) {
-        const HEX: &[u8; 16] = b"0123456789ABCDEF";
-        for &b in s.as_bytes() {
-            if (b'!'..=b'~').contains(&b) && b != b'%' && !(encode_colon && b == b':') {
-                out.push(b);
-            } else {
-                out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-            }
-        }
-    }
-    let mut out = Vec::with_capacity(route.len() + event.len() + 1);
-    push(&mut out, route, true);
-    out.push(b':');
-    push(&mut out, event, false);
-    HeaderValue::from_maybe_shared(Bytes::from(out)).expect("visible ASCII only")
-}
-
 /// Addresses an outgoing delivery to the route's upstream, and signs it for the upstream
 /// when the route asks for it.
 pub fn to_request(route: &Route, o: Outgoing) -> Result<Request<Full<Bytes>>, http::Error> {
@@ -301,20 +277,6 @@ mod tests {
         h.insert(header::UPGRADE, "h2c".parse().unwrap());
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 2);
-    }
-
-    #[test]
-    fn forwarded_ids_are_route_scoped_visible_ascii_and_injective() {
-        assert_eq!(forwarded_id("/p", "evt_1"), "/p:evt_1");
-        assert_eq!(forwarded_id("/p", "a:b"), "/p:a:b", "ids joined from two pointers keep their ':'");
-        assert_eq!(forwarded_id("/p", "évt 1%\t"), "/p:%C3%A9vt%201%25%09");
-        // Already-encoded text stays apart from what it encodes.
-        assert_ne!(forwarded_id("/p", "%41"), forwarded_id("/p", "A"));
-        // The first ':' ends the route's name.
-        assert_eq!(forwarded_id("a:b", "c"), "a%3Ab:c");
-        assert_ne!(forwarded_id("a:b", "c"), forwarded_id("a", "b:c"));
-        assert_ne!(forwarded_id("/a", "e"), forwarded_id("/b", "e"));
-        assert!(forwarded_id("/p", "ü\u{7f}\0").to_str().is_ok());
     }
 
     #[test]
