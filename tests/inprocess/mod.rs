@@ -5,6 +5,8 @@
 
 mod catalog;
 mod core;
+mod forwarding;
+mod hardening;
 mod verification;
 
 use crate::util::Answer;
