@@ -1,16 +1,19 @@
-//! The request as it moves through the stack: routed, then read, then verified.
+//! The request as it moves through the stack, one type per stage: [`Routed`] (route known),
+//! [`Received`] (body read), [`Verified`] (signature checked, event known).
 
 use crate::routing::RouteEntry;
+use crate::verify::body_sha256;
 use bytes::Bytes;
+use http::HeaderValue;
 use hyper::body::Incoming;
 use std::sync::Arc;
 
-/// A request whose route is known and whose body is not read yet.
-pub struct Routed {
+/// A request whose route is known and whose body (of type `B`) is not read yet.
+pub struct Routed<B = Incoming> {
     pub route: Arc<RouteEntry>,
-    pub req: http::Request<Incoming>,
+    pub req: http::Request<B>,
     /// The TCP peer's address, as the `X-Forwarded-For` entry the gateway appends.
-    pub peer: http::HeaderValue,
+    pub peer: HeaderValue,
     /// Whether the request came over TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
     /// The client's address (canonical; through trusted proxies): body reads are bounded per
@@ -18,32 +21,134 @@ pub struct Routed {
     pub client: std::net::IpAddr,
 }
 
-/// A request whose body has been read in full.
-pub struct Delivery {
+/// A request whose body has been read in full, not verified yet.
+pub struct Received {
     pub route: Arc<RouteEntry>,
     pub parts: http::request::Parts,
     /// The raw body, byte for byte as received.
     pub body: Bytes,
-    pub peer: http::HeaderValue,
+    pub peer: HeaderValue,
     pub tls: bool,
-    /// The idempotency key, namespaced by route; set once the signature is verified.
-    pub key: Arc<str>,
+}
+
+/// A request whose signature is verified and whose event is known.
+pub struct Verified {
+    pub request: Received,
+    /// The event: the idempotency key it is claimed under, and the id the upstream receives.
+    pub event: EventKey,
     /// Index of the route secret that matched.
     pub secret_index: usize,
     /// The signed one-time value to remember, for profiles that guard against replay with
     /// one; namespaced by the signing key that verified it (shared by routes with that key).
     pub nonce: Option<Arc<str>>,
     /// For a body of several events each signed on its own (Adyen's notification items):
-    /// every item's key and place in the body, so that each is deduplicated alone. Empty
-    /// otherwise, and for a batch of one (whose key is `key`).
+    /// every item's event and place in the body, so that each is deduplicated alone. Empty
+    /// otherwise, and for a batch of one (whose event is `event`).
     pub batch: Vec<BatchKey>,
+}
+
+/// Ids longer than this are stored as their SHA-256, which bounds the store's key size.
+const MAX_ID_LEN: usize = 128;
+
+/// One event of one route: `route` and the event `id` (its SHA-256, `sha256:…`, for an id
+/// longer than 128 bytes). Rendered once, as the store key `route:id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventKey {
+    key: Arc<str>,
+    /// Where the route's name ends in `key`.
+    route_len: usize,
+}
+
+impl EventKey {
+    /// Event `id` at route `route`.
+    pub fn new(route: &str, id: &str) -> Self {
+        let key = if id.len() <= MAX_ID_LEN {
+            format!("{route}:{id}")
+        } else {
+            format!("{route}:sha256:{}", body_sha256(id.as_bytes()))
+        };
+        EventKey { key: Arc::from(key), route_len: route.len() }
+    }
+
+    /// The route's name.
+    pub fn route(&self) -> &str {
+        &self.key[..self.route_len]
+    }
+
+    /// The event's id, as stored (hashed when long).
+    pub fn id(&self) -> &str {
+        &self.key[self.route_len + 1..]
+    }
+
+    /// The idempotency key: `route:id`, namespaced by route.
+    pub fn store_key(&self) -> &Arc<str> {
+        &self.key
+    }
+
+    /// The id the upstream receives (see [`forwarded_id`]).
+    pub fn forwarded_id(&self) -> HeaderValue {
+        forwarded_id(self.route(), self.id())
+    }
+}
+
+/// The id the upstream receives, in `Portcullis-Idempotency-Key` and (re-signed) `webhook-id`:
+/// `<route>:<event id>`, scoped by route so that two routes' events with the same id stay
+/// apart at a shared backend, and visible ASCII so that any HTTP stack and any Standard
+/// Webhooks library reads it. Every byte outside `!`..`~`, and every `%`, is written `%XX`
+/// (upper-case hex, UTF-8 bytes); so is every `:` of the route's name, so the first `:`
+/// ends it.
+pub fn forwarded_id(route: &str, event: &str) -> HeaderValue {
+    fn push(out: &mut Vec<u8>, s: &str, encode_colon: bool) {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        for &b in s.as_bytes() {
+            if (b'!'..=b'~').contains(&b) && b != b'%' && !(encode_colon && b == b':') {
+                out.push(b);
+            } else {
+                out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(route.len() + event.len() + 1);
+    push(&mut out, route, true);
+    out.push(b':');
+    push(&mut out, event, false);
+    HeaderValue::from_maybe_shared(Bytes::from(out)).expect("visible ASCII only")
 }
 
 /// One item of a batched body.
 #[derive(Debug, Clone)]
 pub struct BatchKey {
-    /// The item's idempotency key, namespaced by route like [`Delivery::key`].
-    pub key: Arc<str>,
+    /// The item's event, at the delivery's route.
+    pub event: EventKey,
     /// Where the item's raw text lies in the body.
     pub span: std::ops::Range<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_ids_are_route_scoped_visible_ascii_and_injective() {
+        assert_eq!(forwarded_id("/p", "evt_1"), "/p:evt_1");
+        assert_eq!(forwarded_id("/p", "a:b"), "/p:a:b", "ids joined from two pointers keep their ':'");
+        assert_eq!(forwarded_id("/p", "évt 1%\t"), "/p:%C3%A9vt%201%25%09");
+        // Already-encoded text stays apart from what it encodes.
+        assert_ne!(forwarded_id("/p", "%41"), forwarded_id("/p", "A"));
+        // The first ':' ends the route's name.
+        assert_eq!(forwarded_id("a:b", "c"), "a%3Ab:c");
+        assert_ne!(forwarded_id("a:b", "c"), forwarded_id("a", "b:c"));
+        assert_ne!(forwarded_id("/a", "e"), forwarded_id("/b", "e"));
+        assert!(forwarded_id("/p", "ü\u{7f}\0").to_str().is_ok());
+    }
+
+    #[test]
+    fn an_event_key_renders_the_store_key_and_splits_back() {
+        let e = EventKey::new("/p:x", "evt:1");
+        assert_eq!(&**e.store_key(), "/p:x:evt:1");
+        assert_eq!((e.route(), e.id()), ("/p:x", "evt:1"));
+        let long = EventKey::new("/p", &"a".repeat(MAX_ID_LEN + 1));
+        assert!(long.id().starts_with("sha256:") && long.id().len() == 7 + 64, "{}", long.id());
+        assert_eq!(long.route(), "/p");
+    }
 }

@@ -1,23 +1,19 @@
-//! The innermost service: forwards a verified delivery to the route's upstream over a pooled
-//! keep-alive client, body byte-identical, hop-by-hop headers removed.
+//! The upstream side of forwarding: the pooled keep-alive client, the header hygiene of what
+//! is forwarded (hop-by-hop and forged headers out, the gateway's own in), the forwarded id
+//! and the re-signing for the upstream. The service that uses them is `layer::forward`.
 
 use crate::config::Route;
-use crate::delivery::Delivery;
-use crate::error::{Body, BoxError, GatewayError, Outcome, Record};
-use crate::layer::BoxFuture;
+use crate::delivery::Verified;
+use crate::response::Rejection;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tower::Service;
 
 pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -82,31 +78,17 @@ static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestam
 static WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// Adds Standard Webhooks headers signed with the route's `forward_signing` key, so every
-/// backend verifies one scheme whatever the provider: `webhook-id` is the forwarded id
-/// ([`forwarded_id`], the value signed), and the signature is `v1,` + base64 HMAC-SHA256 of
-/// `{id}.{timestamp}.{body}`.
+/// backend verifies one scheme whatever the provider: `webhook-id` is the forwarded id (see
+/// [`crate::delivery::forwarded_id`]; the value signed), and the signature is `v1,` + base64
+/// HMAC-SHA256 of `{id}.{timestamp}.{body}`.
 fn sign_forward(headers: &mut HeaderMap, key: &crate::verify::mac::MacKey, id: &[u8], body: &[u8]) {
     use base64::Engine;
-    let ts = crate::gateway::Clock::System.now().to_string();
+    let ts = crate::clock::now().to_string();
     let digest = key.digest([id, b".", ts.as_bytes(), b".", body]);
     let sig = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(digest.as_bytes()));
     headers.insert(WEBHOOK_ID.clone(), HeaderValue::from_bytes(id).expect("a header value already"));
     headers.insert(WEBHOOK_TIMESTAMP.clone(), HeaderValue::from_str(&ts).expect("digits"));
     headers.insert(WEBHOOK_SIGNATURE.clone(), HeaderValue::from_str(&sig).expect("base64"));
-}
-
-#[derive(Clone)]
-pub struct Forward {
-    /// Shared, so that handing a delivery its client is one reference count.
-    client: Arc<UpstreamClient>,
-    /// Where routes with `delivery: queued` put their deliveries.
-    queue: Option<Arc<crate::queue::Queue>>,
-}
-
-impl Forward {
-    pub fn new(client: Arc<UpstreamClient>, queue: Option<Arc<crate::queue::Queue>>) -> Self {
-        Forward { client, queue }
-    }
 }
 
 /// A delivery as the upstream will receive it: headers cleaned and the gateway's own set,
@@ -124,7 +106,8 @@ pub struct Outgoing {
 
 /// Cleans a verified delivery's headers for the upstream: hop-by-hop and client-sent
 /// `Portcullis-*` headers out, one framing, `X-Forwarded-*` and `Portcullis-*` in.
-pub fn prepare(d: Delivery) -> Outgoing {
+pub fn prepare(v: Verified) -> Outgoing {
+    let d = v.request;
     let route = &d.route;
     let mut headers = d.parts.headers;
     strip_hop_by_hop(&mut headers);
@@ -160,8 +143,7 @@ pub fn prepare(d: Delivery) -> Outgoing {
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if d.tls { "https" } else { "http" }));
     headers.insert(PORTCULLIS_PROVIDER.clone(), route.provider_value.clone());
-    let event = d.key.strip_prefix(route.name.as_str()).and_then(|r| r.strip_prefix(':')).unwrap_or(&d.key);
-    let id = forwarded_id(&route.name, event);
+    let id = v.event.forwarded_id();
     headers.insert(PORTCULLIS_KEY.clone(), id.clone());
     Outgoing {
         method: d.parts.method,
@@ -217,30 +199,6 @@ fn dashed_prefix(name: &str, prefix: &str) -> bool {
         && name.bytes().zip(prefix.bytes()).all(|(a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
-/// The id the upstream receives, in `Portcullis-Idempotency-Key` and (re-signed) `webhook-id`:
-/// `<route>:<event id>`, scoped by route so that two routes' events with the same id stay
-/// apart at a shared backend, and visible ASCII so that any HTTP stack and any Standard
-/// Webhooks library reads it. Every byte outside `!`..`~`, and every `%`, is written `%XX`
-/// (upper-case hex, UTF-8 bytes); so is every `:` of the route's name, so the first `:`
-/// ends it.
-pub fn forwarded_id(route: &str, event: &str) -> HeaderValue {
-    fn push(out: &mut Vec<u8>, s: &str, encode_colon: bool) {
-        const HEX: &[u8; 16] = b"0123456789ABCDEF";
-        for &b in s.as_bytes() {
-            if (b'!'..=b'~').contains(&b) && b != b'%' && !(encode_colon && b == b':') {
-                out.push(b);
-            } else {
-                out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-            }
-        }
-    }
-    let mut out = Vec::with_capacity(route.len() + event.len() + 1);
-    push(&mut out, route, true);
-    out.push(b':');
-    push(&mut out, event, false);
-    HeaderValue::from_maybe_shared(Bytes::from(out)).expect("visible ASCII only")
-}
-
 /// Addresses an outgoing delivery to the route's upstream, and signs it for the upstream
 /// when the route asks for it.
 pub fn to_request(route: &Route, o: Outgoing) -> Result<Request<Full<Bytes>>, http::Error> {
@@ -271,10 +229,10 @@ pub async fn send(
     client: &UpstreamClient,
     route: &Route,
     req: Request<Full<Bytes>>,
-) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+) -> Result<Response<hyper::body::Incoming>, Rejection> {
     let timeout = route.upstream_timeout;
     match tokio::time::timeout(timeout, client.request(req)).await {
-        Err(_) => Err(GatewayError::UpstreamTimeout(timeout)),
+        Err(_) => Err(Rejection::UpstreamTimeout(timeout)),
         Ok(Err(e)) => {
             let mut msg = e.to_string();
             let mut timed_out = false;
@@ -287,82 +245,12 @@ pub async fn send(
                 src = s.source();
             }
             Err(if timed_out {
-                GatewayError::UpstreamTimeout(timeout)
+                Rejection::UpstreamTimeout(timeout)
             } else {
-                GatewayError::UpstreamUnavailable(msg)
+                Rejection::UpstreamUnavailable(msg)
             })
         }
         Ok(Ok(res)) => Ok(res),
-    }
-}
-
-impl Service<Delivery> for Forward {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, d: Delivery) -> Self::Future {
-        let client = self.client.clone();
-        let queue = self.queue.clone();
-        Box::pin(async move {
-            let route = d.route.clone();
-            let key = d.key.clone();
-            let secret_index = d.secret_index;
-            let outgoing = prepare(d);
-            if let (Some(q), Some(queue)) = (&route.queue, &queue) {
-                // Accept-then-deliver: answered once the queue holds the delivery.
-                return Ok(match queue.push(&route, &outgoing).await {
-                    Ok(()) => {
-                        let mut res = crate::error::json_response(
-                            http::StatusCode::from_u16(q.accept_status).unwrap_or(http::StatusCode::ACCEPTED),
-                            r#"{"status":"queued"}"#,
-                        );
-                        res.extensions_mut().insert(Record {
-                            outcome: Outcome::Queued,
-                            route: Some(route),
-                            key: Some(key),
-                            secret_index: Some(secret_index),
-                            detail: None,
-                            upstream_latency: None,
-                        });
-                        res
-                    }
-                    Err(e) => GatewayError::Queue(e).into_response(Some(route), Some(key)),
-                });
-            }
-            let req = match to_request(&route, outgoing) {
-                Ok(r) => r,
-                Err(e) => {
-                    return Ok(GatewayError::UpstreamUnavailable(e.to_string())
-                        .into_response(Some(route), Some(key)))
-                }
-            };
-            let started = std::time::Instant::now();
-            let res = match send(&client, &route, req).await {
-                Ok(res) => res,
-                Err(e) => return Ok(e.into_response(Some(route), Some(key))),
-            };
-            let (mut parts, body) = res.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            // The answer to the provider is the gateway's own HTTP/1.1 response, whatever HTTP
-            // version the upstream spoke (hyper still answers an HTTP/1.0 sender in HTTP/1.0).
-            parts.version = http::Version::HTTP_11;
-            let outcome = if parts.status.is_success() { Outcome::Forwarded } else { Outcome::UpstreamError };
-            parts.extensions.insert(Record {
-                outcome,
-                route: Some(route),
-                key: Some(key),
-                secret_index: Some(secret_index),
-                detail: None,
-                upstream_latency: Some(started.elapsed()),
-            });
-            let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
-            Ok(Response::from_parts(parts, body))
-        })
     }
 }
 
@@ -389,20 +277,6 @@ mod tests {
         h.insert(header::UPGRADE, "h2c".parse().unwrap());
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 2);
-    }
-
-    #[test]
-    fn forwarded_ids_are_route_scoped_visible_ascii_and_injective() {
-        assert_eq!(forwarded_id("/p", "evt_1"), "/p:evt_1");
-        assert_eq!(forwarded_id("/p", "a:b"), "/p:a:b", "ids joined from two pointers keep their ':'");
-        assert_eq!(forwarded_id("/p", "évt 1%\t"), "/p:%C3%A9vt%201%25%09");
-        // Already-encoded text stays apart from what it encodes.
-        assert_ne!(forwarded_id("/p", "%41"), forwarded_id("/p", "A"));
-        // The first ':' ends the route's name.
-        assert_eq!(forwarded_id("a:b", "c"), "a%3Ab:c");
-        assert_ne!(forwarded_id("a:b", "c"), forwarded_id("a", "b:c"));
-        assert_ne!(forwarded_id("/a", "e"), forwarded_id("/b", "e"));
-        assert!(forwarded_id("/p", "ü\u{7f}\0").to_str().is_ok());
     }
 
     #[test]

@@ -8,25 +8,9 @@ use crate::idempotency::Store;
 pub use crate::routing::Routing;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// Where "now" comes from; tests fix it.
-#[derive(Debug, Clone, Default)]
-pub enum Clock {
-    #[default]
-    System,
-    Fixed(u64),
-}
-
-impl Clock {
-    /// Unix seconds.
-    pub fn now(&self) -> u64 {
-        match self {
-            Clock::System => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-            Clock::Fixed(t) => *t,
-        }
-    }
-}
+pub use crate::clock::Clock;
 
 pub struct Gateway {
     pub metrics: Arc<crate::metrics::Metrics>,

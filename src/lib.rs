@@ -17,19 +17,20 @@
 //! - [`idempotency`]: the `Store` trait and its backends;
 //! - [`store_conn`]: what the stores and the queue share: the store error, the Redis
 //!   connections, the redb file handling;
-//! - [`delivery`]: the request as it moves through the stack;
+//! - [`delivery`]: the request's typed stages (routed, received, verified) and its event key;
 //! - [`queue`]: the durable delivery queue of `delivery: queued` routes, and its workers;
-//! - [`layer`]: one tower layer per phase of the request path;
-//! - [`forward`]: the pooled upstream client, the innermost service;
+//! - [`layer`]: one tower layer per phase of the request path, and the innermost `Forward`;
+//! - [`forward`]: the pooled upstream client and the header hygiene of what is forwarded;
 //! - [`stack`]: the one place the layers are assembled;
 //! - [`routing`]: the route table, each route paired with its metrics;
 //! - [`gateway`]: shared state (routes, store, client, clock);
 //! - [`server`]: listener, connections, connection workers;
 //! - [`shutdown`]: the request to stop (signals) and the drain that follows;
 //! - [`reload`]: SIGHUP puts a new configuration in force;
+//! - [`clock`]: the wall clock, one `now`, fixed in tests;
 //! - [`tls`]: the listener's certificate and key;
 //! - [`metrics`]: Prometheus counters and histograms;
-//! - [`error`]: the one mapping from errors to HTTP responses.
+//! - [`response`]: how the gateway answers: rejections, the outcome table, the log record.
 
 // Commands print through `output`, where a reader closing the pipe ends the output quietly;
 // `println!` would panic instead.
@@ -37,10 +38,10 @@
 
 pub mod admin;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod delivery;
-pub mod error;
 pub mod forward;
 pub mod gateway;
 pub mod idempotency;
@@ -50,8 +51,9 @@ pub mod metrics;
 pub mod output;
 pub mod queue;
 pub mod reload;
-pub mod runtime;
+pub mod response;
 pub mod routing;
+pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod stack;
@@ -59,5 +61,8 @@ pub mod store_conn;
 pub mod tls;
 pub mod verify;
 
+/// The former name of [`response`].
+#[doc(hidden)]
+pub use response as error;
 /// The old path of [`verify::profile`], kept while the files that use it move.
 pub use verify::profile;

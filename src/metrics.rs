@@ -1,43 +1,15 @@
 //! Prometheus metrics: per-route counters and histograms kept in preallocated atomics, so the
 //! request path never takes a lock or allocates to count; rendered in the text format. What
 //! the request path writes is kept per connection worker, on cache lines of its own, so that
-//! two cores never write the same line; rendering sums the shards.
+//! two cores never write the same line; rendering sums the shards. The worker's shard is
+//! passed in by the request path ([`Metrics::shard`]).
 
-use crate::error::Outcome;
+use crate::response::Outcome;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Every outcome, in the order of their counters.
-pub const OUTCOMES: [Outcome; 21] = [
-    Outcome::Forwarded,
-    Outcome::UpstreamError,
-    Outcome::UpstreamUnavailable,
-    Outcome::UpstreamTimeout,
-    Outcome::Duplicate,
-    Outcome::InFlight,
-    Outcome::InvalidSignature,
-    Outcome::BadRequest,
-    Outcome::StoreError,
-    Outcome::NotFound,
-    Outcome::MethodNotAllowed,
-    Outcome::TooLarge,
-    Outcome::BodyTimeout,
-    Outcome::Handshake,
-    Outcome::Replay,
-    Outcome::Draining,
-    Outcome::Overloaded,
-    Outcome::Forbidden,
-    Outcome::Queued,
-    Outcome::QueueError,
-    Outcome::Panic,
-];
-
-fn outcome_index(o: Outcome) -> usize {
-    OUTCOMES.iter().position(|x| *x == o).unwrap_or(OUTCOMES.len() - 1)
-}
 
 /// Latency bucket bounds, in seconds.
 const BUCKETS: [f64; 14] =
@@ -87,11 +59,6 @@ impl Histogram {
 /// worker, the others for the workers (more workers than that share).
 const SHARDS: usize = 8;
 
-/// The shard the calling thread writes.
-fn shard_index() -> usize {
-    crate::server::current_worker().map_or(0, |w| 1 + w % (SHARDS - 1))
-}
-
 /// A value alone on its cache lines (128 bytes: adjacent-line prefetch pairs them).
 #[derive(Default)]
 #[repr(align(128))]
@@ -101,7 +68,7 @@ struct Padded<T>(T);
 #[derive(Default)]
 #[repr(align(128))]
 struct RouteShard {
-    outcomes: [AtomicU64; OUTCOMES.len()],
+    outcomes: [AtomicU64; Outcome::ALL.len()],
     secret_index: [AtomicU64; SECRET_SLOTS],
     request: Histogram,
     upstream: Histogram,
@@ -120,9 +87,10 @@ impl std::fmt::Debug for RouteMetrics {
 }
 
 impl RouteMetrics {
-    pub fn record(&self, outcome: Outcome, latency: Duration, secret_index: Option<usize>) {
-        let shard = &self.shards[shard_index()];
-        shard.outcomes[outcome_index(outcome)].fetch_add(1, Relaxed);
+    /// Counts one answered request in `shard` (see [`Metrics::shard`]).
+    pub fn record(&self, shard: usize, outcome: Outcome, latency: Duration, secret_index: Option<usize>) {
+        let shard = &self.shards[shard % SHARDS];
+        shard.outcomes[outcome.index()].fetch_add(1, Relaxed);
         shard.request.observe(latency);
         if let (Some(i), Outcome::Forwarded | Outcome::Duplicate | Outcome::UpstreamError) =
             (secret_index, outcome)
@@ -132,8 +100,8 @@ impl RouteMetrics {
     }
 
     /// Counts how long the upstream took.
-    pub fn observe_upstream(&self, latency: Duration) {
-        self.shards[shard_index()].upstream.observe(latency);
+    pub fn observe_upstream(&self, shard: usize, latency: Duration) {
+        self.shards[shard % SHARDS].upstream.observe(latency);
     }
 
     fn outcome(&self, i: usize) -> u64 {
@@ -179,9 +147,15 @@ pub struct QueueGauges {
 pub const QUEUE_ATTEMPT_OUTCOMES: [&str; 3] = ["delivered", "retry", "dead"];
 
 impl Metrics {
-    /// One more request being handled (`1`), or one fewer (`-1`).
-    pub fn add_in_flight(&self, n: i64) {
-        self.in_flight[shard_index()].0.fetch_add(n, Relaxed);
+    /// The shard connection worker `worker` writes: the first for no worker, the others for
+    /// the workers (more workers than that share).
+    pub fn shard(worker: Option<usize>) -> usize {
+        worker.map_or(0, |w| 1 + w % (SHARDS - 1))
+    }
+
+    /// One more request being handled (`1`), or one fewer (`-1`), in `shard`.
+    pub fn add_in_flight(&self, shard: usize, n: i64) {
+        self.in_flight[shard % SHARDS].0.fetch_add(n, Relaxed);
     }
 
     /// Requests being handled.
@@ -223,8 +197,8 @@ impl Metrics {
         out.push_str("# HELP portcullis_requests_total Requests by route and outcome.\n");
         out.push_str("# TYPE portcullis_requests_total counter\n");
         for (name, m) in &all {
-            for (i, o) in OUTCOMES.iter().enumerate() {
-                let n = m.outcome(i);
+            for o in Outcome::ALL {
+                let n = m.outcome(o.index());
                 if n > 0 || *name != "-" {
                     let _ = writeln!(
                         out,
@@ -339,9 +313,9 @@ mod tests {
     fn renders_counters_and_histograms() {
         let m = Metrics::default();
         let r = m.route("/p");
-        r.record(Outcome::Forwarded, Duration::from_millis(3), Some(1));
-        r.record(Outcome::InvalidSignature, Duration::from_micros(100), None);
-        r.observe_upstream(Duration::from_millis(2));
+        r.record(0, Outcome::Forwarded, Duration::from_millis(3), Some(1));
+        r.record(3, Outcome::InvalidSignature, Duration::from_micros(100), None);
+        r.observe_upstream(0, Duration::from_millis(2));
         let text = m.render();
         assert!(text.contains("portcullis_requests_total{route=\"/p\",outcome=\"forwarded\"} 1"), "{text}");
         assert!(text.contains("portcullis_requests_total{route=\"/p\",outcome=\"invalid_signature\"} 1"));

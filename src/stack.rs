@@ -1,37 +1,43 @@
 //! The one place the request path is assembled, outermost layer first.
 
-use crate::error::Body;
-use crate::forward::Forward;
 use crate::gateway::Gateway;
 use crate::layer::authenticate::AuthenticateLayer;
 use crate::layer::catch_panic::CatchPanicLayer;
 use crate::layer::dedupe::DedupeLayer;
+use crate::layer::forward::Forward;
 use crate::layer::handshake::HandshakeLayer;
 use crate::layer::limit::InFlightLimitLayer;
 use crate::layer::observe::ObserveLayer;
 use crate::layer::read_body::ReadBodyLayer;
 use crate::layer::route::RouteLayer;
+use crate::response::{Body, BoxError};
+use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tower::{Service, ServiceBuilder};
 
 /// The webhook service for one connection from `peer` (over TLS or not), served by
-/// connection worker `worker`.
-pub fn webhook_service(
+/// connection worker `worker`. Generic over the request body: the server gives it hyper's,
+/// a test any body (`Full<Bytes>`, `String`) through `tower::ServiceExt::oneshot`.
+pub fn webhook_service<B>(
     gateway: &Arc<Gateway>,
     peer: SocketAddr,
     tls: bool,
     worker: usize,
-) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+) -> impl Service<Request<B>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
        + Clone
        + Send
-       + 'static {
+       + 'static
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     ServiceBuilder::new()
-        // Outermost, so that even a panic below gets its log line with the outcome.
-        .layer(ObserveLayer::new(gateway.metrics.clone()))
+        // Outermost, so that even a panic below gets its log line with the outcome; counted
+        // in the connection worker's own metric shard.
+        .layer(ObserveLayer::new(gateway.metrics.clone(), Some(worker)))
         // A panic while handling one request answers 500 for that request only; the
         // connection and the process go on.
         .layer(CatchPanicLayer)

@@ -277,22 +277,6 @@ async fn upgrade_and_connect_are_refused() {
 }
 
 #[tokio::test]
-async fn duplicate_signature_headers_and_duplicate_json_ids_get_400() {
-    let up = Upstream::start().await;
-    let gw = TestGateway::start(&yaml(&up, "", ""), Clock::System).await;
-    let c = client();
-    let b = body("evt_d");
-    let mut h = sign("paylent", SECRET, &b, "", 0);
-    h.push(h[0].clone());
-    assert_eq!(post(&c, &gw.url("/p"), &h, b).await.status, StatusCode::BAD_REQUEST);
-    let twice = br#"{"event_id":"evt_a","x":1,"event_id":"evt_b"}"#;
-    let a = post(&c, &gw.url("/p"), &sign("paylent", SECRET, twice, "", 0), twice.to_vec()).await;
-    assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    assert_eq!(a.text(), r#"{"error":"bad request"}"#);
-    assert_eq!(up.count(), 0);
-}
-
-#[tokio::test]
 async fn a_panic_answers_500_for_that_request_only() {
     use portcullis::error::full;
     use portcullis::layer::catch_panic::CatchPanicLayer;

@@ -3,12 +3,12 @@
 mod util;
 
 mod admin_security;
-mod catalog;
 mod chaos;
 mod cli;
 mod core;
 mod forwarding;
 mod hardening;
+mod inprocess;
 mod limits;
 mod operations;
 mod properties;
@@ -16,4 +16,3 @@ mod queue_faults;
 mod queued;
 mod recovery;
 mod stores;
-mod verification;

@@ -2,12 +2,12 @@
 //! event's idempotency key. Nothing is claimed or forwarded for a request that fails here.
 
 use super::{answer, EitherFuture};
-use crate::delivery::{BatchKey, Delivery};
-use crate::error::{Body, GatewayError, Record};
-use crate::gateway::Clock;
+use crate::clock::Clock;
+use crate::delivery::{BatchKey, EventKey, Received, Verified};
+use crate::response::{Body, Rejection};
 use crate::routing::RouteEntry;
 use crate::verify::diagnose::diagnose;
-use crate::verify::{body_sha256, Input};
+use crate::verify::Input;
 use bytes::Bytes;
 use http::Response;
 use std::borrow::Cow;
@@ -16,9 +16,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
-
-/// Ids longer than this are stored as their SHA-256, which bounds the store's key size.
-const MAX_ID_LEN: usize = 128;
 
 /// Diagnoses (a bounded number of MACs each, see `verify::diagnose`) started per second at
 /// most, so that a flood of forged requests cannot multiply the gateway's work.
@@ -85,7 +82,7 @@ fn spawn_diagnosis(route: &Arc<RouteEntry>, input: &Input<'_>, body: &Bytes) -> 
 static DIAGNOSIS_WINDOW: AtomicU64 = AtomicU64::new(0);
 
 fn diagnosis_allowed() -> bool {
-    let now = crate::gateway::Clock::System.now() & 0xffff_ffff;
+    let now = crate::clock::now() & 0xffff_ffff;
     let mut cur = DIAGNOSIS_WINDOW.load(Ordering::Relaxed);
     loop {
         let (sec, n) = (cur >> 32, cur & 0xffff_ffff);
@@ -97,16 +94,6 @@ fn diagnosis_allowed() -> bool {
             Ok(_) => return true,
             Err(actual) => cur = actual,
         }
-    }
-}
-
-/// The idempotency key of event `id` at route `route`: `route:id`, or `route:sha256:…` for
-/// an id longer than [`MAX_ID_LEN`].
-pub fn event_key(route: &str, id: &str) -> Arc<str> {
-    if id.len() <= MAX_ID_LEN {
-        Arc::from(format!("{route}:{id}"))
-    } else {
-        Arc::from(format!("{route}:sha256:{}", body_sha256(id.as_bytes())))
     }
 }
 
@@ -134,9 +121,9 @@ pub struct Authenticate<S> {
     clock: Clock,
 }
 
-impl<S> Service<Delivery> for Authenticate<S>
+impl<S> Service<Received> for Authenticate<S>
 where
-    S: Service<Delivery, Response = Response<Body>, Error = Infallible>,
+    S: Service<Verified, Response = Response<Body>, Error = Infallible>,
 {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -146,7 +133,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut d: Delivery) -> Self::Future {
+    fn call(&mut self, d: Received) -> Self::Future {
         let route = &d.route;
         let verifier = &route.verifier;
         // Schemes that sign the URL sign the public one the provider was given, plus the
@@ -166,52 +153,51 @@ where
         let verified = match verifier.verify(&input) {
             Ok(v) => v,
             Err(e) => {
-                let detail = match e.is_mismatch().then(|| spawn_diagnosis(route, &input, &d.body)).flatten()
-                {
-                    Some(id) => format!("{e}; diagnosis {id} follows in its own log line"),
-                    None => e.to_string(),
-                };
-                let mut res = GatewayError::from(e).into_response(Some(d.route.clone()), None);
-                if let Some(r) = res.extensions_mut().get_mut::<Record>() {
-                    r.detail = Some(detail);
-                }
-                return answer(res);
+                let rejection =
+                    match e.is_mismatch().then(|| spawn_diagnosis(route, &input, &d.body)).flatten() {
+                        Some(id) => Rejection::Diagnosed(e, id),
+                        None => Rejection::Verify(e),
+                    };
+                return answer(rejection.into_response(Some(d.route.clone()), None));
             }
         };
         let nonce = match verifier.replay_nonce(&d.body) {
             Ok(n) => n.map(|n| Arc::from(verifier.nonce_key(verified.secret_index, &n))),
-            Err(e) => return answer(GatewayError::from(e).into_response(Some(d.route), None)),
+            Err(e) => return answer(Rejection::from(e).into_response(Some(d.route), None)),
         };
         drop(url);
         // A batch's key joins its items' ids; each item keeps its own key too (read once).
-        let (key, batch) = match verifier.batch_items(&d.body) {
+        let (event, batch) = match verifier.batch_items(&d.body) {
             Ok(Some(items)) if items.len() > 1 => {
                 let ids: Vec<&str> = items.iter().map(|i| &*i.id).collect();
-                let key = event_key(&route.name, &ids.join(","));
+                let event = EventKey::new(&route.name, &ids.join(","));
                 let batch = items
                     .iter()
-                    .map(|i| BatchKey { key: event_key(&route.name, &i.id), span: i.span.clone() })
+                    .map(|i| BatchKey { event: EventKey::new(&route.name, &i.id), span: i.span.clone() })
                     .collect();
-                (key, batch)
+                (event, batch)
             }
             Ok(_) => match verifier.event_id(&d.parts.headers, &d.body) {
-                Ok(id) => (event_key(&route.name, &id), Vec::new()),
-                Err(e) => return answer(GatewayError::from(e).into_response(Some(d.route), None)),
+                Ok(id) => (EventKey::new(&route.name, &id), Vec::new()),
+                Err(e) => return answer(Rejection::from(e).into_response(Some(d.route), None)),
             },
-            Err(e) => return answer(GatewayError::from(e).into_response(Some(d.route), None)),
+            Err(e) => return answer(Rejection::from(e).into_response(Some(d.route), None)),
         };
-        d.key = key;
-        d.batch = batch;
-        d.secret_index = verified.secret_index;
-        d.nonce = nonce;
-        futures_util::future::Either::Right(self.inner.call(d))
+        let secret_index = verified.secret_index;
+        futures_util::future::Either::Right(self.inner.call(Verified {
+            request: d,
+            event,
+            secret_index,
+            nonce,
+            batch,
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Record;
+    use crate::response::Record;
     use std::time::{Duration, Instant};
 
     #[tokio::test]
@@ -223,20 +209,16 @@ mod tests {
         let forged = || {
             let (parts, ()) =
                 http::Request::post("/p").header("x-paylent-signature", &sig).body(()).unwrap().into_parts();
-            Delivery {
+            Received {
                 route: Arc::new(RouteEntry::new(config.routes[0].clone(), Arc::default())),
                 parts,
                 body: Bytes::from_static(br#"{"event_id":"e1"}"#),
                 peer: http::HeaderValue::from_static("127.0.0.1"),
                 tls: false,
-                key: Arc::from(""),
-                secret_index: 0,
-                nonce: None,
-                batch: Vec::new(),
             }
         };
-        let inner = tower::service_fn(|_: Delivery| async {
-            Ok::<_, Infallible>(crate::error::json_response(http::StatusCode::OK, "forwarded"))
+        let inner = tower::service_fn(|_: Verified| async {
+            Ok::<_, Infallible>(crate::response::json_response(http::StatusCode::OK, "forwarded"))
         });
         let mut svc = AuthenticateLayer::new(Clock::System).layer(inner);
         let done = DIAGNOSED.load(Ordering::Relaxed);

@@ -2,7 +2,7 @@
 //! and the process go on.
 
 use super::{answer, EitherFuture};
-use crate::error::{Body, GatewayError};
+use crate::response::{Body, Rejection};
 use futures_util::future::{CatchUnwind, Map};
 use futures_util::FutureExt;
 use http::Response;
@@ -33,7 +33,7 @@ fn panicked(what: Box<dyn std::any::Any + Send>) -> Response<Body> {
         .or_else(|| what.downcast_ref::<String>().cloned())
         .unwrap_or_default();
     tracing::error!(panic = %msg, "a request handler panicked");
-    GatewayError::Panic.into_response(None, None)
+    Rejection::Panic.into_response(None, None)
 }
 
 impl<S, R> Service<R> for CatchPanic<S>

@@ -3,10 +3,10 @@
 
 use super::BoxFuture;
 use crate::config::OnStoreError;
-use crate::delivery::Delivery;
-use crate::error::{duplicate_response, Body, GatewayError, Outcome, Record};
+use crate::delivery::{EventKey, Verified};
 use crate::idempotency::{guarded, Claim, Store, Token};
 use crate::metrics::Metrics;
+use crate::response::{duplicate_response, Body, Outcome, Record, Rejection};
 use http::Response;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -90,9 +90,9 @@ pub struct Dedupe<S> {
     abort: watch::Receiver<bool>,
 }
 
-impl<S> Service<Delivery> for Dedupe<S>
+impl<S> Service<Verified> for Dedupe<S>
 where
-    S: Service<Delivery, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Verified, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send,
 {
     type Response = Response<Body>;
@@ -103,13 +103,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, d: Delivery) -> Self::Future {
+    fn call(&mut self, d: Verified) -> Self::Future {
         let mut inner = self.inner.clone();
         let calls = self.calls.clone();
         let mut abort = self.abort.clone();
         Box::pin(async move {
-            let route = d.route.clone();
-            let key = d.key.clone();
+            let route = d.request.route.clone();
+            let key = d.event.store_key().clone();
             // A signed one-time value (Mailgun's token) is claimed first: seen before is a
             // replay. It is consumed with the delivery, and released when the delivery fails.
             let nonce = match d.nonce.clone() {
@@ -117,12 +117,12 @@ where
                 Some(n) => match calls.claim(&n, route.lease).await {
                     Ok(Claim::Acquired(t)) => Some((n, t)),
                     Ok(Claim::Delivered) => {
-                        return Ok(GatewayError::Replay.into_response(Some(route), Some(key)))
+                        return Ok(Rejection::Replay.into_response(Some(route), Some(key)))
                     }
                     Ok(Claim::InFlight { retry_after }) => {
-                        return Ok(GatewayError::InFlight(retry_after).into_response(Some(route), Some(key)))
+                        return Ok(Rejection::InFlight(retry_after).into_response(Some(route), Some(key)))
                     }
-                    Err(e) => return Ok(GatewayError::Store(e).into_response(Some(route), Some(key))),
+                    Err(e) => return Ok(Rejection::Store(e).into_response(Some(route), Some(key))),
                 },
             };
             if !d.batch.is_empty() {
@@ -132,20 +132,11 @@ where
                 Ok(Claim::Acquired(token)) => token,
                 Ok(Claim::Delivered) => {
                     calls.settle(nonce, true, route.ttl).await;
-                    let mut res = duplicate_response();
-                    res.extensions_mut().insert(Record {
-                        outcome: Outcome::Duplicate,
-                        route: Some(route),
-                        key: Some(key),
-                        secret_index: Some(d.secret_index),
-                        detail: None,
-                        upstream_latency: None,
-                    });
-                    return Ok(res);
+                    return Ok(Record::verified(Outcome::Duplicate, &d).on(duplicate_response()));
                 }
                 Ok(Claim::InFlight { retry_after }) => {
                     calls.settle(nonce, false, route.ttl).await;
-                    return Ok(GatewayError::InFlight(retry_after).into_response(Some(route), Some(key)));
+                    return Ok(Rejection::InFlight(retry_after).into_response(Some(route), Some(key)));
                 }
                 Err(e) if route.on_store_error == OnStoreError::Forward => {
                     tracing::warn!(route = %route.name, key = %key, error = %e,
@@ -161,7 +152,7 @@ where
                 }
                 Err(e) => {
                     calls.settle(nonce, false, route.ttl).await;
-                    return Ok(GatewayError::Store(e).into_response(Some(route), Some(key)));
+                    return Ok(Rejection::Store(e).into_response(Some(route), Some(key)));
                 }
             };
 
@@ -172,7 +163,7 @@ where
                 let (r, k) = (route.clone(), key.clone());
                 let res = tokio::select! {
                     Ok(res) = inner.call(d) => res,
-                    _ = abort.wait_for(|a| *a) => GatewayError::Draining.into_response(Some(r), Some(k)),
+                    _ = abort.wait_for(|a| *a) => Rejection::Draining.into_response(Some(r), Some(k)),
                 };
                 let delivered = res.status().is_success();
                 calls.finish(&key, token, delivered, route.ttl).await;
@@ -184,7 +175,7 @@ where
     }
 }
 
-/// A batch of events each signed on its own (see [`Delivery::batch`]): every item's key is
+/// A batch of events each signed on its own (see [`Verified::batch`]): every item's key is
 /// claimed. All delivered before: 200 duplicate. Some delivered: the batch is forwarded
 /// without them (their bytes cut out, the rest untouched), so no item goes twice and no new
 /// item is lost. An item in flight: 409 for the whole batch, after releasing what was claimed.
@@ -192,36 +183,36 @@ async fn deliver_batch<S>(
     mut inner: S,
     calls: Calls,
     mut abort: watch::Receiver<bool>,
-    mut d: Delivery,
+    mut d: Verified,
     nonce: Option<(Arc<str>, Token)>,
 ) -> Response<Body>
 where
-    S: Service<Delivery, Response = Response<Body>, Error = Infallible> + Send + 'static,
+    S: Service<Verified, Response = Response<Body>, Error = Infallible> + Send + 'static,
     S::Future: Send,
 {
-    let route = d.route.clone();
+    let route = d.request.route.clone();
     let mut held: Vec<(usize, Token)> = Vec::with_capacity(d.batch.len());
     let mut refused = None;
     for (i, item) in d.batch.iter().enumerate() {
-        match calls.claim(&item.key, route.lease).await {
+        match calls.claim(item.event.store_key(), route.lease).await {
             Ok(Claim::Acquired(t)) => held.push((i, t)),
             Ok(Claim::Delivered) => {}
             Ok(Claim::InFlight { retry_after }) => {
-                refused = Some(GatewayError::InFlight(retry_after));
+                refused = Some(Rejection::InFlight(retry_after));
                 break;
             }
             Err(e) => {
-                refused = Some(GatewayError::Store(e));
+                refused = Some(Rejection::Store(e));
                 break;
             }
         }
     }
     if let Some(e) = refused {
         for (i, t) in held {
-            calls.finish(&d.batch[i].key, t, false, route.ttl).await;
+            calls.finish(d.batch[i].event.store_key(), t, false, route.ttl).await;
         }
-        if matches!(e, GatewayError::Store(_)) && route.on_store_error == OnStoreError::Forward {
-            tracing::warn!(route = %route.name, key = %d.key, error = %e,
+        if matches!(e, Rejection::Store(_)) && route.on_store_error == OnStoreError::Forward {
+            tracing::warn!(route = %route.name, key = %d.event.store_key(), error = %e,
                 "store unavailable; forwarding without deduplication (on_store_error: forward)");
             return DetachOnDrop::new(async move {
                 let res = inner.call(d).await.unwrap_or_else(|e| match e {});
@@ -231,50 +222,42 @@ where
             .await;
         }
         calls.settle(nonce, false, route.ttl).await;
-        let key = d.key.clone();
+        let key = d.event.store_key().clone();
         return e.into_response(Some(route), Some(key));
     }
     if held.is_empty() {
         calls.settle(nonce, true, route.ttl).await;
-        let mut res = duplicate_response();
-        res.extensions_mut().insert(Record {
-            outcome: Outcome::Duplicate,
-            route: Some(route),
-            key: Some(d.key.clone()),
-            secret_index: Some(d.secret_index),
-            detail: None,
-            upstream_latency: None,
-        });
-        return res;
+        return Record::verified(Outcome::Duplicate, &d).on(duplicate_response());
     }
     if held.len() < d.batch.len() {
         // Cut the delivered items out: keep the bytes before the first item and after the
         // last, and each new item's own bytes, comma-separated.
         let first = d.batch[0].span.start;
         let last = d.batch[d.batch.len() - 1].span.end;
-        let mut body = Vec::with_capacity(d.body.len());
-        body.extend_from_slice(&d.body[..first]);
+        let whole = &d.request.body;
+        let mut body = Vec::with_capacity(whole.len());
+        body.extend_from_slice(&whole[..first]);
         for (n, (i, _)) in held.iter().enumerate() {
             if n > 0 {
                 body.push(b',');
             }
-            body.extend_from_slice(&d.body[d.batch[*i].span.clone()]);
+            body.extend_from_slice(&whole[d.batch[*i].span.clone()]);
         }
-        body.extend_from_slice(&d.body[last..]);
-        let prefix = route.name.len() + 1;
-        let ids: Vec<&str> = held.iter().map(|(i, _)| &d.batch[*i].key[prefix..]).collect();
-        let key = crate::layer::authenticate::event_key(&route.name, &ids.join(","));
-        tracing::info!(route = %route.name, key = %key, delivered_before = d.batch.len() - held.len(),
+        body.extend_from_slice(&whole[last..]);
+        let ids: Vec<&str> = held.iter().map(|(i, _)| d.batch[*i].event.id()).collect();
+        let event = EventKey::new(&route.name, &ids.join(","));
+        tracing::info!(route = %route.name, key = %event.store_key(), delivered_before = d.batch.len() - held.len(),
             "batch: items delivered before are cut out; forwarding the new ones");
-        d.body = body.into();
-        d.key = key;
+        d.request.body = body.into();
+        d.event = event;
     }
-    let claims: Vec<(Arc<str>, Token)> = held.into_iter().map(|(i, t)| (d.batch[i].key.clone(), t)).collect();
+    let claims: Vec<(Arc<str>, Token)> =
+        held.into_iter().map(|(i, t)| (d.batch[i].event.store_key().clone(), t)).collect();
     let task = DetachOnDrop::new(async move {
-        let (r, k) = (route.clone(), d.key.clone());
+        let (r, k) = (route.clone(), d.event.store_key().clone());
         let res = tokio::select! {
             Ok(res) = inner.call(d) => res,
-            _ = abort.wait_for(|a| *a) => GatewayError::Draining.into_response(Some(r), Some(k)),
+            _ = abort.wait_for(|a| *a) => Rejection::Draining.into_response(Some(r), Some(k)),
         };
         let delivered = res.status().is_success();
         for (key, token) in claims {

@@ -3,9 +3,9 @@
 //! claimed or forwarded for them.
 
 use super::{answer, EitherFuture};
-use crate::delivery::Delivery;
-use crate::error::{json_response, Body, Outcome, Record};
-use crate::profile::Handshake;
+use crate::delivery::Verified;
+use crate::profile::Handshake as Kind;
+use crate::response::{json_response, Body, Outcome, Record};
 use http::{Response, StatusCode};
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -15,46 +15,47 @@ use tower::{Layer, Service};
 pub struct HandshakeLayer;
 
 impl<S> Layer<S> for HandshakeLayer {
-    type Service = Handshakes<S>;
+    type Service = Handshake<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Handshakes { inner }
+        Handshake { inner }
     }
 }
 
 #[derive(Clone)]
-pub struct Handshakes<S> {
+pub struct Handshake<S> {
     inner: S,
 }
 
-/// The local answer to a handshake request, or `None` when `d` is an ordinary delivery.
-pub fn answer_for(kind: Handshake, d: &Delivery) -> Option<serde_json::Value> {
+/// The local answer to a handshake request, or `None` when `v` is an ordinary delivery.
+pub fn answer_for(kind: Kind, v: &Verified) -> Option<serde_json::Value> {
+    let d = &v.request;
     // Handshake bodies are small JSON objects; anything else is an ordinary delivery.
     if d.body.first() != Some(&b'{') {
         return None;
     }
     let doc: serde_json::Value = serde_json::from_slice(&d.body).ok()?;
     match kind {
-        Handshake::SlackUrlVerification => {
+        Kind::SlackUrlVerification => {
             if doc.get("type")?.as_str()? != "url_verification" {
                 return None;
             }
             let challenge = doc.get("challenge")?.as_str()?;
             Some(serde_json::json!({ "challenge": challenge }))
         }
-        Handshake::ZoomUrlValidation => {
+        Kind::ZoomUrlValidation => {
             if doc.get("event")?.as_str()? != "endpoint.url_validation" {
                 return None;
             }
             let plain = doc.pointer("/payload/plainToken")?.as_str()?;
-            let encrypted = d.route.verifier.hmac_sha256_hex(d.secret_index, plain.as_bytes())?;
+            let encrypted = d.route.verifier.hmac_sha256_hex(v.secret_index, plain.as_bytes())?;
             Some(serde_json::json!({ "plainToken": plain, "encryptedToken": encrypted }))
         }
     }
 }
 
-impl<S> Service<Delivery> for Handshakes<S>
+impl<S> Service<Verified> for Handshake<S>
 where
-    S: Service<Delivery, Response = Response<Body>, Error = Infallible>,
+    S: Service<Verified, Response = Response<Body>, Error = Infallible>,
 {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -64,21 +65,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, d: Delivery) -> Self::Future {
-        if let Some(kind) = d.route.verifier.profile().handshake {
-            if let Some(reply) = answer_for(kind, &d) {
-                let mut res = json_response(StatusCode::OK, reply.to_string());
-                res.extensions_mut().insert(Record {
-                    outcome: Outcome::Handshake,
-                    route: Some(d.route.clone()),
-                    key: None,
-                    secret_index: Some(d.secret_index),
-                    detail: None,
-                    upstream_latency: None,
-                });
-                return answer(res);
+    fn call(&mut self, v: Verified) -> Self::Future {
+        if let Some(kind) = v.request.route.verifier.profile().handshake {
+            if let Some(reply) = answer_for(kind, &v) {
+                // A handshake is no event: its log line names no key.
+                let record = Record { key: None, ..Record::verified(Outcome::Handshake, &v) };
+                return answer(record.on(json_response(StatusCode::OK, reply.to_string())));
             }
         }
-        futures_util::future::Either::Right(self.inner.call(d))
+        futures_util::future::Either::Right(self.inner.call(v))
     }
 }

@@ -2,7 +2,7 @@
 //! `Retry-After` at once, rather than queued without end.
 
 use super::{answer, EitherFuture};
-use crate::error::{Body, GatewayError};
+use crate::response::{Body, Rejection};
 use http::Response;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -73,7 +73,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = EitherFuture<Permitted<S::Future>>;
+    type Future = EitherFuture<ResponseFuture<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -82,23 +82,23 @@ where
     fn call(&mut self, req: R) -> Self::Future {
         match self.slots.try_acquire() {
             Some(slot) => {
-                futures_util::future::Either::Right(Permitted { fut: self.inner.call(req), _slot: slot })
+                futures_util::future::Either::Right(ResponseFuture { fut: self.inner.call(req), _slot: slot })
             }
-            None => answer(GatewayError::Overloaded.into_response(None, None)),
+            None => answer(Rejection::Overloaded.into_response(None, None)),
         }
     }
 }
 
 pin_project_lite::pin_project! {
     /// The inner future, holding its slot until it completes.
-    pub struct Permitted<F> {
+    pub struct ResponseFuture<F> {
         #[pin]
         fut: F,
         _slot: Slot,
     }
 }
 
-impl<F: std::future::Future> std::future::Future for Permitted<F> {
+impl<F: std::future::Future> std::future::Future for ResponseFuture<F> {
     type Output = F::Output;
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         self.project().fut.poll(cx)

@@ -10,17 +10,19 @@
 //! | [`authenticate`] | 401, 400 |
 //! | [`handshake`] | answers Slack's and Zoom's endpoint checks itself |
 //! | [`dedupe`] | 200 duplicate, 409 in flight, 503 store down |
+//! | [`forward`] | the upstream's answer; 502, 504; 202 queued, 503 queue down |
 
 pub mod authenticate;
 pub mod catch_panic;
 pub mod dedupe;
+pub mod forward;
 pub mod handshake;
 pub mod limit;
 pub mod observe;
 pub mod read_body;
 pub mod route;
 
-use crate::error::Body;
+use crate::response::Body;
 use http::Response;
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,8 +1,8 @@
 //! Records one structured log line per request: route, provider, outcome, event key, status
 //! and latency. Never a secret or a signature value.
 
-use crate::error::{Body, Outcome, Record};
 use crate::metrics::Metrics;
+use crate::response::{Body, Outcome, Record};
 use http::{Request, Response};
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,18 +15,21 @@ use tower::{Layer, Service};
 #[derive(Clone, Default)]
 pub struct ObserveLayer {
     metrics: Arc<Metrics>,
+    /// The connection worker serving the requests: it writes its own metric shard.
+    worker: Option<usize>,
 }
 
 impl ObserveLayer {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        ObserveLayer { metrics }
+    /// Counting into `metrics`, as connection worker `worker` (`None`: no worker).
+    pub fn new(metrics: Arc<Metrics>, worker: Option<usize>) -> Self {
+        ObserveLayer { metrics, worker }
     }
 }
 
 impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Observe { inner, metrics: self.metrics.clone() }
+        Observe { inner, metrics: self.metrics.clone(), shard: Metrics::shard(self.worker) }
     }
 }
 
@@ -34,6 +37,7 @@ impl<S> Layer<S> for ObserveLayer {
 pub struct Observe<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    shard: usize,
 }
 
 impl<S, B> Service<Request<B>> for Observe<S>
@@ -43,7 +47,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Observed<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -52,34 +56,42 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let start = Instant::now();
         let method = req.method().clone();
-        self.metrics.add_in_flight(1);
-        Observed { fut: self.inner.call(req), start, method, metrics: self.metrics.clone(), done: false }
+        self.metrics.add_in_flight(self.shard, 1);
+        ResponseFuture {
+            fut: self.inner.call(req),
+            start,
+            method,
+            metrics: self.metrics.clone(),
+            shard: self.shard,
+            done: false,
+        }
     }
 }
 
 pin_project_lite::pin_project! {
     /// The inner future; once it answers, the request is counted and logged.
-    pub struct Observed<F> {
+    pub struct ResponseFuture<F> {
         #[pin]
         fut: F,
         start: Instant,
         method: http::Method,
         metrics: Arc<Metrics>,
+        shard: usize,
         done: bool,
     }
 
-    impl<F> PinnedDrop for Observed<F> {
+    impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             // A request dropped before it answered (the sender hung up) is no longer in flight.
             let this = this.project();
             if !*this.done {
-                this.metrics.add_in_flight(-1);
+                this.metrics.add_in_flight(*this.shard, -1);
             }
         }
     }
 }
 
-impl<F> Future for Observed<F>
+impl<F> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<Body>, Infallible>>,
 {
@@ -89,16 +101,16 @@ where
         let this = self.project();
         let Ok(mut res) = std::task::ready!(this.fut.poll(cx));
         let metrics = &**this.metrics;
-        metrics.add_in_flight(-1);
+        metrics.add_in_flight(*this.shard, -1);
         *this.done = true;
         let record = res.extensions_mut().remove::<Record>().unwrap_or_else(|| Record::new(Outcome::Panic));
         let elapsed = this.start.elapsed();
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         let route = record.route.as_deref();
         let rm = route.map_or(metrics.unmatched(), |r| &r.metrics);
-        rm.record(record.outcome, elapsed, record.secret_index);
+        rm.record(*this.shard, record.outcome, elapsed, record.secret_index);
         if let Some(up) = record.upstream_latency {
-            rm.observe_upstream(up);
+            rm.observe_upstream(*this.shard, up);
         }
         let status = res.status().as_u16();
         let method = &*this.method;

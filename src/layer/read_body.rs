@@ -4,8 +4,8 @@
 //! is cut off.
 
 use super::BoxFuture;
-use crate::delivery::{Delivery, Routed};
-use crate::error::{Body, GatewayError};
+use crate::delivery::{Received, Routed};
+use crate::response::{Body, BoxError, Rejection};
 use http::header::CONTENT_LENGTH;
 use http::Response;
 use http_body::Frame;
@@ -185,18 +185,24 @@ const LINGER_BYTES: usize = 8 << 20;
 const LINGER_TIME: Duration = Duration::from_secs(2);
 
 /// Reads and drops a refused body, up to `LINGER_BYTES` and `LINGER_TIME`.
-async fn linger(body: hyper::body::Incoming) {
+async fn linger<B>(body: B)
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: Into<BoxError>,
+{
     let _ = tokio::time::timeout(LINGER_TIME, async {
-        let mut body = Limited::new(body, LINGER_BYTES);
-        while let Some(Ok(_)) = body.frame().await {}
+        let mut body = std::pin::pin!(Limited::new(body, LINGER_BYTES));
+        while let Some(Ok(_)) = body.as_mut().frame().await {}
     })
     .await;
 }
 
-impl<S> Service<Routed> for ReadBody<S>
+impl<S, B> Service<Routed<B>> for ReadBody<S>
 where
-    S: Service<Delivery, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Received, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -206,7 +212,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, r: Routed) -> Self::Future {
+    fn call(&mut self, r: Routed<B>) -> Self::Future {
         let mut inner = self.inner.clone();
         let timeout = self.timeout;
         let min_rate = self.min_rate;
@@ -224,12 +230,12 @@ where
                 // and dropped for a while, so that closing on unread bytes does not reset the
                 // connection before the sender has read the 413.
                 tokio::spawn(linger(r.req.into_body()));
-                return Ok(GatewayError::TooLarge(limit).into_response(Some(r.route), None));
+                return Ok(Rejection::TooLarge(limit).into_response(Some(r.route), None));
             }
             // Past the client's bound the body is not read: the answer goes out and the
             // connection closes on the unread bytes.
             let Some(reading) = reads.try_acquire(r.client) else {
-                return Ok(GatewayError::Overloaded.into_response(Some(r.route), None));
+                return Ok(Rejection::Overloaded.into_response(Some(r.route), None));
             };
             let (parts, body) = r.req.into_parts();
             let started = Instant::now();
@@ -237,31 +243,19 @@ where
             let read = tokio::time::timeout(timeout, read).await;
             drop(reading);
             let body = match read {
-                Err(_) => return Ok(GatewayError::BodyTimeout(timeout).into_response(Some(r.route), None)),
+                Err(_) => return Ok(Rejection::BodyTimeout(timeout).into_response(Some(r.route), None)),
                 Ok(Err(e)) if e.is::<TooSlow>() => {
-                    return Ok(GatewayError::BodyTimeout(started.elapsed()).into_response(Some(r.route), None))
+                    return Ok(Rejection::BodyTimeout(started.elapsed()).into_response(Some(r.route), None))
                 }
                 Ok(Err(e)) if e.is::<LengthLimitError>() => {
-                    return Ok(GatewayError::TooLarge(limit).into_response(Some(r.route), None))
+                    return Ok(Rejection::TooLarge(limit).into_response(Some(r.route), None))
                 }
                 Ok(Err(e)) => {
-                    return Ok(GatewayError::BodyRead(e.to_string()).into_response(Some(r.route), None))
+                    return Ok(Rejection::BodyRead(e.to_string()).into_response(Some(r.route), None))
                 }
                 Ok(Ok(collected)) => collected.to_bytes(),
             };
-            inner
-                .call(Delivery {
-                    route: r.route,
-                    parts,
-                    body,
-                    peer: r.peer,
-                    tls: r.tls,
-                    key: Arc::from(""),
-                    secret_index: 0,
-                    nonce: None,
-                    batch: Vec::new(),
-                })
-                .await
+            inner.call(Received { route: r.route, parts, body, peer: r.peer, tls: r.tls }).await
         })
     }
 }

@@ -3,10 +3,9 @@
 
 use super::{answer, EitherFuture};
 use crate::delivery::Routed;
-use crate::error::{Body, GatewayError};
 use crate::gateway::Gateway;
+use crate::response::{Body, Rejection};
 use http::{Request, Response};
-use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -34,9 +33,9 @@ impl RouteLayer {
 }
 
 impl<S> Layer<S> for RouteLayer {
-    type Service = RouteService<S>;
+    type Service = Route<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RouteService {
+        Route {
             inner,
             gateway: self.gateway.clone(),
             peer: self.peer,
@@ -47,7 +46,7 @@ impl<S> Layer<S> for RouteLayer {
 }
 
 #[derive(Clone)]
-pub struct RouteService<S> {
+pub struct Route<S> {
     inner: S,
     gateway: Arc<Gateway>,
     peer: IpAddr,
@@ -55,9 +54,9 @@ pub struct RouteService<S> {
     tls: bool,
 }
 
-impl<S> Service<Request<Incoming>> for RouteService<S>
+impl<S, B> Service<Request<B>> for Route<S>
 where
-    S: Service<Routed, Response = Response<Body>, Error = Infallible>,
+    S: Service<Routed<B>, Response = Response<Body>, Error = Infallible>,
 {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -67,7 +66,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         let routing = self.gateway.routing();
         let variants = match routing.variants(req.uri().path()) {
             Ok(v) => v,
@@ -80,7 +79,7 @@ where
         if let Some(allowed) = &variants[0].allow_ips {
             if !allowed.iter().any(|n| n.contains(&client)) {
                 let route = (variants.len() == 1).then(|| variants[0].clone());
-                return answer(GatewayError::Forbidden(client).into_response(route, None));
+                return answer(Rejection::Forbidden(client).into_response(route, None));
             }
         }
         let route = match crate::gateway::Routing::select(variants, req.headers()) {
@@ -89,12 +88,12 @@ where
         };
         drop(routing);
         if !route.methods.contains(req.method()) {
-            return answer(GatewayError::MethodNotAllowed.into_response(Some(route), None));
+            return answer(Rejection::MethodNotAllowed.into_response(Some(route), None));
         }
         // A webhook is one request and one answer; a switch to another protocol would let
         // bytes past verification.
         if req.headers().contains_key(http::header::UPGRADE) {
-            return answer(GatewayError::Upgrade.into_response(Some(route), None));
+            return answer(Rejection::Upgrade.into_response(Some(route), None));
         }
         futures_util::future::Either::Right(self.inner.call(Routed {
             route,

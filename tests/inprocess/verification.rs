@@ -1,8 +1,9 @@
-//! Verification, replay nonces and batch deduplication, attacked over real sockets.
+//! Verification, replay nonces and batch deduplication, attacked in process.
 
+use super::App;
 use crate::util::*;
 use http::StatusCode;
-use portcullis::gateway::Clock;
+use portcullis::clock::Clock;
 
 const SECRET: &str = "verification-secret";
 
@@ -10,11 +11,10 @@ const SECRET: &str = "verification-secret";
 async fn numeric_ids_beyond_f64_precision_are_distinct_events() {
     let up = Upstream::start().await;
     let yaml = config(&[route("/p", "paylent", &[SECRET], &up.url("/p"), "")]);
-    let gw = TestGateway::start(&yaml, Clock::System).await;
-    let c = client();
+    let gw = App::start(&yaml, Clock::System).await;
     for id in ["18446744073709551616", "18446744073709551617"] {
         let body = format!(r#"{{"event":"x","event_id":{id}}}"#);
-        let a = post(&c, &gw.url("/p"), &sign("paylent", SECRET, body.as_bytes(), "", 0), body).await;
+        let a = gw.post("/p", &sign("paylent", SECRET, body.as_bytes(), "", 0), body).await;
         assert_eq!(a.status, StatusCode::OK, "{id}: {}", a.text());
         assert!(a.headers.get("x-upstream").is_some(), "{id} reached the upstream");
     }
@@ -43,20 +43,19 @@ async fn mailgun_signature_block_used_at_one_route_is_refused_at_another_with_th
         route("/mg-a", "mailgun", &["shared-mg-key"], &up.url("/a"), ""),
         route("/mg-b", "mailgun", &["other-key", "shared-mg-key"], &up.url("/b"), ""),
     ]);
-    let gw = TestGateway::start(&yaml, Clock::System).await;
-    let c = client();
+    let gw = App::start(&yaml, Clock::System).await;
     let genuine = mailgun_body(b"shared-mg-key", "tok_shared", "ev_genuine");
-    assert_eq!(post(&c, &gw.url("/mg-a"), &[], genuine.clone()).await.status, StatusCode::OK);
+    assert_eq!(gw.post("/mg-a", &[], genuine.clone()).await.status, StatusCode::OK);
     // The captured block, with forged event data, at the second route (whose second secret
     // is the same key): a replay.
     let mut doc: serde_json::Value = serde_json::from_slice(&genuine).unwrap();
     doc["event-data"]["id"] = "ev_forged".into();
-    let a = post(&c, &gw.url("/mg-b"), &[], serde_json::to_vec(&doc).unwrap()).await;
+    let a = gw.post("/mg-b", &[], serde_json::to_vec(&doc).unwrap()).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
     assert_eq!(up.count(), 1, "only the genuine event reached an upstream");
     // A fresh block at the second route still passes.
     let fresh = mailgun_body(b"shared-mg-key", "tok_fresh", "ev_other");
-    assert_eq!(post(&c, &gw.url("/mg-b"), &[], fresh).await.status, StatusCode::OK);
+    assert_eq!(gw.post("/mg-b", &[], fresh).await.status, StatusCode::OK);
 }
 
 /// A memory store whose event-key claims fail (the store "goes down" between the nonce claim
@@ -101,24 +100,6 @@ impl portcullis::idempotency::Store for KeyClaimsFail {
     }
 }
 
-/// Serves `yaml` with `store` instead of the one the config names.
-async fn serve_with_store(
-    yaml: &str,
-    store: std::sync::Arc<dyn portcullis::idempotency::Store>,
-) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let config =
-        portcullis::config::Config::from_yaml("test.yaml", yaml, std::path::Path::new("."), &|_| None)
-            .unwrap_or_else(|e| panic!("{e}"));
-    let gateway = std::sync::Arc::new(portcullis::gateway::Gateway::new(&config, store, Clock::System));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(portcullis::server::run(listener, gateway, None, async move {
-        let _ = rx.await;
-    }));
-    (addr, tx)
-}
-
 #[tokio::test]
 async fn forwarding_on_store_error_settles_the_claimed_replay_nonce() {
     let up = Upstream::start().await;
@@ -126,18 +107,16 @@ async fn forwarding_on_store_error_settles_the_claimed_replay_nonce() {
     let store = std::sync::Arc::new(KeyClaimsFail(portcullis::idempotency::memory::MemoryStore::new(1000)));
     let yaml =
         config(&[route("/mg", "mailgun", &["mg-key"], &up.url("/m"), "    on_store_error: forward\n")]);
-    let (addr, _stop) = serve_with_store(&yaml, store).await;
-    let c = client();
-    let url = format!("http://{addr}/mg");
+    let gw = App::with_store(&yaml, store);
     let body = mailgun_body(b"mg-key", "tok_1", "ev_1");
     // Forwarded without deduplication; the upstream fails, so the nonce is released at once
     // (not left in flight for its lease): the provider's retry of this attempt goes through.
-    assert_eq!(post(&c, &url, &[], body.clone()).await.status, StatusCode::INTERNAL_SERVER_ERROR);
-    let a = post(&c, &url, &[], body.clone()).await;
+    assert_eq!(gw.post("/mg", &[], body.clone()).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let a = gw.post("/mg", &[], body.clone()).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     assert_eq!(up.count(), 2);
     // Delivered: the nonce is now consumed, and a replay of the block is refused at once.
-    let a = post(&c, &url, &[], body).await;
+    let a = gw.post("/mg", &[], body).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
     assert_eq!(up.count(), 2);
 }
@@ -173,24 +152,20 @@ fn adyen_batch(items: &[serde_json::Value]) -> String {
 #[tokio::test]
 async fn every_item_of_an_adyen_batch_is_deduplicated() {
     let up = Upstream::start().await;
-    let gw = TestGateway::start(
-        &config(&[route("/adyen", "adyen", &[ADYEN_KEY], &up.url("/a"), "")]),
-        Clock::System,
-    )
-    .await;
-    let c = client();
+    let gw = App::start(&config(&[route("/adyen", "adyen", &[ADYEN_KEY], &up.url("/a"), "")]), Clock::System)
+        .await;
     let (cap, refund, other) =
         (adyen_item("C1", "CAPTURE"), adyen_item("D1", "REFUND"), adyen_item("E1", "CAPTURE"));
-    let a = post(&c, &gw.url("/adyen"), &[], adyen_batch(&[cap.clone(), refund.clone()])).await;
+    let a = gw.post("/adyen", &[], adyen_batch(&[cap.clone(), refund.clone()])).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     assert_eq!(up.count(), 1);
     // The second item alone, as Adyen may send it again: delivered already.
-    let a = post(&c, &gw.url("/adyen"), &[], adyen_batch(std::slice::from_ref(&refund))).await;
+    let a = gw.post("/adyen", &[], adyen_batch(std::slice::from_ref(&refund))).await;
     assert_eq!(a.text(), r#"{"status":"duplicate"}"#, "the refund is not processed twice");
     assert_eq!(up.count(), 1);
     // A batch of a delivered item and a new one: only the new one goes, byte for byte.
     let mixed = adyen_batch(&[refund.clone(), other.clone()]);
-    let a = post(&c, &gw.url("/adyen"), &[], mixed.clone()).await;
+    let a = gw.post("/adyen", &[], mixed.clone()).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     assert!(a.headers.get("x-upstream").is_some(), "forwarded");
     let seen = up.seen();
@@ -200,7 +175,7 @@ async fn every_item_of_an_adyen_batch_is_deduplicated() {
     assert_eq!(seen[1].headers["content-length"], expected.len().to_string().as_str());
     // Every item of it was delivered now.
     for batch in [adyen_batch(&[cap, other.clone()]), adyen_batch(&[other, refund])] {
-        let a = post(&c, &gw.url("/adyen"), &[], batch).await;
+        let a = gw.post("/adyen", &[], batch).await;
         assert_eq!(a.text(), r#"{"status":"duplicate"}"#);
     }
     assert_eq!(up.count(), 2);
@@ -211,16 +186,12 @@ async fn a_batch_with_an_item_in_flight_is_refused_whole_and_claims_nothing() {
     let up = Upstream::start().await;
     // Long enough that the second request lands while the first is held, on a busy machine.
     up.set_delay(std::time::Duration::from_secs(3));
-    let gw = TestGateway::start(
-        &config(&[route("/adyen", "adyen", &[ADYEN_KEY], &up.url("/a"), "")]),
-        Clock::System,
-    )
-    .await;
-    let c = client();
+    let gw = App::start(&config(&[route("/adyen", "adyen", &[ADYEN_KEY], &up.url("/a"), "")]), Clock::System)
+        .await;
     let (slow, new) = (adyen_item("S1", "CAPTURE"), adyen_item("N1", "CAPTURE"));
     let first = tokio::spawn({
-        let (c, url, body) = (c.clone(), gw.url("/adyen"), adyen_batch(std::slice::from_ref(&slow)));
-        async move { post(&c, &url, &[], body).await }
+        let (gw, body) = (gw.clone(), adyen_batch(std::slice::from_ref(&slow)));
+        async move { gw.post("/adyen", &[], body).await }
     });
     // Wait until the first delivery is at the upstream (its claim held), with a deadline.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -228,12 +199,12 @@ async fn a_batch_with_an_item_in_flight_is_refused_whole_and_claims_nothing() {
         assert!(std::time::Instant::now() < deadline, "the first delivery reaches the upstream");
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    let a = post(&c, &gw.url("/adyen"), &[], adyen_batch(&[new.clone(), slow.clone()])).await;
+    let a = gw.post("/adyen", &[], adyen_batch(&[new.clone(), slow.clone()])).await;
     assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text());
     assert_eq!(first.await.unwrap().status, StatusCode::OK);
     up.set_delay(std::time::Duration::ZERO);
     // The new item's claim was released: the retry forwards it (alone).
-    let a = post(&c, &gw.url("/adyen"), &[], adyen_batch(&[new.clone(), slow])).await;
+    let a = gw.post("/adyen", &[], adyen_batch(&[new.clone(), slow])).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     assert_eq!(String::from_utf8_lossy(&up.seen()[1].body), adyen_batch(&[new]));
 }
@@ -256,19 +227,16 @@ fn sign_url(provider: &str, secret: &str, url: &str, body: &[u8]) -> Vec<(String
 async fn hubspot_body_bytes_moved_into_the_signed_query_are_refused() {
     let up = Upstream::start().await;
     let extra = "    public_url: https://hooks.example.com/hs\n";
-    let gw = TestGateway::start(
-        &config(&[route("/hs", "hubspot", &["hs-secret"], &up.url("/h"), extra)]),
-        Clock::System,
-    )
-    .await;
-    let c = client();
+    let gw =
+        App::start(&config(&[route("/hs", "hubspot", &["hs-secret"], &up.url("/h"), extra)]), Clock::System)
+            .await;
     let body = br#"[{"eventId":7,"subscriptionType":"contact.creation"}]"#;
     let headers = sign_url("hubspot", "hs-secret", "https://hooks.example.com/hs?portal=1", body);
     // The attack first: the signed string is the same with the body's first byte in the query.
-    let a = post(&c, &gw.url("/hs?portal=1["), &headers, body[1..].to_vec()).await;
+    let a = gw.post("/hs?portal=1[", &headers, body[1..].to_vec()).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
     assert_eq!(up.count(), 0);
-    let a = post(&c, &gw.url("/hs?portal=1"), &headers, body.to_vec()).await;
+    let a = gw.post("/hs?portal=1", &headers, body.to_vec()).await;
     assert_eq!(a.status, StatusCode::OK, "the genuine request: {}", a.text());
     assert_eq!(up.count(), 1);
 }
@@ -277,12 +245,9 @@ async fn hubspot_body_bytes_moved_into_the_signed_query_are_refused() {
 async fn twilio_json_url_signature_re_split_as_a_form_is_refused() {
     let up = Upstream::start().await;
     let extra = "    public_url: https://hooks.example.com/tw\n";
-    let gw = TestGateway::start(
-        &config(&[route("/tw", "twilio", &["tw-token"], &up.url("/t"), extra)]),
-        Clock::System,
-    )
-    .await;
-    let c = client();
+    let gw =
+        App::start(&config(&[route("/tw", "twilio", &["tw-token"], &up.url("/t"), extra)]), Clock::System)
+            .await;
     let json = br#"{"event":"sms.delivered","sid":"SM1"}"#;
     let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(json));
     let signed_url = format!("https://hooks.example.com/tw?bodySHA256={hash}");
@@ -295,17 +260,17 @@ async fn twilio_json_url_signature_re_split_as_a_form_is_refused() {
     forged.retain(|(k, _)| k != "Content-Type" && k != "I-Twilio-Idempotency-Token");
     forged.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));
     forged.push(("I-Twilio-Idempotency-Token".into(), "idem-forged".into()));
-    let a = post(&c, &gw.url("/tw?bodySHA"), &forged, format!("256=%3D{hash}")).await;
+    let a = gw.post("/tw?bodySHA", &forged, format!("256=%3D{hash}")).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
     // A JSON body without the bodySHA256 binding is never read as a form either.
     let plain = sign_url("twilio", "tw-token", "https://hooks.example.com/tw", json);
     let mut plain_json = plain.clone();
     plain_json.push(("Content-Type".into(), "application/json".into()));
     plain_json.retain(|(k, v)| !(k == "content-type" && v.contains("form")));
-    let a = post(&c, &gw.url("/tw"), &plain_json, json.to_vec()).await;
+    let a = gw.post("/tw", &plain_json, json.to_vec()).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
     assert_eq!(up.count(), 0);
-    let a = post(&c, &gw.url(&format!("/tw?bodySHA256={hash}")), &headers, json.to_vec()).await;
+    let a = gw.post(&format!("/tw?bodySHA256={hash}"), &headers, json.to_vec()).await;
     assert_eq!(a.status, StatusCode::OK, "the genuine request: {}", a.text());
     assert_eq!(up.count(), 1);
 }
@@ -318,14 +283,13 @@ async fn a_batch_whose_claims_fail_is_refused_or_forwarded_whole_as_the_route_sa
         route("/open", "adyen", &[ADYEN_KEY], &up.url("/o"), "    on_store_error: forward\n"),
     ]);
     let store = std::sync::Arc::new(KeyClaimsFail(portcullis::idempotency::memory::MemoryStore::new(1000)));
-    let (addr, _stop) = serve_with_store(&yaml, store).await;
-    let c = client();
+    let gw = App::with_store(&yaml, store);
     let batch = adyen_batch(&[adyen_item("F1", "CAPTURE"), adyen_item("F2", "REFUND")]);
-    let a = post(&c, &format!("http://{addr}/closed"), &[], batch.clone()).await;
+    let a = gw.post("/closed", &[], batch.clone()).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "fail closed: {}", a.text());
     assert!(a.headers.contains_key("retry-after"));
     assert_eq!(up.count(), 0);
-    let a = post(&c, &format!("http://{addr}/open"), &[], batch.clone()).await;
+    let a = gw.post("/open", &[], batch.clone()).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     assert_eq!(String::from_utf8_lossy(&up.seen()[0].body), batch, "the whole batch, untouched");
 }

@@ -1,6 +1,7 @@
-//! The one place where rejections become HTTP responses: generic JSON for the caller, the
-//! precise reason kept for the log line.
+//! How the gateway answers: the response body type, the [`Rejection`]s and their generic JSON
+//! answers, the [`Outcome`] table, and the [`Record`] each answer carries to the log line.
 
+use crate::delivery::Verified;
 use crate::idempotency::StoreError;
 use crate::routing::RouteEntry;
 use crate::verify::VerifyError;
@@ -21,58 +22,59 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
-/// What happened to one request; the `outcome` label of logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Forwarded,
-    UpstreamError,
-    UpstreamUnavailable,
-    UpstreamTimeout,
-    Duplicate,
-    InFlight,
-    InvalidSignature,
-    BadRequest,
-    StoreError,
-    NotFound,
-    MethodNotAllowed,
-    TooLarge,
-    BodyTimeout,
-    Handshake,
-    Replay,
-    Draining,
-    Overloaded,
-    Forbidden,
-    Queued,
+/// Declares [`Outcome`] from one table: each outcome with its label; its metric index is its
+/// place in the table.
+macro_rules! outcomes {
+    ($($(#[$doc:meta])* $name:ident => $label:literal,)*) => {
+        /// What happened to one request; the `outcome` label of logs and metrics.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Outcome {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Outcome {
+            /// Every outcome, in the order of their metric indexes.
+            pub const ALL: [Outcome; [$($label),*].len()] = [$(Outcome::$name),*];
+
+            /// The label in logs and metrics.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Outcome::$name => $label,)*
+                }
+            }
+        }
+    };
+}
+
+outcomes! {
+    Forwarded => "forwarded",
+    UpstreamError => "upstream_error",
+    UpstreamUnavailable => "upstream_unavailable",
+    UpstreamTimeout => "upstream_timeout",
+    Duplicate => "duplicate",
+    InFlight => "in_flight",
+    InvalidSignature => "invalid_signature",
+    BadRequest => "bad_request",
+    StoreError => "store_error",
+    NotFound => "not_found",
+    MethodNotAllowed => "method_not_allowed",
+    TooLarge => "too_large",
+    BodyTimeout => "body_timeout",
+    Handshake => "handshake",
+    Replay => "replay",
+    Draining => "draining",
+    Overloaded => "overloaded",
+    Forbidden => "forbidden",
+    Queued => "queued",
     /// The delivery queue refused or did not confirm an append (a queued route).
-    QueueError,
-    Panic,
+    QueueError => "queue_error",
+    Panic => "internal_error",
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Forwarded => "forwarded",
-            Outcome::UpstreamError => "upstream_error",
-            Outcome::UpstreamUnavailable => "upstream_unavailable",
-            Outcome::UpstreamTimeout => "upstream_timeout",
-            Outcome::Duplicate => "duplicate",
-            Outcome::InFlight => "in_flight",
-            Outcome::InvalidSignature => "invalid_signature",
-            Outcome::BadRequest => "bad_request",
-            Outcome::StoreError => "store_error",
-            Outcome::NotFound => "not_found",
-            Outcome::MethodNotAllowed => "method_not_allowed",
-            Outcome::TooLarge => "too_large",
-            Outcome::BodyTimeout => "body_timeout",
-            Outcome::Handshake => "handshake",
-            Outcome::Replay => "replay",
-            Outcome::Draining => "draining",
-            Outcome::Overloaded => "overloaded",
-            Outcome::Forbidden => "forbidden",
-            Outcome::Queued => "queued",
-            Outcome::QueueError => "queue_error",
-            Outcome::Panic => "internal_error",
-        }
+    /// The outcome's counter among [`Outcome::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -95,11 +97,30 @@ impl Record {
     pub fn new(outcome: Outcome) -> Self {
         Record { outcome, route: None, key: None, secret_index: None, detail: None, upstream_latency: None }
     }
+
+    /// The record of a verified delivery: its route, event key and the secret that matched.
+    pub fn verified(outcome: Outcome, v: &Verified) -> Self {
+        Record {
+            outcome,
+            route: Some(v.request.route.clone()),
+            key: Some(v.event.store_key().clone()),
+            secret_index: Some(v.secret_index),
+            detail: None,
+            upstream_latency: None,
+        }
+    }
+
+    /// `res` carrying this record.
+    pub fn on(self, mut res: Response<Body>) -> Response<Body> {
+        res.extensions_mut().insert(self);
+        res
+    }
 }
 
-/// Why a request was not forwarded.
+/// Why a request was not forwarded: each becomes a generic answer to the caller and a precise
+/// reason for the log line.
 #[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
+pub enum Rejection {
     #[error("no route for this path")]
     NotFound,
     #[error("method not allowed on this route")]
@@ -112,6 +133,9 @@ pub enum GatewayError {
     BodyRead(String),
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// A signature mismatch whose diagnosis runs on its own and logs its own line.
+    #[error("{0}; diagnosis {1} follows in its own log line")]
+    Diagnosed(VerifyError, u64),
     #[error("idempotency store: {0}")]
     Store(#[from] StoreError),
     /// Appending to the delivery queue failed: the delivery was not accepted.
@@ -139,9 +163,12 @@ pub enum GatewayError {
     Panic,
 }
 
-impl GatewayError {
+/// The former name of [`Rejection`].
+pub type GatewayError = Rejection;
+
+impl Rejection {
     fn parts(&self) -> (StatusCode, Outcome, &'static str) {
-        use GatewayError::*;
+        use Rejection::*;
         match self {
             NotFound => (StatusCode::NOT_FOUND, Outcome::NotFound, "not found"),
             MethodNotAllowed => {
@@ -151,7 +178,9 @@ impl GatewayError {
             BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, Outcome::BodyTimeout, "request timeout"),
             BodyRead(_) => (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request"),
             Verify(e) if e.is_ambiguous() => (StatusCode::BAD_REQUEST, Outcome::BadRequest, "bad request"),
-            Verify(_) => (StatusCode::UNAUTHORIZED, Outcome::InvalidSignature, "invalid signature"),
+            Verify(_) | Diagnosed(..) => {
+                (StatusCode::UNAUTHORIZED, Outcome::InvalidSignature, "invalid signature")
+            }
             Store(_) => (StatusCode::SERVICE_UNAVAILABLE, Outcome::StoreError, "temporarily unavailable"),
             Queue(_) => (StatusCode::SERVICE_UNAVAILABLE, Outcome::QueueError, "temporarily unavailable"),
             Replay => (StatusCode::UNAUTHORIZED, Outcome::Replay, "invalid signature"),
@@ -170,9 +199,9 @@ impl GatewayError {
     /// Seconds the sender should wait before retrying, where a retry can succeed.
     fn retry_after(&self) -> Option<u64> {
         match self {
-            GatewayError::Store(_) | GatewayError::Queue(_) | GatewayError::Draining => Some(5),
-            GatewayError::Overloaded => Some(1),
-            GatewayError::InFlight(d) => Some(d.as_secs().clamp(1, 60)),
+            Rejection::Store(_) | Rejection::Queue(_) | Rejection::Draining => Some(5),
+            Rejection::Overloaded => Some(1),
+            Rejection::InFlight(d) => Some(d.as_secs().clamp(1, 60)),
             _ => None,
         }
     }
@@ -185,15 +214,7 @@ impl GatewayError {
         if let Some(secs) = self.retry_after() {
             res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
         }
-        res.extensions_mut().insert(Record {
-            outcome,
-            route,
-            key,
-            secret_index: None,
-            detail: Some(self.to_string()),
-            upstream_latency: None,
-        });
-        res
+        Record { route, key, detail: Some(self.to_string()), ..Record::new(outcome) }.on(res)
     }
 }
 
@@ -213,6 +234,15 @@ pub fn duplicate_response() -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_outcome_table_indexes_every_outcome_once() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(o.index(), i, "{o:?}");
+        }
+        let labels: std::collections::HashSet<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(labels.len(), Outcome::ALL.len(), "labels are distinct");
+    }
 
     #[test]
     fn store_errors_ask_for_a_retry() {
