@@ -118,3 +118,40 @@ impl Routing {
         client
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen: &str) -> Config {
+        let yaml = format!(
+            "listen: {listen}\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [s]\n    upstream: http://127.0.0.1:1/\n  - path: /v\n    provider: paylent\n    select_by: x-mode\n    variants:\n      live: {{secrets: [a], upstream: 'http://127.0.0.1:1/'}}\n      test: {{secrets: [b], upstream: 'http://127.0.0.1:2/'}}\n"
+        );
+        Config::from_yaml("t.yaml", &yaml, std::path::Path::new("."), &|_| None).unwrap()
+    }
+
+    #[test]
+    fn routes_carry_their_metrics_across_reloads() {
+        let metrics = Metrics::default();
+        let before = Routing::new(&config("127.0.0.1:0"), &metrics);
+        let after = Routing::new(&config("127.0.0.1:0"), &metrics);
+        let none = http::HeaderMap::new();
+        let (a, b) = (before.route("/p", &none).unwrap(), after.route("/p", &none).unwrap());
+        assert!(!Arc::ptr_eq(&a.route, &b.route), "a reload builds new routes");
+        assert!(Arc::ptr_eq(&a.metrics, &b.metrics), "and keeps their counters");
+        assert!(Arc::ptr_eq(&a.metrics, &metrics.route("/p")));
+    }
+
+    #[test]
+    fn a_variant_is_chosen_by_its_header() {
+        let routing = Routing::new(&config("127.0.0.1:0"), &Metrics::default());
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-mode", http::HeaderValue::from_static("TEST"));
+        let r = routing.route("/v", &headers).unwrap();
+        assert_eq!(r.name, "/v[test]");
+        assert!(Arc::ptr_eq(&r.metrics, &routing.route("/v", &headers).unwrap().metrics));
+        assert!(matches!(routing.route("/v", &http::HeaderMap::new()), Err(GatewayError::NoVariant(_))));
+        assert!(matches!(routing.route("/nope", &headers), Err(GatewayError::NotFound)));
+        assert_eq!(routing.routes().count(), 3);
+    }
+}
