@@ -6,7 +6,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, Method};
-use portcullis::profile::ProfileSet;
+use portcullis::verify::profile::ProfileSet;
 use portcullis::verify::{Input, Secret, Verifier};
 use std::hint::black_box;
 

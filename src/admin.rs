@@ -17,9 +17,9 @@
 //! only as `application/json` (415), which a page can send only with the CORS preflight this
 //! listener never answers.
 
-use crate::error::{full, json_response, Body};
 use crate::gateway::Gateway;
 use crate::idempotency::bounded;
+use crate::response::{full, json_response, Body};
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, TRANSFER_ENCODING};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;

@@ -178,11 +178,11 @@ fn forged_spelling(name: &str, route: &Route) -> bool {
     }
     let profile = route.verifier.profile();
     let timestamp = match profile.timestamp.as_ref().map(|t| &t.source) {
-        Some(crate::profile::TimestampSource::Header(h)) => Some(h),
+        Some(crate::verify::profile::TimestampSource::Header(h)) => Some(h),
         _ => None,
     };
     let id = match &profile.id {
-        crate::profile::IdSource::Header(h) => Some(h),
+        crate::verify::profile::IdSource::Header(h) => Some(h),
         _ => None,
     };
     profile.headers.iter().chain(timestamp).chain(id).any(|n| dashed_eq(name, n.as_str()))

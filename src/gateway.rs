@@ -4,13 +4,12 @@
 use crate::config::{Config, Limits};
 use crate::forward::{self, UpstreamClient};
 use crate::idempotency::Store;
-// Where `Routing` was (layer/route.rs names it here).
-pub use crate::routing::Routing;
+use crate::routing::Routing;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::clock::Clock;
+use crate::clock::Clock;
 
 pub struct Gateway {
     pub metrics: Arc<crate::metrics::Metrics>,

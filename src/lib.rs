@@ -60,9 +60,3 @@ pub mod stack;
 pub mod store_conn;
 pub mod tls;
 pub mod verify;
-
-/// The former name of [`response`].
-#[doc(hidden)]
-pub use response as error;
-/// The old path of [`verify::profile`], kept while the files that use it move.
-pub use verify::profile;

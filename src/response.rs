@@ -163,9 +163,6 @@ pub enum Rejection {
     Panic,
 }
 
-/// The former name of [`Rejection`].
-pub type GatewayError = Rejection;
-
 impl Rejection {
     fn parts(&self) -> (StatusCode, Outcome, &'static str) {
         use Rejection::*;
@@ -246,14 +243,14 @@ mod tests {
 
     #[test]
     fn store_errors_ask_for_a_retry() {
-        let r = GatewayError::Store(StoreError::Timeout(Duration::from_secs(1))).into_response(None, None);
+        let r = Rejection::Store(StoreError::Timeout(Duration::from_secs(1))).into_response(None, None);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[RETRY_AFTER], "5");
     }
 
     #[test]
     fn queue_errors_are_their_own_outcome_and_ask_for_a_retry() {
-        let r = GatewayError::Queue(StoreError::Timeout(Duration::from_secs(1))).into_response(None, None);
+        let r = Rejection::Queue(StoreError::Timeout(Duration::from_secs(1))).into_response(None, None);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[RETRY_AFTER], "5");
         let rec = r.extensions().get::<Record>().unwrap();
@@ -263,7 +260,7 @@ mod tests {
 
     #[test]
     fn signature_reasons_stay_generic_for_the_caller() {
-        let r = GatewayError::Verify(VerifyError::Stale(999, 300)).into_response(None, None);
+        let r = Rejection::Verify(VerifyError::Stale(999, 300)).into_response(None, None);
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         let rec = r.extensions().get::<Record>().unwrap();
         assert!(rec.detail.as_deref().unwrap().contains("999s old"));

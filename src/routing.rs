@@ -2,8 +2,8 @@
 //! paired with its metrics; and the client address behind trusted proxies.
 
 use crate::config::{Config, Route};
-use crate::error::GatewayError;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::response::Rejection;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -52,36 +52,33 @@ impl Routing {
 
     /// The route for an exact path, and for routes with variants, the variant the request's
     /// selector header names.
-    pub fn route(&self, path: &str, headers: &http::HeaderMap) -> Result<Arc<RouteEntry>, GatewayError> {
+    pub fn route(&self, path: &str, headers: &http::HeaderMap) -> Result<Arc<RouteEntry>, Rejection> {
         Self::select(self.variants(path)?, headers)
     }
 
     /// The routes at an exact path: one, or one per variant. Every variant of a path shares
     /// the path's `allow_ips`, so the allowlist can be checked before a variant is chosen.
-    pub fn variants(&self, path: &str) -> Result<&[Arc<RouteEntry>], GatewayError> {
-        self.routes.get(path).map(Vec::as_slice).ok_or(GatewayError::NotFound)
+    pub fn variants(&self, path: &str) -> Result<&[Arc<RouteEntry>], Rejection> {
+        self.routes.get(path).map(Vec::as_slice).ok_or(Rejection::NotFound)
     }
 
     /// The variant of `list` (from [`Routing::variants`]) the selector header names, or the
     /// one route of a path without variants.
-    pub fn select(
-        list: &[Arc<RouteEntry>],
-        headers: &http::HeaderMap,
-    ) -> Result<Arc<RouteEntry>, GatewayError> {
+    pub fn select(list: &[Arc<RouteEntry>], headers: &http::HeaderMap) -> Result<Arc<RouteEntry>, Rejection> {
         let first = &list[0];
         let Some((header, _)) = &first.selector else { return Ok(first.clone()) };
         let mut values = headers.get_all(header).iter();
         let value = values.next().and_then(|v| v.to_str().ok()).map(str::trim);
         if values.next().is_some() {
-            return Err(GatewayError::NoVariant(format!("{header} appears more than once")));
+            return Err(Rejection::NoVariant(format!("{header} appears more than once")));
         }
         let Some(value) = value else {
-            return Err(GatewayError::NoVariant(format!("no {header} header")));
+            return Err(Rejection::NoVariant(format!("no {header} header")));
         };
         list.iter()
             .find(|r| r.selector.as_ref().is_some_and(|(_, v)| v.eq_ignore_ascii_case(value)))
             .cloned()
-            .ok_or_else(|| GatewayError::NoVariant(format!("{header} '{value}' names no variant")))
+            .ok_or_else(|| Rejection::NoVariant(format!("{header} '{value}' names no variant")))
     }
 
     /// Every route (each variant of a route with variants).
@@ -150,8 +147,8 @@ mod tests {
         let r = routing.route("/v", &headers).unwrap();
         assert_eq!(r.name, "/v[test]");
         assert!(Arc::ptr_eq(&r.metrics, &routing.route("/v", &headers).unwrap().metrics));
-        assert!(matches!(routing.route("/v", &http::HeaderMap::new()), Err(GatewayError::NoVariant(_))));
-        assert!(matches!(routing.route("/nope", &headers), Err(GatewayError::NotFound)));
+        assert!(matches!(routing.route("/v", &http::HeaderMap::new()), Err(Rejection::NoVariant(_))));
+        assert!(matches!(routing.route("/nope", &headers), Err(Rejection::NotFound)));
         assert_eq!(routing.routes().count(), 3);
     }
 }

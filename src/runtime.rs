@@ -4,10 +4,10 @@
 //! exercise the wiring that production runs.
 
 use crate::config::{Config, StoreKind};
-use crate::gateway::{Clock, Gateway};
 use crate::idempotency::{self, Store};
 use crate::server::TlsHandle;
 use crate::shutdown::Shutdown;
+use crate::{clock::Clock, gateway::Gateway};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

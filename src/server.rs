@@ -2,8 +2,8 @@
 //! its stack and the edge limits, and drains in-flight deliveries on shutdown.
 
 use crate::config::Limits;
-use crate::error::Body;
 use crate::gateway::Gateway;
+use crate::response::Body;
 use crate::stack;
 use arc_swap::ArcSwap;
 use http::{Request, Response};

@@ -4,7 +4,7 @@
 use crate::recovery::Connection;
 use crate::util::*;
 use http::{Method, StatusCode};
-use portcullis::gateway::Clock;
+use portcullis::clock::Clock;
 
 /// A gateway with a queued route in an embedded store, so the queue endpoints are live.
 async fn gateway() -> (TestGateway, std::path::PathBuf) {

@@ -223,7 +223,7 @@ fn providers_lists_the_builtins() {
 fn providers_readme_documents_every_profile() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/providers/README.md")).unwrap();
-    for p in portcullis::profile::ProfileSet::builtin().iter() {
+    for p in portcullis::verify::profile::ProfileSet::builtin().iter() {
         assert!(
             readme.contains(&format!("\n### {}\n", p.name)),
             "providers/README.md lacks a section for {}",

@@ -2,7 +2,7 @@
 
 use crate::util::*;
 use http::{Method, StatusCode};
-use portcullis::gateway::Clock;
+use portcullis::clock::Clock;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

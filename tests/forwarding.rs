@@ -2,7 +2,7 @@
 //! the echo upstream, and the commands' output into a closed pipe.
 
 use crate::util::*;
-use portcullis::gateway::Clock;
+use portcullis::clock::Clock;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 use crate::util::process::GatewayProcess;
 use crate::util::*;
 use http::StatusCode;
-use portcullis::gateway::Clock;
+use portcullis::clock::Clock;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -278,9 +278,9 @@ async fn upgrade_and_connect_are_refused() {
 
 #[tokio::test]
 async fn a_panic_answers_500_for_that_request_only() {
-    use portcullis::error::full;
     use portcullis::layer::catch_panic::CatchPanicLayer;
     use portcullis::layer::observe::ObserveLayer;
+    use portcullis::response::full;
     // The real accept loop and the real panic layer, around a handler that panics on /boom.
     let handler = tower::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
         if req.uri().path() == "/boom" {

@@ -5,7 +5,7 @@
 use crate::util::*;
 use http::StatusCode;
 use portcullis::config::Config;
-use portcullis::gateway::{Clock, Gateway};
+use portcullis::{clock::Clock, gateway::Gateway};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -5,7 +5,7 @@ use crate::util::process::GatewayProcess;
 use crate::util::redis::{redis_or_skip, RedisServer};
 use crate::util::*;
 use http::{Method, StatusCode};
-use portcullis::gateway::Clock;
+use portcullis::clock::Clock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,8 +3,8 @@
 
 use base64::Engine;
 use http::{HeaderMap, HeaderName, Method};
-use portcullis::profile::{Canonical, Profile, ProfileSet, TimestampSource};
 use portcullis::verify::mac::{Encoding, SecretEncoding};
+use portcullis::verify::profile::{Canonical, Profile, ProfileSet, TimestampSource};
 use portcullis::verify::{Input, Secret, Verifier};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -53,7 +53,7 @@ fn body_for(p: &Profile, raw: &[u8], word: &str) -> Vec<u8> {
     if p.canonical == Some(Canonical::Twilio) {
         return format!("Body={word}&From=x{word}").into_bytes();
     }
-    if p.body == portcullis::profile::BodyFormat::Json {
+    if p.body == portcullis::verify::profile::BodyFormat::Json {
         return format!(r#"[{{"eventId":"{word}","raw":"{}"}}]"#, hex::encode(raw)).into_bytes();
     }
     raw.to_vec()

@@ -5,7 +5,7 @@
 use crate::util::redis::{redis_or_skip, RedisServer};
 use crate::util::*;
 use http::{Method, StatusCode};
-use portcullis::gateway::Clock;
+use portcullis::clock::Clock;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

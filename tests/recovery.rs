@@ -8,7 +8,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use portcullis::gateway::Clock;
+use portcullis::clock::Clock;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -129,8 +129,8 @@ async fn redis_cluster_passes_the_duplicate_tests() {
     let up = Upstream::start().await;
     up.set_delay(Duration::from_millis(100));
     let yaml = store_yaml(&cluster_store(&cluster.urls()), &up, "");
-    let a = TestGateway::start(&yaml, portcullis::gateway::Clock::System).await;
-    let b = TestGateway::start(&yaml, portcullis::gateway::Clock::System).await;
+    let a = TestGateway::start(&yaml, portcullis::clock::Clock::System).await;
+    let b = TestGateway::start(&yaml, portcullis::clock::Clock::System).await;
     let urls = [a.url("/p"), b.url("/p")];
     let statuses = concurrent_copies(&urls, "evt_cluster_once", 20).await;
     assert_eq!(up.count(), 1, "{statuses:?}");
@@ -153,7 +153,7 @@ async fn redis_down_answers_503_then_recovers_by_itself() {
     let up = Upstream::start().await;
     let gw = TestGateway::start(
         &store_yaml(&redis_store(&redis.url()), &up, ""),
-        portcullis::gateway::Clock::System,
+        portcullis::clock::Clock::System,
     )
     .await;
     let c = client();
@@ -186,7 +186,7 @@ async fn unreachable_store_with_on_store_error_forward_chooses_availability() {
     // Nothing listens on port 1, and no test can take it.
     let up = Upstream::start().await;
     let yaml = store_yaml(&redis_store("redis://127.0.0.1:1/"), &up, "    on_store_error: forward\n");
-    let gw = TestGateway::start(&yaml, portcullis::gateway::Clock::System).await;
+    let gw = TestGateway::start(&yaml, portcullis::clock::Clock::System).await;
     let b = body("evt_avail");
     let a = post(&client(), &gw.url("/p"), &sign("paylent", SECRET, &b, "", 0), b).await;
     assert_eq!(a.status, StatusCode::OK);
@@ -203,7 +203,7 @@ async fn upstream_failure_releases_the_key_in_redis() {
     up.script(&[503]);
     let gw = TestGateway::start(
         &store_yaml(&redis_store(&redis.url()), &up, ""),
-        portcullis::gateway::Clock::System,
+        portcullis::clock::Clock::System,
     )
     .await;
     let c = client();

@@ -17,7 +17,7 @@ pub mod sign;
 pub mod verify;
 
 use crate::cli::{Command, LogFormat};
-use crate::profile::{Profile, ProfileSet};
+use crate::verify::profile::{Profile, ProfileSet};
 use anyhow::Context;
 use http::Method;
 use std::io::Read;

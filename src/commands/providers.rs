@@ -1,7 +1,7 @@
 //! `portcullis providers`: the provider profiles known, as a table or as JSON.
 
 use super::Usage;
-use crate::profile::{Profile, ProfileSet};
+use crate::verify::profile::{Profile, ProfileSet};
 use http::{HeaderName, Method};
 use std::path::Path;
 use std::process::ExitCode;
@@ -59,7 +59,7 @@ struct ProfileJson<'a> {
     id: IdJson<'a>,
     /// A signed one-time value remembered to refuse replays: its JSON pointer in the body.
     nonce: Option<&'a str>,
-    handshake: Option<crate::profile::Handshake>,
+    handshake: Option<crate::verify::profile::Handshake>,
     order_by: Option<&'a str>,
 }
 
@@ -69,7 +69,7 @@ struct SignatureJson<'a> {
     headers: Vec<&'a str>,
     /// JSON pointer of the signature inside the body.
     json: Option<&'a str>,
-    canonical: Option<crate::profile::Canonical>,
+    canonical: Option<crate::verify::profile::Canonical>,
     format: crate::verify::header::Format,
     prefix: Option<&'a str>,
     /// Between entries, and between key (or version) and value; `null` for a raw value.
@@ -90,7 +90,7 @@ struct TimestampJson<'a> {
     source: &'static str,
     header: Option<&'a str>,
     json: Option<&'a str>,
-    unit: crate::profile::TimeUnit,
+    unit: crate::verify::profile::TimeUnit,
     tolerance_secs: u64,
     /// Whether it is held to the tolerance (only when the signature covers it).
     check: bool,
@@ -106,8 +106,8 @@ struct IdJson<'a> {
 
 impl<'a> ProfileJson<'a> {
     fn of(p: &'a Profile) -> Self {
-        use crate::profile::{IdSource, TimestampSource};
         use crate::verify::header::Format;
+        use crate::verify::profile::{IdSource, TimestampSource};
         let hf = &p.header_format;
         let raw = hf.format == Format::Raw;
         ProfileJson {

@@ -1,8 +1,8 @@
 //! `portcullis serve`: bind the configured listeners, start the gateway
 //! ([`crate::runtime::start`]), reload on SIGHUP, drain and exit 0 on SIGTERM or Ctrl-C.
 
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::gateway::Clock;
 use crate::runtime::{self, Listeners};
 use crate::shutdown::Shutdown;
 use anyhow::Context;

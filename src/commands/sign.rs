@@ -2,7 +2,7 @@
 
 use super::{lookup_profile, parse_method, read_body, Usage};
 use crate::cli::SignArgs;
-use crate::gateway::Clock;
+use crate::clock::Clock;
 use crate::verify::{Secret, Verifier};
 use std::process::ExitCode;
 

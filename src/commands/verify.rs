@@ -3,7 +3,7 @@
 
 use super::{lookup_profile, parse_method, read_body, Usage};
 use crate::cli::VerifyArgs;
-use crate::gateway::Clock;
+use crate::clock::Clock;
 use crate::verify::{Input, Secret, Verifier};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::process::ExitCode;

@@ -24,7 +24,7 @@ pub use route::{
 };
 pub use store::{queue_path, StoreConfig, StoreKind, DEFAULT_MAX_KEYS, DEFAULT_STORE_TIMEOUT};
 
-use crate::profile::{yaml_message, ProfileSet};
+use crate::verify::profile::{yaml_message, ProfileSet};
 use raw::RawConfig;
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -5,8 +5,8 @@ use super::env::{expand_env, is_optional};
 use super::parse_net;
 use super::raw::{RawForwardSigning, RawQueue, RawRoute, RawSecret, Size};
 use super::redact_url;
-use crate::profile::{Profile, ProfileSet};
 use crate::verify::mac::{Algorithm, MacKey, SecretEncoding};
+use crate::verify::profile::{Profile, ProfileSet};
 use crate::verify::{Secret, Verifier};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, HeaderValue, Method, Uri};
@@ -205,7 +205,7 @@ impl RawRoute {
         }
         let methods = match &self.methods {
             None => profile.methods.clone(),
-            Some(ms) => crate::profile::parse_methods(ms)?,
+            Some(ms) => crate::verify::profile::parse_methods(ms)?,
         };
         let max_body = max_body(self.max_body.as_ref())?;
         let Timing { upstream_timeout, lease, ttl } = self.timing(&t.name, profile)?;

@@ -4,8 +4,8 @@
 
 use super::{answer, EitherFuture};
 use crate::delivery::Verified;
-use crate::profile::Handshake as Kind;
 use crate::response::{json_response, Body, Outcome, Record};
+use crate::verify::profile::Handshake as Kind;
 use http::{Response, StatusCode};
 use std::convert::Infallible;
 use std::task::{Context, Poll};

@@ -82,7 +82,7 @@ where
                 return answer(Rejection::Forbidden(client).into_response(route, None));
             }
         }
-        let route = match crate::gateway::Routing::select(variants, req.headers()) {
+        let route = match crate::routing::Routing::select(variants, req.headers()) {
             Ok(r) => r,
             Err(e) => return answer(e.into_response(None, None)),
         };

@@ -211,7 +211,7 @@ async fn a_batch_with_an_item_in_flight_is_refused_whole_and_claims_nothing() {
 
 /// Headers `provider` would send for `body` posted to the public `url`.
 fn sign_url(provider: &str, secret: &str, url: &str, body: &[u8]) -> Vec<(String, String)> {
-    let p = portcullis::profile::ProfileSet::builtin().get(provider).unwrap().clone();
+    let p = portcullis::verify::profile::ProfileSet::builtin().get(provider).unwrap().clone();
     let v =
         portcullis::verify::Verifier::new(p, &[portcullis::verify::Secret::from(secret.to_string())], None)
             .unwrap();
