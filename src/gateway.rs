@@ -4,8 +4,7 @@
 use crate::config::{Config, Limits};
 use crate::forward::{self, UpstreamClient};
 use crate::idempotency::Store;
-use crate::routing::Routing;
-use arc_swap::ArcSwap;
+use crate::routing::{Routing, SharedRouting};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,8 @@ use crate::clock::Clock;
 
 pub struct Gateway {
     pub metrics: Arc<crate::metrics::Metrics>,
-    routing: ArcSwap<Routing>,
+    /// The routing in force; the route layer of every connection holds it too.
+    routing: Arc<SharedRouting>,
     /// Set when the drain timeout has passed: in-flight deliveries stop waiting for their
     /// upstream, release their keys and answer 503, so the provider retries elsewhere.
     /// One channel per connection worker, so that waiting on it never touches memory that
@@ -42,7 +42,7 @@ impl Gateway {
     pub fn new(config: &Config, store: Arc<dyn Store>, clock: Clock) -> Self {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         Gateway {
-            routing: ArcSwap::from_pointee(Routing::new(config, &metrics)),
+            routing: Arc::new(SharedRouting::from_pointee(Routing::new(config, &metrics))),
             metrics,
             store,
             abort: (0..config.limits.workers).map(|_| tokio::sync::watch::Sender::new(false)).collect(),
@@ -71,6 +71,11 @@ impl Gateway {
     /// The routing in force.
     pub fn routing(&self) -> arc_swap::Guard<Arc<Routing>> {
         self.routing.load()
+    }
+
+    /// The handle to the routing in force, which sees every reload.
+    pub fn routing_handle(&self) -> Arc<SharedRouting> {
+        self.routing.clone()
     }
 
     /// Puts a new configuration's routes in force; connections and in-flight requests go on.

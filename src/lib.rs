@@ -22,7 +22,8 @@
 //! - [`layer`]: one tower layer per phase of the request path, and the innermost `Forward`;
 //! - [`forward`]: the pooled upstream client and the header hygiene of what is forwarded;
 //! - [`stack`]: the one place the layers are assembled;
-//! - [`routing`]: the route table, each route paired with its metrics;
+//! - [`routing`]: the route table, each route paired with its metrics, and the handle a reload
+//!   swaps;
 //! - [`gateway`]: shared state (routes, store, client, clock);
 //! - [`server`]: listener, connections, connection workers;
 //! - [`shutdown`]: the request to stop (signals) and the drain that follows;
@@ -30,7 +31,8 @@
 //! - [`clock`]: the wall clock, one `now`, fixed in tests;
 //! - [`tls`]: the listener's certificate and key;
 //! - [`metrics`]: Prometheus counters and histograms;
-//! - [`response`]: how the gateway answers: rejections, the outcome table, the log record.
+//! - [`outcome`]: the outcome table, what metrics count and logs say of each request;
+//! - [`response`]: how the gateway answers: rejections and the log record.
 
 // Commands print through `output`, where a reader closing the pipe ends the output quietly;
 // `println!` would panic instead.
@@ -48,6 +50,7 @@ pub mod idempotency;
 pub mod jsonptr;
 pub mod layer;
 pub mod metrics;
+pub mod outcome;
 pub mod output;
 pub mod queue;
 pub mod reload;

@@ -4,7 +4,7 @@
 //! two cores never write the same line; rendering sums the shards. The worker's shard is
 //! passed in by the request path ([`Metrics::shard`]).
 
-use crate::response::Outcome;
+use crate::outcome::Outcome;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};

@@ -1,9 +1,11 @@
 //! How the gateway answers: the response body type, the [`Rejection`]s and their generic JSON
-//! answers, the [`Outcome`] table, and the [`Record`] each answer carries to the log line.
+//! answers, and the [`Record`] each answer carries to the log line (its [`Outcome`] is in
+//! [`crate::outcome`]).
 
 use crate::delivery::Verified;
 use crate::idempotency::StoreError;
-use crate::routing::RouteEntry;
+use crate::outcome::Outcome;
+use crate::routing::{RouteEntry, RouteError};
 use crate::verify::VerifyError;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
@@ -20,62 +22,6 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 /// A body of fixed bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
-}
-
-/// Declares [`Outcome`] from one table: each outcome with its label; its metric index is its
-/// place in the table.
-macro_rules! outcomes {
-    ($($(#[$doc:meta])* $name:ident => $label:literal,)*) => {
-        /// What happened to one request; the `outcome` label of logs and metrics.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum Outcome {
-            $($(#[$doc])* $name,)*
-        }
-
-        impl Outcome {
-            /// Every outcome, in the order of their metric indexes.
-            pub const ALL: [Outcome; [$($label),*].len()] = [$(Outcome::$name),*];
-
-            /// The label in logs and metrics.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $(Outcome::$name => $label,)*
-                }
-            }
-        }
-    };
-}
-
-outcomes! {
-    Forwarded => "forwarded",
-    UpstreamError => "upstream_error",
-    UpstreamUnavailable => "upstream_unavailable",
-    UpstreamTimeout => "upstream_timeout",
-    Duplicate => "duplicate",
-    InFlight => "in_flight",
-    InvalidSignature => "invalid_signature",
-    BadRequest => "bad_request",
-    StoreError => "store_error",
-    NotFound => "not_found",
-    MethodNotAllowed => "method_not_allowed",
-    TooLarge => "too_large",
-    BodyTimeout => "body_timeout",
-    Handshake => "handshake",
-    Replay => "replay",
-    Draining => "draining",
-    Overloaded => "overloaded",
-    Forbidden => "forbidden",
-    Queued => "queued",
-    /// The delivery queue refused or did not confirm an append (a queued route).
-    QueueError => "queue_error",
-    Panic => "internal_error",
-}
-
-impl Outcome {
-    /// The outcome's counter among [`Outcome::ALL`].
-    pub const fn index(self) -> usize {
-        self as usize
-    }
 }
 
 /// What the log line of a request says, carried in the response's extensions from the layer
@@ -163,6 +109,15 @@ pub enum Rejection {
     Panic,
 }
 
+impl From<RouteError> for Rejection {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::NotFound => Rejection::NotFound,
+            RouteError::NoVariant(why) => Rejection::NoVariant(why),
+        }
+    }
+}
+
 impl Rejection {
     fn parts(&self) -> (StatusCode, Outcome, &'static str) {
         use Rejection::*;
@@ -233,12 +188,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_outcome_table_indexes_every_outcome_once() {
-        for (i, o) in Outcome::ALL.iter().enumerate() {
-            assert_eq!(o.index(), i, "{o:?}");
-        }
-        let labels: std::collections::HashSet<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-        assert_eq!(labels.len(), Outcome::ALL.len(), "labels are distinct");
+    fn routing_errors_answer_404_and_400() {
+        let r = Rejection::from(RouteError::NotFound).into_response(None, None);
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(r.extensions().get::<Record>().unwrap().outcome, Outcome::NotFound);
+        let r = Rejection::from(RouteError::NoVariant("no x-mode header".into())).into_response(None, None);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let rec = r.extensions().get::<Record>().unwrap();
+        assert_eq!(rec.outcome, Outcome::BadRequest);
+        assert_eq!(rec.detail.as_deref(), Some("the route selects by a header: no x-mode header"));
     }
 
     #[test]

@@ -3,10 +3,22 @@
 
 use crate::config::{Config, Route};
 use crate::metrics::{Metrics, RouteMetrics};
-use crate::response::Rejection;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+
+/// Why no route takes a request; [`crate::response::Rejection`] turns it into an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("no route for this path")]
+    NotFound,
+    /// The path has variants and the selector header names none of them.
+    #[error("no variant: {0}")]
+    NoVariant(String),
+}
+
+/// The routing in force, swapped whole by a reload; shared by the gateway and the route layer.
+pub type SharedRouting = arc_swap::ArcSwap<Routing>;
 
 /// A route as the request path sees it: the validated route and its counters. The counters
 /// are registered by name, so a reloaded route keeps its series. Derefs to the [`Route`].
@@ -52,33 +64,36 @@ impl Routing {
 
     /// The route for an exact path, and for routes with variants, the variant the request's
     /// selector header names.
-    pub fn route(&self, path: &str, headers: &http::HeaderMap) -> Result<Arc<RouteEntry>, Rejection> {
+    pub fn route(&self, path: &str, headers: &http::HeaderMap) -> Result<Arc<RouteEntry>, RouteError> {
         Self::select(self.variants(path)?, headers)
     }
 
     /// The routes at an exact path: one, or one per variant. Every variant of a path shares
     /// the path's `allow_ips`, so the allowlist can be checked before a variant is chosen.
-    pub fn variants(&self, path: &str) -> Result<&[Arc<RouteEntry>], Rejection> {
-        self.routes.get(path).map(Vec::as_slice).ok_or(Rejection::NotFound)
+    pub fn variants(&self, path: &str) -> Result<&[Arc<RouteEntry>], RouteError> {
+        self.routes.get(path).map(Vec::as_slice).ok_or(RouteError::NotFound)
     }
 
     /// The variant of `list` (from [`Routing::variants`]) the selector header names, or the
     /// one route of a path without variants.
-    pub fn select(list: &[Arc<RouteEntry>], headers: &http::HeaderMap) -> Result<Arc<RouteEntry>, Rejection> {
+    pub fn select(
+        list: &[Arc<RouteEntry>],
+        headers: &http::HeaderMap,
+    ) -> Result<Arc<RouteEntry>, RouteError> {
         let first = &list[0];
         let Some((header, _)) = &first.selector else { return Ok(first.clone()) };
         let mut values = headers.get_all(header).iter();
         let value = values.next().and_then(|v| v.to_str().ok()).map(str::trim);
         if values.next().is_some() {
-            return Err(Rejection::NoVariant(format!("{header} appears more than once")));
+            return Err(RouteError::NoVariant(format!("{header} appears more than once")));
         }
         let Some(value) = value else {
-            return Err(Rejection::NoVariant(format!("no {header} header")));
+            return Err(RouteError::NoVariant(format!("no {header} header")));
         };
         list.iter()
             .find(|r| r.selector.as_ref().is_some_and(|(_, v)| v.eq_ignore_ascii_case(value)))
             .cloned()
-            .ok_or_else(|| Rejection::NoVariant(format!("{header} '{value}' names no variant")))
+            .ok_or_else(|| RouteError::NoVariant(format!("{header} '{value}' names no variant")))
     }
 
     /// Every route (each variant of a route with variants).
@@ -147,8 +162,8 @@ mod tests {
         let r = routing.route("/v", &headers).unwrap();
         assert_eq!(r.name, "/v[test]");
         assert!(Arc::ptr_eq(&r.metrics, &routing.route("/v", &headers).unwrap().metrics));
-        assert!(matches!(routing.route("/v", &http::HeaderMap::new()), Err(Rejection::NoVariant(_))));
-        assert!(matches!(routing.route("/nope", &headers), Err(Rejection::NotFound)));
+        assert!(matches!(routing.route("/v", &http::HeaderMap::new()), Err(RouteError::NoVariant(_))));
+        assert!(matches!(routing.route("/nope", &headers), Err(RouteError::NotFound)));
         assert_eq!(routing.routes().count(), 3);
     }
 }

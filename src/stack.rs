@@ -43,7 +43,7 @@ where
         .layer(CatchPanicLayer)
         // Route by path and check the sender's address and the method before reading a byte
         // of the body: unknown paths and unlisted senders cost nothing.
-        .layer(RouteLayer::new(gateway.clone(), peer, tls))
+        .layer(RouteLayer::new(gateway.routing_handle(), peer, tls))
         // Read the whole body under the route's limit; the signature covers raw bytes, so
         // verification needs all of them. Bounded per client address, so one sender's slow
         // bodies cannot hold the reads everyone needs, and at a minimum rate, so a trickling

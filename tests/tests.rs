@@ -9,6 +9,7 @@ mod core;
 mod forwarding;
 mod hardening;
 mod inprocess;
+mod layout;
 mod limits;
 mod operations;
 mod properties;

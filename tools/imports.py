@@ -27,7 +27,10 @@ alias counts towards the module it names.
     python3 tools/imports.py --sizes    # only the files and their line counts, largest first
     python3 tools/imports.py --check    # exit 1 when a cycle between top-level modules exists
 
-The report never fails on its own (exit 0) unless `--check` is given.
+The report never fails on its own (exit 0). `--check` prints only the verdict: exit 0 when no
+two top-level modules import each other, directly or around a longer loop; exit 1 with the
+cycles and their upward import sites otherwise. A `mod.rs` and its children importing each
+other (`use super::...` one way, `mod x;` items the other) is one module, not a cycle.
 """
 
 import argparse
@@ -410,6 +413,19 @@ def main():
     for v in order:
         deps = [floor[b] for b in tedges[v] if rank[b] < rank[v]]
         floor[v] = 1 + max(deps) if deps else 0
+    cycles = [c for c in comps if len(c) > 1]
+
+    if args.check:
+        if not cycles:
+            print(f"imports: no cycle between the {len(tnodes)} top-level modules")
+            return 0
+        print(f"imports: {len(cycles)} cycle(s) between top-level modules", file=sys.stderr)
+        for c in cycles:
+            print(f"  {' '.join(c)}", file=sys.stderr)
+        for e in upward:
+            for rel, line, text in tsites[e]:
+                print(f"  upward {e[0]} -> {e[1]}: src/{rel}:{line}  {text}", file=sys.stderr)
+        return 1
 
     if args.dot:
         print("digraph imports {\n  rankdir=BT;\n  node [shape=box, fontname=monospace];")
@@ -446,7 +462,6 @@ def main():
         print(f"  floor {floor[v]:2}  {v:12} -> {deps or '-'}")
     print()
 
-    cycles = [c for c in comps if len(c) > 1]
     print(f"== cycles between top-level modules: {len(cycles)}")
     for c in cycles:
         nfiles = sum(1 for m in files if top(m) in c)
@@ -477,7 +492,7 @@ def main():
         for a, b in sorted(aliases.items()):
             print(f"  {name(a)} = {name(b)}  (src/{files[a[:-1]].rel if a[:-1] in files else '?'})")
 
-    return 1 if args.check and cycles else 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 use super::BoxFuture;
 use crate::delivery::Verified;
 use crate::forward::{prepare, send, strip_hop_by_hop, to_request, UpstreamClient};
-use crate::response::{json_response, Body, BoxError, Outcome, Record, Rejection};
+use crate::outcome::Outcome;
+use crate::response::{json_response, Body, BoxError, Record, Rejection};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use std::convert::Infallible;

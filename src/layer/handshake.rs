@@ -4,7 +4,8 @@
 
 use super::{answer, EitherFuture};
 use crate::delivery::Verified;
-use crate::response::{json_response, Body, Outcome, Record};
+use crate::outcome::Outcome;
+use crate::response::{json_response, Body, Record};
 use crate::verify::profile::Handshake as Kind;
 use http::{Response, StatusCode};
 use std::convert::Infallible;

@@ -2,7 +2,8 @@
 //! and latency. Never a secret or a signature value.
 
 use crate::metrics::Metrics;
-use crate::response::{Body, Outcome, Record};
+use crate::outcome::Outcome;
+use crate::response::{Body, Record};
 use http::{Request, Response};
 use std::convert::Infallible;
 use std::future::Future;

@@ -3,8 +3,8 @@
 
 use super::{answer, EitherFuture};
 use crate::delivery::Routed;
-use crate::gateway::Gateway;
 use crate::response::{Body, Rejection};
+use crate::routing::{Routing, SharedRouting};
 use http::{Request, Response};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -14,7 +14,8 @@ use tower::{Layer, Service};
 
 #[derive(Clone)]
 pub struct RouteLayer {
-    gateway: Arc<Gateway>,
+    /// The routing in force (a reload swaps it).
+    routing: Arc<SharedRouting>,
     /// The peer's address in canonical form: an IPv4 sender on a dual-stack listener is
     /// `a.b.c.d`, not `::ffff:a.b.c.d`, for the allowlist and for `X-Forwarded-For`.
     peer: IpAddr,
@@ -24,11 +25,11 @@ pub struct RouteLayer {
 }
 
 impl RouteLayer {
-    /// For one connection from `peer`, over TLS or not.
-    pub fn new(gateway: Arc<Gateway>, peer: SocketAddr, tls: bool) -> Self {
+    /// For one connection from `peer`, over TLS or not, routed by the routing in force.
+    pub fn new(routing: Arc<SharedRouting>, peer: SocketAddr, tls: bool) -> Self {
         let peer = peer.ip().to_canonical();
         let peer_value = http::HeaderValue::from_str(&peer.to_string()).expect("an IP is a header value");
-        RouteLayer { gateway, peer, peer_value, tls }
+        RouteLayer { routing, peer, peer_value, tls }
     }
 }
 
@@ -37,7 +38,7 @@ impl<S> Layer<S> for RouteLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Route {
             inner,
-            gateway: self.gateway.clone(),
+            routing: self.routing.clone(),
             peer: self.peer,
             peer_value: self.peer_value.clone(),
             tls: self.tls,
@@ -48,7 +49,7 @@ impl<S> Layer<S> for RouteLayer {
 #[derive(Clone)]
 pub struct Route<S> {
     inner: S,
-    gateway: Arc<Gateway>,
+    routing: Arc<SharedRouting>,
     peer: IpAddr,
     peer_value: http::HeaderValue,
     tls: bool,
@@ -67,10 +68,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let routing = self.gateway.routing();
+        let routing = self.routing.load();
         let variants = match routing.variants(req.uri().path()) {
             Ok(v) => v,
-            Err(e) => return answer(e.into_response(None, None)),
+            Err(e) => return answer(Rejection::from(e).into_response(None, None)),
         };
         let client = routing.client_ip(self.peer, req.headers());
         // Defence in depth before any verification work: only the provider's networks. Checked
@@ -82,9 +83,9 @@ where
                 return answer(Rejection::Forbidden(client).into_response(route, None));
             }
         }
-        let route = match crate::routing::Routing::select(variants, req.headers()) {
+        let route = match Routing::select(variants, req.headers()) {
             Ok(r) => r,
-            Err(e) => return answer(e.into_response(None, None)),
+            Err(e) => return answer(Rejection::from(e).into_response(None, None)),
         };
         drop(routing);
         if !route.methods.contains(req.method()) {
