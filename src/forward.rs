@@ -22,6 +22,7 @@ static PORTCULLIS_KEY: HeaderName = HeaderName::from_static("portcullis-idempote
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Builds the pooled upstream client; idle connections are kept warm for reuse.
 pub fn client(limits: &crate::config::Limits) -> UpstreamClient {
@@ -104,8 +105,9 @@ pub struct Outgoing {
     pub id: HeaderValue,
 }
 
-/// Cleans a verified delivery's headers for the upstream: hop-by-hop and client-sent
-/// `Portcullis-*` headers out, one framing, `X-Forwarded-*` and `Portcullis-*` in.
+/// Cleans a verified delivery's headers for the upstream: hop-by-hop, client-sent
+/// `Portcullis-*` and the sender's claims of the client address (`Forwarded`, `X-Real-IP`)
+/// out, one framing, `X-Forwarded-*` and `Portcullis-*` in.
 pub fn prepare(v: Verified) -> Outgoing {
     let d = v.request;
     let route = &d.route;
@@ -124,6 +126,11 @@ pub fn prepare(v: Verified) -> Outgoing {
     }
     // The body is sent with its exact length: one framing, set by the client.
     headers.remove(header::CONTENT_LENGTH);
+    // Where the request came from is told by the gateway's X-Forwarded-* alone: a sender's
+    // `Forwarded: for=…;host=…` or `X-Real-IP` would let it claim any address or host to an
+    // upstream that reads them (their underscore spellings are dropped above).
+    headers.remove(header::FORWARDED);
+    headers.remove(&X_REAL_IP);
     // The gateway's own view of the request, never the sender's: a sender's X-Forwarded-Host
     // is dropped even when the request has no Host to put in its place.
     headers.remove(&X_FORWARDED_HOST);
@@ -154,14 +161,23 @@ pub fn prepare(v: Verified) -> Outgoing {
     }
 }
 
-/// Headers the gateway sets on what it forwards, or the connection owns, by exact name.
-const SET_BY_GATEWAY: [&str; 6] =
-    ["host", "content-length", "upgrade", "webhook-id", "webhook-timestamp", "webhook-signature"];
+/// Headers the gateway sets on what it forwards, the connection owns, or only the gateway
+/// may tell (the client's address), by exact name.
+const SET_BY_GATEWAY: [&str; 8] = [
+    "host",
+    "content-length",
+    "upgrade",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "forwarded",
+    "x-real-ip",
+];
 
 /// Whether a sender's header must not reach the upstream because, read with `_` as `-`
 /// (names are lower case already), it is a `Portcullis-*` header, or an underscore spelling
 /// of a header the gateway sets (`X-Forwarded-*`, the Standard Webhooks headers of
-/// `forward_signing`), of a hop-by-hop header, or of a header the route's profile verified
+/// `forward_signing`) or drops (`X-Real-IP`), of a hop-by-hop header, or of a header the route's profile verified
 /// (signature, timestamp, id). A name without `_` is only compared with `portcullis-`.
 fn forged_spelling(name: &str, route: &Route) -> bool {
     if dashed_prefix(name, "portcullis-") {
@@ -288,5 +304,12 @@ mod tests {
         assert!(dashed_prefix("portcullis_provider", "portcullis-"));
         assert!(dashed_prefix("x_forwarded_port", "x-forwarded-"));
         assert!(!dashed_prefix("x_forward", "x-forwarded-"));
+    }
+
+    #[test]
+    fn the_client_address_headers_are_set_by_the_gateway_only() {
+        assert!(SET_BY_GATEWAY.iter().any(|n| dashed_eq("x_real_ip", n)));
+        assert!(SET_BY_GATEWAY.contains(&header::FORWARDED.as_str()));
+        assert!(SET_BY_GATEWAY.contains(&X_REAL_IP.as_str()));
     }
 }

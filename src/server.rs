@@ -1,5 +1,6 @@
-//! The webhook listener: accepts connections under the connection limit, serves each with
-//! its stack and the edge limits, and drains in-flight deliveries on shutdown.
+//! The webhook listener: accepts connections under the connection limits (in all and per
+//! client address), serves each with its stack and the edge limits, and drains in-flight
+//! deliveries on shutdown.
 
 use crate::config::Limits;
 use crate::gateway::Gateway;
@@ -12,16 +13,18 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 
-/// The answer to a connection over the connection limit, written before closing it.
+/// The answer to a connection over a connection limit (`max_connections`, or
+/// `max_connections_per_client`), written without reading the request before closing it.
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 35\r\n\r\n{\"error\":\"temporarily unavailable\"}";
 
 /// Serves webhooks on `listener` until `shutdown` resolves, then stops accepting and drains
@@ -41,7 +44,11 @@ pub async fn run(
         shutdown.await;
         draining.draining.store(true, std::sync::atomic::Ordering::Relaxed);
     };
-    serve(listener, &limits, tls, make, shutdown, || {
+    // Trusted proxies are read from the routing in force, so a reload that adds or removes
+    // one applies to the next connection.
+    let routing = gateway.clone();
+    let exempt = move |ip: IpAddr| routing.routing().config.trusted_proxies.iter().any(|n| n.contains(&ip));
+    accept_loop(listener, &limits, tls, make, exempt, shutdown, || {
         for worker in gateway.abort.iter() {
             worker.send_replace(true);
         }
@@ -56,6 +63,7 @@ pub type TlsHandle = Arc<ArcSwap<rustls::ServerConfig>>;
 /// worker)`. Each accepted connection is handed to the connection worker with the fewest open
 /// connections and served there from then on. `abort` is called when the drain timeout passes
 /// with requests still in flight ([`crate::shutdown::drain`]). Fails only when the connection workers cannot be started.
+/// No client address is exempt from `max_connections_per_client`.
 pub async fn serve<S, M>(
     listener: TcpListener,
     limits: &Limits,
@@ -72,10 +80,33 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    accept_loop(listener, limits, tls, make_service, |_| false, shutdown, abort).await
+}
+
+/// [`serve`], with the client addresses `exempt` tells exempt from
+/// `max_connections_per_client` (trusted proxies: every sender's traffic comes from them).
+async fn accept_loop<S, M>(
+    listener: TcpListener,
+    limits: &Limits,
+    tls: Option<TlsHandle>,
+    make_service: M,
+    exempt: impl Fn(IpAddr) -> bool,
+    shutdown: impl Future<Output = ()>,
+    abort: impl FnOnce(),
+) -> std::io::Result<()>
+where
+    M: Fn(SocketAddr, bool, usize) -> S + Send + Sync + 'static,
+    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let workers = Workers::start(limits.workers)?;
     let make_service = Arc::new(make_service);
     let graceful = GracefulShutdown::new();
     let conns = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_client = Arc::new(ClientConnections::new(limits.max_connections_per_client));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -94,6 +125,22 @@ where
         let Ok(permit) = conns.clone().try_acquire_owned() else {
             tokio::spawn(refuse(stream));
             continue;
+        };
+        // One address cannot take every connection slot: over its bound, a connection is
+        // refused like one over `max_connections`, and the global slot is given back.
+        let client = peer.ip().to_canonical();
+        let client_slot = if per_client.max == 0 || exempt(client) {
+            None
+        } else {
+            match per_client.try_open(client) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(%peer, "over max_connections_per_client; refused");
+                    drop(permit);
+                    tokio::spawn(refuse(stream));
+                    continue;
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
         // The connection moves to the worker's event loop: registered there, it never wakes
@@ -118,6 +165,7 @@ where
         let handshake_timeout = limits.header_read_timeout;
         workers.spawn(move |worker| async move {
             let _permit = permit;
+            let _client_slot = client_slot;
             let stream = match TcpStream::from_std(stream) {
                 Ok(s) => s,
                 Err(e) => return tracing::warn!(error = %e, %peer, "cannot register a connection"),
@@ -214,7 +262,56 @@ impl Workers {
     }
 }
 
-/// Answers a connection over the limit with 503 and closes it.
+/// Open connections per client address, for `max_connections_per_client`. Touched once when
+/// a connection is accepted and once when it ends; entries exist only while an address has
+/// connections open.
+struct ClientConnections {
+    /// Connections one address may have open at most; 0 for no bound.
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl ClientConnections {
+    fn new(max: usize) -> Self {
+        ClientConnections { max, open: Mutex::new(HashMap::new()) }
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // Poisoned only if a thread panicked mid-update of a plain map of counts.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a connection from `client`, or `None` when it has `max` open already.
+    fn try_open(self: &Arc<Self>, client: IpAddr) -> Option<ClientSlot> {
+        let mut counts = self.counts();
+        let n = counts.entry(client).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot { table: self.clone(), client })
+    }
+}
+
+/// One open connection of a client address, uncounted when dropped (the connection ended).
+struct ClientSlot {
+    table: Arc<ClientConnections>,
+    client: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self.table.counts();
+        if let Some(n) = counts.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Answers a connection over a limit with 503 and closes it.
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = stream.write_all(OVER_CAPACITY).await;
@@ -243,6 +340,23 @@ mod tests {
             per_worker[i] += 1;
         }
         assert_eq!(per_worker, [2, 2]);
+    }
+
+    #[test]
+    fn client_connections_are_bounded_per_address_and_forgotten_at_zero() {
+        use std::net::IpAddr;
+        use std::sync::Arc;
+        let table = Arc::new(super::ClientConnections::new(2));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = table.try_open(a).unwrap();
+        let second = table.try_open(a).unwrap();
+        assert!(table.try_open(a).is_none(), "a third from one address");
+        let other = table.try_open(b).expect("another address is counted apart");
+        drop(first);
+        let again = table.try_open(a).expect("a slot given back is free again");
+        drop((second, again, other));
+        assert!(table.counts().is_empty(), "no entry left at zero");
     }
 
     #[test]

@@ -273,3 +273,26 @@ fn providers_json_is_structured_per_field() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_senders_forwarded_and_x_real_ip_never_reach_the_upstream() {
+    let up = Upstream::start().await;
+    let gw =
+        TestGateway::start(&config(&[route("/p", "paylent", &[SECRET], &up.url("/p"), "")]), Clock::System)
+            .await;
+    let head = "POST /p HTTP/1.1\r\nHost: gw.internal\r\nConnection: close\r\n\
+        Forwarded: for=6.6.6.6;host=evil\r\nX-Real-IP: 6.6.6.6\r\nX_Real_IP: 6.6.6.7\r\nX-Kept: yes";
+    let answer = exchange(gw.addr, &raw_request(head, "evt_claims")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    let h = &seen[0].headers;
+    for name in ["forwarded", "x-real-ip", "x_real_ip"] {
+        assert!(h.get(name).is_none(), "{name} forwarded: {h:?}");
+    }
+    assert!(!format!("{h:?}").contains("6.6.6."), "{h:?}");
+    // The gateway's own view is what the upstream gets.
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-host"], "gw.internal");
+    assert_eq!(h["x-kept"], "yes");
+}

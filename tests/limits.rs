@@ -311,3 +311,103 @@ fn check_prints_no_password_of_an_upstream_or_redis_url() {
     }
     assert!(out.contains("http://user:***@127.0.0.1:3000/hook"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_tricklers_from_one_address_take_only_their_own_connection_slots() {
+    const TRICKLERS: usize = 30;
+    const PER_CLIENT: usize = 8;
+    let up = Upstream::start().await;
+    let yaml = |trusted: &str| {
+        format!(
+            "listen: 127.0.0.1:0\ntrusted_proxies: [{trusted}]\nlimits:\n  max_connections: 40\n  max_connections_per_client: {PER_CLIENT}\nroutes:\n{}",
+            route("/p", "paylent", &[SECRET], &up.url("/p"), "")
+        )
+    };
+    let gw = TestGateway::start(&yaml("192.0.2.0/24"), Clock::System).await;
+
+    // Connections from 127.0.0.1 that send a request line, then one header line every
+    // half second, and never finish their headers.
+    let (refused_tx, mut refused_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut held = Vec::new();
+    let trickle = |mut s: TcpStream, refused: Option<tokio::sync::mpsc::UnboundedSender<String>>| {
+        tokio::spawn(async move {
+            if s.write_all(b"POST /p HTTP/1.1\r\n").await.is_err() {
+                return;
+            }
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut buf = [0u8; 4096];
+            let mut answer = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let _ = s.write_all(b"X-Trickle: 1\r\n").await;
+                    }
+                    read = s.read(&mut buf) => match read {
+                        Ok(n) if n > 0 => answer.extend_from_slice(&buf[..n]),
+                        _ => {
+                            if let Some(tx) = &refused {
+                                let _ = tx.send(String::from_utf8_lossy(&answer).into_owned());
+                            }
+                            return;
+                        }
+                    },
+                }
+            }
+        })
+    };
+    for _ in 0..TRICKLERS {
+        held.push(trickle(connect_from("127.0.0.1", gw.addr).await, Some(refused_tx.clone())));
+    }
+    // The 9th and later are answered 503 at once and closed, without being read.
+    let mut refused = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while refused.len() < TRICKLERS - PER_CLIENT {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, refused_rx.recv()).await {
+            Ok(Some(answer)) => refused.push(answer),
+            _ => panic!("only {} of {TRICKLERS} tricklers were refused", refused.len()),
+        }
+    }
+    for answer in &refused {
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    }
+
+    // A genuine delivery from another address gets a slot and is forwarded at once.
+    let started = Instant::now();
+    let mut genuine = connect_from("127.0.0.2", gw.addr).await;
+    genuine.write_all(&signed_request("/p", "evt_genuine")).await.unwrap();
+    let (answer, _) = read_until_close(&mut genuine, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3), "answered promptly: {:?}", started.elapsed());
+    assert!(refused_rx.try_recv().is_err(), "no trickler within the bound was refused");
+
+    // A trusted proxy is exempt, read from the routing in force: after a reload that trusts
+    // 127.0.0.3, more than the bound connect from it and a delivery behind them gets through.
+    let config = Config::from_yaml("test.yaml", &yaml("127.0.0.3/32"), Path::new("."), &|_| None).unwrap();
+    gw.gateway.reload(&config);
+    for _ in 0..PER_CLIENT + 2 {
+        held.push(trickle(connect_from("127.0.0.3", gw.addr).await, None));
+    }
+    let mut proxied = connect_from("127.0.0.3", gw.addr).await;
+    proxied.write_all(&signed_request("/p", "evt_proxied")).await.unwrap();
+    let (answer, _) = read_until_close(&mut proxied, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(up.count(), 2);
+
+    // Slots are given back when connections end: the tricklers closed, 127.0.0.1 delivers.
+    for h in held {
+        h.abort();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = connect_from("127.0.0.1", gw.addr).await;
+        s.write_all(&signed_request("/p", "evt_after")).await.unwrap();
+        let (answer, _) = read_until_close(&mut s, Duration::from_secs(10)).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "127.0.0.1 still refused after its connections ended: {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -15,6 +15,11 @@ pub struct Limits {
     pub drain_timeout: Duration,
     /// Open connections at most; past it a connection is answered 503 and closed.
     pub max_connections: usize,
+    /// Open connections from one client address at most (its canonical IP, as accepted);
+    /// past it a connection is answered 503 and closed without being read, so slow senders
+    /// at one address cannot take every connection slot. Trusted proxies are exempt, as all
+    /// traffic comes from them. 0 for no bound.
+    pub max_connections_per_client: usize,
     /// Requests being handled at once at most, counted once their body is read; past it,
     /// 503 with `Retry-After`.
     pub max_in_flight: usize,
@@ -44,6 +49,7 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            max_connections_per_client: 256,
             max_in_flight: 4_096,
             max_body_reads_per_client: 64,
             min_body_rate: 1024,
@@ -66,6 +72,7 @@ impl RawLimits {
             body_read_timeout: l.body_read_timeout.unwrap_or(d.body_read_timeout),
             drain_timeout: l.drain_timeout.unwrap_or(d.drain_timeout),
             max_connections: l.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_client: l.max_connections_per_client.unwrap_or(d.max_connections_per_client),
             max_in_flight: l.max_in_flight.unwrap_or(d.max_in_flight),
             max_body_reads_per_client: l.max_body_reads_per_client.unwrap_or(d.max_body_reads_per_client),
             min_body_rate: match &l.min_body_rate {

@@ -101,6 +101,8 @@ pub(super) struct RawLimits {
     #[serde(default, with = "humantime_serde")]
     pub drain_timeout: Option<Duration>,
     pub max_connections: Option<usize>,
+    /// Open connections from one client address; 0 for no bound.
+    pub max_connections_per_client: Option<usize>,
     pub max_in_flight: Option<usize>,
     pub max_body_reads_per_client: Option<usize>,
     /// Bytes per second a body must arrive at, after a second's grace; 0 for any rate.
