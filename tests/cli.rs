@@ -232,3 +232,39 @@ fn providers_readme_documents_every_profile() {
         assert!(p.docs.is_some(), "{} names no source", p.name);
     }
 }
+
+/// `bin args` with stderr the write end of a pipe whose read end is already closed.
+fn run_with_closed_stderr(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(writer)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_failing_command_with_a_closed_stderr_exits_1_without_a_panic() {
+    let dir = tempdir();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "listen: 127.0.0.1:0\nroutes: [\n").unwrap();
+    let out = run_with_closed_stderr(&["check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // `verify` reports an invalid signature on stderr: exit 1 too, not 101.
+    let out = run_with_closed_stderr(&[
+        "verify",
+        "--provider",
+        "paylent",
+        "--secret",
+        "s",
+        "--header",
+        "x-paylent-signature: sha256=00",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // A usage error: 2.
+    let out = run_with_closed_stderr(&["verify", "--provider", "nosuch", "--secret", "s"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
