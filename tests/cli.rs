@@ -268,3 +268,45 @@ fn a_failing_command_with_a_closed_stderr_exits_1_without_a_panic() {
     let out = run_with_closed_stderr(&["verify", "--provider", "nosuch", "--secret", "s"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+fn check_upstream(upstream: &str) -> (i32, String, String) {
+    let dir = tempdir();
+    let cfg = dir.join("gw.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [a]\n    upstream: {upstream}\n"
+        ),
+    )
+    .unwrap();
+    run(&["check", "--config", cfg.to_str().unwrap()], b"")
+}
+
+#[test]
+fn config_errors_about_an_upstream_never_print_its_password() {
+    for url in [
+        "https://user:hunter2secret@127.0.0.1:1/",
+        "http://user:hunter2secret@127.0.0.1:1/?a=b",
+        "ftp://user:hunter2secret@127.0.0.1/",
+        "http://user:hunter2secret@127.0.0.1:99999/",
+        "http://user:hunter2secret@127.0.0.1:1/a b",
+    ] {
+        let (code, out, err) = check_upstream(url);
+        assert_eq!(code, 1, "{url}: {out}{err}");
+        assert!(err.contains("upstream"), "{url}: {err}");
+        assert!(!out.contains("hunter2secret") && !err.contains("hunter2secret"), "{url}: {out}{err}");
+    }
+}
+
+#[test]
+fn check_refuses_an_upstream_port_that_does_not_fit_in_u16() {
+    for port in ["99999", "65536", "1x"] {
+        let (code, out, err) = check_upstream(&format!("http://127.0.0.1:{port}/"));
+        assert_eq!(code, 1, "{port}: {out}{err}");
+        assert!(err.contains("port"), "{port}: {err}");
+    }
+    let (code, _, err) = check_upstream("http://127.0.0.1:65535/");
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = check_upstream("http://[::1]/");
+    assert_eq!(code, 0, "{err}");
+}
