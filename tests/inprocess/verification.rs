@@ -293,3 +293,29 @@ async fn a_batch_whose_claims_fail_is_refused_or_forwarded_whole_as_the_route_sa
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     assert_eq!(String::from_utf8_lossy(&up.seen()[0].body), batch, "the whole batch, untouched");
 }
+
+#[tokio::test]
+async fn an_adyen_batch_naming_the_same_item_twice_claims_it_once() {
+    let up = Upstream::start().await;
+    let gw = App::start(&config(&[route("/adyen", "adyen", &[ADYEN_KEY], &up.url("/a"), "")]), Clock::System)
+        .await;
+    let (f, g) = (adyen_item("F1", "CAPTURE"), adyen_item("G1", "REFUND"));
+    // `[F,F]`: the second F is not "in flight" behind the first; the batch goes, whole.
+    let twice = adyen_batch(&[f.clone(), f.clone()]);
+    let a = gw.post("/adyen", &[], twice.clone()).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(up.count(), 1);
+    assert_eq!(String::from_utf8_lossy(&up.seen()[0].body), twice);
+    let a = gw.post("/adyen", &[], twice).await;
+    assert_eq!(a.text(), r#"{"status":"duplicate"}"#, "F was delivered");
+    // F delivered, G new and repeated: F is cut out, both copies of G go (as sent).
+    let a = gw.post("/adyen", &[], adyen_batch(&[f.clone(), g.clone(), g.clone()])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    // (The cut rejoins the kept items with `,`: compared as JSON.)
+    let forwarded: serde_json::Value = serde_json::from_slice(&up.seen()[1].body).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(&adyen_batch(&[g.clone(), g.clone()])).unwrap();
+    assert_eq!(forwarded, expected);
+    let a = gw.post("/adyen", &[], adyen_batch(&[g.clone(), f, g])).await;
+    assert_eq!(a.text(), r#"{"status":"duplicate"}"#);
+    assert_eq!(up.count(), 2);
+}
