@@ -319,3 +319,36 @@ async fn an_adyen_batch_naming_the_same_item_twice_claims_it_once() {
     assert_eq!(a.text(), r#"{"status":"duplicate"}"#);
     assert_eq!(up.count(), 2);
 }
+
+#[tokio::test]
+async fn hubspot_body_json_requires_a_container_so_no_shift_across_the_query_verifies() {
+    let up = Upstream::start().await;
+    let extra = "    public_url: https://hooks.example.com/hs\n";
+    let gw =
+        App::start(&config(&[route("/hs", "hubspot", &["hs-secret"], &up.url("/h"), extra)]), Clock::System)
+            .await;
+    // A bare scalar shifted is still valid JSON: `/hs?a=1` + `12345` → `/hs?a=11` + `2345`.
+    let headers = sign_url("hubspot", "hs-secret", "https://hooks.example.com/hs?a=1", b"12345");
+    let a = gw.post("/hs?a=11", &headers, b"2345".to_vec()).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+    let a = gw.post("/hs?a=1", &headers, b"12345".to_vec()).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "a scalar body is refused as sent too: {}", a.text());
+    // A container shifted either way is not a container.
+    for body in [&br#"[1,[2],{"k":"[3]"}]"#[..], br#"{"a":[1],"b":{"c":2}}"#] {
+        let headers = sign_url("hubspot", "hs-secret", "https://hooks.example.com/hs?a=1", body);
+        for cut in 1..body.len() {
+            let query = format!("/hs?a=1{}", String::from_utf8_lossy(&body[..cut]));
+            if query.parse::<http::Uri>().is_err() {
+                continue;
+            }
+            let a = gw.post(&query, &headers, body[cut..].to_vec()).await;
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{query}: {}", a.text());
+        }
+        let moved = [b"1".as_slice(), body].concat();
+        let a = gw.post("/hs?a=", &headers, moved).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+        let a = gw.post("/hs?a=1", &headers, body.to_vec()).await;
+        assert_eq!(a.status, StatusCode::OK, "the genuine request: {}", a.text());
+    }
+    assert_eq!(up.count(), 2);
+}
