@@ -37,6 +37,7 @@
 // Commands print through `output`, where a reader closing the pipe ends the output quietly;
 // `println!` would panic instead.
 #![deny(clippy::print_stdout)]
+#![deny(clippy::print_stderr)]
 
 pub mod admin;
 pub mod cli;

@@ -1,5 +1,7 @@
 //! The `portcullis` binary: parse flags, set up logging, run the command.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use clap::Parser;
 use portcullis::cli::Cli;
 use portcullis::commands::{self, Usage};
@@ -18,11 +20,11 @@ fn main() -> ExitCode {
         // `portcullis providers | head -1`: the reader had what it wanted.
         Err(e) if portcullis::output::is_closed(&e) => ExitCode::SUCCESS,
         Err(e) if e.is::<Usage>() => {
-            eprintln!("error: {e:#}");
+            portcullis::errln!("error: {e:#}");
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            portcullis::errln!("error: {e:#}");
             ExitCode::from(1)
         }
     }

@@ -6,6 +6,13 @@
 //! line a command prints goes through [`write`] (by [`outln!`](crate::outln) and
 //! [`out!`](crate::out)), which returns [`OutputError::Closed`] instead, and `main` ends quietly with exit
 //! status 0 on it.
+//!
+//! Standard error the same way: `eprintln!` panics (exit 101) when stderr is a closed pipe
+//! (`portcullis check --config bad.yaml 2>&1 | head -0`), so every message to it goes through
+//! [`write_err`] (by [`errln!`](crate::errln) and [`err!`](crate::err)), which drops what a
+//! closed stderr cannot take: there is nowhere left to report it. The lib and the binary deny
+//! `clippy::print_stderr` so that it stays so; tracing's writer drops its write errors too
+//! (`log_internal_errors(false)` in [`crate::commands::init_tracing`]).
 
 use std::fmt;
 use std::io::{self, Write};
@@ -35,6 +42,11 @@ pub fn write_to(w: &mut impl Write, args: fmt::Arguments<'_>) -> Result<(), Outp
     })
 }
 
+/// Writes to stderr, ignoring any failure: a closed or broken stderr has nobody to tell.
+pub fn write_err(args: fmt::Arguments<'_>) {
+    let _ = io::stderr().lock().write_fmt(args);
+}
+
 /// Whether an error (anywhere in its chain) is stdout's reader closing the pipe.
 pub fn is_closed(e: &anyhow::Error) -> bool {
     e.chain().any(|c| matches!(c.downcast_ref(), Some(OutputError::Closed)))
@@ -56,6 +68,25 @@ macro_rules! outln {
 macro_rules! out {
     ($($arg:tt)*) => {
         $crate::output::write(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that does not panic when stderr is closed (see [`write_err`]).
+#[macro_export]
+macro_rules! errln {
+    () => {
+        $crate::output::write_err(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_err(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `eprint!` that does not panic when stderr is closed (see [`write_err`]).
+#[macro_export]
+macro_rules! err {
+    ($($arg:tt)*) => {
+        $crate::output::write_err(format_args!($($arg)*))
     };
 }
 

@@ -232,3 +232,81 @@ fn providers_readme_documents_every_profile() {
         assert!(p.docs.is_some(), "{} names no source", p.name);
     }
 }
+
+/// `bin args` with stderr the write end of a pipe whose read end is already closed.
+fn run_with_closed_stderr(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(writer)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_failing_command_with_a_closed_stderr_exits_1_without_a_panic() {
+    let dir = tempdir();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "listen: 127.0.0.1:0\nroutes: [\n").unwrap();
+    let out = run_with_closed_stderr(&["check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // `verify` reports an invalid signature on stderr: exit 1 too, not 101.
+    let out = run_with_closed_stderr(&[
+        "verify",
+        "--provider",
+        "paylent",
+        "--secret",
+        "s",
+        "--header",
+        "x-paylent-signature: sha256=00",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // A usage error: 2.
+    let out = run_with_closed_stderr(&["verify", "--provider", "nosuch", "--secret", "s"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+fn check_upstream(upstream: &str) -> (i32, String, String) {
+    let dir = tempdir();
+    let cfg = dir.join("gw.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [a]\n    upstream: {upstream}\n"
+        ),
+    )
+    .unwrap();
+    run(&["check", "--config", cfg.to_str().unwrap()], b"")
+}
+
+#[test]
+fn config_errors_about_an_upstream_never_print_its_password() {
+    for url in [
+        "https://user:hunter2secret@127.0.0.1:1/",
+        "http://user:hunter2secret@127.0.0.1:1/?a=b",
+        "ftp://user:hunter2secret@127.0.0.1/",
+        "http://user:hunter2secret@127.0.0.1:99999/",
+        "http://user:hunter2secret@127.0.0.1:1/a b",
+    ] {
+        let (code, out, err) = check_upstream(url);
+        assert_eq!(code, 1, "{url}: {out}{err}");
+        assert!(err.contains("upstream"), "{url}: {err}");
+        assert!(!out.contains("hunter2secret") && !err.contains("hunter2secret"), "{url}: {out}{err}");
+    }
+}
+
+#[test]
+fn check_refuses_an_upstream_port_that_does_not_fit_in_u16() {
+    for port in ["99999", "65536", "1x"] {
+        let (code, out, err) = check_upstream(&format!("http://127.0.0.1:{port}/"));
+        assert_eq!(code, 1, "{port}: {out}{err}");
+        assert!(err.contains("port"), "{port}: {err}");
+    }
+    let (code, _, err) = check_upstream("http://127.0.0.1:65535/");
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = check_upstream("http://[::1]/");
+    assert_eq!(code, 0, "{err}");
+}

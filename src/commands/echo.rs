@@ -12,7 +12,7 @@ pub fn run(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         // The bound address, so that `--listen 127.0.0.1:0` says which port it got.
-        eprintln!("echo upstream listening on {}", listener.local_addr()?);
+        crate::errln!("echo upstream listening on {}", listener.local_addr()?);
         loop {
             let (stream, _) = listener.accept().await?;
             tokio::spawn(async move {

@@ -33,7 +33,12 @@ pub struct Usage(pub String);
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // A failed write to stderr (closed pipe) is dropped; reporting it would `eprintln!`,
+        // which panics on the same closed stderr.
+        .log_internal_errors(false);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Pretty => builder.compact().init(),

@@ -35,9 +35,9 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             runtime::start(&config, Clock::System, Listeners { webhook, admin }, tls.clone(), shutdown)
                 .await?;
         running.reload_on_sighup(path.to_path_buf(), tls.clone());
-        eprint!("{}", super::check::summary(&config));
+        crate::err!("{}", super::check::summary(&config));
         if let Some(admin_addr) = running.admin {
-            eprintln!("admin http://{admin_addr} (/healthz /readyz /metrics)");
+            crate::errln!("admin http://{admin_addr} (/healthz /readyz /metrics)");
             // On stdout too, before `listening on`, for scripts and tests that bind port 0.
             let _ = crate::outln!("admin listening on {admin_addr}");
         }

@@ -25,10 +25,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("invalid: {e}");
+            crate::errln!("invalid: {e}");
             if explain && e.is_mismatch() {
                 for line in crate::verify::diagnose::diagnose(&verifier, &input) {
-                    eprintln!("  - {line}");
+                    crate::errln!("  - {line}");
                 }
             }
             Ok(ExitCode::from(1))

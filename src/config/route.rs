@@ -369,17 +369,26 @@ fn forward_signing(f: &RawForwardSigning, env: &dyn Fn(&str) -> Option<String>) 
 
 /// An `http://` URL without a query string: the request's query is appended to its path.
 fn parse_upstream(s: &str) -> Result<Upstream, String> {
-    let uri: Uri = s.parse().map_err(|e| format!("'{s}' is not a URL: {e}"))?;
-    let scheme = uri.scheme().cloned().ok_or_else(|| format!("'{s}' has no scheme"))?;
+    // Every message names the URL with its password hidden.
+    let shown = redact_url(s);
+    let uri: Uri = s.parse().map_err(|e| format!("'{shown}' is not a URL: {e}"))?;
+    let scheme = uri.scheme().cloned().ok_or_else(|| format!("'{shown}' has no scheme"))?;
     if scheme != Scheme::HTTP {
         return Err(format!(
-            "'{s}': only http:// upstreams are supported (the upstream is an internal service)"
+            "'{shown}': only http:// upstreams are supported (the upstream is an internal service)"
         ));
     }
-    let authority = uri.authority().cloned().ok_or_else(|| format!("'{s}' has no host"))?;
-    if uri.query().is_some() {
-        return Err(format!("'{s}': the upstream URL cannot carry a query string"));
+    let authority = uri.authority().cloned().ok_or_else(|| format!("'{shown}' has no host"))?;
+    // `http::Uri` takes any digits as a port (`:99999`) and leaves it unread.
+    let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+    let port =
+        if host_port.ends_with(']') { None } else { host_port.rfind(':').map(|i| &host_port[i + 1..]) };
+    if let Some(port) = port.filter(|p| p.parse::<u16>().is_err()) {
+        return Err(format!("'{shown}': port '{port}' is not a port number (0-65535)"));
     }
-    let path_and_query = PathAndQuery::try_from(uri.path()).map_err(|e| format!("'{s}': {e}"))?;
+    if uri.query().is_some() {
+        return Err(format!("'{shown}': the upstream URL cannot carry a query string"));
+    }
+    let path_and_query = PathAndQuery::try_from(uri.path()).map_err(|e| format!("'{shown}': {e}"))?;
     Ok(Upstream { scheme, authority, path: uri.path().to_string(), path_and_query, url: s.to_string() })
 }

@@ -176,8 +176,8 @@ where
     }
 }
 
-/// A batch of events each signed on its own (see [`Verified::batch`]): every item's key is
-/// claimed. All delivered before: 200 duplicate. Some delivered: the batch is forwarded
+/// A batch of events each signed on its own (see [`Verified::batch`]): every distinct item key
+/// is claimed, once. All delivered before: 200 duplicate. Some delivered: the batch is forwarded
 /// without them (their bytes cut out, the rest untouched), so no item goes twice and no new
 /// item is lost. An item in flight: 409 for the whole batch, after releasing what was claimed.
 async fn deliver_batch<S>(
@@ -192,9 +192,15 @@ where
     S::Future: Send,
 {
     let route = d.request.route.clone();
+    // The same item twice in a batch (`[F,F]`) is claimed once: a second claim would see the
+    // first as in flight and refuse the batch forever. `first[i]`: the first item with `i`'s key.
+    let first: Vec<usize> = {
+        let mut seen = std::collections::HashMap::with_capacity(d.batch.len());
+        d.batch.iter().enumerate().map(|(i, item)| *seen.entry(item.event.store_key()).or_insert(i)).collect()
+    };
     let mut held: Vec<(usize, Token)> = Vec::with_capacity(d.batch.len());
     let mut refused = None;
-    for (i, item) in d.batch.iter().enumerate() {
+    for (i, item) in d.batch.iter().enumerate().filter(|(i, _)| first[*i] == *i) {
         match calls.claim(item.event.store_key(), route.lease).await {
             Ok(Claim::Acquired(t)) => held.push((i, t)),
             Ok(Claim::Delivered) => {}
@@ -230,7 +236,9 @@ where
         calls.settle(nonce, true, route.ttl).await;
         return Record::verified(Outcome::Duplicate, &d).on(duplicate_response());
     }
-    if held.len() < d.batch.len() {
+    // The items to forward: each whose key this request claimed (a repeat goes with its first).
+    let new: Vec<usize> = (0..d.batch.len()).filter(|i| held.iter().any(|(h, _)| *h == first[*i])).collect();
+    if new.len() < d.batch.len() {
         // Cut the delivered items out: keep the bytes before the first item and after the
         // last, and each new item's own bytes, comma-separated.
         let first = d.batch[0].span.start;
@@ -238,7 +246,7 @@ where
         let whole = &d.request.body;
         let mut body = Vec::with_capacity(whole.len());
         body.extend_from_slice(&whole[..first]);
-        for (n, (i, _)) in held.iter().enumerate() {
+        for (n, i) in new.iter().enumerate() {
             if n > 0 {
                 body.push(b',');
             }
@@ -247,7 +255,7 @@ where
         body.extend_from_slice(&whole[last..]);
         let ids: Vec<&str> = held.iter().map(|(i, _)| d.batch[*i].event.id()).collect();
         let event = EventKey::new(&route.name, &ids.join(","));
-        tracing::info!(route = %route.name, key = %event.store_key(), delivered_before = d.batch.len() - held.len(),
+        tracing::info!(route = %route.name, key = %event.store_key(), delivered_before = d.batch.len() - new.len(),
             "batch: items delivered before are cut out; forwarding the new ones");
         d.request.body = body.into();
         d.event = event;

@@ -616,7 +616,7 @@ mod tests {
         }
         let per_stats = started.elapsed() / 20;
         let rows_per_stats = (q.rows_touched() - rows) / 20;
-        eprintln!(
+        crate::errln!(
             "{n} waiting: take+ack {per_delivery:?} ({rows_per_delivery} rows) per delivery; \
              stats {per_stats:?} ({rows_per_stats} rows)"
         );

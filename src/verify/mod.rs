@@ -63,7 +63,7 @@ pub enum VerifyError {
     BodyHash,
     #[error("the body names the key '{0}' twice")]
     DuplicateJsonKey(String),
-    #[error("the body is not JSON, which the profile requires")]
+    #[error("the body is not a JSON object or array, which the profile requires")]
     NotJson,
     #[error("the signed string also reads as another request's: {0}")]
     Reinterpreted(&'static str),
@@ -291,7 +291,7 @@ impl Verifier {
     /// Checks the request's signature with every active secret, then its signed timestamp.
     pub fn verify(&self, input: &Input<'_>) -> Result<Verified, VerifyError> {
         let p = &*self.profile;
-        if p.body == BodyFormat::Json && !is_json(input.body) {
+        if p.body == BodyFormat::Json && !is_json_container(input.body) {
             return Err(VerifyError::NotJson);
         }
         if p.canonical == Some(Canonical::Adyen) {
@@ -537,8 +537,15 @@ fn json_id<'a>(ptrs: &[Pointer], body: &'a [u8]) -> Result<Option<Cow<'a, str>>,
     Ok(joined)
 }
 
-/// Whether `body` is one JSON document (parsed without building it).
-fn is_json(body: &[u8]) -> bool {
+/// Whether `body` is one JSON object or array (parsed without building it). Not a bare
+/// scalar: a shifted scalar stays a scalar (`12345` → `2345`), while a proper prefix or suffix
+/// of a container, or a container with bytes added before or after, has unbalanced brackets
+/// or is no longer one document, so bytes moved across a signed seam cannot keep it a container.
+fn is_json_container(body: &[u8]) -> bool {
+    let start = body.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if !matches!(start.map(|i| body[i]), Some(b'{' | b'[')) {
+        return false;
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     <serde::de::IgnoredAny as serde::Deserialize>::deserialize(&mut de).and_then(|_| de.end()).is_ok()
 }

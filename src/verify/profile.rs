@@ -57,9 +57,10 @@ pub enum BodyFormat {
     /// Any bytes.
     #[default]
     Any,
-    /// JSON only. For schemes that sign the body next to a part the sender can stretch (a
-    /// query string before it): bytes moved across the seam leave the signed string unchanged
-    /// but the body no longer JSON, so a body that does not parse is refused.
+    /// A JSON object or array only. For schemes that sign the body next to a part the sender
+    /// can stretch (a query string before it): bytes moved across the seam leave the signed
+    /// string unchanged, and a bare scalar may stay valid JSON when shifted (`12345` →
+    /// `2345`), while a shifted container is no longer one; so anything else is refused.
     Json,
 }
 

@@ -293,3 +293,62 @@ async fn a_batch_whose_claims_fail_is_refused_or_forwarded_whole_as_the_route_sa
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     assert_eq!(String::from_utf8_lossy(&up.seen()[0].body), batch, "the whole batch, untouched");
 }
+
+#[tokio::test]
+async fn an_adyen_batch_naming_the_same_item_twice_claims_it_once() {
+    let up = Upstream::start().await;
+    let gw = App::start(&config(&[route("/adyen", "adyen", &[ADYEN_KEY], &up.url("/a"), "")]), Clock::System)
+        .await;
+    let (f, g) = (adyen_item("F1", "CAPTURE"), adyen_item("G1", "REFUND"));
+    // `[F,F]`: the second F is not "in flight" behind the first; the batch goes, whole.
+    let twice = adyen_batch(&[f.clone(), f.clone()]);
+    let a = gw.post("/adyen", &[], twice.clone()).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(up.count(), 1);
+    assert_eq!(String::from_utf8_lossy(&up.seen()[0].body), twice);
+    let a = gw.post("/adyen", &[], twice).await;
+    assert_eq!(a.text(), r#"{"status":"duplicate"}"#, "F was delivered");
+    // F delivered, G new and repeated: F is cut out, both copies of G go (as sent).
+    let a = gw.post("/adyen", &[], adyen_batch(&[f.clone(), g.clone(), g.clone()])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    // (The cut rejoins the kept items with `,`: compared as JSON.)
+    let forwarded: serde_json::Value = serde_json::from_slice(&up.seen()[1].body).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(&adyen_batch(&[g.clone(), g.clone()])).unwrap();
+    assert_eq!(forwarded, expected);
+    let a = gw.post("/adyen", &[], adyen_batch(&[g.clone(), f, g])).await;
+    assert_eq!(a.text(), r#"{"status":"duplicate"}"#);
+    assert_eq!(up.count(), 2);
+}
+
+#[tokio::test]
+async fn hubspot_body_json_requires_a_container_so_no_shift_across_the_query_verifies() {
+    let up = Upstream::start().await;
+    let extra = "    public_url: https://hooks.example.com/hs\n";
+    let gw =
+        App::start(&config(&[route("/hs", "hubspot", &["hs-secret"], &up.url("/h"), extra)]), Clock::System)
+            .await;
+    // A bare scalar shifted is still valid JSON: `/hs?a=1` + `12345` → `/hs?a=11` + `2345`.
+    let headers = sign_url("hubspot", "hs-secret", "https://hooks.example.com/hs?a=1", b"12345");
+    let a = gw.post("/hs?a=11", &headers, b"2345".to_vec()).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+    let a = gw.post("/hs?a=1", &headers, b"12345".to_vec()).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "a scalar body is refused as sent too: {}", a.text());
+    // A container shifted either way is not a container.
+    for body in [&br#"[1,[2],{"k":"[3]"}]"#[..], br#"{"a":[1],"b":{"c":2}}"#] {
+        let headers = sign_url("hubspot", "hs-secret", "https://hooks.example.com/hs?a=1", body);
+        for cut in 1..body.len() {
+            let query = format!("/hs?a=1{}", String::from_utf8_lossy(&body[..cut]));
+            if query.parse::<http::Uri>().is_err() {
+                continue;
+            }
+            let a = gw.post(&query, &headers, body[cut..].to_vec()).await;
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{query}: {}", a.text());
+        }
+        let moved = [b"1".as_slice(), body].concat();
+        let a = gw.post("/hs?a=", &headers, moved).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text());
+        let a = gw.post("/hs?a=1", &headers, body.to_vec()).await;
+        assert_eq!(a.status, StatusCode::OK, "the genuine request: {}", a.text());
+    }
+    assert_eq!(up.count(), 2);
+}
