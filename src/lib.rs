@@ -10,27 +10,31 @@
 //!   used by `serve` and by the tests;
 //! - [`output`]: the commands' standard output, where a closed pipe ends the output quietly;
 //! - [`admin`]: health, readiness and metrics on their own listener;
-//! - [`config`]: gateway YAML, validated into routes;
+//! - [`config`]: gateway YAML as written, `${VAR}` expansion, validated into routes, store
+//!   settings and edge limits;
 //! - [`verify`]: signature schemes: provider profiles ([`verify::profile`], YAML, built-ins
-//!   from `providers/`), header parsing, payload templates, MACs, timestamps;
+//!   from `providers/`), header parsing, payload templates, canonicalisers, MACs,
+//!   timestamps, and the diagnosis of a signature that did not match;
 //! - [`jsonptr`]: JSON pointer lookups into raw bodies;
 //! - [`idempotency`]: the `Store` trait and its backends;
 //! - [`store_conn`]: what the stores and the queue share: the store error, the Redis
 //!   connections, the redb file handling;
-//! - [`delivery`]: the request's typed stages (routed, received, verified) and its event key;
+//! - [`delivery`]: the request's typed stages (routed, received, verified), its event key and
+//!   the route-scoped id forwarded to the upstream;
 //! - [`queue`]: the durable delivery queue of `delivery: queued` routes, and its workers;
 //! - [`layer`]: one tower layer per phase of the request path, and the innermost `Forward`;
 //! - [`forward`]: the pooled upstream client and the header hygiene of what is forwarded;
 //! - [`stack`]: the one place the layers are assembled;
 //! - [`routing`]: the route table, each route paired with its metrics;
-//! - [`gateway`]: shared state (routes, store, client, clock);
-//! - [`server`]: listener, connections, connection workers;
+//! - [`gateway`]: shared state (routing, store, upstream clients, clock, limits, queue);
+//! - [`server`]: the webhook listener, its connection limit and connection workers;
 //! - [`shutdown`]: the request to stop (signals) and the drain that follows;
 //! - [`reload`]: SIGHUP puts a new configuration in force;
 //! - [`clock`]: the wall clock, one `now`, fixed in tests;
 //! - [`tls`]: the listener's certificate and key;
 //! - [`metrics`]: Prometheus counters and histograms;
-//! - [`response`]: how the gateway answers: rejections, the outcome table, the log record.
+//! - [`response`]: how the gateway answers: rejections, the outcome table (label, metric
+//!   index), the log record.
 
 // Commands print through `output`, where a reader closing the pipe ends the output quietly;
 // `println!` would panic instead.
