@@ -26,15 +26,14 @@
 //! - [`forward`]: the pooled upstream client and the header hygiene of what is forwarded;
 //! - [`stack`]: the one place the layers are assembled;
 //! - [`routing`]: the route table, each route paired with its metrics;
-//! - [`gateway`]: shared state (routing, store, upstream clients, clock, limits, queue);
-//! - [`server`]: the webhook listener, its connection limit and connection workers;
+//! - [`gateway`]: shared state (routes, store, client, clock);
+//! - [`server`]: listener, connections, connection workers;
 //! - [`shutdown`]: the request to stop (signals) and the drain that follows;
 //! - [`reload`]: SIGHUP puts a new configuration in force;
 //! - [`clock`]: the wall clock, one `now`, fixed in tests;
 //! - [`tls`]: the listener's certificate and key;
 //! - [`metrics`]: Prometheus counters and histograms;
-//! - [`response`]: how the gateway answers: rejections, the outcome table (label, metric
-//!   index), the log record.
+//! - [`response`]: how the gateway answers: rejections, the outcome table, the log record.
 
 // Commands print through `output`, where a reader closing the pipe ends the output quietly;
 // `println!` would panic instead.
