@@ -10,14 +10,17 @@
 //!   used by `serve` and by the tests;
 //! - [`output`]: the commands' standard output, where a closed pipe ends the output quietly;
 //! - [`admin`]: health, readiness and metrics on their own listener;
-//! - [`config`]: gateway YAML, validated into routes;
+//! - [`config`]: gateway YAML as written, `${VAR}` expansion, validated into routes, store
+//!   settings and edge limits;
 //! - [`verify`]: signature schemes: provider profiles ([`verify::profile`], YAML, built-ins
-//!   from `providers/`), header parsing, payload templates, MACs, timestamps;
+//!   from `providers/`), header parsing, payload templates, canonicalisers, MACs,
+//!   timestamps, and the diagnosis of a signature that did not match;
 //! - [`jsonptr`]: JSON pointer lookups into raw bodies;
 //! - [`idempotency`]: the `Store` trait and its backends;
 //! - [`store_conn`]: what the stores and the queue share: the store error, the Redis
 //!   connections, the redb file handling;
-//! - [`delivery`]: the request's typed stages (routed, received, verified) and its event key;
+//! - [`delivery`]: the request's typed stages (routed, received, verified), its event key and
+//!   the route-scoped id forwarded to the upstream;
 //! - [`queue`]: the durable delivery queue of `delivery: queued` routes, and its workers;
 //! - [`layer`]: one tower layer per phase of the request path, and the innermost `Forward`;
 //! - [`forward`]: the pooled upstream client and the header hygiene of what is forwarded;
