@@ -3,7 +3,7 @@
 //!
 //! `println!` panics when stdout is a closed pipe ("failed printing to stdout: Broken pipe").
 //! Restoring the default `SIGPIPE` action would need `unsafe`, which the crate forbids; so every
-//! line a command prints goes through [`write`] (by [`outln!`](crate::outln) and
+//! line a command prints goes through [`write`](fn@write) (by [`outln!`](crate::outln) and
 //! [`out!`](crate::out)), which returns [`OutputError::Closed`] instead, and `main` ends quietly with exit
 //! status 0 on it.
 //!
