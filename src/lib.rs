@@ -27,7 +27,7 @@
 //! - [`stack`]: the one place the layers are assembled;
 //! - [`routing`]: the route table, each route paired with its metrics, and the handle a reload
 //!   swaps;
-//! - [`gateway`]: shared state (routes, store, client, clock);
+//! - [`gateway`]: shared state (routing, store, upstream clients, clock, limits, queue);
 //! - [`server`]: listener, connections, connection workers;
 //! - [`shutdown`]: the request to stop (signals) and the drain that follows;
 //! - [`reload`]: SIGHUP puts a new configuration in force;

@@ -8,7 +8,7 @@ use crate::store_conn::redb_file;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// key → state (1 byte: 0 in flight, 1 delivered) + token (16 bytes) + expiry (8 bytes, unix ms).
@@ -60,9 +60,7 @@ impl Drop for EmbeddedStore {
 /// instead of sleeping past a lease.
 pub type NowMs = Arc<dyn Fn() -> u64 + Send + Sync>;
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+use crate::clock::now_ms;
 
 fn encode(state: u8, token: Token, expires: u64) -> [u8; 25] {
     let mut v = [0u8; 25];

@@ -23,11 +23,9 @@ use crate::config::{Config, Route, StoreKind};
 use crate::forward::Outgoing;
 use crate::store_conn::redis_pool::RedisPool;
 use crate::store_conn::{StoreError, StoreFuture};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+pub(crate) use crate::clock::now_ms;
 
 /// What `portcullis queue stats` shows for one route.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
