@@ -94,7 +94,8 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// The queue of a gateway: Redis Streams when instances share a Redis, or an embedded file
-/// for a single instance.
+/// for a single instance. Its own methods add what is the same for every backend (the item
+/// codec, the unordered shortcut); the rest are the [`Backend`]'s, reached through `Deref`.
 pub struct Queue {
     backend: Box<dyn Backend>,
 }
@@ -133,30 +134,6 @@ impl Queue {
         let item = Item::from_outgoing(route, o);
         self.backend.push(&route.name, &item).await
     }
-    pub async fn ensure_group(&self, route: &str) -> Result<(), StoreError> {
-        self.backend.ensure_group(route).await
-    }
-    /// Up to `count` deliveries due now, including those a dead worker left for longer than
-    /// `stale`.
-    pub async fn take(
-        &self,
-        route: &str,
-        count: usize,
-        stale: Duration,
-    ) -> Result<Vec<(String, Item)>, StoreError> {
-        self.backend.take(route, count, stale).await
-    }
-    pub async fn ack(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
-        self.backend.ack(route, id, item).await
-    }
-    /// Puts a delivery aside until `due_ms`.
-    pub async fn retry(&self, route: &str, id: &str, item: &Item, due_ms: u64) -> Result<(), StoreError> {
-        self.backend.retry(route, id, item, due_ms).await
-    }
-    /// Moves a delivery to the dead-letter list.
-    pub async fn bury(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
-        self.backend.bury(route, id, item).await
-    }
     /// Whether `item` is the oldest undelivered one of its ordering value (always true for an
     /// unordered item).
     pub async fn is_head(&self, route: &str, item: &Item) -> Result<bool, StoreError> {
@@ -165,18 +142,11 @@ impl Queue {
         }
         self.backend.is_head(route, item).await
     }
-    /// Makes due retries deliverable again.
-    pub async fn promote(&self, route: &str) -> Result<u64, StoreError> {
-        self.backend.promote(route).await
-    }
-    pub async fn stats(&self, route: &str) -> Result<Stats, StoreError> {
-        self.backend.stats(route).await
-    }
-    pub async fn dead_letters(&self, route: &str) -> Result<Vec<DeadLetter>, StoreError> {
-        self.backend.dead_letters(route).await
-    }
-    /// Moves dead letters back to the queue, attempts reset: the one with this id, or all.
-    pub async fn replay(&self, route: &str, id: Option<&str>) -> Result<u64, StoreError> {
-        self.backend.replay(route, id).await
+}
+
+impl std::ops::Deref for Queue {
+    type Target = dyn Backend;
+    fn deref(&self) -> &dyn Backend {
+        &*self.backend
     }
 }
