@@ -86,13 +86,36 @@ fn shared_provider_vectors_pass() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// The catalog's vector files: `tests/vectors/catalog*.json`, one per generator.
+fn catalog_files() -> Vec<std::path::PathBuf> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("catalog") && name.ends_with(".json")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 #[test]
 fn every_builtin_profile_has_passing_vectors() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/catalog.json");
-    let (n, failures) = run_vector_file(path);
+    let mut n = 0;
+    let mut failures = Vec::new();
+    let mut vectors: Vec<serde_json::Value> = Vec::new();
+    for path in catalog_files() {
+        let path = path.display().to_string();
+        let (count, mut failed) = run_vector_file(&path);
+        n += count;
+        failures.append(&mut failed);
+        vectors.extend(
+            serde_json::from_str::<Vec<serde_json::Value>>(&std::fs::read_to_string(&path).unwrap()).unwrap(),
+        );
+    }
     assert!(failures.is_empty(), "{failures:#?}");
-    let vectors: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let (_, listing, _) = run(&["providers", "--json"], b"");
     let profiles: Vec<serde_json::Value> = serde_json::from_str(&listing).unwrap();
     assert!(profiles.len() >= 25, "at least 25 built-in profiles, found {}", profiles.len());
