@@ -450,8 +450,9 @@ def cases():
     out += standard_cases("stytch", "svix", svix_oracle, "whsec_" + base64.b64encode(b"stytch oracle key material 32 b!").decode(),
                           "whsec_" + base64.b64encode(b"stytch oracle old key").decode(),
                           J({"action": "CREATE", "object_type": "user", "id": "user-test-oracle", "event_id": "event-test-oracle"}))
-    out += standard_cases("brex", "webhook", standard_oracle, "whsec_" + base64.b64encode(b"brex oracle key material 32 byte").decode(),
-                          "whsec_" + base64.b64encode(b"brex oracle old key").decode(),
+    # Brex's GET /v1/webhooks/secrets lists bare base64 secrets, without the whsec_ prefix.
+    out += standard_cases("brex", "webhook", standard_oracle, base64.b64encode(b"brex oracle key material 32 byte").decode(),
+                          base64.b64encode(b"brex oracle old key").decode(),
                           J({"event_type": "EXPENSE_PAYMENT_UPDATED", "expense_id": "expense_oracle", "payment_status": "SETTLED"}))
     out += simple_cases("attio", attio_recipe, "Attio-Signature", S256, "hex", "attio_oracle_secret", "attio_oracle_old",
                         J({"webhook_id": "a9f5c0f6-oracle", "events": [{"event_type": "record.created", "id": {"workspace_id": "w1",
@@ -487,6 +488,12 @@ def cases():
     out += node_cases("zoom", "zoom_oracle_secret_token", "zoom_oracle_old", J({"event": "meeting.started", "event_ts": 1796025598000,
                                                                                 "payload": {"account_id": "acc", "object": {"id": "85", "uuid": "u=="}}}),
                       zoom_sign, "x-zm-signature")
+    # Zoom's last retry comes 85 minutes after the first attempt; if it repeats the first
+    # attempt's timestamp it must still pass (Rivet checks no timestamp; the profile allows 90 min).
+    zb = J({"event": "meeting.ended", "event_ts": 1796020500000, "payload": {"account_id": "acc", "object": {"id": "85"}}})
+    zh, zb = zoom_sign("zoom_oracle_secret_token", zb, NOW - 85 * 60)
+    out.append((vector("zoom (SDK) third retry, 85 minutes after the first attempt's timestamp", "zoom",
+                       ["zoom_oracle_secret_token"], zh, zb, "valid"), NODE))
     return out
 
 
