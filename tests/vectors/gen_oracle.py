@@ -483,6 +483,14 @@ def cases():
     ev = [(dict(x, name=x["name"].replace("(SDK)", "(SDK, Events headers)")), o)
           for x, o in node_cases("shopify", "shpss_oracle", "shpss_oracle_old", sh, shopify_sign(""), "Shopify-Hmac-Sha256")]
     out += ev
+    # Both spellings present: the library reads the Events API's Shopify-Hmac-Sha256 first.
+    hx, _ = shopify_sign("X-")("shpss_oracle", sh, NOW)
+    he, _ = shopify_sign("")("shpss_oracle", sh, NOW)
+    bad = base64.b64encode(b"\0" * 32).decode()
+    out.append((vector("shopify (SDK) both header spellings, the unprefixed one valid", "shopify", ["shpss_oracle"],
+                       replace(hx, "X-Shopify-Hmac-Sha256", bad) + he, sh, "valid"), NODE))
+    out.append((vector("shopify (SDK) both header spellings, only the X- one valid", "shopify", ["shpss_oracle"],
+                       hx + replace(he, "Shopify-Hmac-Sha256", bad), sh, "invalid"), NODE))
     out += node_cases("linear", "lin_wh_oracle", "lin_wh_oracle_old", J({"action": "create", "type": "Issue", "data": {"id": "iss_oracle"},
                                                                         "webhookId": "wh_1"}), linear_sign, "Linear-Signature", 60, fut=True)
     out += node_cases("zoom", "zoom_oracle_secret_token", "zoom_oracle_old", J({"event": "meeting.started", "event_ts": 1796025598000,
