@@ -29,10 +29,17 @@ Oracles (versions pinned in requirements-oracle.txt and npm-oracle/package-lock.
                       timestamp, and re-serialises the JSON body, so bodies here are compact JSON).
   stytch              PyPI svix 2.9.1 (Stytch's webhooks are sent by Svix: svix-* headers).
   brex                PyPI standardwebhooks 1.1.0 (Brex sends Webhook-Id/-Timestamp/-Signature).
-No SDK verifies these; their vectors stay the doc-recipe ones of generate.py, or below from the
-documented recipe, each with its doc URL: lemonsqueezy, typeform, intercom, calendly,
-pagerduty, woocommerce, vercel, checkout, standard-webhooks-ed25519 (standardwebhooks 1.1.0
-checks only v1), and the extra profiles lob, attio, launchdarkly, segment.
+No SDK or widely used library verifies these, so their vectors stay the doc-recipe ones of
+generate.py: lemonsqueezy, typeform, intercom, calendly, pagerduty, woocommerce, vercel,
+checkout, and standard-webhooks-ed25519 (standardwebhooks 1.1.0 checks only v1). The extra
+profiles without a library are checked below by a recipe written from the page it names:
+  attio         https://docs.attio.com/rest-api/guides/webhooks
+  loop-returns  https://docs.loopreturns.com/reference/hmac-calculation
+  logto         https://docs.logto.io/developers/webhooks/secure-webhooks
+  lusha         https://docs.lusha.com/webhooks/security
+Where a library is laxer than portcullis (Stripe and HubSpot accept future timestamps; Rivet
+checks no timestamp; twilio's RequestValidator also accepts the URL with or without its port,
+and signs a repeated identical name=value pair once), no vector is made of that case.
 
 usage: /work/venv/bin/python tests/vectors/gen_oracle.py > tests/vectors/catalog-oracle.json
   (npm oracles: `npm ci` in a copy of tests/vectors/npm-oracle/, whose folder is given as
