@@ -161,7 +161,7 @@ PROVIDERS = {
     "paddle": ("pdl_ntfset_k", "pdl_ntfset_old", J({"event_id": "evt_01h", "event_type": "transaction.completed"}), stripe_like("Paddle-Signature", ";", "ts", "h1", ":"), 5, "Paddle-Signature", True),
     "square": ("sq_sig_key", "sq_old", J({"merchant_id": "M1", "type": "payment.updated", "event_id": "ev_sq_1"}), square_sign, None, "X-Square-Hmacsha256-Signature", False),
     "twilio": ("twilio_auth_token", "twilio_old", b"AccountSid=AC1&Body=Hello+there&From=%2B15551230000&MessageSid=SM1&To=%2B15559870000", twilio_sign, None, "X-Twilio-Signature", False),
-    "zoom": ("zoom_secret_token", "zoom_old", J({"event": "meeting.started", "payload": {"object": {"id": 1}}}), slack_like("x-zm-signature", "x-zm-request-timestamp"), 300, "x-zm-signature", False),
+    "zoom": ("zoom_secret_token", "zoom_old", J({"event": "meeting.started", "payload": {"object": {"id": 1}}}), slack_like("x-zm-signature", "x-zm-request-timestamp"), 5400, "x-zm-signature", False),
     "razorpay": ("rzp_secret", "rzp_old", J({"entity": "event", "event": "payment.captured"}), lambda s, b, t, i: ([["X-Razorpay-Event-Id", i], ["X-Razorpay-Signature", hexs(S256, s.encode(), b)]], b), None, "X-Razorpay-Signature", False),
     "checkout": ("cko_secret", "cko_old", J({"id": "evt_cko_1", "type": "payment_approved"}), simple("Cko-Signature", S256, "hex"), None, "Cko-Signature", False),
     "intercom": ("intercom_client_secret", "intercom_old", J({"type": "notification_event", "id": "notif_1", "topic": "conversation.user.created"}), simple("X-Hub-Signature", S1, "hex", "sha1="), None, "X-Hub-Signature", False),
