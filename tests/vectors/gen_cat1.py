@@ -12,24 +12,26 @@ Oracles, per provider:
 - paystack:  doc recipe, Paystack's published snippet (hex HMAC-SHA512 of the raw body),
              https://paystack.com/docs/payments/webhooks/#verify-event-origin
              (PaystackOSS/doc-code-snippets src/doc/payments/webhooks/verifying-transaction/index.js).
-- bitbucket: doc recipe, https://support.atlassian.com/bitbucket-cloud/docs/manage-webhooks/#Secure-webhooks
+- bitbucket: doc recipe, https://support.atlassian.com/bitbucket-cloud/docs/manage-webhooks/
              (X-Hub-Signature: sha256=<hex HMAC-SHA256 of the body>).
 - sentry:    doc recipe, Sentry's verifySignature snippet,
              https://docs.sentry.io/organization/integrations/integration-platform/webhooks/
 - mux:       npm @mux/mux-node 15.3.0, `webhooks.verifySignature` (Date.now fixed to `now`).
 - clerk:     PyPI svix 2.9.1, `svix.webhooks.Webhook.verify` (Clerk's documented verifier;
              the clock of standardwebhooks 1.1.0, which it wraps, fixed to `now`).
-- resend:    PyPI svix 2.9.1, as for clerk (Resend's documented verifier).
+- resend:    PyPI svix 2.9.1, as for clerk (Resend's documented verifier); plus Resend's documented
+             example headers and payload, https://resend.com/docs/dashboard/webhooks/verify-webhooks-requests.
 - workos:    PyPI workos 10.6.0, `Webhooks.verify_header` (time.time fixed to `now`).
 - webflow:   npm webflow-api 3.3.4, `webhooks.verifySignature` for the signature, plus the
              5-minute age check of https://developers.webflow.com/data/docs/working-with-webhooks
              (the SDK checks no time).
 - cashfree:  npm cashfree-pg 6.0.6, `Cashfree.PGVerifyWebhookSignature` (it checks no time, so
              no stale-timestamp vector is claimed for Cashfree).
-- onfido:    PyPI onfido-python 6.2.0, `WebhookEventVerifier.read_payload`.
+- onfido:    PyPI onfido-python 6.2.0, `WebhookEventVerifier.read_payload` (Onfido, now Entrust:
+             https://documentation.identity.entrust.com/api/manual-webhook-signature-verification/).
 - intuit:    doc recipe, https://developer.intuit.com/app/developer/qbo/docs/develop/webhooks/managing-webhooks-notifications#validating-the-notification
              (base64 HMAC-SHA256 of the body with the verifier token).
-- xero:      doc recipe, https://developer.xero.com/documentation/guides/webhooks/configuring-your-server/
+- xero:      doc recipe, https://developer.xero.com/documentation/webhooks/configuring-your-server
              (base64 HMAC-SHA256 of the body with the webhook key).
 
 usage: /work/venv/bin/python tests/vectors/gen_cat1.py > tests/vectors/catalog-cat1.json
@@ -214,6 +216,10 @@ def intuit():
                 "invalid")])
 
 
+# Xero's documented intent-to-receive body, verbatim.
+ITR = b'{"events":[],"lastEventSequence":0,"firstEventSequence":0,"entropy":"S0m3r4Nd0mt3xt"}'
+
+
 def xero():
     body = (b'{"events":[{"resourceUrl":"https://api.xero.com/api.xro/2.0/Contacts/717f2bfc-c6d4-41fd-b238-3f2f0c0cf777",'
             b'"resourceId":"717f2bfc-c6d4-41fd-b238-3f2f0c0cf777","eventDateUtc":"2026-11-30T08:00:00.000",'
@@ -221,7 +227,9 @@ def xero():
             b'"tenantType":"ORGANISATION"}],"firstEventSequence":1,"lastEventSequence":1,"entropy":"S0m3r4Nd0mt3xt"}')
     body_hmac("xero", "x-xero-signature", S256, "base64", "", "cat1XeroWebhookKey+abc/123==",
               "cat1XeroWebhookKeyPrevious0000", body, body.replace(b'"Create"', b'"Update"'),
-              [("intent to receive, incorrectly signed",
+              [("valid intent-to-receive request (the body Xero's documentation shows)",
+                lambda sig: [["x-xero-signature", sig("cat1XeroWebhookKey+abc/123==", ITR)]], ITR, "valid"),
+               ("intent to receive, incorrectly signed",
                 lambda sig: [["x-xero-signature", sig("cat1XeroWebhookKey+abc/123==", b'{"events":[]}')]],
                 b'{"events":[],"firstEventSequence":0,"lastEventSequence":0,"entropy":"X"}', "invalid")])
 
@@ -332,6 +340,23 @@ def resend():
             b'"56761188-7520-42d8-8898-ff6fc54ce618","from":"Acme <onboarding@example.org>","to":["ada@example.org"],'
             b'"subject":"Sending this example"}}')
     svix_provider("resend", body, "msg_2cat1resend000000000000001")
+    # Resend's documented headers and payload (verify-webhooks-requests), with the secret of Svix's
+    # documentation, whose example it is; the svix SDK decides.
+    import standardwebhooks.webhooks as stdwh
+    from svix.webhooks import Webhook
+    secret, b = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", b'{"test": 2432232314}'
+    hs = [["svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"], ["svix-timestamp", "1614265330"],
+          ["svix-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="]]
+    for name, now, expect in (("valid (Resend's documented example)", 1614265330, "valid"),
+                              ("documented example replayed an hour later", 1614265330 + 3600, "invalid")):
+        FixedDatetime.fixed = now
+        try:
+            with mock.patch.object(stdwh, "datetime", FixedDatetime):
+                Webhook(secret).verify(b, hdict(hs))
+            ok = True
+        except Exception:
+            ok = False
+        add("resend", name, [secret], hs, b, now, expect, ok)
 
 
 # ---------------------------------------------------------------- WorkOS — PyPI workos
