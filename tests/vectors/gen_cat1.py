@@ -12,6 +12,10 @@ Oracles, per provider:
 - paystack:  doc recipe, Paystack's published snippet (hex HMAC-SHA512 of the raw body),
              https://paystack.com/docs/payments/webhooks/#verify-event-origin
              (PaystackOSS/doc-code-snippets src/doc/payments/webhooks/verifying-transaction/index.js).
+- mollie:    Mollie's official PHP SDK, mollie/mollie-api-php src/Webhooks/SignatureValidator.php
+             (X-Mollie-Signature, optional `sha256=` prefix, hex HMAC-SHA256 of the body, any configured
+             secret), ported line for line below (no PHP runtime or Packagist here); Mollie's docs:
+             https://docs.mollie.com/reference/webhooks-best-practices
 - bitbucket: doc recipe, https://support.atlassian.com/bitbucket-cloud/docs/manage-webhooks/
              (X-Hub-Signature: sha256=<hex HMAC-SHA256 of the body>).
 - sentry:    doc recipe, Sentry's verifySignature snippet,
@@ -181,6 +185,37 @@ def paystack():
               [("sha256 instead of sha512", lambda sig: [["x-paystack-signature",
                                                           hexmac(S256, "sk_test_cat1a5b6c7d8e9f0", body)]], body,
                 "invalid")])
+
+
+def mollie():
+    p = "mollie"
+    s1, s2 = "cat1MollieSigningSecretCurrent0001", "cat1MollieSigningSecretPrevious002"
+    body = (b'{"resource":"event","id":"event_GvJ8WHrp5isUdRub9CJyH","type":"payment-link.paid",'
+            b'"entityId":"pl_qng5gbbv8NAZ5gpM5ZYgx","createdAt":"2026-11-30T08:00:00.0Z",'
+            b'"_links":{"self":{"href":"https://api.mollie.com/v2/events/event_GvJ8WHrp5isUdRub9CJyH"}}}')
+
+    def oracle(secrets, headers, b, now):
+        # SignatureValidator::validatePayload: array_filter drops an empty header; no signature is a
+        # "legacy webhook" (false); extractSignature strips a leading "sha256="; hash_equals with
+        # hash_hmac('sha256', payload, secret) for any secret.
+        sigs = [v for k, v in headers if k.lower() == "x-mollie-signature" and v]
+        if not sigs:
+            return False
+        strip = lambda h: h[len("sha256="):] if h.startswith("sha256=") else h
+        return any(hmac.compare_digest(hexmac(S256, s, b), strip(h)) for h in sigs for s in secrets)
+
+    def case(name, secrets, hs, b, expect):
+        add(p, name, secrets, hs, b, NOW, expect, oracle(secrets, hs, b, NOW))
+
+    good = "sha256=" + hexmac(S256, s1, body)
+    case("valid", [s1], [["X-Mollie-Signature", good]], body, "valid")
+    case("valid with the second of two configured secrets", [s1, s2],
+         [["X-Mollie-Signature", "sha256=" + hexmac(S256, s2, body)]], body, "valid")
+    case("wrong secret", [s1], [["X-Mollie-Signature", "sha256=" + hexmac(S256, s2, body)]], body, "invalid")
+    case("tampered body", [s1], [["X-Mollie-Signature", good]], body.replace(b"paid", b"pai_"), "invalid")
+    case("missing signature (a classic, unsigned webhook)", [s1], [], b"id=tr_5B8cwPMGnU6qLbRvo7qEZo", "invalid")
+    case("empty signature", [s1], [["X-Mollie-Signature", ""]], body, "invalid")
+    case("truncated signature", [s1], [["X-Mollie-Signature", truncate(good)]], body, "invalid")
 
 
 def bitbucket():
@@ -520,7 +555,7 @@ def run_node():
 
 
 def main():
-    for gen in (revolut, paystack, bitbucket, sentry, mux, clerk, resend, workos, webflow, cashfree, onfido, intuit,
+    for gen in (revolut, paystack, mollie, bitbucket, sentry, mux, clerk, resend, workos, webflow, cashfree, onfido, intuit,
                 xero):
         gen()
     run_node()
