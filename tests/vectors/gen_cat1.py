@@ -36,7 +36,10 @@ Oracles, per provider:
 - intuit:    doc recipe, https://developer.intuit.com/app/developer/qbo/docs/develop/webhooks/managing-webhooks-notifications#validating-the-notification
              (base64 HMAC-SHA256 of the body with the verifier token).
 - xero:      doc recipe, https://developer.xero.com/documentation/webhooks/configuring-your-server
-             (base64 HMAC-SHA256 of the body with the webhook key).
+             (base64 HMAC-SHA256 of the body with the webhook key); its intent-to-receive body verbatim.
+
+For the doc-recipe providers the oracle is the provider's published recipe, written out below
+apart from the profiles (portcullis' code is never called).
 
 usage: /work/venv/bin/python tests/vectors/gen_cat1.py > tests/vectors/catalog-cat1.json
 Needs the packages of tests/vectors/requirements-cat1.txt, and node with the packages of
@@ -542,8 +545,6 @@ def run_node():
     local = os.path.join(HERE, "npm-cat1", "node_modules")
     if os.path.isdir(local):
         env["NODE_PATH"] = local
-    else:
-        env.setdefault("NODE_PATH", "/work/npm-cat1/node_modules")
     inputs = [c for _, c in NODE_CASES]
     out = subprocess.run(["node", os.path.join(HERE, "npm-cat1", "oracle.js")], input=json.dumps(inputs).encode(),
                          capture_output=True, env=env, check=True).stdout
