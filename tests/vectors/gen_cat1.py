@@ -9,9 +9,9 @@ Oracles, per provider:
 - revolut:   doc recipe, Revolut's own reference Python (payload `v1.{timestamp}.{body}`, 5-minute
              tolerance), https://developer.revolut.com/docs/guides/manage-accounts/webhooks/verify-the-payload-signature
              (its example secret and payload are used for the first vector).
-- paystack:  doc recipe, Paystack's published snippet (hex HMAC-SHA512 of the raw body),
+- paystack:  PyPI pypaystack2 3.4.0, `PaystackClient.is_verified_webhook_payload`, which follows
+             Paystack's published snippet (hex HMAC-SHA512 of the raw body with the secret key),
              https://paystack.com/docs/payments/webhooks/#verify-event-origin
-             (PaystackOSS/doc-code-snippets src/doc/payments/webhooks/verifying-transaction/index.js).
 - mollie:    Mollie's official PHP SDK, mollie/mollie-api-php src/Webhooks/SignatureValidator.php
              (X-Mollie-Signature, optional `sha256=` prefix, hex HMAC-SHA256 of the body, any configured
              secret), ported line for line below (no PHP runtime or Packagist here); Mollie's docs:
@@ -181,13 +181,32 @@ def body_hmac(provider, header, alg, enc, prefix, s1, s2, body, tampered, extra=
 
 
 def paystack():
+    from pypaystack2 import PaystackClient
+
+    p = "paystack"
+    s1, s2 = "sk_test_cat1a5b6c7d8e9f0", "sk_test_cat1previous00"
     body = (b'{"event":"charge.success","data":{"id":302961,"domain":"live","status":"success",'
             b'"reference":"qTPrJoy9Bx","amount":10000,"currency":"NGN","customer":{"email":"bojack@horsinaround.com"}}}')
-    body_hmac("paystack", "x-paystack-signature", S512, "hex", "", "sk_test_cat1a5b6c7d8e9f0", "sk_test_cat1previous00",
-              body, body.replace(b"10000", b"90000"),
-              [("sha256 instead of sha512", lambda sig: [["x-paystack-signature",
-                                                          hexmac(S256, "sk_test_cat1a5b6c7d8e9f0", body)]], body,
-                "invalid")])
+
+    def oracle(secrets, headers, b, now):
+        got = hdict(headers).get("x-paystack-signature")
+        if got is None:
+            return False
+        return any_secret(secrets, lambda s: PaystackClient(secret_key=s).is_verified_webhook_payload(b, got))
+
+    def case(name, secrets, hs, b, expect):
+        add(p, name, secrets, hs, b, NOW, expect, oracle(secrets, hs, b, NOW))
+
+    good = hexmac(S512, s1, body)
+    case("valid", [s1], [["x-paystack-signature", good]], body, "valid")
+    case("valid with the second of two configured secret keys", [s1, s2],
+         [["x-paystack-signature", hexmac(S512, s2, body)]], body, "valid")
+    case("wrong secret key", [s1], [["x-paystack-signature", hexmac(S512, s2, body)]], body, "invalid")
+    case("tampered body", [s1], [["x-paystack-signature", good]], body.replace(b"10000", b"90000"), "invalid")
+    case("missing signature", [s1], [], body, "invalid")
+    case("empty signature", [s1], [["x-paystack-signature", ""]], body, "invalid")
+    case("truncated signature", [s1], [["x-paystack-signature", truncate(good)]], body, "invalid")
+    case("sha256 instead of sha512", [s1], [["x-paystack-signature", hexmac(S256, s1, body)]], body, "invalid")
 
 
 def mollie():
