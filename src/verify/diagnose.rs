@@ -159,7 +159,7 @@ fn explain(v: &Verifier, input: &Input<'_>, macs: &mut usize) -> Vec<String> {
     // Another encoding of the same digest.
     let other = match p.encoding {
         Encoding::Hex => Encoding::Base64,
-        Encoding::Base64 => Encoding::Hex,
+        Encoding::Base64 | Encoding::Base64url => Encoding::Hex,
     };
     if let Some(i) = first_match(&normal, &decode_all(v, &value, other)) {
         hints.push(format!(

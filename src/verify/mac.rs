@@ -18,6 +18,15 @@ const B64_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
         .with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// URL-safe base64 (RFC 4648 §5) that accepts values with or without `=` padding; written
+/// without padding, as JWS and most providers do.
+const B64URL_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 /// The MAC algorithm a profile signs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -57,6 +66,8 @@ pub enum Encoding {
     Hex,
     /// Standard base64, with or without padding.
     Base64,
+    /// URL-safe base64 (`-` and `_`), with or without padding.
+    Base64url,
 }
 
 impl Encoding {
@@ -64,6 +75,7 @@ impl Encoding {
         match self {
             Encoding::Hex => "hex",
             Encoding::Base64 => "base64",
+            Encoding::Base64url => "base64url",
         }
     }
 
@@ -72,6 +84,7 @@ impl Encoding {
         match self {
             Encoding::Hex => hex::encode(digest),
             Encoding::Base64 => B64_ANY_PAD.encode(digest),
+            Encoding::Base64url => B64URL_ANY_PAD.encode(digest),
         }
     }
 
@@ -87,12 +100,13 @@ impl Encoding {
                 hex::decode_to_slice(value, &mut out[..n]).ok()?;
                 Some(n)
             }
-            Encoding::Base64 => {
+            Encoding::Base64 | Encoding::Base64url => {
                 // 88 base64 characters decode to at most 66 bytes, which fits `out`.
                 if value.is_empty() || value.len() > 88 {
                     return None;
                 }
-                B64_ANY_PAD.decode_slice(value, &mut out[..]).ok()
+                let engine = if self == Encoding::Base64 { &B64_ANY_PAD } else { &B64URL_ANY_PAD };
+                engine.decode_slice(value, &mut out[..]).ok()
             }
         }
     }
@@ -314,6 +328,20 @@ mod tests {
         assert_eq!(Encoding::Base64.decode(b"AAE", &mut out), Some(2));
         assert_eq!(Encoding::Base64.decode(b"!!!not-base64!!!", &mut out), None);
         assert_eq!(Encoding::Base64.decode(&[b'A'; 200], &mut out), None);
+    }
+
+    #[test]
+    fn base64url_uses_the_url_safe_alphabet_with_or_without_padding() {
+        let mut out = [0u8; MAX_DIGEST + 8];
+        // 0xfb 0xff encodes as "+/8=" in standard base64 and "-_8" in base64url.
+        assert_eq!(Encoding::Base64url.encode(&[0xfb, 0xff]), "-_8");
+        assert_eq!(Encoding::Base64url.decode(b"-_8", &mut out), Some(2));
+        assert_eq!(&out[..2], &[0xfb, 0xff]);
+        assert_eq!(Encoding::Base64url.decode(b"-_8=", &mut out), Some(2));
+        assert_eq!(Encoding::Base64url.decode(b"+/8=", &mut out), None);
+        assert_eq!(Encoding::Base64.decode(b"-_8=", &mut out), None);
+        assert_eq!(Encoding::Base64url.decode(b"", &mut out), None);
+        assert_eq!(Encoding::Base64url.decode(&[b'A'; 200], &mut out), None);
     }
 
     #[test]
