@@ -60,7 +60,8 @@ fn explain(v: &Verifier, input: &Input<'_>, macs: &mut usize) -> Vec<String> {
     let mut out = Vec::new();
     if p.canonical == Some(Canonical::Adyen)
         || p.signature_json.is_some()
-        || p.algorithm == Algorithm::Ed25519
+        || p.algorithm.is_public_key()
+        || p.jwt.is_some()
     {
         out.push(format!("signature read from {}", p.signature_place()));
         for (i, e) in v.expires.iter().enumerate() {

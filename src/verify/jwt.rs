@@ -283,4 +283,47 @@ mod tests {
         let upper = t(format!(r#"{{"iss":"netlify","sha256":"{}","iat":1000}}"#, hash.to_uppercase()));
         assert_eq!(run(&r, &upper, b"x", 1000), Ok(1));
     }
+
+    #[test]
+    fn the_loader_refuses_jwt_profiles_that_do_not_bind_the_body() {
+        use super::super::profile::Profile;
+        let load = |sig: &str, extra: &str| {
+            Profile::from_yaml("x.yaml", &format!("name: x\nsignature: {{headers: [A], {sig}}}\n{extra}"))
+        };
+        let jwt = "algorithm: jwt-hs256, jwt: {body_hash: {claim: h, algorithm: sha256, encoding: hex}}";
+        let p = load(jwt, "").unwrap();
+        assert_eq!(p.jwt.as_ref().map(|j| j.body_hash_claim.as_str()), Some("h"));
+        let refused = |sig: &str, extra: &str, why: &str| {
+            let e = load(sig, extra).unwrap_err();
+            assert!(e.message.contains(why), "{why}: {e}");
+        };
+        refused("algorithm: jwt-hs256", "", "needs a jwt block");
+        refused("algorithm: jwt-hs256, jwt: {issuer: x}", "", "body_hash");
+        refused(&format!("{jwt}, encoding: hex"), "", "leave it out");
+        refused(&format!("{jwt}, payload: '{{timestamp}}{{body}}'"), "timestamp: {header: T}", "payload");
+        refused(jwt, "secret: pem", "do not go with");
+        refused(
+            "algorithm: hmac-sha256, encoding: hex, jwt: {body_hash: {claim: h, algorithm: sha256, encoding: hex}}",
+            "",
+            "belongs to the jwt-hs256",
+        );
+        refused(
+            "algorithm: jwt-hs256, jwt: {body_hash: {claim: h, algorithm: md5, encoding: hex}}",
+            "",
+            "md5",
+        );
+        refused(
+            "algorithm: jwt-hs256, jwt: {alg: none, body_hash: {claim: h, algorithm: sha256, encoding: hex}}",
+            "",
+            "alg",
+        );
+        // Public-key algorithms take public keys only, and HMAC never takes one.
+        refused("algorithm: ecdsa-p256-sha256, encoding: base64", "", "do not go with");
+        refused("algorithm: rsa-sha256, encoding: base64", "secret: ed25519-hex", "do not go with");
+        refused("algorithm: hmac-sha256, encoding: hex", "secret: spki-base64", "do not go with");
+        refused("algorithm: ed25519, encoding: hex", "secret: raw", "do not go with");
+        refused("algorithm: hmac-sha256", "", "encoding is needed");
+        assert!(load("algorithm: ed25519, encoding: hex", "secret: ed25519-hex").is_ok());
+        assert!(load("algorithm: rsa-sha256, encoding: base64", "secret: pem").is_ok());
+    }
 }
