@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generates tests/vectors/catalog-asym.json: vectors for the public-key and JWT profiles
-(sendgrid, discord, telnyx, wise, netlify, vonage), each verdict given by an oracle outside
+(sendgrid, discord, telnyx, wise, netlify, vonage) and sanity, each verdict given by an oracle outside
 portcullis. Keys are fixed below (test keys, never used anywhere else); ECDSA uses
 deterministic signing (RFC 6979), so the output is the same on every run.
 
@@ -22,10 +22,14 @@ Oracles (versions pinned in tests/vectors/requirements-asym.txt):
 - vonage: PyPI `vonage-jwt` 1.1.5 `vonage_jwt.verify_jwt.verify_signature`, then `payload_hash`
   compared with the body's SHA-256 and `iat` with the clock (300 s), as Vonage's docs say
   (https://developer.vonage.com/en/getting-started/concepts/webhooks#validating-signed-webhooks).
+- sanity: npm `@sanity/webhook` 4.0.4 (tests/vectors/npm-asym, `npm ci` there first):
+  `encodeSignatureHeader` signs and `isValidSignature` judges, through
+  tests/vectors/npm-asym/sanity-oracle.js. The helper checks no time; stale/future vectors add
+  the profile's 300 s window, as for discord.
 
 usage: /work/venv/bin/python tests/vectors/gen_asym.py > tests/vectors/catalog-asym.json
 """
-import base64, datetime, hashlib, json, sys, warnings
+import base64, datetime, hashlib, json, os, subprocess, sys, warnings
 from unittest import mock
 
 import jwt as pyjwt
@@ -351,11 +355,58 @@ def vonage():
                 "now": NOW, "expect": "invalid"})
 
 
+# ---------------------------------------------------------------------------------------------
+# Sanity: HMAC-SHA256, base64url, t=<ms>,v1=<sig>.
+
+NPM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "npm-asym")
+
+
+def sanity_node(req):
+    r = subprocess.run(["node", "sanity-oracle.js"], cwd=NPM_DIR, input=json.dumps(req), capture_output=True,
+                       text=True, check=True)
+    return json.loads(r.stdout)
+
+
+def sanity():
+    secret = "sanity-webhook-secret"
+    body = b'{"_id":"movie_123","_type":"movie","title":"Alien","_rev":"r1"}'
+
+    def sign(ts_ms, b=body, key=secret):
+        return sanity_node({"op": "sign", "body": b.decode(), "timestamp": ts_ms, "secret": key})["header"]
+
+    def oracle(header, b, now, key):
+        if not sanity_node({"op": "verify", "body": b.decode(), "header": header, "secret": key})["valid"]:
+            return False
+        return in_window(int(header.split(",")[0][2:]) // 1000, now)
+
+    def case(name, header, b=body, secrets=(secret,), want="invalid"):
+        headers = ([["sanity-webhook-signature", header]] if header is not None else [])
+        headers.append(["idempotency-key", "idem-movie_123-r1"])
+        ok = header is not None and any(oracle(header, b, NOW, k) for k in secrets)
+        vec(name, "sanity", list(secrets), headers, b, NOW, ok, want)
+
+    ts = (NOW - 4) * 1000 + 250
+    good = sign(ts)
+    case("valid", good, want="valid")
+    case("valid, rotated secret", good, secrets=("older-secret", secret), want="valid")
+    case("valid, 300 s old", sign((NOW - 300) * 1000), want="valid")
+    case("wrong secret", sign(ts, key="wrong"))
+    case("tampered body", good, b=body.replace(b"Alien", b"Aliens"))
+    case("missing signature", None)
+    case("empty signature", "")
+    case("truncated signature", good[:-3])
+    case("standard base64 alphabet", good.replace("-", "+").replace("_", "/") if ("-" in good or "_" in good)
+         else good[:-1] + "+")
+    case("stale timestamp", sign((NOW - 301) * 1000))
+    case("future timestamp", sign((NOW + 302) * 1000))
+
+
 sendgrid()
 discord()
 telnyx()
 wise()
 netlify()
 vonage()
+sanity()
 json.dump(out, sys.stdout, indent=1)
 sys.stdout.write("\n")
