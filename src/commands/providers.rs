@@ -2,6 +2,7 @@
 
 use super::Usage;
 use crate::verify::profile::{Profile, ProfileSet};
+use crate::verify::security::Security;
 use http::{HeaderName, Method};
 use std::path::Path;
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ pub fn run(json: bool, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
         crate::outln!("{}", serde_json::to_string_pretty(&list)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<[String; 6]> = set
+    let rows: Vec<[String; 7]> = set
         .iter()
         .map(|p| {
             [
@@ -26,11 +27,12 @@ pub fn run(json: bool, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
                 p.encoding.name().to_string(),
                 p.timestamp.as_ref().map(|t| t.describe()).unwrap_or_else(|| "none".into()),
                 p.id.describe(),
+                Security::of(p).summary(),
             ]
         })
         .collect();
-    let head = ["NAME", "HEADER", "ALGORITHM", "ENCODING", "TIMESTAMP", "ID"].map(String::from);
-    let mut widths = [0usize; 6];
+    let head = ["NAME", "HEADER", "ALGORITHM", "ENCODING", "TIMESTAMP", "ID", "PROTECTS"].map(String::from);
+    let mut widths = [0usize; 7];
     for r in std::iter::once(&head).chain(rows.iter()) {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
@@ -61,6 +63,8 @@ struct ProfileJson<'a> {
     nonce: Option<&'a str>,
     handshake: Option<crate::verify::profile::Handshake>,
     order_by: Option<&'a str>,
+    /// What the scheme protects against: integrity, replay window, whether the id is signed.
+    security: Security,
 }
 
 #[derive(serde::Serialize)]
@@ -156,6 +160,7 @@ impl<'a> ProfileJson<'a> {
             nonce: p.replay.as_ref().map(|j| j.as_str()),
             handshake: p.handshake,
             order_by: p.order_by.as_ref().map(|j| j.as_str()),
+            security: Security::of(p),
         }
     }
 }

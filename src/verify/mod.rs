@@ -9,7 +9,8 @@
 //! - [`profile`]: provider profiles (YAML, built-ins from `providers/`), the data a
 //!   [`Verifier`] is built from;
 //! - [`canonical`]: schemes that sign a canonical form of the body;
-//! - [`diagnose`]: why a signature did not match, for logs and `verify --explain`.
+//! - [`diagnose`]: why a signature did not match, for logs and `verify --explain`;
+//! - [`security`]: what a profile's scheme protects against, derived from the profile.
 //!
 //! The dependencies point one way: `profile` is built from `header`, `mac` and `template`;
 //! this module and `diagnose` read `profile`; nothing here reads a module outside `verify/`
@@ -22,6 +23,7 @@ pub mod header;
 pub mod jwt;
 pub mod mac;
 pub mod profile;
+pub mod security;
 pub mod template;
 
 use crate::jsonptr::{LookupError, Pointer};

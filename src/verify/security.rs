@@ -1,0 +1,144 @@
+//! What a profile's scheme protects against, derived from the profile itself (never written
+//! by hand, so it cannot drift from what is verified): whether the body's integrity is
+//! checked, how long a captured request could be replayed, and whether the idempotency key
+//! comes from signed data. `portcullis providers` prints it and the docs quote it.
+
+use super::profile::{Canonical, IdSource, Profile, TimestampSource};
+use super::template::Segment;
+use serde::Serialize;
+
+/// How much of the request the signature binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Integrity {
+    /// Every byte of the body (and whatever else the template names).
+    Body,
+    /// Each item of a batch is signed on its own, over named fields of the item.
+    Fields,
+    /// Only the sender is authenticated (a shared token or password): the body, the time and
+    /// the id are not protected at all.
+    None,
+}
+
+/// The security properties of one profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct Security {
+    pub integrity: Integrity,
+    /// Seconds a captured request stays acceptable, when a signed timestamp is checked;
+    /// `None` when nothing but the idempotency key stops a replay.
+    pub replay_window_secs: Option<u64>,
+    /// Whether a signed one-time value is remembered (a nonce).
+    pub nonce: bool,
+    /// Whether the idempotency key comes from data the signature covers.
+    pub id_signed: bool,
+    /// Plain sentences for people, worst first.
+    pub notes: Vec<String>,
+}
+
+impl Security {
+    pub fn of(p: &Profile) -> Security {
+        let payload = &p.payload;
+        let integrity = if p.canonical == Some(Canonical::Adyen) {
+            Integrity::Fields
+        } else if payload.uses(&Segment::Body) || p.signature_json.is_some() || p.canonical.is_some() {
+            Integrity::Body
+        } else {
+            Integrity::None
+        };
+        let replay_window_secs = p.timestamp.as_ref().filter(|t| t.check).map(|t| t.tolerance.as_secs());
+        let id_signed = match &p.id {
+            IdSource::Header(_) => payload.uses(&Segment::Id),
+            IdSource::Json(_) | IdSource::BodySha256 => integrity != Integrity::None,
+        };
+        let mut notes = Vec::new();
+        if integrity == Integrity::None {
+            notes.push(
+                "No integrity: a shared token authenticates the sender, but the body is not signed, \
+                 so anyone who sees one request can send any body."
+                    .to_string(),
+            );
+        }
+        match (replay_window_secs, p.replay.is_some()) {
+            (Some(w), _) => notes.push(format!(
+                "Replay window: a captured request is refused {w} s after it was signed; within it, \
+                 the idempotency key stops a second delivery."
+            )),
+            (None, true) => notes.push(
+                "No signed timestamp is checked, but a signed one-time token is remembered: a replay \
+                 is refused for as long as the store keeps it."
+                    .to_string(),
+            ),
+            (None, false) => {
+                let unsigned_ts = p.timestamp.as_ref().is_some_and(|t| !t.check);
+                notes.push(format!(
+                    "No replay window{}: a captured request can be replayed later, and only the \
+                     idempotency key (kept for the route's ttl) stops it.",
+                    if unsigned_ts {
+                        " (the timestamp sent is not signed, so it is not checked)"
+                    } else {
+                        ""
+                    }
+                ))
+            }
+        }
+        if !id_signed {
+            notes.push(match &p.id {
+                IdSource::Header(h) => format!(
+                    "The event id comes from the unsigned header {h}: a captured body sent again under \
+                     a new id is not recognised as a duplicate."
+                ),
+                _ => "The event id is not covered by any signature.".to_string(),
+            });
+        }
+        if matches!(p.timestamp.as_ref().map(|t| &t.source), Some(TimestampSource::Json(_)))
+            && replay_window_secs.is_none()
+        {
+            notes
+                .push("The body's timestamp is an event time repeated by retries; it is not checked.".into());
+        }
+        Security { integrity, replay_window_secs, nonce: p.replay.is_some(), id_signed, notes }
+    }
+
+    /// One short cell for the providers table.
+    pub fn summary(&self) -> String {
+        let integrity = match self.integrity {
+            Integrity::Body => "body",
+            Integrity::Fields => "fields",
+            Integrity::None => "NONE",
+        };
+        let replay = match (self.replay_window_secs, self.nonce) {
+            (Some(w), _) => format!("±{w}s"),
+            (None, true) => "nonce".into(),
+            (None, false) => "none".into(),
+        };
+        format!("{integrity}, replay {replay}, id {}", if self.id_signed { "signed" } else { "unsigned" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::profile::ProfileSet;
+
+    fn of(name: &str) -> Security {
+        Security::of(ProfileSet::builtin().get(name).unwrap())
+    }
+
+    #[test]
+    fn properties_follow_from_the_scheme() {
+        let stripe = of("stripe");
+        assert_eq!(stripe.integrity, Integrity::Body);
+        assert_eq!(stripe.replay_window_secs, Some(300));
+        assert!(stripe.id_signed);
+        let paymento = of("paymento");
+        assert_eq!(paymento.replay_window_secs, None);
+        assert!(paymento.notes.iter().any(|n| n.contains("not signed")), "{:?}", paymento.notes);
+        let twilio = of("twilio");
+        assert!(!twilio.id_signed);
+        assert!(twilio.summary().contains("id unsigned"));
+        let sw = of("standard-webhooks");
+        assert!(sw.id_signed, "the id header is in the signed payload");
+        assert_eq!(of("adyen").integrity, Integrity::Fields);
+        assert!(of("mailgun").nonce);
+    }
+}
