@@ -95,8 +95,9 @@ pub enum DeadCommand {
 pub struct VerifyArgs {
     #[arg(long)]
     pub provider: String,
-    /// A secret to try; repeat for several.
-    #[arg(long = "secret", required = true)]
+    /// A secret to try (for public-key schemes, the provider's public key as published, PEM
+    /// included); repeat for several.
+    #[arg(long = "secret", required = true, allow_hyphen_values = true)]
     pub secrets: Vec<String>,
     /// A request header, "Name: value"; repeat for several.
     #[arg(long = "header")]
@@ -125,7 +126,7 @@ pub struct VerifyArgs {
 pub struct SignArgs {
     #[arg(long)]
     pub provider: String,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub secret: String,
     /// Event id, for schemes that sign or send one in a header (default: random).
     #[arg(long)]

@@ -12,9 +12,10 @@ use proptest::test_runner::{Config, TestRunner};
 const NOW: u64 = 1_796_025_600;
 const URL: &str = "https://hooks.example.com/x";
 
-fn secrets(p: &Profile) -> (String, String) {
+/// A (verifying, signing) pair; `None` for public keys portcullis cannot sign with.
+fn secrets(p: &Profile) -> Option<(String, String)> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    match p.secret {
+    Some(match p.secret {
         SecretEncoding::Raw => ("prop-secret".into(), "prop-secret".into()),
         SecretEncoding::WhsecBase64 => ("whsec_cHJvcC1zZWNyZXQ=".into(), "whsec_cHJvcC1zZWNyZXQ=".into()),
         SecretEncoding::Hex => ("0badc0de".into(), "0badc0de".into()),
@@ -25,7 +26,11 @@ fn secrets(p: &Profile) -> (String, String) {
                 format!("whsk_{}", b64.encode(sk.to_bytes())),
             )
         }
-    }
+        SecretEncoding::Ed25519Hex
+        | SecretEncoding::Ed25519Base64
+        | SecretEncoding::SpkiBase64
+        | SecretEncoding::Pem => return None,
+    })
 }
 
 fn verifier(p: &Profile, s: &str) -> Verifier {
@@ -85,7 +90,7 @@ fn with_signature(
             let n = p.encoding.decode(sig.as_bytes(), &mut buf).unwrap();
             let new = match p.encoding {
                 Encoding::Hex => hex::encode(f(&buf[..n])),
-                Encoding::Base64 => p.encoding.encode(&f(&buf[..n])),
+                Encoding::Base64 | Encoding::Base64url => p.encoding.encode(&f(&buf[..n])),
             };
             (k.clone(), v.replacen(sig, &new, 1))
         })
@@ -97,7 +102,7 @@ fn every_profile_signs_then_verifies_and_refuses_single_bit_flips() {
     let set = ProfileSet::builtin();
     let mut covered = 0;
     for p in set.iter().filter(|p| !p.headers.is_empty()) {
-        let (verify_with, sign_with) = secrets(p);
+        let Some((verify_with, sign_with)) = secrets(p) else { continue };
         let v = verifier(p, &verify_with);
         let signer = verifier(p, &sign_with);
         let signs_body = p.payload.uses(&portcullis::verify::template::Segment::Body);
@@ -119,9 +124,12 @@ fn every_profile_signs_then_verifies_and_refuses_single_bit_flips() {
                     let flipped = flip(&body, bit);
                     prop_assert!(!verifies(&v, &headers, &flipped), "{}: body bit {} flipped", p.name, bit);
                 }
-                let sig_bit = bit % (p.algorithm.digest_len() * 8);
-                let bad = with_signature(p, &headers, |d| flip(d, sig_bit));
-                prop_assert!(!verifies(&v, &bad, &body), "{}: signature bit {} flipped", p.name, sig_bit);
+                // A JWT is not one encoded signature; its refusals are jwt.rs's tests.
+                if p.jwt.is_none() {
+                    let sig_bit = bit % (p.algorithm.signature_len().end() * 8);
+                    let bad = with_signature(p, &headers, |d| flip(d, sig_bit));
+                    prop_assert!(!verifies(&v, &bad, &body), "{}: signature bit {} flipped", p.name, sig_bit);
+                }
                 if signed_ts {
                     let ts = NOW.to_string();
                     let flipped_ts =

@@ -21,6 +21,16 @@ fn verifiers() -> &'static Vec<Verifier> {
                     portcullis::verify::mac::SecretEncoding::Ed25519 => {
                         "whpk_O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik="
                     }
+                
+                    portcullis::verify::mac::SecretEncoding::Ed25519Hex => "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29",
+                    portcullis::verify::mac::SecretEncoding::Ed25519Base64 => {
+                        "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik="
+                    }
+                    portcullis::verify::mac::SecretEncoding::SpkiBase64 => {
+                        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE+aAlWsEGHwnmaSkk7YvJz9ZswGimqegmxMq/oaTXB/zZcBcYxyRAzcmv6NvmcJnBkmfatFxTBvX7gBREbQAubg=="
+                    }
+                    // The RSA test key of tests/vectors/gen_asym.py, on one line.
+                    portcullis::verify::mac::SecretEncoding::Pem => "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA0fLUdU2jF+JRtuCd3MuC\npZuSN+0uTZMhMZBUtoSOps8R3FFIr0MpQ/Cp6heOBDs2ze2Dn8+QGqCRbdBN2RfS\nWdut9dSLhYVoikuHIxwGlkFWBQ7ULs20Cc1LkW6FWyeuQuLabOjx8ZaJTQ+rHQ27\n9Bqo1DQ965HtXFTxnRSmR7iOmVq+y3CAiv9pP1sNze/T7FZ6kyY1dYonFXtCmnK/\nSIJSDwa0jBNg9Q+la1hPyaxzus2sfkaGjNFW+cJkIpV5jR0oqJa7HBML3tK/Ll78\nns6Qt/NuiLTZJHqwqO/a357+KZxHbOXGK/Njihp8aQNKP/bi9D/XiQGvbhzhmzrb\nLwIDAQAB\n-----END PUBLIC KEY-----",
                 };
                 Verifier::new(p.clone(), &[Secret::from(secret.to_string())], None).ok()
             })

@@ -9,6 +9,14 @@ use std::process::ExitCode;
 pub fn run(args: SignArgs) -> anyhow::Result<ExitCode> {
     let SignArgs { provider, secret, id, timestamp, method, url, body_file, providers_dir } = args;
     let profile = lookup_profile(&provider, providers_dir.as_deref())?;
+    if profile.algorithm.is_public_key() && profile.secret != crate::verify::mac::SecretEncoding::Ed25519 {
+        return Err(Usage(format!(
+            "provider '{provider}' signs with its private key ({}); --secret would be its public key, \
+             which can only verify: portcullis cannot sign for this provider",
+            profile.algorithm.name()
+        ))
+        .into());
+    }
     let verifier =
         Verifier::new(profile, &[Secret::from(secret)], None).map_err(|e| Usage(format!("--secret: {e}")))?;
     let body = read_body(body_file.as_deref())?;

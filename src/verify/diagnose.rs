@@ -60,7 +60,8 @@ fn explain(v: &Verifier, input: &Input<'_>, macs: &mut usize) -> Vec<String> {
     let mut out = Vec::new();
     if p.canonical == Some(Canonical::Adyen)
         || p.signature_json.is_some()
-        || p.algorithm == Algorithm::Ed25519
+        || p.algorithm.is_public_key()
+        || p.jwt.is_some()
     {
         out.push(format!("signature read from {}", p.signature_place()));
         for (i, e) in v.expires.iter().enumerate() {
@@ -159,7 +160,7 @@ fn explain(v: &Verifier, input: &Input<'_>, macs: &mut usize) -> Vec<String> {
     // Another encoding of the same digest.
     let other = match p.encoding {
         Encoding::Hex => Encoding::Base64,
-        Encoding::Base64 => Encoding::Hex,
+        Encoding::Base64 | Encoding::Base64url => Encoding::Hex,
     };
     if let Some(i) = first_match(&normal, &decode_all(v, &value, other)) {
         hints.push(format!(

@@ -1,5 +1,5 @@
-//! Keys (HMAC, and Ed25519 for Standard Webhooks' `v1a`), digests, and the decoding of
-//! signature values, compared in constant time.
+//! Keys (HMAC; Ed25519, ECDSA P-256 and RSA public keys, see [`super::asymmetric`]),
+//! digests, and the decoding of signature values, compared in constant time.
 
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
@@ -10,11 +10,23 @@ use subtle::ConstantTimeEq;
 /// Largest digest we produce (SHA-512).
 pub const MAX_DIGEST: usize = 64;
 
+/// Largest signature we read (RSA-4096).
+pub const MAX_SIGNATURE: usize = 512;
+
 /// Standard base64 that accepts values with or without `=` padding.
 const B64_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new()
         .with_encode_padding(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// URL-safe base64 (RFC 4648 §5) that accepts values with or without `=` padding; written
+/// without padding, as JWS and most providers do.
+const B64URL_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
         .with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
@@ -27,15 +39,41 @@ pub enum Algorithm {
     HmacSha512,
     /// Ed25519 signatures; the route's "secrets" are public keys.
     Ed25519,
+    /// ECDSA on P-256 over SHA-256, a DER signature; the route's "secrets" are public keys.
+    EcdsaP256Sha256,
+    /// RSA PKCS#1 v1.5 over SHA-256; the route's "secrets" are public keys.
+    RsaSha256,
+    /// A JWT (JWS compact) signed with HMAC-SHA256, whose claims bind the body by its hash.
+    JwtHs256,
 }
 
 impl Algorithm {
-    pub fn digest_len(self) -> usize {
+    /// The lengths a decoded signature may have: one for MACs and Ed25519, a range for DER
+    /// ECDSA (8 to 72 bytes) and RSA (a 2048- to 4096-bit modulus).
+    pub fn signature_len(self) -> std::ops::RangeInclusive<usize> {
         match self {
-            Algorithm::HmacSha1 => 20,
-            Algorithm::HmacSha256 => 32,
-            Algorithm::HmacSha512 => 64,
-            Algorithm::Ed25519 => 64,
+            Algorithm::HmacSha1 => 20..=20,
+            Algorithm::HmacSha256 | Algorithm::JwtHs256 => 32..=32,
+            Algorithm::HmacSha512 | Algorithm::Ed25519 => 64..=64,
+            Algorithm::EcdsaP256Sha256 => 8..=72,
+            Algorithm::RsaSha256 => 256..=MAX_SIGNATURE,
+        }
+    }
+
+    /// True for algorithms verified with a public key, which cannot sign.
+    pub fn is_public_key(self) -> bool {
+        matches!(self, Algorithm::Ed25519 | Algorithm::EcdsaP256Sha256 | Algorithm::RsaSha256)
+    }
+
+    /// Whether a key written as `secret` suits this algorithm.
+    pub fn accepts(self, secret: SecretEncoding) -> bool {
+        use SecretEncoding as S;
+        match self {
+            Algorithm::HmacSha1 | Algorithm::HmacSha256 | Algorithm::HmacSha512 | Algorithm::JwtHs256 => {
+                matches!(secret, S::Raw | S::WhsecBase64 | S::Hex)
+            }
+            Algorithm::Ed25519 => matches!(secret, S::Ed25519 | S::Ed25519Hex | S::Ed25519Base64),
+            Algorithm::EcdsaP256Sha256 | Algorithm::RsaSha256 => matches!(secret, S::SpkiBase64 | S::Pem),
         }
     }
 
@@ -45,6 +83,9 @@ impl Algorithm {
             Algorithm::HmacSha256 => "hmac-sha256",
             Algorithm::HmacSha512 => "hmac-sha512",
             Algorithm::Ed25519 => "ed25519",
+            Algorithm::EcdsaP256Sha256 => "ecdsa-p256-sha256",
+            Algorithm::RsaSha256 => "rsa-sha256",
+            Algorithm::JwtHs256 => "jwt-hs256",
         }
     }
 }
@@ -57,6 +98,8 @@ pub enum Encoding {
     Hex,
     /// Standard base64, with or without padding.
     Base64,
+    /// URL-safe base64 (`-` and `_`), with or without padding.
+    Base64url,
 }
 
 impl Encoding {
@@ -64,6 +107,7 @@ impl Encoding {
         match self {
             Encoding::Hex => "hex",
             Encoding::Base64 => "base64",
+            Encoding::Base64url => "base64url",
         }
     }
 
@@ -72,27 +116,29 @@ impl Encoding {
         match self {
             Encoding::Hex => hex::encode(digest),
             Encoding::Base64 => B64_ANY_PAD.encode(digest),
+            Encoding::Base64url => B64URL_ANY_PAD.encode(digest),
         }
     }
 
     /// Decodes a received signature value into `out`, returning the decoded length.
-    /// Anything that is not cleanly decodable, or too long to be a digest, is `None`.
-    pub fn decode(self, value: &[u8], out: &mut [u8; MAX_DIGEST + 8]) -> Option<usize> {
+    /// Anything that is not cleanly decodable, or too long for `out`, is `None`.
+    pub fn decode(self, value: &[u8], out: &mut [u8]) -> Option<usize> {
         match self {
             Encoding::Hex => {
-                if value.is_empty() || !value.len().is_multiple_of(2) || value.len() > 2 * MAX_DIGEST {
+                if value.is_empty() || !value.len().is_multiple_of(2) || value.len() > 2 * out.len() {
                     return None;
                 }
                 let n = value.len() / 2;
                 hex::decode_to_slice(value, &mut out[..n]).ok()?;
                 Some(n)
             }
-            Encoding::Base64 => {
-                // 88 base64 characters decode to at most 66 bytes, which fits `out`.
-                if value.is_empty() || value.len() > 88 {
+            Encoding::Base64 | Encoding::Base64url => {
+                // Bounded before decoding; `decode_slice` refuses what would not fit `out`.
+                if value.is_empty() || value.len() > (out.len() / 3 + 1) * 4 {
                     return None;
                 }
-                B64_ANY_PAD.decode_slice(value, &mut out[..]).ok()
+                let engine = if self == Encoding::Base64 { &B64_ANY_PAD } else { &B64URL_ANY_PAD };
+                engine.decode_slice(value, &mut out[..]).ok()
             }
         }
     }
@@ -112,6 +158,15 @@ pub enum SecretEncoding {
     /// An Ed25519 key: `whpk_` + base64 public key to verify, or `whsk_` + base64 secret
     /// key (32-byte seed or 64-byte keypair) to sign (Standard Webhooks `v1a`).
     Ed25519,
+    /// An Ed25519 public key as 64 hex characters (Discord).
+    Ed25519Hex,
+    /// An Ed25519 public key as base64 of its 32 bytes (Telnyx).
+    Ed25519Base64,
+    /// A public key as base64 of its DER SubjectPublicKeyInfo, without PEM armour (SendGrid).
+    SpkiBase64,
+    /// A PEM public key: `BEGIN PUBLIC KEY` (SPKI) or, for RSA, `BEGIN RSA PUBLIC KEY`
+    /// (PKCS#1) (Wise). Line breaks may be real or written as `\n`.
+    Pem,
 }
 
 impl SecretEncoding {
@@ -121,6 +176,10 @@ impl SecretEncoding {
             SecretEncoding::WhsecBase64 => "whsec-base64",
             SecretEncoding::Hex => "hex",
             SecretEncoding::Ed25519 => "ed25519",
+            SecretEncoding::Ed25519Hex => "ed25519-hex",
+            SecretEncoding::Ed25519Base64 => "ed25519-base64",
+            SecretEncoding::SpkiBase64 => "spki-base64",
+            SecretEncoding::Pem => "pem",
         }
     }
 
@@ -140,6 +199,11 @@ impl SecretEncoding {
                     .ok_or("must start with whpk_ (public key) or whsk_ (secret key)")?;
                 B64_ANY_PAD.decode(b64).map_err(|_| "is not valid base64 after its prefix")?
             }
+            SecretEncoding::Ed25519Hex => hex::decode(secret.trim()).map_err(|_| "is not valid hex")?,
+            SecretEncoding::Ed25519Base64 | SecretEncoding::SpkiBase64 => {
+                B64_ANY_PAD.decode(secret.trim()).map_err(|_| "is not valid base64")?
+            }
+            SecretEncoding::Pem => super::asymmetric::pem_der(secret)?.1,
         };
         if bytes.is_empty() {
             return Err("is empty");
@@ -173,6 +237,10 @@ pub enum Key {
         /// Present only when the key was given as a secret key (`portcullis sign`).
         secret: Option<ed25519_dalek::SigningKey>,
     },
+    /// An ECDSA P-256 or RSA public key: verifies only.
+    Public(super::asymmetric::PublicKey),
+    /// The HMAC-SHA256 key of a JWT's signature (see [`super::jwt`]).
+    Jwt(Vec<u8>),
 }
 
 impl std::fmt::Debug for Key {
@@ -184,17 +252,26 @@ impl std::fmt::Debug for Key {
 impl Key {
     /// Builds a key from a configured secret string. Errors never contain the secret.
     pub fn from_secret(alg: Algorithm, encoding: SecretEncoding, secret: &str) -> Result<Key, &'static str> {
+        if !alg.accepts(encoding) {
+            return Err(match alg.is_public_key() {
+                true => "is not a public key of the kind the profile verifies with",
+                false => "is a public key, but the profile signs with a shared secret",
+            });
+        }
         let bytes = encoding.decode(secret)?;
-        if alg != Algorithm::Ed25519 {
-            if encoding == SecretEncoding::Ed25519 {
-                return Err("is an Ed25519 key, but the profile signs with HMAC");
+        match alg {
+            Algorithm::EcdsaP256Sha256 | Algorithm::RsaSha256 => {
+                let pem_label = match encoding {
+                    SecretEncoding::Pem => Some(super::asymmetric::pem_der(secret)?.0),
+                    _ => None,
+                };
+                return super::asymmetric::PublicKey::from_der(alg, pem_label, &bytes).map(Key::Public);
             }
-            return Ok(Key::Mac(MacKey::new(alg, &bytes)));
+            Algorithm::JwtHs256 => return Ok(Key::Jwt(bytes)),
+            Algorithm::Ed25519 => {}
+            _ => return Ok(Key::Mac(MacKey::new(alg, &bytes))),
         }
-        if encoding != SecretEncoding::Ed25519 {
-            return Err("must be an Ed25519 key (whpk_… or whsk_…)");
-        }
-        if secret.starts_with("whpk_") {
+        if encoding != SecretEncoding::Ed25519 || secret.starts_with("whpk_") {
             let raw: [u8; 32] = bytes.as_slice().try_into().map_err(|_| "is not a 32-byte public key")?;
             let public = ed25519_dalek::VerifyingKey::from_bytes(&raw)
                 .map_err(|_| "is not a valid Ed25519 public key")?;
@@ -226,6 +303,9 @@ impl Key {
                         .unwrap_or(false)
                 })
             }
+            Key::Public(k) => k.matches(parts, candidates),
+            // A JWT carries its own signed input; it is checked by `jwt::verify`.
+            Key::Jwt(_) => false,
         }
     }
 
@@ -238,6 +318,7 @@ impl Key {
                 let msg: Vec<u8> = parts.into_iter().flatten().copied().collect();
                 secret.as_ref().map(|s| s.sign(&msg).to_bytes().to_vec())
             }
+            Key::Public(_) | Key::Jwt(_) => None,
         }
     }
 }
@@ -264,10 +345,10 @@ impl MacKey {
         // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
         match alg {
             Algorithm::HmacSha1 => MacKey::Sha1(Hmac::new_from_slice(key).expect("hmac key")),
-            Algorithm::HmacSha256 => MacKey::Sha256(Hmac::new_from_slice(key).expect("hmac key")),
-            Algorithm::HmacSha512 | Algorithm::Ed25519 => {
-                MacKey::Sha512(Hmac::new_from_slice(key).expect("hmac key"))
+            Algorithm::HmacSha256 | Algorithm::JwtHs256 => {
+                MacKey::Sha256(Hmac::new_from_slice(key).expect("hmac key"))
             }
+            _ => MacKey::Sha512(Hmac::new_from_slice(key).expect("hmac key")),
         }
     }
 
@@ -303,7 +384,8 @@ mod tests {
         assert_eq!(Encoding::Hex.decode(b"abc", &mut out), None);
         assert_eq!(Encoding::Hex.decode(b"zz", &mut out), None);
         assert_eq!(Encoding::Hex.decode(b"", &mut out), None);
-        assert_eq!(Encoding::Hex.decode(&[b'a'; 130], &mut out), None);
+        // Longer than the buffer; whether a length suits the algorithm is the caller's check.
+        assert_eq!(Encoding::Hex.decode(&[b'a'; 2 * (MAX_DIGEST + 8) + 2], &mut out), None);
     }
 
     #[test]
@@ -314,6 +396,20 @@ mod tests {
         assert_eq!(Encoding::Base64.decode(b"AAE", &mut out), Some(2));
         assert_eq!(Encoding::Base64.decode(b"!!!not-base64!!!", &mut out), None);
         assert_eq!(Encoding::Base64.decode(&[b'A'; 200], &mut out), None);
+    }
+
+    #[test]
+    fn base64url_uses_the_url_safe_alphabet_with_or_without_padding() {
+        let mut out = [0u8; MAX_DIGEST + 8];
+        // 0xfb 0xff encodes as "+/8=" in standard base64 and "-_8" in base64url.
+        assert_eq!(Encoding::Base64url.encode(&[0xfb, 0xff]), "-_8");
+        assert_eq!(Encoding::Base64url.decode(b"-_8", &mut out), Some(2));
+        assert_eq!(&out[..2], &[0xfb, 0xff]);
+        assert_eq!(Encoding::Base64url.decode(b"-_8=", &mut out), Some(2));
+        assert_eq!(Encoding::Base64url.decode(b"+/8=", &mut out), None);
+        assert_eq!(Encoding::Base64.decode(b"-_8=", &mut out), None);
+        assert_eq!(Encoding::Base64url.decode(b"", &mut out), None);
+        assert_eq!(Encoding::Base64url.decode(&[b'A'; 200], &mut out), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! The built-in profiles are the files of `providers/`, compiled into the binary.
 
 use super::header::{Format, HeaderFormat};
+use super::jwt::{JwtRule, RawJwt};
 use super::mac::{Algorithm, Encoding, SecretEncoding};
 use super::template::{Segment, Template};
 use crate::jsonptr::Pointer;
@@ -94,7 +95,10 @@ struct RawSignature {
     /// Key of a timestamp embedded in the header (key-value format).
     timestamp_key: Option<String>,
     algorithm: Algorithm,
-    encoding: Encoding,
+    /// How the signature is written; not given for a JWT, which is base64url by definition.
+    encoding: Option<Encoding>,
+    /// For `algorithm: jwt-hs256`: the claims to check.
+    jwt: Option<RawJwt>,
     #[serde(default = "default_payload")]
     payload: String,
 }
@@ -195,6 +199,8 @@ pub struct Profile {
     pub algorithm: Algorithm,
     pub encoding: Encoding,
     pub payload: Template,
+    /// For JWT signatures: the claims that bind the body, the issuer and the times.
+    pub jwt: Option<JwtRule>,
     pub secret: SecretEncoding,
     pub timestamp: Option<TimestampRule>,
     pub id: IdSource,
@@ -355,10 +361,36 @@ impl RawProfile {
         if !payload.uses(&Segment::Body) && signature_json.is_none() && sig.canonical.is_none() {
             return Err("signature.payload must contain {body}".into());
         }
-        let is_ed25519 = sig.algorithm == Algorithm::Ed25519;
-        if is_ed25519 != (self.secret == SecretEncoding::Ed25519) {
-            return Err("secret: ed25519 keys go with the ed25519 algorithm, and only with it".into());
+        if !sig.algorithm.accepts(self.secret) {
+            return Err(format!(
+                "secret: {} keys do not go with the {} algorithm",
+                self.secret.name(),
+                sig.algorithm.name()
+            ));
         }
+        let (jwt, encoding) = match (sig.algorithm == Algorithm::JwtHs256, sig.jwt, sig.encoding) {
+            (true, Some(j), None) => {
+                // The token binds the body by its hash; nothing else may be signed or read.
+                if sig.payload != default_payload() || sig.format != Format::Raw || self.timestamp.is_some() {
+                    return Err("signature.jwt: a JWT signs its claims; payload, format and timestamp are                                 not used (its times are the iat/exp claims)"
+                        .into());
+                }
+                (Some(j.validate()?), Encoding::Base64url)
+            }
+            (true, None, _) => {
+                return Err(
+                    "signature.jwt: the jwt-hs256 algorithm needs a jwt block with its body_hash".into()
+                )
+            }
+            (true, Some(_), Some(_)) => {
+                return Err("signature.encoding: a JWT is base64url by definition; leave it out".into())
+            }
+            (false, Some(_), _) => return Err("signature.jwt belongs to the jwt-hs256 algorithm".into()),
+            (false, None, None) => {
+                return Err("signature.encoding is needed (hex, base64 or base64url)".into())
+            }
+            (false, None, Some(e)) => (None, e),
+        };
 
         let (sep, kv) = match sig.format {
             Format::Raw => ("", ""),
@@ -545,8 +577,9 @@ impl RawProfile {
                 .transpose()?,
             header_format,
             algorithm: sig.algorithm,
-            encoding: sig.encoding,
+            encoding,
             payload,
+            jwt,
             secret: self.secret,
             timestamp,
             id,

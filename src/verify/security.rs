@@ -45,7 +45,14 @@ impl Security {
         } else {
             Integrity::None
         };
-        let replay_window_secs = p.timestamp.as_ref().filter(|t| t.check).map(|t| t.tolerance.as_secs());
+        // A JWT's payload is `{body}`, bound through its body-hash claim; its time is `iat`,
+        // held to the default tolerance when the profile requires it.
+        let replay_window_secs =
+            p.timestamp.as_ref().filter(|t| t.check).map(|t| t.tolerance.as_secs()).or(p
+                .jwt
+                .as_ref()
+                .filter(|j| j.require_iat)
+                .map(|_| super::profile::DEFAULT_TOLERANCE.as_secs()));
         let id_signed = match &p.id {
             IdSource::Header(_) => payload.uses(&Segment::Id),
             IdSource::Json(_) | IdSource::BodySha256 => integrity != Integrity::None,
@@ -89,6 +96,9 @@ impl Security {
                 ),
                 _ => "The event id is not covered by any signature.".to_string(),
             });
+        }
+        if p.jwt.as_ref().is_some_and(|j| !j.require_iat) {
+            notes.push("The token's iat/exp are checked only when it carries them.".into());
         }
         if matches!(p.timestamp.as_ref().map(|t| &t.source), Some(TimestampSource::Json(_)))
             && replay_window_secs.is_none()
@@ -140,5 +150,9 @@ mod tests {
         assert!(sw.id_signed, "the id header is in the signed payload");
         assert_eq!(of("adyen").integrity, Integrity::Fields);
         assert!(of("mailgun").nonce);
+        assert_eq!(of("vonage").replay_window_secs, Some(300));
+        assert_eq!(of("netlify").replay_window_secs, None);
+        assert_eq!(of("netlify").integrity, Integrity::Body);
+        assert!(of("wise").notes.iter().any(|n| n.contains("No replay window")));
     }
 }
