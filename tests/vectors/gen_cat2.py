@@ -19,11 +19,11 @@ Oracles, per provider:
   paymongo-test doc recipe: same page (te = test mode)
   frameio       doc recipe: https://developer.frame.io/docs/automations-webhooks/webhooks-overview#security-and-verification
   persona       doc recipe: https://docs.withpersona.com/docs/webhooks-best-practices#checking-signatures
-  customerio    doc recipe: https://docs.customer.io/journeys/webhooks/#securely-verify-requests
+  customerio    doc recipe: https://customer.io/docs/api/webhooks/#section/Securely-Verifying-Requests
   helpscout     doc recipe: https://developer.helpscout.com/webhooks/#verifying
   alchemy       doc recipe: https://docs.alchemy.com/reference/notify-api-faq#how-do-i-validate-the-webhook-event
   notion        doc recipe: https://developers.notion.com/reference/webhooks#step-3-validating-event-payloads-recommended
-  nylas         doc recipe: https://developer.nylas.com/docs/v3/notifications/webhooks/#verify-webhook-signatures
+  nylas         doc recipe: https://developer.nylas.com/docs/cookbook/use-cases/build/verify-webhook-signatures/
   pusher        SDK: PyPI pusher==3.3.4 (Pusher.validate_webhook; it also holds `time_ms` to ±300 s)
   squarespace   doc recipe: https://developers.squarespace.com/webhooks/verifying-notifications
   ghost         source recipe: TryGhost/Ghost ghost/core/core/server/services/webhooks/WebhookTrigger.js
@@ -194,12 +194,15 @@ def persona_sign(secret, body, ts, url=URL):
 
 
 def persona_check(secret, headers, body, now, url):
-    v = hdr(headers, "Persona-Signature") or ""
-    parts = dict(p.split("=", 1) for p in v.split(",") if "=" in p)
-    t, s = parts.get("t", ""), parts.get("v1", "")
-    if not t.isdigit() or not s or not fresh(int(t), now):
-        return False
-    return hmac.compare_digest(s, hexmac(S256, secret.encode(), f"{t}.".encode() + body))
+    # While secrets rotate the header holds two space-separated "t=…,v1=…" sets; any may match.
+    for group in (hdr(headers, "Persona-Signature") or "").split(" "):
+        parts = dict(p.split("=", 1) for p in group.split(",") if "=" in p)
+        t, s = parts.get("t", ""), parts.get("v1", "")
+        if not t.isdigit() or not s or not fresh(int(t), now):
+            continue
+        if hmac.compare_digest(s, hexmac(S256, secret.encode(), f"{t}.".encode() + body)):
+            return True
+    return False
 
 
 # Slack-like schemes with their own names: a timestamp header, and a hex HMAC-SHA256 of
@@ -391,9 +394,14 @@ def main():
            b'{"event_id":"01E4C4CT6YDC7Y5M7FE1GWWPQK","object_type":"email","metric":"clicked","timestamp":1796025581}'), timed=True)
 
     # Persona
+    PB = b'{"data":{"type":"event","id":"evt_R0t8Xq","attributes":{"name":"inquiry.approved"}}}'
     suite("persona", "Persona-Signature", persona_sign, persona_check, ("wbhsec_3c6d9f2a-4b5e-4c7d-8e9f-0a1b2c3d4e5f", "wbhsec_prev-7e8f9a0b", "wrong"),
           (b'{"data":{"type":"event","id":"evt_yAh2ZJ7v8zVGCt1nPaBwQ8aV","attributes":{"name":"inquiry.completed","payload":{"data":{"id":"inq_1"}}}}}',
-           b'{"data":{"type":"event","id":"evt_Pq3Lr8sT1uVw2XyZ","attributes":{"name":"verification.passed"}}}'), timed=True)
+           b'{"data":{"type":"event","id":"evt_Pq3Lr8sT1uVw2XyZ","attributes":{"name":"verification.passed"}}}'), timed=True,
+          extra=[("rotating: two sets, the route holds both secrets", ["wbhsec_prev-7e8f9a0b", "wbhsec_3c6d9f2a-4b5e-4c7d-8e9f-0a1b2c3d4e5f"],
+                  [["Persona-Signature", persona_sign("wbhsec_prev-7e8f9a0b", PB, NOW)[0][1] + " " + persona_sign("wbhsec_3c6d9f2a-4b5e-4c7d-8e9f-0a1b2c3d4e5f", PB, NOW)[0][1]]], PB, "valid"),
+                 ("rotating: two sets, neither from the route's secret", ["wbhsec_other"],
+                  [["Persona-Signature", persona_sign("wbhsec_prev-7e8f9a0b", PB, NOW)[0][1] + " " + persona_sign("wbhsec_3c6d9f2a-4b5e-4c7d-8e9f-0a1b2c3d4e5f", PB, NOW)[0][1]]], PB, "invalid")])
 
     # Help Scout, Alchemy, Notion, Nylas, Segment: HMAC of the raw body in one header.
     for provider, header, alg, enc, prefix, secrets, bodies in (
