@@ -13,7 +13,8 @@ Oracles, per provider:
   airtable      doc recipe: https://airtable.com/developers/web/api/webhooks-overview#webhook-notification-delivery
   heroku        doc recipe: https://devcenter.heroku.com/articles/app-webhooks#securing-webhook-requests
   circleci      doc recipe: https://circleci.com/docs/webhooks/#validate-webhooks
-  openai        SDK: PyPI openai==3.57.0 (client.webhooks.verify_signature); signed with standardwebhooks==1.1.0
+  openai        SDK: PyPI openai==3.57.0 (client.webhooks.verify_signature); signed with standardwebhooks==1.1.0;
+                plus the SDKs' published test vector (openai-python tests/api_resources/test_webhooks.py)
   replicate     SDK: PyPI standardwebhooks==1.1.0 (Webhook.verify), as https://replicate.com/docs/topics/webhooks/verify-webhook says
   paymongo      doc recipe: https://developers.paymongo.com/docs/securing-webhook (li = live mode)
   paymongo-test doc recipe: same page (te = test mode)
@@ -368,6 +369,14 @@ def main():
            b'{"id":"evt_7a1b2c3d4e5f","object":"event","created_at":1796025595,"type":"batch.completed","data":{"id":"batch_xyz"}}'), timed=True,
           extra=[("webhook-id changed", [osecrets[0]],
                   [["webhook-id", "msg_other"]] + standard_sign(osecrets[0], b'{"id":"evt_1"}', NOW)[1:], b'{"id":"evt_1"}', "invalid")])
+    # The openai SDKs' shared test vector (openai/openai-python tests/api_resources/test_webhooks.py).
+    ob = b'{"id": "evt_685c059ae3a481909bdc86819b066fb6", "object": "event", "created_at": 1750861210, "type": "response.completed", "data": {"id": "resp_123"}}'
+    oh = [["webhook-signature", "v1,gUAg4R2hWouRZqRQG4uJypNS8YK885G838+EHb4nKBY="], ["webhook-timestamp", "1750861210"],
+          ["webhook-id", "wh_685c059ae39c8190af8c71ed1022a24d"]]
+    osk = "whsec_RdvaYFYUXuIFuEbvZHwMfYFhUf7aMYjYcmM24+Aj40c="
+    emit("openai: SDK test vector", "openai", [osk], oh, ob, "valid", openai_check, now=1750861210)
+    emit("openai: SDK test vector, 10 min later", "openai", [osk], oh, ob, "invalid", openai_check, now=1750861810)
+    emit("openai: SDK test vector, other secret", "openai", [osecrets[0]], oh, ob, "invalid", openai_check, now=1750861210)
     rsecrets = ("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", "whsec_cHJldmlvdXMtcmVwbGljYXRlLWtleQ==", "whsec_d3Jvbmctc2VjcmV0LWJ5dGVz")
     suite("replicate", "webhook-signature", standard_sign, replicate_check, rsecrets,
           (b'{"id":"ufawqhfynnddngldkgtslldrkq","version":"5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa","status":"succeeded","output":["https://replicate.delivery/x.png"]}',
