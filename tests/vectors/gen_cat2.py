@@ -31,6 +31,9 @@ Oracles, per provider:
                 (X-Ghost-Signature: sha256=hex(HMAC-SHA256(secret, body + ts_ms)), t=ts_ms); https://ghost.org/docs/webhooks/
   polar         SDK: PyPI polar-sdk==1.0.2 (polar.webhooks validate_event's signature check)
   segment       doc recipe: https://segment.com/docs/connections/destinations/catalog/webhooks/#authentication
+  buildkite     doc recipe: https://buildkite.com/docs/apis/webhooks/pipelines#webhook-signature (its Ruby example)
+  calcom        doc recipe: https://cal.com/docs/developing/guides/automation/webhooks (X-Cal-Signature-256)
+  tally         doc recipe: https://tally.so/help/webhooks#add-a-signing-secret (its Express example)
 
 usage: /work/venv/bin/python tests/vectors/gen_cat2.py > tests/vectors/catalog-cat2.json
 (pins: tests/vectors/requirements-cat2.txt)
@@ -256,6 +259,19 @@ def ghost_check(secret, headers, body, now, url):
     return hmac.compare_digest(s, hexmac(S256, secret.encode(), body + t.encode()))
 
 
+# Buildkite: X-Buildkite-Signature: timestamp=<unix>,signature=<hex HMAC-SHA256 of "{timestamp}.{body}">.
+def buildkite_sign(secret, body, ts, url=URL):
+    return [["X-Buildkite-Signature", f"timestamp={ts},signature=" + hexmac(S256, secret.encode(), f"{ts}.".encode() + body)]]
+
+
+def buildkite_check(secret, headers, body, now, url):
+    parts = dict(kv.split("=", 1) for kv in (hdr(headers, "X-Buildkite-Signature") or "").split(",") if "=" in kv)
+    t, s = parts.get("timestamp", "").strip(), parts.get("signature", "").strip()
+    if not t.isdigit() or not s or not fresh(int(t), now):
+        return False
+    return hmac.compare_digest(s, hexmac(S256, secret.encode(), f"{t}.".encode() + body))
+
+
 # Polar: Standard Webhooks headers; the SDK keys the HMAC with the secret's own bytes.
 def polar_sign(secret, body, ts, url=URL, id_="msg_31GkO8tpVQ"):
     sig = base64.b64encode(mac(S256, secret.encode(), f"{id_}.{ts}.".encode() + body)).decode()
@@ -462,6 +478,23 @@ def main():
     suite("polar", "webhook-signature", polar_sign, polar_check, ("polar_whs_Yq3Nf8Kd2Lm5Pq7Rs9Tu1Vw", "polar_whs_prevAb4Cd6Ef8Gh0Ij2Kl", "polar_whs_wrong"),
           (b'{"type":"order.paid","timestamp":"2026-11-30T21:25:05.663Z","data":{"id":"a1b2c3d4-0000-4000-8000-000000000001"}}',
            b'{"type":"subscription.active","timestamp":"2026-11-30T21:26:00.000Z","data":{"id":"a1b2c3d4-0000-4000-8000-000000000002"}}'), timed=True)
+
+    # Buildkite
+    suite("buildkite", "X-Buildkite-Signature", buildkite_sign, buildkite_check, ("bk-webhook-token-7c1e9a", "bk-webhook-token-old-2f3d", "wrong"),
+          (b'{"event":"build.finished","build":{"id":"f62a1b4d-10f9-4790-bc1c-e2c3a0c80983","number":42,"state":"passed"},"pipeline":{"slug":"deploy"},"sender":{"name":"Ada"}}',
+           b'{"event":"ping","service":{"id":"c9f8372d-c0cd-43dc-9275-10bfcad7a1b3","provider":"webhook"}}'), timed=True)
+
+    # Cal.com and Tally: HMAC-SHA256 of the raw body, hex and base64.
+    for provider, header, enc, secrets, bodies in (
+        ("calcom", "X-Cal-Signature-256", "hex", ("cal-webhook-secret-4d2f", "cal-webhook-secret-old-8e1a", "wrong"),
+         (b'{"triggerEvent":"BOOKING_CREATED","createdAt":"2026-11-30T21:25:05.663Z","payload":{"uid":"bFJeNb2uX8ANpT3JL5EfXw","title":"30 Min Meeting"}}',
+          b'{"triggerEvent":"BOOKING_CANCELLED","createdAt":"2026-11-30T21:26:00.000Z","payload":{"uid":"bFJeNb2uX8ANpT3JL5EfXw"}}')),
+        ("tally", "Tally-Signature", "base64", ("tally-signing-secret-91ab", "tally-signing-secret-old-22cd", "wrong"),
+         (b'{"eventId":"a4cb511e-d513-4fa5-baee-b815d718dfd1","eventType":"FORM_RESPONSE","createdAt":"2026-11-30T21:25:05.663Z","data":{"responseId":"2wgx4n","formId":"VwbNEw"}}',
+          b'{"eventId":"b5dc622f-e624-4fb6-8bff-c926e829e0e2","eventType":"FORM_RESPONSE","data":{"responseId":"3xhy5o"}}')),
+    ):
+        s_, c_ = simple(header, S256, enc)
+        suite(provider, header, s_, c_, secrets, bodies)
 
     json.dump(OUT, sys.stdout, indent=1)
     sys.stdout.write("\n")
