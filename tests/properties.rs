@@ -52,8 +52,9 @@ fn verifies(v: &Verifier, headers: &[(String, String)], body: &[u8]) -> bool {
 
 /// A body the profile can sign, from random material.
 fn body_for(p: &Profile, raw: &[u8], word: &str) -> Vec<u8> {
-    if matches!(p.timestamp.as_ref().map(|t| &t.source), Some(TimestampSource::Json(_))) {
-        return format!(r#"{{"webhookTimestamp":{},"r":"{word}"}}"#, NOW * 1000).into_bytes();
+    if let Some(TimestampSource::Json(ptr)) = p.timestamp.as_ref().map(|t| &t.source) {
+        let key = ptr.as_str().trim_start_matches('/');
+        return format!(r#"{{"{key}":{},"r":"{word}"}}"#, NOW * 1000).into_bytes();
     }
     if p.canonical == Some(Canonical::Twilio) {
         return format!("Body={word}&From=x{word}").into_bytes();
