@@ -59,7 +59,7 @@ struct ProfileJson<'a> {
     id: IdJson<'a>,
     /// A signed one-time value remembered to refuse replays: its JSON pointer in the body.
     nonce: Option<&'a str>,
-    handshake: Option<crate::verify::profile::Handshake>,
+    handshake: Option<&'a crate::verify::profile::Handshake>,
     order_by: Option<&'a str>,
 }
 
@@ -154,7 +154,7 @@ impl<'a> ProfileJson<'a> {
                 IdSource::BodySha256 => IdJson { source: "body-sha256", header: None, json: vec![] },
             },
             nonce: p.replay.as_ref().map(|j| j.as_str()),
-            handshake: p.handshake,
+            handshake: p.handshake.as_ref(),
             order_by: p.order_by.as_ref().map(|j| j.as_str()),
         }
     }

@@ -61,6 +61,7 @@ fn explain(v: &Verifier, input: &Input<'_>, macs: &mut usize) -> Vec<String> {
     if p.canonical == Some(Canonical::Adyen)
         || p.signature_json.is_some()
         || p.algorithm == Algorithm::Ed25519
+        || p.algorithm.is_shared_secret()
     {
         out.push(format!("signature read from {}", p.signature_place()));
         for (i, e) in v.expires.iter().enumerate() {
@@ -159,7 +160,8 @@ fn explain(v: &Verifier, input: &Input<'_>, macs: &mut usize) -> Vec<String> {
     // Another encoding of the same digest.
     let other = match p.encoding {
         Encoding::Hex => Encoding::Base64,
-        Encoding::Base64 => Encoding::Hex,
+        // Shared tokens are never diagnosed this far (see `explain`).
+        Encoding::Base64 | Encoding::Plain => Encoding::Hex,
     };
     if let Some(i) = first_match(&normal, &decode_all(v, &value, other)) {
         hints.push(format!(

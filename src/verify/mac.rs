@@ -27,6 +27,10 @@ pub enum Algorithm {
     HmacSha512,
     /// Ed25519 signatures; the route's "secrets" are public keys.
     Ed25519,
+    /// No signature: a header's whole value is a shared token (see [`super::token`]).
+    Token,
+    /// No signature: `Authorization: Basic` credentials, the secret being `user:password`.
+    Basic,
 }
 
 impl Algorithm {
@@ -36,6 +40,7 @@ impl Algorithm {
             Algorithm::HmacSha256 => 32,
             Algorithm::HmacSha512 => 64,
             Algorithm::Ed25519 => 64,
+            Algorithm::Token | Algorithm::Basic => 0,
         }
     }
 
@@ -45,7 +50,14 @@ impl Algorithm {
             Algorithm::HmacSha256 => "hmac-sha256",
             Algorithm::HmacSha512 => "hmac-sha512",
             Algorithm::Ed25519 => "ed25519",
+            Algorithm::Token => "token",
+            Algorithm::Basic => "basic",
         }
+    }
+
+    /// True for the schemes that compare a shared value and sign nothing.
+    pub fn is_shared_secret(self) -> bool {
+        matches!(self, Algorithm::Token | Algorithm::Basic)
     }
 }
 
@@ -57,6 +69,8 @@ pub enum Encoding {
     Hex,
     /// Standard base64, with or without padding.
     Base64,
+    /// The value as sent, not decoded: shared-token schemes, which sign nothing.
+    Plain,
 }
 
 impl Encoding {
@@ -64,13 +78,14 @@ impl Encoding {
         match self {
             Encoding::Hex => "hex",
             Encoding::Base64 => "base64",
+            Encoding::Plain => "plain",
         }
     }
 
     /// Writes `digest` the way the provider would.
     pub fn encode(self, digest: &[u8]) -> String {
         match self {
-            Encoding::Hex => hex::encode(digest),
+            Encoding::Hex | Encoding::Plain => hex::encode(digest),
             Encoding::Base64 => B64_ANY_PAD.encode(digest),
         }
     }
@@ -94,6 +109,8 @@ impl Encoding {
                 }
                 B64_ANY_PAD.decode_slice(value, &mut out[..]).ok()
             }
+            // A shared token is compared as sent, never decoded as a digest.
+            Encoding::Plain => None,
         }
     }
 }
@@ -264,7 +281,8 @@ impl MacKey {
         // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
         match alg {
             Algorithm::HmacSha1 => MacKey::Sha1(Hmac::new_from_slice(key).expect("hmac key")),
-            Algorithm::HmacSha256 => MacKey::Sha256(Hmac::new_from_slice(key).expect("hmac key")),
+            // Shared-value schemes never MAC; their key is unused.
+            Algorithm::HmacSha256 | Algorithm::Token | Algorithm::Basic => MacKey::Sha256(Hmac::new_from_slice(key).expect("hmac key")),
             Algorithm::HmacSha512 | Algorithm::Ed25519 => {
                 MacKey::Sha512(Hmac::new_from_slice(key).expect("hmac key"))
             }

@@ -7,6 +7,8 @@
 //! - [`profile`]: provider profiles (YAML, built-ins from `providers/`), the data a
 //!   [`Verifier`] is built from;
 //! - [`canonical`]: schemes that sign a canonical form of the body;
+//! - [`token`]: schemes that send a shared token or password instead of a signature;
+//! - [`handshake`]: endpoint-verification requests, as data;
 //! - [`diagnose`]: why a signature did not match, for logs and `verify --explain`.
 //!
 //! The dependencies point one way: `profile` is built from `header`, `mac` and `template`;
@@ -15,10 +17,12 @@
 
 pub mod canonical;
 pub mod diagnose;
+pub mod handshake;
 pub mod header;
 pub mod mac;
 pub mod profile;
 pub mod template;
+pub mod token;
 
 use crate::jsonptr::{LookupError, Pointer};
 use header::HeaderError;
@@ -203,6 +207,7 @@ impl Verifier {
             if s.value.is_empty() {
                 return Err(format!("secret {i} is empty"));
             }
+            token::check_secret(profile.algorithm, &s.value).map_err(|e| format!("secret {i} {e}"))?;
             keys.push(
                 Key::from_secret(profile.algorithm, profile.secret, &s.value)
                     .map_err(|e| format!("secret {i} {e}"))?,
@@ -296,6 +301,9 @@ impl Verifier {
         }
         if p.canonical == Some(Canonical::Adyen) {
             return canonical::adyen(self, input);
+        }
+        if p.algorithm.is_shared_secret() {
+            return token::verify(self, input);
         }
         let value = self.signature_value(input)?;
         let parsed = p.header_format.parse(&value)?;
@@ -466,6 +474,10 @@ impl Verifier {
         let p = &*self.profile;
         if p.headers.is_empty() {
             return None;
+        }
+        if p.algorithm.is_shared_secret() {
+            let secret = std::str::from_utf8(&self.raw[0]).ok()?;
+            return Some(vec![(p.headers[0].clone(), token::header_value(p.algorithm, secret))]);
         }
         let ts_value = match p.timestamp.as_ref().map(|t| t.unit) {
             Some(TimeUnit::Milliseconds) => (timestamp * 1000).to_string(),

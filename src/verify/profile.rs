@@ -41,8 +41,8 @@ struct RawProfile {
     id: RawId,
     /// A value the signature covers that must never be seen twice (Mailgun's token).
     replay: Option<RawSource>,
-    /// A verification request the gateway answers itself, after verifying it.
-    handshake: Option<Handshake>,
+    /// A verification request the gateway answers itself (see [`super::handshake`]).
+    handshake: Option<RawHandshake>,
     /// For queued delivery: a JSON pointer whose value orders deliveries (an object's id).
     order_by: Option<String>,
     /// What the provider's bodies are: `json` refuses any other body before verifying.
@@ -94,18 +94,16 @@ struct RawSignature {
     /// Key of a timestamp embedded in the header (key-value format).
     timestamp_key: Option<String>,
     algorithm: Algorithm,
-    encoding: Encoding,
-    #[serde(default = "default_payload")]
-    payload: String,
+    /// Required by signing schemes; absent for shared-value schemes (`token`, `basic`).
+    encoding: Option<Encoding>,
+    /// Default `{body}`; absent for shared-value schemes, which sign nothing.
+    payload: Option<String>,
 }
 
 fn default_format() -> Format {
     Format::Raw
 }
 
-fn default_payload() -> String {
-    "{body}".into()
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,15 +148,8 @@ pub enum Canonical {
     Adyen,
 }
 
-/// An endpoint-verification request answered by the gateway once verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Handshake {
-    /// Slack's `{"type":"url_verification","challenge":…}`: answered with the challenge.
-    SlackUrlVerification,
-    /// Zoom's `endpoint.url_validation`: answered with the plain token and its HMAC.
-    ZoomUrlValidation,
-}
+pub use super::handshake::Handshake;
+use super::handshake::RawHandshake;
 
 /// The unit of a timestamp value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -349,10 +340,41 @@ impl RawProfile {
         }
         let headers =
             sig.headers.iter().map(|h| header_name(h, "signature.headers")).collect::<Result<Vec<_>, _>>()?;
-        let payload = Template::parse(&sig.payload).map_err(|e| format!("signature.payload: {e}"))?;
+        // Shared-value schemes (token, basic) compare a header with the secret: nothing is
+        // signed, so nothing describing a signature may be given.
+        let shared = sig.algorithm.is_shared_secret();
+        if shared {
+            let given = [
+                ("signature.encoding", sig.encoding.is_some()),
+                ("signature.payload", sig.payload.is_some()),
+                ("signature.json", signature_json.is_some()),
+                ("signature.canonical", sig.canonical.is_some()),
+                ("signature.format", sig.format != Format::Raw),
+                ("signature.prefix", sig.prefix.is_some()),
+                ("timestamp", self.timestamp.is_some()),
+                ("replay", self.replay.is_some()),
+                ("secret", self.secret != SecretEncoding::Raw),
+            ];
+            if let Some((what, _)) = given.iter().find(|(_, g)| *g) {
+                return Err(format!(
+                    "{what}: algorithm {} signs nothing (the header is compared with the route's secret); remove it",
+                    sig.algorithm.name()
+                ));
+            }
+        }
+        let encoding = match (sig.encoding, shared) {
+            (Some(e), _) => e,
+            (None, true) => Encoding::Plain,
+            (None, false) => return Err("signature.encoding: hex or base64 is needed".into()),
+        };
+        if encoding == Encoding::Plain && !shared {
+            return Err("signature.encoding: plain is only for the token and basic algorithms".into());
+        }
+        let payload_text = sig.payload.unwrap_or_else(|| if shared { String::new() } else { "{body}".into() });
+        let payload = Template::parse(&payload_text).map_err(|e| format!("signature.payload: {e}"))?;
         // The whole body must be signed, unless the signature lives inside it (it cannot sign
         // itself) or a canonicaliser decides what is signed.
-        if !payload.uses(&Segment::Body) && signature_json.is_none() && sig.canonical.is_none() {
+        if !payload.uses(&Segment::Body) && signature_json.is_none() && sig.canonical.is_none() && !shared {
             return Err("signature.payload must contain {body}".into());
         }
         let is_ed25519 = sig.algorithm == Algorithm::Ed25519;
@@ -537,7 +559,11 @@ impl RawProfile {
             signature_json,
             canonical: sig.canonical,
             replay,
-            handshake: self.handshake,
+            handshake: self
+                .handshake
+                .map(|h| h.validate(sig.algorithm))
+                .transpose()
+                .map_err(|e| format!("handshake: {e}"))?,
             order_by: self
                 .order_by
                 .as_deref()
@@ -545,7 +571,7 @@ impl RawProfile {
                 .transpose()?,
             header_format,
             algorithm: sig.algorithm,
-            encoding: sig.encoding,
+            encoding,
             payload,
             secret: self.secret,
             timestamp,
