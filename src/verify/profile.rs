@@ -4,6 +4,7 @@
 use super::header::{Format, HeaderFormat};
 use super::mac::{Algorithm, Encoding, SecretEncoding};
 use super::template::{Segment, Template};
+pub use super::timestamp::TimeUnit;
 use crate::jsonptr::Pointer;
 use http::{HeaderName, Method};
 use serde::{Deserialize, Serialize};
@@ -158,15 +159,6 @@ pub enum Handshake {
     SlackUrlVerification,
     /// Zoom's `endpoint.url_validation`: answered with the plain token and its HMAC.
     ZoomUrlValidation,
-}
-
-/// The unit of a timestamp value.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TimeUnit {
-    #[default]
-    Seconds,
-    Milliseconds,
 }
 
 // ---------------------------------------------------------------------------------------------
