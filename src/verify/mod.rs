@@ -7,6 +7,7 @@
 //! - [`profile`]: provider profiles (YAML, built-ins from `providers/`), the data a
 //!   [`Verifier`] is built from;
 //! - [`canonical`]: schemes that sign a canonical form of the body;
+//! - [`timestamp`]: timestamp units and the tolerance check;
 //! - [`token`]: schemes that send a shared token or password instead of a signature;
 //! - [`handshake`]: endpoint-verification requests, as data;
 //! - [`diagnose`]: why a signature did not match, for logs and `verify --explain`.
@@ -22,13 +23,14 @@ pub mod header;
 pub mod mac;
 pub mod profile;
 pub mod template;
+pub mod timestamp;
 pub mod token;
 
 use crate::jsonptr::{LookupError, Pointer};
 use header::HeaderError;
 use http::{HeaderMap, HeaderName, Method};
 use mac::{Key, MAX_DIGEST};
-use profile::{BodyFormat, Canonical, IdSource, Profile, TimeUnit, TimestampSource};
+use profile::{BodyFormat, Canonical, IdSource, Profile, TimestampSource};
 use sha2::{Digest as _, Sha256};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -53,7 +55,7 @@ pub enum VerifyError {
     Mismatch,
     #[error("the signed timestamp is missing")]
     MissingTimestamp,
-    #[error("the signed timestamp is not an integer")]
+    #[error("the signed timestamp cannot be read as the profile's unit")]
     BadTimestamp,
     #[error("the signed timestamp is {0}s old, beyond the tolerance of {1}s")]
     Stale(u64, u64),
@@ -371,23 +373,11 @@ impl Verifier {
 
         if let Some(rule) = p.timestamp.as_ref().filter(|r| r.check) {
             let raw = timestamp.ok_or(VerifyError::MissingTimestamp)?;
-            let mut secs: i64 = raw.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
-            if rule.unit == TimeUnit::Milliseconds {
-                secs = secs.div_euclid(1000);
-            }
-            let tol = self.tolerance.as_secs();
-            let now = input.now as i64;
-            if secs < now {
-                let age = now.abs_diff(secs);
-                if age > tol {
-                    return Err(VerifyError::Stale(age, tol));
-                }
-            } else {
-                let ahead = secs.abs_diff(now);
-                if ahead > tol {
-                    return Err(VerifyError::Future(ahead, tol));
-                }
-            }
+            timestamp::check(&raw, rule.unit, input.now, self.tolerance.as_secs()).map_err(|e| match e {
+                timestamp::TimestampError::Unreadable(_) => VerifyError::BadTimestamp,
+                timestamp::TimestampError::Stale(a, t) => VerifyError::Stale(a, t),
+                timestamp::TimestampError::Future(a, t) => VerifyError::Future(a, t),
+            })?;
         }
         Ok(Verified { secret_index })
     }
@@ -479,10 +469,7 @@ impl Verifier {
             let secret = std::str::from_utf8(&self.raw[0]).ok()?;
             return Some(vec![(p.headers[0].clone(), token::header_value(p.algorithm, secret))]);
         }
-        let ts_value = match p.timestamp.as_ref().map(|t| t.unit) {
-            Some(TimeUnit::Milliseconds) => (timestamp * 1000).to_string(),
-            _ => timestamp.to_string(),
-        };
+        let ts_value = p.timestamp.as_ref().map(|t| t.unit).unwrap_or_default().render(timestamp);
         // Twilio signs a form unless the URL binds the body by its hash.
         let twilio_form = p.canonical == Some(Canonical::Twilio) && !url.contains("bodySHA256=");
         let mut headers = HeaderMap::new();

@@ -4,6 +4,7 @@
 use super::header::{Format, HeaderFormat};
 use super::mac::{Algorithm, Encoding, SecretEncoding};
 use super::template::{Segment, Template};
+pub use super::timestamp::TimeUnit;
 use crate::jsonptr::Pointer;
 use http::{HeaderName, Method};
 use serde::{Deserialize, Serialize};
@@ -150,15 +151,6 @@ pub enum Canonical {
 
 pub use super::handshake::Handshake;
 use super::handshake::RawHandshake;
-
-/// The unit of a timestamp value.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TimeUnit {
-    #[default]
-    Seconds,
-    Milliseconds,
-}
 
 // ---------------------------------------------------------------------------------------------
 // Validated
