@@ -85,7 +85,7 @@ fn with_signature(
             let n = p.encoding.decode(sig.as_bytes(), &mut buf).unwrap();
             let new = match p.encoding {
                 Encoding::Hex => hex::encode(f(&buf[..n])),
-                Encoding::Base64 => p.encoding.encode(&f(&buf[..n])),
+                Encoding::Base64 | Encoding::Plain => p.encoding.encode(&f(&buf[..n])),
             };
             (k.clone(), v.replacen(sig, &new, 1))
         })
@@ -96,7 +96,8 @@ fn with_signature(
 fn every_profile_signs_then_verifies_and_refuses_single_bit_flips() {
     let set = ProfileSet::builtin();
     let mut covered = 0;
-    for p in set.iter().filter(|p| !p.headers.is_empty()) {
+    // Shared-token schemes sign nothing (see verify::token's tests and their vectors).
+    for p in set.iter().filter(|p| !p.headers.is_empty() && !p.algorithm.is_shared_secret()) {
         let (verify_with, sign_with) = secrets(p);
         let v = verifier(p, &verify_with);
         let signer = verifier(p, &sign_with);

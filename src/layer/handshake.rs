@@ -52,8 +52,12 @@ pub fn answer_get<B>(route: &Arc<RouteEntry>, req: &Request<B>) -> Option<Respon
     }
     let verifier = &route.verifier;
     let h = verifier.profile().handshake.as_ref().filter(|h| h.method == HandshakeMethod::Get)?;
-    let input =
-        HandshakeRequest { method: req.method(), query: req.uri().query(), headers: req.headers(), body: b"" };
+    let input = HandshakeRequest {
+        method: req.method(),
+        query: req.uri().query(),
+        headers: req.headers(),
+        body: b"",
+    };
     // The first configured secret is the current one (a rotated-out secret comes after it).
     match h.answer(&input, route.verify_token.as_ref(), verifier.handshake_key(0)) {
         Answer::NotHandshake => None,

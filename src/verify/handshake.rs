@@ -268,7 +268,8 @@ impl RawSpec {
             return Err("when.json: a GET handshake has no body".into());
         }
         let challenge = self.challenge.as_ref().map(|c| c.validate("challenge", method)).transpose()?;
-        let verify_token = self.verify_token.as_ref().map(|c| c.validate("verify_token", method)).transpose()?;
+        let verify_token =
+            self.verify_token.as_ref().map(|c| c.validate("verify_token", method)).transpose()?;
         if !get && verify_token.is_some() {
             return Err("verify_token: a POST handshake is authenticated by its signature".into());
         }
@@ -473,7 +474,9 @@ fn hmac(key: &[u8], data: &str) -> Vec<u8> {
 fn fill(t: &JsonTemplate, render: &dyn Fn(&[Piece]) -> Option<String>) -> Option<serde_json::Value> {
     Some(match t {
         JsonTemplate::Str(p) => serde_json::Value::String(render(p)?),
-        JsonTemplate::Array(a) => serde_json::Value::Array(a.iter().map(|t| fill(t, render)).collect::<Option<_>>()?),
+        JsonTemplate::Array(a) => {
+            serde_json::Value::Array(a.iter().map(|t| fill(t, render)).collect::<Option<_>>()?)
+        }
         JsonTemplate::Object(o) => serde_json::Value::Object(
             o.iter().map(|(k, t)| Some((k.clone(), fill(t, render)?))).collect::<Option<_>>()?,
         ),
@@ -534,18 +537,33 @@ mod tests {
         assert!(h.needs_verify_token());
         let q = "hub.mode=subscribe&hub.verify_token=tok&hub.challenge=1158201444";
         assert_eq!(get(&h, q, &[], Some("tok")), text("1158201444"));
-        assert_eq!(get(&h, q, &[], Some("other")), Answer::Refused("the verify token does not match the route's"));
+        assert_eq!(
+            get(&h, q, &[], Some("other")),
+            Answer::Refused("the verify token does not match the route's")
+        );
         let no_token = "hub.mode=subscribe&hub.challenge=1";
         assert_eq!(get(&h, no_token, &[], Some("tok")), Answer::Refused("the verify token is missing"));
         // Not the shape: no challenge, another mode, a parameter twice, or a POST.
-        assert_eq!(get(&h, "hub.mode=subscribe&hub.verify_token=tok", &[], Some("tok")), Answer::NotHandshake);
-        assert_eq!(get(&h, "hub.mode=x&hub.verify_token=tok&hub.challenge=1", &[], Some("tok")), Answer::NotHandshake);
+        assert_eq!(
+            get(&h, "hub.mode=subscribe&hub.verify_token=tok", &[], Some("tok")),
+            Answer::NotHandshake
+        );
+        assert_eq!(
+            get(&h, "hub.mode=x&hub.verify_token=tok&hub.challenge=1", &[], Some("tok")),
+            Answer::NotHandshake
+        );
         let twice = "hub.mode=subscribe&hub.verify_token=tok&hub.challenge=1&hub.challenge=2";
         assert_eq!(get(&h, twice, &[], Some("tok")), Answer::NotHandshake);
         assert_eq!(post(&h, "{}"), Answer::NotHandshake);
         // Percent-decoded, and never longer than MAX_CHALLENGE.
-        assert_eq!(get(&h, "hub.mode=subscribe&hub.verify_token=t%20k&hub.challenge=a%2Bb", &[], Some("t k")), text("a+b"));
-        let long = format!("hub.mode=subscribe&hub.verify_token=tok&hub.challenge={}", "a".repeat(MAX_CHALLENGE + 1));
+        assert_eq!(
+            get(&h, "hub.mode=subscribe&hub.verify_token=t%20k&hub.challenge=a%2Bb", &[], Some("t k")),
+            text("a+b")
+        );
+        let long = format!(
+            "hub.mode=subscribe&hub.verify_token=tok&hub.challenge={}",
+            "a".repeat(MAX_CHALLENGE + 1)
+        );
         assert_eq!(get(&h, &long, &[], Some("tok")), Answer::NotHandshake);
     }
 
@@ -554,9 +572,15 @@ mod tests {
         let twitter = spec("method: GET\nchallenge: {query: crc_token}\nreply: {json: {response_token: 'sha256={challenge_hmac_base64}'}}\n").unwrap();
         // HMAC-SHA256("secret", "abc") in base64.
         let mac = base64::engine::general_purpose::STANDARD.encode(hmac(b"secret", "abc"));
-        assert_eq!(get(&twitter, "crc_token=abc", &[], None), json(&format!("{{\"response_token\":\"sha256={mac}\"}}")));
+        assert_eq!(
+            get(&twitter, "crc_token=abc", &[], None),
+            json(&format!("{{\"response_token\":\"sha256={mac}\"}}"))
+        );
         let okta = spec("method: GET\nchallenge: {header: x-okta-verification-challenge}\nreply: {json: {verification: '{challenge}'}}\n").unwrap();
-        assert_eq!(get(&okta, "", &[("X-Okta-Verification-Challenge", "a\"b")], None), json(r#"{"verification":"a\"b"}"#));
+        assert_eq!(
+            get(&okta, "", &[("X-Okta-Verification-Challenge", "a\"b")], None),
+            json(r#"{"verification":"a\"b"}"#)
+        );
         assert_eq!(get(&okta, "", &[], None), Answer::NotHandshake);
         let discord = spec("method: POST\nwhen: {json: {/type: 1}}\nreply: {json: {type: 1}}\n").unwrap();
         assert_eq!(post(&discord, r#"{"type":1,"id":"x"}"#), json(r#"{"type":1}"#));
@@ -567,9 +591,13 @@ mod tests {
 
     #[test]
     fn shorthands_keep_slack_and_zoom() {
-        let slack = RawHandshake::Named("slack-url-verification".into()).validate(Algorithm::HmacSha256).unwrap();
+        let slack =
+            RawHandshake::Named("slack-url-verification".into()).validate(Algorithm::HmacSha256).unwrap();
         assert_eq!(slack.name.as_deref(), Some("slack-url-verification"));
-        assert_eq!(post(&slack, r#"{"type":"url_verification","challenge":"c1"}"#), json(r#"{"challenge":"c1"}"#));
+        assert_eq!(
+            post(&slack, r#"{"type":"url_verification","challenge":"c1"}"#),
+            json(r#"{"challenge":"c1"}"#)
+        );
         assert_eq!(post(&slack, r#"{"type":"event_callback","challenge":"c1"}"#), Answer::NotHandshake);
         assert_eq!(post(&slack, r#"{"type":"url_verification","challenge":5}"#), Answer::NotHandshake);
         let zoom = RawHandshake::Named("zoom-url-validation".into()).validate(Algorithm::HmacSha256).unwrap();
@@ -583,9 +611,15 @@ mod tests {
         for (yaml, why) in [
             ("method: GET\nreply: {text: hi}\n", "echoes a challenge"),
             ("method: POST\nchallenge: {json: /c}\nreply: {text: '{challenge}'}\n", "needs a condition"),
-            ("method: GET\nwhen: {json: {/a: 1}}\nchallenge: {query: c}\nreply: {text: '{challenge}'}\n", "no body"),
+            (
+                "method: GET\nwhen: {json: {/a: 1}}\nchallenge: {query: c}\nreply: {text: '{challenge}'}\n",
+                "no body",
+            ),
             ("method: GET\nchallenge: {json: /c}\nreply: {text: '{challenge}'}\n", "no body"),
-            ("method: POST\nwhen: {json: {/a: 1}}\nverify_token: {query: t}\nreply: {text: x}\n", "authenticated by its signature"),
+            (
+                "method: POST\nwhen: {json: {/a: 1}}\nverify_token: {query: t}\nreply: {text: x}\n",
+                "authenticated by its signature",
+            ),
             ("method: GET\nchallenge: {query: c}\nreply: {text: '{nope}'}\n", "unknown placeholder"),
             ("method: GET\nchallenge: {query: c, header: h}\nreply: {text: x}\n", "exactly one"),
             ("method: GET\nchallenge: {query: c}\nreply: {json: [1]}\n", "an object"),
@@ -599,8 +633,10 @@ mod tests {
         }
         let e = RawHandshake::Named("nope".into()).validate(Algorithm::HmacSha256).unwrap_err();
         assert!(e.contains("unknown handshake"), "{e}");
-        let raw: RawHandshake =
-            serde_yaml_ng::from_str("method: GET\nchallenge: {query: c}\nreply: {text: '{challenge_hmac_hex}'}\n").unwrap();
+        let raw: RawHandshake = serde_yaml_ng::from_str(
+            "method: GET\nchallenge: {query: c}\nreply: {text: '{challenge_hmac_hex}'}\n",
+        )
+        .unwrap();
         assert!(raw.validate(Algorithm::Token).unwrap_err().contains("HMAC secret"));
     }
 

@@ -282,7 +282,9 @@ impl MacKey {
         match alg {
             Algorithm::HmacSha1 => MacKey::Sha1(Hmac::new_from_slice(key).expect("hmac key")),
             // Shared-value schemes never MAC; their key is unused.
-            Algorithm::HmacSha256 | Algorithm::Token | Algorithm::Basic => MacKey::Sha256(Hmac::new_from_slice(key).expect("hmac key")),
+            Algorithm::HmacSha256 | Algorithm::Token | Algorithm::Basic => {
+                MacKey::Sha256(Hmac::new_from_slice(key).expect("hmac key"))
+            }
             Algorithm::HmacSha512 | Algorithm::Ed25519 => {
                 MacKey::Sha512(Hmac::new_from_slice(key).expect("hmac key"))
             }

@@ -105,7 +105,6 @@ fn default_format() -> Format {
     Format::Raw
 }
 
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTimestamp {
@@ -362,7 +361,8 @@ impl RawProfile {
         if encoding == Encoding::Plain && !shared {
             return Err("signature.encoding: plain is only for the token and basic algorithms".into());
         }
-        let payload_text = sig.payload.unwrap_or_else(|| if shared { String::new() } else { "{body}".into() });
+        let payload_text =
+            sig.payload.unwrap_or_else(|| if shared { String::new() } else { "{body}".into() });
         let payload = Template::parse(&payload_text).map_err(|e| format!("signature.payload: {e}"))?;
         // The whole body must be signed, unless the signature lives inside it (it cannot sign
         // itself) or a canonicaliser decides what is signed.

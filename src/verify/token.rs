@@ -127,7 +127,11 @@ mod tests {
         let wrong = header_value(Algorithm::Basic, "user:pas");
         assert_eq!(check(&v, &[("Authorization", &wrong)]), Err(VerifyError::Mismatch));
         for bad in ["Bearer dXNlcjpwYXNz", "Basic", "Basic !!!", "Basic dXNlcnBhc3M=", "user:pass"] {
-            assert_eq!(check(&v, &[("Authorization", bad)]), Err(VerifyError::Undecodable("HTTP Basic")), "{bad}");
+            assert_eq!(
+                check(&v, &[("Authorization", bad)]),
+                Err(VerifyError::Undecodable("HTTP Basic")),
+                "{bad}"
+            );
         }
     }
 
