@@ -11,10 +11,13 @@ Every verdict comes from outside portcullis (never from `portcullis sign`). Orac
 - twitter:  doc recipe, https://docs.x.com/x-api/webhooks/introduction and
             https://developer.x.com/en/docs/x-api/enterprise/account-activity-api/guides/securing-webhooks
             (x-twitter-webhooks-signature = "sha256=" + base64 HMAC-SHA256(consumer secret, body)).
-- twitch:   doc recipe, https://dev.twitch.tv/docs/eventsub/handling-webhook-events/#verifying-the-event-message
-            ("sha256=" + hex HMAC-SHA256(secret, message id + timestamp + body); refuse
-            messages older than 10 minutes); the timestamp is written as Twitch writes it
-            (RFC 3339, nanoseconds, Z), from Python's datetime.
+- twitch:   twitchAPI 4.5.0 (PyPI `twitchAPI`, pinned in requirements-hand.txt): every
+            vector's signature verdict is checked against
+            `twitchAPI.eventsub.webhook.EventSubWebhook._verify_signature` (the generator stops
+            on any disagreement). twitchAPI checks no time, so the stale/future verdicts follow
+            https://dev.twitch.tv/docs/eventsub/handling-webhook-events/#verifying-the-event-message
+            (refuse messages older than 10 minutes). Timestamps are written as Twitch writes
+            them (RFC 3339, nanoseconds, Z), from Python's datetime.
 - gitlab, telegram, xendit, okta, cloudflare: the providers' documents say the header's value
             IS the configured secret, sent as is:
             https://docs.gitlab.com/user/project/integrations/webhooks/ (X-Gitlab-Token),
@@ -33,7 +36,10 @@ Deterministic: fixed secrets, bodies and times.
 """
 import base64, datetime, hashlib, hmac, json, sys
 
+import asyncio
+
 import urllib3
+from twitchAPI.eventsub.webhook import EventSubWebhook
 
 NOW = 1796025600
 URL = "https://hooks.example.com/webhooks/x"
@@ -112,34 +118,64 @@ def twitch(secret, body, ts, msg_id=TW_ID, kind="notification"):
             ["Twitch-Eventsub-Message-Signature", sig], ["Twitch-Eventsub-Message-Type", kind]]
 
 
+def twitch_oracle(secret, headers, body):
+    """twitchAPI's own check of the signature (not of the time)."""
+    class Req:
+        def __init__(self):
+            self.headers = {k: v for k, v in headers}
+
+        async def text(self):
+            return body.decode()
+
+    class Hook:
+        pass
+
+    hook = Hook()
+    hook.secret = secret
+    try:
+        return asyncio.run(EventSubWebhook._verify_signature(hook, Req()))
+    except KeyError:
+        return False
+
+
+def twitch_vec(name, secrets, headers, body, expect, signature_ok=None):
+    """A Twitch vector whose signature verdict twitchAPI confirms (any secret may match)."""
+    ok = any(twitch_oracle(s, headers, body) for s in secrets)
+    want = (expect == "valid") if signature_ok is None else signature_ok
+    if ok != want:
+        raise SystemExit(f"twitchAPI disagrees on twitch {name}: signature {'valid' if ok else 'invalid'}")
+    vec(name, "twitch", secrets, headers, body, expect)
+
+
 ts = twitch_ts(NOW - 30)
-vec("valid", "twitch", [TW_CUR], twitch(TW_CUR, twitch_body, ts), twitch_body, "valid")
-vec("valid with the second of two secrets (rotation)", "twitch", [TW_CUR, TW_PREV],
+twitch_vec("valid", [TW_CUR], twitch(TW_CUR, twitch_body, ts), twitch_body, "valid")
+twitch_vec("valid with the second of two secrets (rotation)", [TW_CUR, TW_PREV],
     twitch(TW_PREV, twitch_body, ts), twitch_body, "valid")
-vec("valid 9 minutes old", "twitch", [TW_CUR], twitch(TW_CUR, twitch_body, twitch_ts(NOW - 540)), twitch_body, "valid")
-vec("valid offset timestamp without fraction", "twitch", [TW_CUR],
+twitch_vec("valid 9 minutes old", [TW_CUR], twitch(TW_CUR, twitch_body, twitch_ts(NOW - 540)), twitch_body, "valid")
+twitch_vec("valid offset timestamp without fraction", [TW_CUR],
     twitch(TW_CUR, twitch_body, datetime.datetime.fromtimestamp(NOW - 30, datetime.timezone(datetime.timedelta(hours=1)))
            .isoformat()), twitch_body, "valid")
-vec("wrong secret", "twitch", [TW_CUR], twitch("not-the-secret", twitch_body, ts), twitch_body, "invalid")
-vec("tampered body", "twitch", [TW_CUR], twitch(TW_CUR, twitch_body, ts), twitch_body.replace(b"1337", b"1338"), "invalid")
+twitch_vec("wrong secret", [TW_CUR], twitch("not-the-secret", twitch_body, ts), twitch_body, "invalid")
+twitch_vec("tampered body", [TW_CUR], twitch(TW_CUR, twitch_body, ts), twitch_body.replace(b"1337", b"1338"), "invalid")
 h = twitch(TW_CUR, twitch_body, ts)
-vec("message id changed", "twitch", [TW_CUR], [[k, ("x" + v if k == "Twitch-Eventsub-Message-Id" else v)] for k, v in h],
+twitch_vec("message id changed", [TW_CUR], [[k, ("x" + v if k == "Twitch-Eventsub-Message-Id" else v)] for k, v in h],
     twitch_body, "invalid")
-vec("missing signature", "twitch", [TW_CUR], [kv for kv in h if kv[0] != "Twitch-Eventsub-Message-Signature"],
+twitch_vec("missing signature", [TW_CUR], [kv for kv in h if kv[0] != "Twitch-Eventsub-Message-Signature"],
     twitch_body, "invalid")
-vec("empty signature", "twitch", [TW_CUR], [[k, "" if k == "Twitch-Eventsub-Message-Signature" else v] for k, v in h],
+twitch_vec("empty signature", [TW_CUR], [[k, "" if k == "Twitch-Eventsub-Message-Signature" else v] for k, v in h],
     twitch_body, "invalid")
-vec("truncated signature", "twitch", [TW_CUR],
+twitch_vec("truncated signature", [TW_CUR],
     [[k, v[:-2] if k == "Twitch-Eventsub-Message-Signature" else v] for k, v in h], twitch_body, "invalid")
-vec("missing timestamp", "twitch", [TW_CUR], [kv for kv in h if kv[0] != "Twitch-Eventsub-Message-Timestamp"],
+twitch_vec("missing timestamp", [TW_CUR], [kv for kv in h if kv[0] != "Twitch-Eventsub-Message-Timestamp"],
     twitch_body, "invalid")
-vec("stale timestamp (11 minutes)", "twitch", [TW_CUR], twitch(TW_CUR, twitch_body, twitch_ts(NOW - 660)),
-    twitch_body, "invalid")
-vec("future timestamp (11 minutes)", "twitch", [TW_CUR], twitch(TW_CUR, twitch_body, twitch_ts(NOW + 660)),
-    twitch_body, "invalid")
-vec("unix-seconds timestamp", "twitch", [TW_CUR], twitch(TW_CUR, twitch_body, str(NOW)), twitch_body, "invalid")
+twitch_vec("stale timestamp (11 minutes)", [TW_CUR], twitch(TW_CUR, twitch_body, twitch_ts(NOW - 660)),
+    twitch_body, "invalid", signature_ok=True)
+twitch_vec("future timestamp (11 minutes)", [TW_CUR], twitch(TW_CUR, twitch_body, twitch_ts(NOW + 660)),
+    twitch_body, "invalid", signature_ok=True)
+twitch_vec("unix-seconds timestamp", [TW_CUR], twitch(TW_CUR, twitch_body, str(NOW)), twitch_body, "invalid",
+           signature_ok=True)
 chal_body = b'{"challenge":"pogchamp-kappa-360noscope-vohiyo","subscription":{"id":"f1c2a387-161a-49f9-a165-0f21d7a4e1c4","status":"webhook_callback_verification_pending","type":"channel.follow","version":"2"}}'
-vec("verification message", "twitch", [TW_CUR],
+twitch_vec("verification message", [TW_CUR],
     twitch(TW_CUR, chal_body, ts, kind="webhook_callback_verification"), chal_body, "valid")
 
 
