@@ -124,7 +124,8 @@ fn every_profile_signs_then_verifies_and_refuses_single_bit_flips() {
                 let bad = with_signature(p, &headers, |d| flip(d, sig_bit));
                 prop_assert!(!verifies(&v, &bad, &body), "{}: signature bit {} flipped", p.name, sig_bit);
                 if signed_ts {
-                    let ts = NOW.to_string();
+                    // As the header carries it (unix seconds, milliseconds or RFC 3339).
+                    let ts = p.timestamp.as_ref().map(|t| t.unit).unwrap_or_default().render(NOW);
                     let flipped_ts =
                         String::from_utf8(flip(ts.as_bytes(), bit % (ts.len() * 8))).unwrap_or_default();
                     if flipped_ts != ts {
