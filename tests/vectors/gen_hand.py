@@ -22,7 +22,7 @@ Every verdict comes from outside portcullis (never from `portcullis sign`). Orac
             IS the configured secret, sent as is:
             https://docs.gitlab.com/user/project/integrations/webhooks/ (X-Gitlab-Token),
             https://core.telegram.org/bots/api#setwebhook (X-Telegram-Bot-Api-Secret-Token),
-            https://docs.xendit.co/docs/handling-webhooks (x-callback-token),
+            https://docs.xendit.co/webhook/getting-started/ (x-callback-token),
             https://developer.okta.com/docs/concepts/event-hooks/ (Authorization),
             https://developers.cloudflare.com/notifications/get-started/configure-webhooks/ (cf-webhook-auth).
 - postmark, chargebee: HTTP Basic credentials as built by urllib3 2.8.0
