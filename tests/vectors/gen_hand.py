@@ -8,7 +8,7 @@ Every verdict comes from outside portcullis (never from `portcullis sign`). Orac
             secret, payload)), computed with Python's stdlib hmac.
 - dropbox:  doc recipe, https://www.dropbox.com/developers/reference/webhooks ("Verifying
             requests": X-Dropbox-Signature = hex HMAC-SHA256(app secret, body)).
-- twitter:  doc recipe, https://docs.x.com/x-api/webhooks/introduction and
+- twitter:  doc recipe, https://docs.x.com/x-api/webhooks/quickstart and
             https://developer.x.com/en/docs/x-api/enterprise/account-activity-api/guides/securing-webhooks
             (x-twitter-webhooks-signature = "sha256=" + base64 HMAC-SHA256(consumer secret, body)).
 - twitch:   twitchAPI 4.5.0 (PyPI `twitchAPI`, pinned in requirements-hand.txt): every
