@@ -190,6 +190,8 @@ def token_vectors(provider, header, cur, prev, body):
     vec("truncated value", provider, [cur], [[header, cur[:-1]]], body, "invalid")
     vec("value with a character more", provider, [cur], [[header, cur + "x"]], body, "invalid")
     vec("value in another case", provider, [cur], [[header, cur.upper()]], body, "invalid")
+    # NO integrity: the token does not bind the body, so any body passes with it.
+    vec("any body passes with the token (no integrity)", provider, [cur], [[header, cur]], b'{"forged":true}', "valid")
 
 
 token_vectors("gitlab", "X-Gitlab-Token", "gl-hook-token-cur", "gl-hook-token-prev",
@@ -222,6 +224,9 @@ def basic_vectors(provider, cur, prev, body):
     vec("password truncated", provider, [cur], [["Authorization", basic(cur[:-1])]], body, "invalid")
     vec("credentials not base64-encoded", provider, [cur], [["Authorization", "Basic " + cur]], body, "invalid")
     vec("bearer scheme", provider, [cur], [["Authorization", "Bearer " + basic(cur).split(" ", 1)[1]]], body, "invalid")
+    # NO integrity: the credentials do not bind the body, so any body passes with them.
+    vec("any body passes with the credentials (no integrity)", provider, [cur], [["Authorization", basic(cur)]],
+        b'{"forged":true}', "valid")
 
 
 basic_vectors("postmark", "pm-hooks:Pm-passw0rd:with-colon", "pm-hooks:Pm-old-passw0rd",
