@@ -72,20 +72,18 @@ const ADYEN_FIELDS: [&str; 8] = [
     "success",
 ];
 
-fn adyen_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace(':', "\\:")
-}
-
-/// The `:`-joined, escaped signing string of one `NotificationRequestItem`.
+/// The `:`-joined signing string of one `NotificationRequestItem`. The values are joined
+/// as they are, unescaped: Adyen's libraries (Python, Node, Go, Java, .NET, Ruby) all sign the
+/// standard notification this way; escaping `\\` and `:` belonged to the old HPP signature.
 pub fn adyen_signing_string(item: &serde_json::Value) -> String {
     ADYEN_FIELDS
         .iter()
         .map(|f| {
             let v = if f.starts_with('/') { item.pointer(f) } else { item.get(*f) };
             match v {
-                Some(serde_json::Value::String(s)) => adyen_escape(s),
+                Some(serde_json::Value::String(s)) => s.clone(),
                 Some(serde_json::Value::Null) | None => String::new(),
-                Some(other) => adyen_escape(&other.to_string()),
+                Some(other) => other.to_string(),
             }
         })
         .collect::<Vec<_>>()
@@ -154,7 +152,9 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode(mac.digest([s.as_bytes()]).as_bytes()),
             "Ny9gS2veKo5E4w8/OL6xz1/wvT/hYkAXy1xNc/QvO4I="
         );
-        assert_eq!(adyen_escape(r"a:b\c"), r"a\:b\\c");
+        // Values are joined unescaped, as Adyen's libraries sign them.
+        let odd = serde_json::json!({"merchantReference": r"a:b\c", "amount": {"value": 1, "currency": "EUR"}});
+        assert_eq!(adyen_signing_string(&odd), r":::a:b\c:1:EUR::");
     }
 
     #[test]

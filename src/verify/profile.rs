@@ -146,7 +146,7 @@ pub enum Canonical {
     /// Twilio: the URL, then the form parameters sorted by name, each name then its value;
     /// JSON bodies are bound by a `bodySHA256` query parameter instead.
     Twilio,
-    /// Adyen: HMAC over named fields of each notification item, `:`-joined and escaped; the
+    /// Adyen: HMAC over named fields of each notification item, `:`-joined unescaped; the
     /// signature is in each item's `additionalData.hmacSignature`.
     Adyen,
 }
