@@ -86,7 +86,7 @@ struct SignatureJson<'a> {
 
 #[derive(serde::Serialize)]
 struct TimestampJson<'a> {
-    /// `header`, `signature` (a key of the signature header) or `json`.
+    /// `header`, `signature` (a key of the signature header), `json`, or `form` (the field named in `header`).
     source: &'static str,
     header: Option<&'a str>,
     json: Option<&'a str>,
@@ -136,6 +136,7 @@ impl<'a> ProfileJson<'a> {
                     TimestampSource::Header(h) => ("header", Some(h.as_str()), None),
                     TimestampSource::Signature => ("signature", None, None),
                     TimestampSource::Json(j) => ("json", None, Some(j.as_str())),
+                    TimestampSource::Form(f) => ("form", Some(f.as_str()), None),
                 };
                 TimestampJson {
                     source,

@@ -1,5 +1,5 @@
 //! The named canonicalisers, for schemes whose signed payload is not a template over the
-//! request: Twilio's sorted form parameters and Adyen's per-item field lists.
+//! request: Twilio's and Mandrill's sorted form parameters and Adyen's per-item field lists.
 
 use super::{Input, Verified, Verifier, VerifyError};
 use base64::Engine;
@@ -56,6 +56,20 @@ pub fn twilio(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
     }
     if has_param(&out, BODY_SHA256) {
         return Err(VerifyError::Reinterpreted("the form's signed string reads as a URL with bodySHA256"));
+    }
+    Ok(out)
+}
+
+/// Mandrill: the webhook URL exactly as configured at Mandrill (the route's `public_url`),
+/// then every POST field sorted by name, each name followed by its value, with no separator.
+/// The body must be a form (url-encoded or multipart); a field given twice is refused, since
+/// Mandrill's own examples read the fields into a map that keeps only one.
+pub fn mandrill(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
+    let form = super::form::Form::parse(input.headers, input.body)?;
+    let mut out = input.url.as_bytes().to_vec();
+    for (k, v) in form.sorted()? {
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(v.as_bytes());
     }
     Ok(out)
 }
@@ -153,7 +167,8 @@ mod tests {
             "Ny9gS2veKo5E4w8/OL6xz1/wvT/hYkAXy1xNc/QvO4I="
         );
         // Values are joined unescaped, as Adyen's libraries sign them.
-        let odd = serde_json::json!({"merchantReference": r"a:b\c", "amount": {"value": 1, "currency": "EUR"}});
+        let odd =
+            serde_json::json!({"merchantReference": r"a:b\c", "amount": {"value": 1, "currency": "EUR"}});
         assert_eq!(adyen_signing_string(&odd), r":::a:b\c:1:EUR::");
     }
 
