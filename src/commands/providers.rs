@@ -57,7 +57,7 @@ struct ProfileJson<'a> {
     secret: crate::verify::mac::SecretEncoding,
     timestamp: Option<TimestampJson<'a>>,
     id: IdJson<'a>,
-    /// A signed one-time value remembered to refuse replays: its JSON pointer in the body.
+    /// A signed one-time value remembered to refuse replays: its JSON pointer in the body, or its form field.
     nonce: Option<&'a str>,
     handshake: Option<crate::verify::profile::Handshake>,
     order_by: Option<&'a str>,
@@ -154,7 +154,7 @@ impl<'a> ProfileJson<'a> {
                 }
                 IdSource::BodySha256 => IdJson { source: "body-sha256", header: None, json: vec![] },
             },
-            nonce: p.replay.as_ref().map(|j| j.as_str()),
+            nonce: p.replay.as_ref().map(|j| j.as_str()).or(p.replay_form.as_deref()),
             handshake: p.handshake,
             order_by: p.order_by.as_ref().map(|j| j.as_str()),
         }

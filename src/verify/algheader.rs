@@ -99,4 +99,31 @@ mod tests {
         assert!(AlgorithmHeader::new("bad name", BTreeMap::from([("A".to_string(), Algorithm::HmacSha1)]))
             .is_err());
     }
+
+    #[test]
+    fn the_loader_needs_the_signing_algorithm_listed() {
+        use crate::verify::profile::Profile;
+        let yaml = |alg: &str, values: &str| {
+            Profile::from_yaml(
+                "x.yaml",
+                &format!("name: x\nsignature: {{headers: [D], algorithm: {alg}, encoding: hex, algorithm_header: {{name: D-Alg, values: {values}}}}}\n"),
+            )
+        };
+        assert!(yaml("hmac-sha256", "{S1: hmac-sha1, S256: hmac-sha256}")
+            .unwrap()
+            .algorithm_header
+            .is_some());
+        assert!(yaml("hmac-sha512", "{S1: hmac-sha1}")
+            .unwrap_err()
+            .message
+            .contains("list signature.algorithm"));
+        assert!(yaml("hmac-sha256", "{}").is_err());
+        assert!(yaml("hmac-sha256", "{S256: hmac-md5}").is_err());
+        let e = Profile::from_yaml(
+            "x.yaml",
+            "name: x\nsignature: {headers: [D], algorithm: hmac-sha256, encoding: hex, algorithm_header: {name: D-Alg, values: {A: hmac-sha256}, colour: red}}\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("colour"), "{e}");
+    }
 }

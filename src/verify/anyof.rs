@@ -168,4 +168,23 @@ mod tests {
         }
         assert!(HeaderSet::from_list(&vec!["A".to_string(); 9]).is_err());
     }
+
+    #[test]
+    fn the_loader_takes_any_of_alone() {
+        use crate::verify::profile::Profile;
+        let yaml = |sig: &str| {
+            Profile::from_yaml(
+                "x.yaml",
+                &format!("name: x\nsignature: {{{sig}, algorithm: hmac-sha256, encoding: hex}}\n"),
+            )
+        };
+        let p = yaml("any_of: [A, B]").unwrap();
+        assert_eq!(p.header_set, HeaderSet::AnyOf);
+        assert_eq!(p.signature_place(), "any of a, b");
+        assert!(yaml("any_of: [A], headers: [B]").unwrap_err().message.contains("only one of"));
+        assert!(yaml("any_of: [A], json: /s").unwrap_err().message.contains("only one of"));
+        assert!(yaml("any_of: [A-*, B]").is_err());
+        let e = yaml("any_of: [A], format: key-value, keys: [v1], timestamp_key: t").unwrap_err();
+        assert!(e.message.contains("timestamp inside"), "{e}");
+    }
 }

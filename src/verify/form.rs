@@ -260,4 +260,43 @@ mod tests {
             (0..=MAX_FIELDS).map(|i| part(&format!("f{i}"), "v")).collect::<String>() + "--B--";
         assert_eq!(Form::parse(&h, many.as_bytes()).unwrap_err(), FormError::TooMany);
     }
+
+    #[test]
+    fn a_part_named_twice_is_refused() {
+        let h = ct("multipart/form-data; boundary=B");
+        let body = "--B\r\nContent-Disposition: form-data; name=\"a\"; name=\"b\"\r\n\r\nv\r\n--B--";
+        assert!(matches!(Form::parse(&h, body.as_bytes()), Err(FormError::Malformed(_))));
+    }
+
+    #[test]
+    fn form_sources_in_profiles() {
+        use crate::verify::profile::{Profile, ProfileSet, TimestampSource};
+        use crate::verify::{Secret, Verifier};
+        let yaml = |extra: &str| {
+            Profile::from_yaml(
+                "x.yaml",
+                &format!("name: x\nsignature: {{form: sig, algorithm: hmac-sha256, encoding: hex, payload: '{{form:ts}}{{form:tok}}'}}\n{extra}"),
+            )
+        };
+        let p = yaml("timestamp: {form: ts, check: true}\nreplay: {form: tok}\n").unwrap();
+        assert!(matches!(p.timestamp.as_ref().unwrap().source, TimestampSource::Form(_)));
+        assert_eq!(p.replay_form.as_deref(), Some("tok"));
+        // Only a signed field can be a nonce or a checked timestamp.
+        assert!(yaml("replay: {form: other}\n").unwrap_err().message.contains("covered by the signature"));
+        assert!(yaml("timestamp: {form: other, check: true}\n").unwrap_err().message.contains("unsigned"));
+        assert!(yaml("replay: {form: tok, json: /t}\n").is_err());
+        assert!(Profile::from_yaml(
+            "x.yaml",
+            "name: x\nsignature: {form: '', algorithm: hmac-sha256, encoding: hex}\n"
+        )
+        .is_err());
+
+        // The gateway's nonce for Mailgun Routes is read from the form, as the Content-Type says.
+        let routes = ProfileSet::builtin().get("mailgun-routes").unwrap().clone();
+        let v = Verifier::new(routes, &[Secret::from("k".to_string())], None).unwrap();
+        let nonce = v.replay_nonce(&ct(URLENCODED), b"timestamp=1&token=abc&signature=00").unwrap();
+        assert_eq!(nonce.as_deref(), Some("abc"));
+        assert!(v.replay_nonce(&ct(URLENCODED), b"token=a&token=b").unwrap_err().is_ambiguous());
+        assert!(v.replay_nonce(&ct("application/json"), b"{}").is_err());
+    }
 }

@@ -273,4 +273,26 @@ mod tests {
         assert_eq!(merged.signatures(), &["aa", "bb"]);
         assert_eq!(merged.timestamp, Some("1"));
     }
+
+    #[test]
+    fn the_loader_keeps_positional_keys_to_the_positional_format() {
+        use crate::verify::profile::{Profile, TimestampSource};
+        let yaml = |sig: &str| {
+            Profile::from_yaml(
+                "x.yaml",
+                &format!("name: x\nsignature: {{headers: [S], algorithm: hmac-sha256, encoding: hex, payload: '{{timestamp}}.{{body}}', {sig}}}\ntimestamp: {{unit: milliseconds}}\n"),
+            )
+        };
+        let p = yaml("format: positional, timestamp_position: 0").unwrap();
+        assert!(matches!(p.timestamp.unwrap().source, TimestampSource::Signature));
+        assert_eq!(p.header_format.separator, ",");
+        assert!(yaml("format: raw, timestamp_position: 0")
+            .unwrap_err()
+            .message
+            .contains("positional format"));
+        assert!(yaml("format: positional, timestamp_position: 0, keys: [v1]").is_err());
+        assert!(yaml("format: positional, timestamp_position: 0, prefix: 'x='").is_err());
+        assert!(yaml("format: positional, timestamp_position: 8").unwrap_err().message.contains("too far"));
+        assert!(yaml("format: positional, timestamp_position: 0, separator: ''").is_err());
+    }
 }
