@@ -106,6 +106,7 @@ fn explain(v: &Verifier, input: &Input<'_>, macs: &mut usize) -> Vec<String> {
             super::header::Format::Raw => "raw",
             super::header::Format::KeyValue => "key-value",
             super::header::Format::Versioned => "versioned",
+            super::header::Format::Positional => "positional",
         },
         p.algorithm.name(),
         p.encoding.name()
@@ -267,7 +268,7 @@ impl Fixed<'_> {
                 Segment::Id => Some(self.id),
                 Segment::Method => Some(self.method),
                 Segment::Url => Some(self.url),
-                Segment::Json(_) => None,
+                Segment::Json(_) | Segment::Form(_) => None,
             })
             .collect()
     }
