@@ -50,7 +50,7 @@ fn body_for(p: &Profile, raw: &[u8], word: &str) -> Vec<u8> {
     if matches!(p.timestamp.as_ref().map(|t| &t.source), Some(TimestampSource::Json(_))) {
         return format!(r#"{{"webhookTimestamp":{},"r":"{word}"}}"#, NOW * 1000).into_bytes();
     }
-    if p.canonical == Some(Canonical::Twilio) {
+    if matches!(p.canonical, Some(Canonical::Twilio | Canonical::Mandrill)) {
         return format!("Body={word}&From=x{word}").into_bytes();
     }
     if p.body == portcullis::verify::profile::BodyFormat::Json {
@@ -123,7 +123,7 @@ fn every_profile_signs_then_verifies_and_refuses_single_bit_flips() {
                 let bad = with_signature(p, &headers, |d| flip(d, sig_bit));
                 prop_assert!(!verifies(&v, &bad, &body), "{}: signature bit {} flipped", p.name, sig_bit);
                 if signed_ts {
-                    let ts = NOW.to_string();
+                    let ts = p.timestamp.as_ref().map(|t| t.unit).unwrap_or_default().render(NOW);
                     let flipped_ts =
                         String::from_utf8(flip(ts.as_bytes(), bit % (ts.len() * 8))).unwrap_or_default();
                     if flipped_ts != ts {
