@@ -50,7 +50,7 @@ fn body_for(p: &Profile, raw: &[u8], word: &str) -> Vec<u8> {
     if matches!(p.timestamp.as_ref().map(|t| &t.source), Some(TimestampSource::Json(_))) {
         return format!(r#"{{"webhookTimestamp":{},"r":"{word}"}}"#, NOW * 1000).into_bytes();
     }
-    if p.canonical == Some(Canonical::Twilio) {
+    if matches!(p.canonical, Some(Canonical::Twilio | Canonical::Mandrill)) {
         return format!("Body={word}&From=x{word}").into_bytes();
     }
     if p.body == portcullis::verify::profile::BodyFormat::Json {

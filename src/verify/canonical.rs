@@ -68,8 +68,8 @@ pub fn mandrill(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
     let form = super::form::Form::parse(input.headers, input.body)?;
     let mut out = input.url.as_bytes().to_vec();
     for (k, v) in form.sorted()? {
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(k);
+        out.extend_from_slice(v);
     }
     Ok(out)
 }

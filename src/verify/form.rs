@@ -28,11 +28,19 @@ pub enum FormError {
     Duplicate(String),
 }
 
-/// A parsed form: its fields in order, names and values decoded. Files of a multipart form
-/// (parts with a `filename`) are kept by name with an empty value: they are not signed.
+/// One field: its name and value, decoded to bytes.
+pub type Field<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
+/// A field borrowed from a [`Form`]: name and value bytes.
+pub type FieldRef<'f> = (&'f [u8], &'f [u8]);
+
+/// A parsed form: its fields in order, names and values decoded to the bytes the sender
+/// encoded (never re-encoded or replaced, so distinct bodies never read as the same fields).
+/// Files of a multipart form (parts with a `filename`) are kept by name with an empty value:
+/// they are not signed.
 #[derive(Debug, Default)]
 pub struct Form<'a> {
-    fields: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    fields: Vec<Field<'a>>,
 }
 
 impl<'a> Form<'a> {
@@ -46,11 +54,15 @@ impl<'a> Form<'a> {
         let media = params.next().unwrap_or("").trim();
         if media.eq_ignore_ascii_case(URLENCODED) {
             let mut fields = Vec::new();
-            for (k, v) in form_urlencoded::parse(body) {
+            for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
                 if fields.len() == MAX_FIELDS {
                     return Err(FormError::TooMany);
                 }
-                fields.push((k, v));
+                let (k, v) = match pair.iter().position(|&b| b == b'=') {
+                    Some(i) => (&pair[..i], &pair[i + 1..]),
+                    None => (pair, &[][..]),
+                };
+                fields.push((percent_decode(k), percent_decode(v)));
             }
             return Ok(Form { fields });
         }
@@ -66,25 +78,56 @@ impl<'a> Form<'a> {
         multipart(body, boundary.as_bytes())
     }
 
-    /// The value of the field `name`; `None` when absent, an error when given twice.
+    /// The value of the field `name` as UTF-8 text; `None` when absent, an error when given
+    /// twice or not UTF-8.
     pub fn get(&self, name: &str) -> Result<Option<&str>, FormError> {
-        let mut found = self.fields.iter().filter(|(k, _)| k == name);
+        let mut found = self.fields.iter().filter(|(k, _)| **k == *name.as_bytes());
         let first = found.next();
         if found.next().is_some() {
             return Err(FormError::Duplicate(name.to_string()));
         }
-        Ok(first.map(|(_, v)| &**v))
+        first
+            .map(|(_, v)| {
+                std::str::from_utf8(v).map_err(|_| FormError::Malformed("a signed field that is not UTF-8"))
+            })
+            .transpose()
     }
 
-    /// Every field, sorted by name; a name given twice is refused.
-    pub fn sorted(&self) -> Result<Vec<(&str, &str)>, FormError> {
-        let mut all: Vec<(&str, &str)> = self.fields.iter().map(|(k, v)| (&**k, &**v)).collect();
-        all.sort();
+    /// Every field as bytes, sorted by name (bytewise); a name given twice is refused.
+    pub fn sorted(&self) -> Result<Vec<FieldRef<'_>>, FormError> {
+        let mut all: Vec<FieldRef<'_>> = self.fields.iter().map(|(k, v)| (&**k, &**v)).collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
         if let Some(w) = all.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(FormError::Duplicate(w[0].0.to_string()));
+            return Err(FormError::Duplicate(String::from_utf8_lossy(w[0].0).into_owned()));
         }
         Ok(all)
     }
+}
+
+/// `application/x-www-form-urlencoded` decoding of one name or value: `+` is a space, `%XX`
+/// a byte; a `%` not followed by two hex digits stands for itself (as WHATWG URL parsing does).
+fn percent_decode(s: &[u8]) -> Cow<'_, [u8]> {
+    if !s.iter().any(|&b| b == b'+' || b == b'%') {
+        return Cow::Borrowed(s);
+    }
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (s.get(i + 1).and_then(|&b| hex(b)), s.get(i + 2).and_then(|&b| hex(b))) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
 }
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
@@ -126,12 +169,8 @@ fn multipart<'a>(body: &'a [u8], boundary: &[u8]) -> Result<Form<'a>, FormError>
         if fields.len() == MAX_FIELDS {
             return Err(FormError::TooMany);
         }
-        let value = if is_file {
-            Cow::Borrowed("")
-        } else {
-            String::from_utf8_lossy(&body[content_start..content_end])
-        };
-        fields.push((Cow::Owned(name), value));
+        let value = if is_file { &[][..] } else { &body[content_start..content_end] };
+        fields.push((Cow::Owned(name.into_bytes()), Cow::Borrowed(value)));
         pos = content_end + delim.len();
     }
 }
@@ -210,6 +249,11 @@ mod tests {
         assert_eq!(f.get("token").unwrap(), Some("ab+c"));
         assert_eq!(f.get("signature").unwrap(), Some("de f"));
         assert_eq!(f.get("nope").unwrap(), None);
+        // Bytes as sent: two bodies differing in an invalid UTF-8 byte stay different.
+        let raw = Form::parse(&h, b"a=%80&b=%81&c=100%&d=%zz").unwrap();
+        let all = raw.sorted().unwrap();
+        assert_eq!(all, [(&b"a"[..], &b"\x80"[..]), (b"b", b"\x81"), (b"c", b"100%"), (b"d", b"%zz")]);
+        assert!(matches!(raw.get("a"), Err(FormError::Malformed(_))));
         let twice = Form::parse(&h, b"token=a&token=b").unwrap();
         assert_eq!(twice.get("token"), Err(FormError::Duplicate("token".into())));
         assert_eq!(twice.sorted(), Err(FormError::Duplicate("token".into())));
@@ -231,10 +275,8 @@ mod tests {
         assert_eq!(f.get("body-plain").unwrap(), Some("line1\r\nline2"));
         assert_eq!(f.get("attachment-1").unwrap(), Some(""));
         let sorted = f.sorted().unwrap();
-        assert_eq!(
-            sorted.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-            ["attachment-1", "body-plain", "token"]
-        );
+        let names: Vec<&[u8]> = sorted.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, [&b"attachment-1"[..], b"body-plain", b"token"]);
     }
 
     #[test]

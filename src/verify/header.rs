@@ -27,7 +27,9 @@ pub struct HeaderFormat {
     pub prefix: Option<String>,
     pub separator: String,
     pub kv_separator: String,
-    /// Keys (key-value) or versions (versioned) whose values are signatures.
+    /// Keys (key-value) or versions (versioned) whose values are signatures; `*` takes every
+    /// key but the timestamp's (key-id-tagged values such as Braintree's `public_key|sig`,
+    /// where the key id names the sender's key pair, not a version).
     pub signature_keys: Vec<String>,
     /// Key of the timestamp inside the header (key-value only).
     pub timestamp_key: Option<String>,
@@ -123,7 +125,7 @@ impl HeaderFormat {
                         if out.timestamp.replace(v).is_some() {
                             return Err(HeaderError::DuplicateTimestamp);
                         }
-                    } else if !v.is_empty() && self.signature_keys.iter().any(|s| s == k) {
+                    } else if !v.is_empty() && self.signature_keys.iter().any(|s| s == k || s == "*") {
                         out.push(v)?;
                     }
                 }
@@ -294,5 +296,22 @@ mod tests {
         assert!(yaml("format: positional, timestamp_position: 0, prefix: 'x='").is_err());
         assert!(yaml("format: positional, timestamp_position: 8").unwrap_err().message.contains("too far"));
         assert!(yaml("format: positional, timestamp_position: 0, separator: ''").is_err());
+    }
+
+    #[test]
+    fn key_id_tagged_values_with_a_wildcard_key() {
+        let f = HeaderFormat {
+            format: Format::KeyValue,
+            prefix: None,
+            separator: "&".into(),
+            kv_separator: "|".into(),
+            signature_keys: vec!["*".into()],
+            timestamp_key: None,
+            timestamp_position: None,
+        };
+        let p = f.parse("pk_old|aa&pk_new|bb&junk").unwrap();
+        assert_eq!(p.signatures(), &["aa", "bb"]);
+        assert_eq!(f.parse("pk|").unwrap_err(), HeaderError::NoSignature);
+        assert_eq!(f.parse("nopipe").unwrap_err(), HeaderError::NoSignature);
     }
 }

@@ -8,6 +8,8 @@ Oracles, per provider (versions pinned in tests/vectors/requirements-fmt.txt):
   example (HmacSignatureTest, already in catalog.json).
 - box: PyPI `box-sdk-gen` 1.17.0, `WebhooksManager.validate_message` (Box's own SDK; its
   clock pinned to the vector's `now`) gives every verdict; `compute_webhook_signature` signs.
+- braintree: PyPI `braintree` 4.48.0: `Crypto.sha1_hmac_hash` signs and
+  `BraintreeGateway.webhook_notification.parse` (the SDK's verifier) gives every verdict.
 - zendesk: no SDK; the documented recipe base64(HMACSHA256(TIMESTAMP + BODY)) of
   https://developer.zendesk.com/documentation/webhooks/verifying/ (zendesk()).
 - docusign: no SDK verifier; the documented recipe (base64 HMAC-SHA256 of the body, one
@@ -351,10 +353,52 @@ def box():
 
 
 # ---------------------------------------------------------------------------------------------
+# Braintree (oracle: PyPI braintree)
+
+def braintree_vectors():
+    import braintree
+    from braintree.util.crypto import Crypto
+    from urllib.parse import urlencode
+    private, other = "integration_private_key", "some_other_private_key"
+    def gw(priv):
+        return braintree.BraintreeGateway(braintree.Configuration(
+            braintree.Environment.Sandbox, merchant_id="integration_merchant_id",
+            public_key="integration_public_key", private_key=priv))
+    secret = lambda priv: hashlib.sha1(priv.encode()).hexdigest()
+    xml = ("<notification><timestamp type=\"datetime\">2026-11-30T07:59:30Z</timestamp>"
+           "<kind>subscription_went_past_due</kind><subject><subscription><id>sub_1</id></subscription></subject></notification>")
+    payload = base64.encodebytes(xml.encode()).decode()  # with newlines, as Braintree posts it
+    out = []
+    def add(name, fields, expect, routes=(private,), oracle=private, raw=None):
+        try:
+            gw(oracle).webhook_notification.parse(fields.get("bt_signature"), fields.get("bt_payload"))
+            verdict = True
+        except Exception:
+            verdict = False
+        check(expect, verdict, name)
+        body = raw if raw is not None else urlencode(fields).encode()
+        out.append(vector(f"braintree (braintree 4.48.0) {name}", "braintree", [secret(r) for r in routes],
+                          [["Content-Type", "application/x-www-form-urlencoded"]], body, expect))
+    sig = lambda priv, pl=payload: Crypto.sha1_hmac_hash(priv, pl)
+    add("valid", {"bt_signature": f"integration_public_key|{sig(private)}", "bt_payload": payload}, "valid")
+    add("valid, matching pair second", {"bt_signature": f"old_public_key|{sig(other)}&integration_public_key|{sig(private)}",
+                                        "bt_payload": payload}, "valid")
+    add("valid with the second of two keys", {"bt_signature": f"integration_public_key|{sig(private)}", "bt_payload": payload},
+        "valid", routes=(other, private))
+    add("wrong private key", {"bt_signature": f"integration_public_key|{sig(other)}", "bt_payload": payload}, "invalid")
+    tampered = base64.encodebytes(xml.replace("past_due", "canceled").encode()).decode()
+    add("tampered payload", {"bt_signature": f"integration_public_key|{sig(private)}", "bt_payload": tampered}, "invalid")
+    add("truncated signature", {"bt_signature": f"integration_public_key|{sig(private)[:20]}", "bt_payload": payload}, "invalid")
+    add("empty signature", {"bt_signature": "integration_public_key|", "bt_payload": payload}, "invalid")
+    add("missing signature", {"bt_payload": payload}, "invalid")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 
 def main():
     vectors = []
-    for gen in (adyen, box, zendesk, docusign, recurly, sumsub, mandrill, mailgun_routes):
+    for gen in (adyen, box, braintree_vectors, zendesk, docusign, recurly, sumsub, mandrill, mailgun_routes):
         vectors.extend(gen())
     json.dump(vectors, sys.stdout, indent=1)
     sys.stdout.write("\n")
