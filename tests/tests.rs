@@ -7,6 +7,7 @@ mod chaos;
 mod cli;
 mod core;
 mod forwarding;
+mod handshakes;
 mod hardening;
 mod inprocess;
 mod layout;

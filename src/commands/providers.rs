@@ -59,9 +59,9 @@ struct ProfileJson<'a> {
     secret: crate::verify::mac::SecretEncoding,
     timestamp: Option<TimestampJson<'a>>,
     id: IdJson<'a>,
-    /// A signed one-time value remembered to refuse replays: its JSON pointer in the body.
+    /// A signed one-time value remembered to refuse replays: its JSON pointer in the body, or its form field.
     nonce: Option<&'a str>,
-    handshake: Option<crate::verify::profile::Handshake>,
+    handshake: Option<&'a crate::verify::profile::Handshake>,
     order_by: Option<&'a str>,
     /// What the scheme protects against: integrity, replay window, whether the id is signed.
     security: Security,
@@ -90,7 +90,7 @@ struct SignatureJson<'a> {
 
 #[derive(serde::Serialize)]
 struct TimestampJson<'a> {
-    /// `header`, `signature` (a key of the signature header) or `json`.
+    /// `header`, `signature` (a key of the signature header), `json`, or `form` (the field named in `header`).
     source: &'static str,
     header: Option<&'a str>,
     json: Option<&'a str>,
@@ -140,6 +140,7 @@ impl<'a> ProfileJson<'a> {
                     TimestampSource::Header(h) => ("header", Some(h.as_str()), None),
                     TimestampSource::Signature => ("signature", None, None),
                     TimestampSource::Json(j) => ("json", None, Some(j.as_str())),
+                    TimestampSource::Form(f) => ("form", Some(f.as_str()), None),
                 };
                 TimestampJson {
                     source,
@@ -157,8 +158,8 @@ impl<'a> ProfileJson<'a> {
                 }
                 IdSource::BodySha256 => IdJson { source: "body-sha256", header: None, json: vec![] },
             },
-            nonce: p.replay.as_ref().map(|j| j.as_str()),
-            handshake: p.handshake,
+            nonce: p.replay.as_ref().map(|j| j.as_str()).or(p.replay_form.as_deref()),
+            handshake: p.handshake.as_ref(),
             order_by: p.order_by.as_ref().map(|j| j.as_str()),
             security: Security::of(p),
         }

@@ -152,6 +152,8 @@ pub(super) struct RawRoute {
     pub public_url: Option<String>,
     #[serde(default)]
     pub on_store_error: OnStoreError,
+    /// The token a GET handshake (Meta's `hub.verify_token`) must carry; secret-like.
+    pub verify_token: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@ use super::env::{expand_env, is_optional};
 use super::parse_net;
 use super::raw::{RawForwardSigning, RawQueue, RawRoute, RawSecret, Size};
 use super::redact_url;
+use crate::verify::handshake::VerifyToken;
 use crate::verify::mac::{Algorithm, MacKey, SecretEncoding};
 use crate::verify::profile::{Profile, ProfileSet};
 use crate::verify::{Secret, Verifier};
@@ -45,6 +46,9 @@ pub struct Route {
     pub queue: Option<QueueSettings>,
     /// The provider's name as the `Portcullis-Provider` header value, made once.
     pub provider_value: HeaderValue,
+    /// The token the profile's GET handshake must carry (Meta's `hub.verify_token`). Its
+    /// `Debug` never shows the value.
+    pub verify_token: Option<VerifyToken>,
 }
 
 impl Route {
@@ -213,6 +217,7 @@ impl RawRoute {
         let forward_signing =
             self.forward_signing.as_ref().map(|f| forward_signing(f, cx.env)).transpose()?;
         let queue = self.queue_settings(profile)?;
+        let verify_token = self.verify_token(cx, profile)?;
         let provider_value = HeaderValue::from_str(&profile.name)
             .map_err(|_| format!("provider: '{}' cannot be a header value", profile.name))?;
         Ok(Route {
@@ -232,7 +237,30 @@ impl RawRoute {
             allow_ips,
             forward_signing,
             queue,
+            verify_token,
         })
+    }
+
+    /// `verify_token` (`${VAR}` expanded): needed exactly when the profile's handshake checks one.
+    fn verify_token(&self, cx: &Context<'_>, profile: &Profile) -> Result<Option<VerifyToken>, String> {
+        let needed = profile.handshake.as_ref().is_some_and(|h| h.needs_verify_token());
+        let token = match &self.verify_token {
+            None => None,
+            Some(raw) => {
+                let v = expand_env(raw, cx.env).map_err(|e| format!("verify_token: {e}"))?;
+                Some(VerifyToken::new(v).map_err(|e| format!("verify_token: {e}"))?)
+            }
+        };
+        match (needed, &token) {
+            (true, None) => Err(format!(
+                "verify_token: provider '{}' answers a handshake that checks a verify token; the route needs verify_token",
+                profile.name
+            )),
+            (false, Some(_)) => {
+                Err(format!("verify_token: provider '{}' has no handshake that checks one", profile.name))
+            }
+            _ => Ok(token),
+        }
     }
 
     /// The upstream timeout, the claim's lease and the key's lifetime, which must nest.

@@ -161,7 +161,7 @@ where
                 return answer(rejection.into_response(Some(d.route.clone()), None));
             }
         };
-        let nonce = match verifier.replay_nonce(&d.body) {
+        let nonce = match verifier.replay_nonce(&d.parts.headers, &d.body) {
             Ok(n) => n.map(|n| Arc::from(verifier.nonce_key(verified.secret_index, &n))),
             Err(e) => return answer(Rejection::from(e).into_response(Some(d.route), None)),
         };

@@ -1,14 +1,23 @@
-//! Answers the endpoint-verification requests some providers send before any event (Slack's
-//! `url_verification`, Zoom's `endpoint.url_validation`), once they are verified. Nothing is
-//! claimed or forwarded for them.
+//! Answers the endpoint-verification requests of a route's profile (its `handshake:` block,
+//! see [`crate::verify::handshake`]). Nothing is claimed or forwarded for them.
+//!
+//! - A GET handshake (Meta, Dropbox, Twitter's CRC, Okta) carries no signature: the route
+//!   layer calls [`answer_get`] before the method check and before any body byte is read, and
+//!   answers it only when the request has exactly the handshake's shape (a wrong or missing
+//!   verify token is refused with 403); any other GET is refused as before.
+//! - A POST handshake (Slack, Zoom, Twitch, Discord) is answered by [`HandshakeLayer`], after
+//!   the request's signature verified and before its idempotency key is claimed.
 
 use super::{answer, EitherFuture};
 use crate::delivery::Verified;
 use crate::outcome::Outcome;
 use crate::response::{json_response, Body, Record};
-use crate::verify::profile::Handshake as Kind;
-use http::{Response, StatusCode};
+use crate::routing::RouteEntry;
+use crate::verify::handshake::{Answer, HandshakeMethod, Request as HandshakeRequest};
+use http::header::{HeaderValue, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use http::{Method, Request, Response, StatusCode};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
@@ -27,29 +36,43 @@ pub struct Handshake<S> {
     inner: S,
 }
 
-/// The local answer to a handshake request, or `None` when `v` is an ordinary delivery.
-pub fn answer_for(kind: Kind, v: &Verified) -> Option<serde_json::Value> {
-    let d = &v.request;
-    // Handshake bodies are small JSON objects; anything else is an ordinary delivery.
-    if d.body.first() != Some(&b'{') {
+/// The 200 answer to a handshake: its body as text (never sniffed as anything else) or JSON.
+fn reply(content_type: &'static str, body: String) -> Response<Body> {
+    let mut res = json_response(StatusCode::OK, body);
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res.headers_mut().insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    res
+}
+
+/// The answer to a GET on `route` that is its profile's GET handshake, or `None` for any
+/// other request (then handled as before: a GET is refused by the method check).
+pub fn answer_get<B>(route: &Arc<RouteEntry>, req: &Request<B>) -> Option<Response<Body>> {
+    if req.method() != Method::GET {
         return None;
     }
-    let doc: serde_json::Value = serde_json::from_slice(&d.body).ok()?;
-    match kind {
-        Kind::SlackUrlVerification => {
-            if doc.get("type")?.as_str()? != "url_verification" {
-                return None;
-            }
-            let challenge = doc.get("challenge")?.as_str()?;
-            Some(serde_json::json!({ "challenge": challenge }))
+    let verifier = &route.verifier;
+    let h = verifier.profile().handshake.as_ref().filter(|h| h.method == HandshakeMethod::Get)?;
+    let input = HandshakeRequest {
+        method: req.method(),
+        query: req.uri().query(),
+        headers: req.headers(),
+        body: b"",
+    };
+    // The first configured secret is the current one (a rotated-out secret comes after it).
+    match h.answer(&input, route.verify_token.as_ref(), verifier.handshake_key(0)) {
+        Answer::NotHandshake => None,
+        Answer::Refused(why) => {
+            let res = json_response(StatusCode::FORBIDDEN, r#"{"error":"forbidden"}"#);
+            let record = Record {
+                route: Some(route.clone()),
+                detail: Some(format!("handshake refused: {why}")),
+                ..Record::new(Outcome::Forbidden)
+            };
+            Some(record.on(res))
         }
-        Kind::ZoomUrlValidation => {
-            if doc.get("event")?.as_str()? != "endpoint.url_validation" {
-                return None;
-            }
-            let plain = doc.pointer("/payload/plainToken")?.as_str()?;
-            let encrypted = d.route.verifier.hmac_sha256_hex(v.secret_index, plain.as_bytes())?;
-            Some(serde_json::json!({ "plainToken": plain, "encryptedToken": encrypted }))
+        Answer::Reply { content_type, body } => {
+            let record = Record { route: Some(route.clone()), ..Record::new(Outcome::Handshake) };
+            Some(record.on(reply(content_type, body)))
         }
     }
 }
@@ -67,11 +90,22 @@ where
     }
 
     fn call(&mut self, v: Verified) -> Self::Future {
-        if let Some(kind) = v.request.route.verifier.profile().handshake {
-            if let Some(reply) = answer_for(kind, &v) {
+        let d = &v.request;
+        let verifier = &d.route.verifier;
+        if let Some(h) = verifier.profile().handshake.as_ref().filter(|h| h.method == HandshakeMethod::Post) {
+            let input = HandshakeRequest {
+                method: &d.parts.method,
+                query: d.parts.uri.query(),
+                headers: &d.parts.headers,
+                body: &d.body,
+            };
+            // The challenge's HMAC (Zoom) is made with the secret that verified the request.
+            if let Answer::Reply { content_type, body } =
+                h.answer(&input, None, verifier.handshake_key(v.secret_index))
+            {
                 // A handshake is no event: its log line names no key.
                 let record = Record { key: None, ..Record::verified(Outcome::Handshake, &v) };
-                return answer(record.on(json_response(StatusCode::OK, reply.to_string())));
+                return answer(record.on(reply(content_type, body)));
             }
         }
         futures_util::future::Either::Right(self.inner.call(v))

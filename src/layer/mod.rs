@@ -8,7 +8,7 @@
 //! | [`read_body`] | 413, 408; 503 + `Retry-After` past the reads per client address |
 //! | [`limit`] | 503 + `Retry-After` past the in-flight bound (bodies read) |
 //! | [`authenticate`] | 401, 400 |
-//! | [`handshake`] | answers Slack's and Zoom's endpoint checks itself |
+//! | [`handshake`] | answers endpoint checks itself (GET ones from [`route`], before the method check) |
 //! | [`dedupe`] | 200 duplicate, 409 in flight, 503 store down |
 //! | [`forward`] | the upstream's answer; 502, 504; 202 queued, 503 queue down |
 

@@ -88,6 +88,11 @@ where
             Err(e) => return answer(Rejection::from(e).into_response(None, None)),
         };
         drop(routing);
+        // A GET handshake (Meta, Dropbox, Twitter, Okta) carries no signature: answered here
+        // only when it has exactly the handshake's shape; any other GET is refused below.
+        if let Some(res) = super::handshake::answer_get(&route, &req) {
+            return answer(res);
+        }
         if !route.methods.contains(req.method()) {
             return answer(Rejection::MethodNotAllowed.into_response(Some(route), None));
         }

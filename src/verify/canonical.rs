@@ -1,5 +1,5 @@
 //! The named canonicalisers, for schemes whose signed payload is not a template over the
-//! request: Twilio's sorted form parameters and Adyen's per-item field lists.
+//! request: Twilio's and Mandrill's sorted form parameters and Adyen's per-item field lists.
 
 use super::{Input, Verified, Verifier, VerifyError};
 use base64::Engine;
@@ -60,6 +60,20 @@ pub fn twilio(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
     Ok(out)
 }
 
+/// Mandrill: the webhook URL exactly as configured at Mandrill (the route's `public_url`),
+/// then every POST field sorted by name, each name followed by its value, with no separator.
+/// The body must be a form (url-encoded or multipart); a field given twice is refused, since
+/// Mandrill's own examples read the fields into a map that keeps only one.
+pub fn mandrill(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
+    let form = super::form::Form::parse(input.headers, input.body)?;
+    let mut out = input.url.as_bytes().to_vec();
+    for (k, v) in form.sorted()? {
+        out.extend_from_slice(k);
+        out.extend_from_slice(v);
+    }
+    Ok(out)
+}
+
 /// Adyen's fields, in signing order.
 const ADYEN_FIELDS: [&str; 8] = [
     "pspReference",
@@ -72,20 +86,18 @@ const ADYEN_FIELDS: [&str; 8] = [
     "success",
 ];
 
-fn adyen_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace(':', "\\:")
-}
-
-/// The `:`-joined, escaped signing string of one `NotificationRequestItem`.
+/// The `:`-joined signing string of one `NotificationRequestItem`. The values are joined
+/// as they are, unescaped: Adyen's libraries (Python, Node, Go, Java, .NET, Ruby) all sign the
+/// standard notification this way; escaping `\\` and `:` belonged to the old HPP signature.
 pub fn adyen_signing_string(item: &serde_json::Value) -> String {
     ADYEN_FIELDS
         .iter()
         .map(|f| {
             let v = if f.starts_with('/') { item.pointer(f) } else { item.get(*f) };
             match v {
-                Some(serde_json::Value::String(s)) => adyen_escape(s),
+                Some(serde_json::Value::String(s)) => s.clone(),
                 Some(serde_json::Value::Null) | None => String::new(),
-                Some(other) => adyen_escape(&other.to_string()),
+                Some(other) => other.to_string(),
             }
         })
         .collect::<Vec<_>>()
@@ -154,7 +166,10 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode(mac.digest([s.as_bytes()]).as_bytes()),
             "Ny9gS2veKo5E4w8/OL6xz1/wvT/hYkAXy1xNc/QvO4I="
         );
-        assert_eq!(adyen_escape(r"a:b\c"), r"a\:b\\c");
+        // Values are joined unescaped, as Adyen's libraries sign them.
+        let odd =
+            serde_json::json!({"merchantReference": r"a:b\c", "amount": {"value": 1, "currency": "EUR"}});
+        assert_eq!(adyen_signing_string(&odd), r":::a:b\c:1:EUR::");
     }
 
     #[test]

@@ -62,6 +62,7 @@ fn explain(v: &Verifier, input: &Input<'_>, macs: &mut usize) -> Vec<String> {
         || p.signature_json.is_some()
         || p.algorithm.is_public_key()
         || p.jwt.is_some()
+        || p.algorithm.is_shared_secret()
     {
         out.push(format!("signature read from {}", p.signature_place()));
         for (i, e) in v.expires.iter().enumerate() {
@@ -106,6 +107,7 @@ fn explain(v: &Verifier, input: &Input<'_>, macs: &mut usize) -> Vec<String> {
             super::header::Format::Raw => "raw",
             super::header::Format::KeyValue => "key-value",
             super::header::Format::Versioned => "versioned",
+            super::header::Format::Positional => "positional",
         },
         p.algorithm.name(),
         p.encoding.name()
@@ -160,7 +162,8 @@ fn explain(v: &Verifier, input: &Input<'_>, macs: &mut usize) -> Vec<String> {
     // Another encoding of the same digest.
     let other = match p.encoding {
         Encoding::Hex => Encoding::Base64,
-        Encoding::Base64 | Encoding::Base64url => Encoding::Hex,
+        // Shared tokens are never diagnosed this far (see `explain`).
+        Encoding::Base64 | Encoding::Base64url | Encoding::Plain => Encoding::Hex,
     };
     if let Some(i) = first_match(&normal, &decode_all(v, &value, other)) {
         hints.push(format!(
@@ -266,7 +269,7 @@ impl Fixed<'_> {
                 Segment::Id => Some(self.id),
                 Segment::Method => Some(self.method),
                 Segment::Url => Some(self.url),
-                Segment::Json(_) => None,
+                Segment::Json(_) | Segment::Form(_) => None,
             })
             .collect()
     }

@@ -15,6 +15,9 @@ pub enum Format {
     /// `v1,<sig> v1,<sig>` (Standard Webhooks): entries split by `separator`, version and
     /// signature split by `kv_separator`.
     Versioned,
+    /// `<timestamp>,<sig>,<sig>` (Recurly): entries split by `separator`; the one at
+    /// `timestamp_position` (if any) is the timestamp, every other entry a signature.
+    Positional,
 }
 
 /// A validated description of a signature header's value.
@@ -24,10 +27,14 @@ pub struct HeaderFormat {
     pub prefix: Option<String>,
     pub separator: String,
     pub kv_separator: String,
-    /// Keys (key-value) or versions (versioned) whose values are signatures.
+    /// Keys (key-value) or versions (versioned) whose values are signatures; `*` takes every
+    /// key but the timestamp's (key-id-tagged values such as Braintree's `public_key|sig`,
+    /// where the key id names the sender's key pair, not a version).
     pub signature_keys: Vec<String>,
     /// Key of the timestamp inside the header (key-value only).
     pub timestamp_key: Option<String>,
+    /// Place of the timestamp among the entries (positional only, counted from 0).
+    pub timestamp_position: Option<usize>,
 }
 
 /// Why a signature header value could not be used. Never carries the value itself.
@@ -61,6 +68,15 @@ pub struct Parsed<'a> {
 impl<'a> Parsed<'a> {
     pub fn signatures(&self) -> &[&'a str] {
         &self.sigs[..self.count]
+    }
+
+    /// Adds the signatures of another header's value (profiles whose signatures come in
+    /// several headers); an embedded timestamp is not taken from it.
+    pub fn extend(&mut self, other: &Parsed<'a>) -> Result<(), HeaderError> {
+        for s in other.signatures() {
+            self.push(s)?;
+        }
+        Ok(())
     }
 
     fn push(&mut self, s: &'a str) -> Result<(), HeaderError> {
@@ -109,8 +125,21 @@ impl HeaderFormat {
                         if out.timestamp.replace(v).is_some() {
                             return Err(HeaderError::DuplicateTimestamp);
                         }
-                    } else if !v.is_empty() && self.signature_keys.iter().any(|s| s == k) {
+                    } else if !v.is_empty() && self.signature_keys.iter().any(|s| s == k || s == "*") {
                         out.push(v)?;
+                    }
+                }
+                if out.count == 0 {
+                    return Err(HeaderError::NoSignature);
+                }
+            }
+            Format::Positional => {
+                for (i, item) in value.split(self.separator.as_str()).enumerate() {
+                    let item = item.trim();
+                    if self.timestamp_position == Some(i) {
+                        out.timestamp = Some(item);
+                    } else if !item.is_empty() {
+                        out.push(item)?;
                     }
                 }
                 if out.count == 0 {
@@ -138,6 +167,12 @@ impl HeaderFormat {
                 }
             }
             Format::Versioned => format!("{}{}{sig}", self.signature_keys[0], self.kv_separator),
+            Format::Positional => match (self.timestamp_position, timestamp) {
+                // One signature: the timestamp first, or after it.
+                (Some(0), Some(ts)) => format!("{ts}{}{sig}", self.separator),
+                (Some(_), Some(ts)) => format!("{sig}{}{ts}", self.separator),
+                _ => sig.to_string(),
+            },
         }
     }
 }
@@ -154,6 +189,7 @@ mod tests {
             kv_separator: String::new(),
             signature_keys: vec![],
             timestamp_key: None,
+            timestamp_position: None,
         }
     }
 
@@ -165,6 +201,7 @@ mod tests {
             kv_separator: "=".into(),
             signature_keys: vec!["v1".into()],
             timestamp_key: Some("t".into()),
+            timestamp_position: None,
         }
     }
 
@@ -206,11 +243,75 @@ mod tests {
             kv_separator: ",".into(),
             signature_keys: vec!["v1".into()],
             timestamp_key: None,
+            timestamp_position: None,
         };
         let p = f.parse("v1,abc= v1a,zzz v1,def=").unwrap();
         assert_eq!(p.signatures(), &["abc=", "def="]);
         assert_eq!(f.parse("v1a,zzz").unwrap_err(), HeaderError::NoSignature);
         assert_eq!(f.render("sig", None), "v1,sig");
         assert_eq!(stripe().render("s", Some("5")), "t=5,v1=s");
+    }
+
+    #[test]
+    fn positional_list() {
+        let f = HeaderFormat {
+            format: Format::Positional,
+            prefix: None,
+            separator: ",".into(),
+            kv_separator: String::new(),
+            signature_keys: vec![],
+            timestamp_key: None,
+            timestamp_position: Some(0),
+        };
+        let p = f.parse("1542234000000,aa, bb").unwrap();
+        assert_eq!(p.signatures(), &["aa", "bb"]);
+        assert_eq!(p.timestamp, Some("1542234000000"));
+        assert_eq!(f.parse("1542234000000").unwrap_err(), HeaderError::NoSignature);
+        assert_eq!(f.parse("1542234000000,,").unwrap_err(), HeaderError::NoSignature);
+        assert_eq!(f.parse(&format!("1{}", ",a".repeat(9))).unwrap_err(), HeaderError::TooMany);
+        assert_eq!(f.render("sig", Some("15")), "15,sig");
+        let mut merged = f.parse("1,aa").unwrap();
+        merged.extend(&f.parse("2,bb").unwrap()).unwrap();
+        assert_eq!(merged.signatures(), &["aa", "bb"]);
+        assert_eq!(merged.timestamp, Some("1"));
+    }
+
+    #[test]
+    fn the_loader_keeps_positional_keys_to_the_positional_format() {
+        use crate::verify::profile::{Profile, TimestampSource};
+        let yaml = |sig: &str| {
+            Profile::from_yaml(
+                "x.yaml",
+                &format!("name: x\nsignature: {{headers: [S], algorithm: hmac-sha256, encoding: hex, payload: '{{timestamp}}.{{body}}', {sig}}}\ntimestamp: {{unit: milliseconds}}\n"),
+            )
+        };
+        let p = yaml("format: positional, timestamp_position: 0").unwrap();
+        assert!(matches!(p.timestamp.unwrap().source, TimestampSource::Signature));
+        assert_eq!(p.header_format.separator, ",");
+        assert!(yaml("format: raw, timestamp_position: 0")
+            .unwrap_err()
+            .message
+            .contains("positional format"));
+        assert!(yaml("format: positional, timestamp_position: 0, keys: [v1]").is_err());
+        assert!(yaml("format: positional, timestamp_position: 0, prefix: 'x='").is_err());
+        assert!(yaml("format: positional, timestamp_position: 8").unwrap_err().message.contains("too far"));
+        assert!(yaml("format: positional, timestamp_position: 0, separator: ''").is_err());
+    }
+
+    #[test]
+    fn key_id_tagged_values_with_a_wildcard_key() {
+        let f = HeaderFormat {
+            format: Format::KeyValue,
+            prefix: None,
+            separator: "&".into(),
+            kv_separator: "|".into(),
+            signature_keys: vec!["*".into()],
+            timestamp_key: None,
+            timestamp_position: None,
+        };
+        let p = f.parse("pk_old|aa&pk_new|bb&junk").unwrap();
+        assert_eq!(p.signatures(), &["aa", "bb"]);
+        assert_eq!(f.parse("pk|").unwrap_err(), HeaderError::NoSignature);
+        assert_eq!(f.parse("nopipe").unwrap_err(), HeaderError::NoSignature);
     }
 }

@@ -45,6 +45,10 @@ pub enum Algorithm {
     RsaSha256,
     /// A JWT (JWS compact) signed with HMAC-SHA256, whose claims bind the body by its hash.
     JwtHs256,
+    /// No signature: a header's whole value is a shared token (see [`super::token`]).
+    Token,
+    /// No signature: `Authorization: Basic` credentials, the secret being `user:password`.
+    Basic,
 }
 
 impl Algorithm {
@@ -57,6 +61,7 @@ impl Algorithm {
             Algorithm::HmacSha512 | Algorithm::Ed25519 => 64..=64,
             Algorithm::EcdsaP256Sha256 => 8..=72,
             Algorithm::RsaSha256 => 256..=MAX_SIGNATURE,
+            Algorithm::Token | Algorithm::Basic => 0..=0,
         }
     }
 
@@ -74,6 +79,7 @@ impl Algorithm {
             }
             Algorithm::Ed25519 => matches!(secret, S::Ed25519 | S::Ed25519Hex | S::Ed25519Base64),
             Algorithm::EcdsaP256Sha256 | Algorithm::RsaSha256 => matches!(secret, S::SpkiBase64 | S::Pem),
+            Algorithm::Token | Algorithm::Basic => matches!(secret, S::Raw),
         }
     }
 
@@ -86,7 +92,14 @@ impl Algorithm {
             Algorithm::EcdsaP256Sha256 => "ecdsa-p256-sha256",
             Algorithm::RsaSha256 => "rsa-sha256",
             Algorithm::JwtHs256 => "jwt-hs256",
+            Algorithm::Token => "token",
+            Algorithm::Basic => "basic",
         }
+    }
+
+    /// True for the schemes that compare a shared value and sign nothing.
+    pub fn is_shared_secret(self) -> bool {
+        matches!(self, Algorithm::Token | Algorithm::Basic)
     }
 }
 
@@ -100,6 +113,8 @@ pub enum Encoding {
     Base64,
     /// URL-safe base64 (`-` and `_`), with or without padding.
     Base64url,
+    /// The value as sent, not decoded: shared-token schemes, which sign nothing.
+    Plain,
 }
 
 impl Encoding {
@@ -108,13 +123,14 @@ impl Encoding {
             Encoding::Hex => "hex",
             Encoding::Base64 => "base64",
             Encoding::Base64url => "base64url",
+            Encoding::Plain => "plain",
         }
     }
 
     /// Writes `digest` the way the provider would.
     pub fn encode(self, digest: &[u8]) -> String {
         match self {
-            Encoding::Hex => hex::encode(digest),
+            Encoding::Hex | Encoding::Plain => hex::encode(digest),
             Encoding::Base64 => B64_ANY_PAD.encode(digest),
             Encoding::Base64url => B64URL_ANY_PAD.encode(digest),
         }
@@ -140,6 +156,8 @@ impl Encoding {
                 let engine = if self == Encoding::Base64 { &B64_ANY_PAD } else { &B64URL_ANY_PAD };
                 engine.decode_slice(value, &mut out[..]).ok()
             }
+            // A shared token is compared as sent, never decoded as a digest.
+            Encoding::Plain => None,
         }
     }
 }
@@ -345,7 +363,8 @@ impl MacKey {
         // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
         match alg {
             Algorithm::HmacSha1 => MacKey::Sha1(Hmac::new_from_slice(key).expect("hmac key")),
-            Algorithm::HmacSha256 | Algorithm::JwtHs256 => {
+            // Shared-value schemes never MAC; their key is unused.
+            Algorithm::HmacSha256 | Algorithm::JwtHs256 | Algorithm::Token | Algorithm::Basic => {
                 MacKey::Sha256(Hmac::new_from_slice(key).expect("hmac key"))
             }
             _ => MacKey::Sha512(Hmac::new_from_slice(key).expect("hmac key")),

@@ -9,6 +9,12 @@
 //! - [`profile`]: provider profiles (YAML, built-ins from `providers/`), the data a
 //!   [`Verifier`] is built from;
 //! - [`canonical`]: schemes that sign a canonical form of the body;
+//! - [`timestamp`]: timestamp units and the tolerance check;
+//! - [`form`]: form bodies (url-encoded, multipart) whose fields are signed or sign;
+//! - [`anyof`]: signatures in several headers, any of which may match;
+//! - [`algheader`]: an algorithm named by the sender, among those a profile allows;
+//! - [`token`]: schemes that send a shared token or password instead of a signature;
+//! - [`handshake`]: endpoint-verification requests, as data;
 //! - [`diagnose`]: why a signature did not match, for logs and `verify --explain`;
 //! - [`security`]: what a profile's scheme protects against, derived from the profile.
 //!
@@ -16,21 +22,27 @@
 //! this module and `diagnose` read `profile`; nothing here reads a module outside `verify/`
 //! but [`crate::jsonptr`].
 
+pub mod algheader;
+pub mod anyof;
 pub mod asymmetric;
 pub mod canonical;
 pub mod diagnose;
+pub mod form;
+pub mod handshake;
 pub mod header;
 pub mod jwt;
 pub mod mac;
 pub mod profile;
 pub mod security;
 pub mod template;
+pub mod timestamp;
+pub mod token;
 
 use crate::jsonptr::{LookupError, Pointer};
 use header::HeaderError;
 use http::{HeaderMap, HeaderName, Method};
 use mac::{Key, MAX_DIGEST, MAX_SIGNATURE};
-use profile::{BodyFormat, Canonical, IdSource, Profile, TimeUnit, TimestampSource};
+use profile::{BodyFormat, Canonical, IdSource, Profile, TimestampSource};
 use sha2::{Digest as _, Sha256};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -55,7 +67,7 @@ pub enum VerifyError {
     Mismatch,
     #[error("the signed timestamp is missing")]
     MissingTimestamp,
-    #[error("the signed timestamp is not an integer")]
+    #[error("the signed timestamp cannot be read as the profile's unit")]
     BadTimestamp,
     #[error("the signed timestamp is {0}s old, beyond the tolerance of {1}s")]
     Stale(u64, u64),
@@ -75,12 +87,21 @@ pub enum VerifyError {
     Reinterpreted(&'static str),
     #[error("the signed token is refused: {0}")]
     Claim(&'static str),
+    #[error("the algorithm header is missing, repeated, or names an algorithm the profile does not allow")]
+    Algorithm,
+    #[error(transparent)]
+    Form(#[from] form::FormError),
 }
 
 impl VerifyError {
     /// True for requests that are ambiguous rather than unauthentic (answered 400, not 401).
     pub fn is_ambiguous(&self) -> bool {
-        matches!(self, VerifyError::DuplicateHeader(_) | VerifyError::DuplicateJsonKey(_))
+        matches!(
+            self,
+            VerifyError::DuplicateHeader(_)
+                | VerifyError::DuplicateJsonKey(_)
+                | VerifyError::Form(form::FormError::Duplicate(_))
+        )
     }
 
     /// True when the signature was read but matched nothing: worth a diagnosis.
@@ -169,12 +190,14 @@ struct Parts<'a> {
     method: &'a [u8],
     url: &'a [u8],
     json: &'a [Cow<'a, str>],
+    form: &'a [String],
 }
 
 impl<'a> Parts<'a> {
     /// The template's pieces in order, without joining them.
     fn iter(&'a self, segments: &'a [Segment]) -> impl Iterator<Item = &'a [u8]> + 'a {
         let mut json = self.json.iter();
+        let mut form = self.form.iter();
         segments.iter().map(move |s| match s {
             Segment::Literal(b) => &b[..],
             Segment::Body => self.body,
@@ -183,6 +206,7 @@ impl<'a> Parts<'a> {
             Segment::Method => self.method,
             Segment::Url => self.url,
             Segment::Json(_) => json.next().map(|v| v.as_bytes()).unwrap_or_default(),
+            Segment::Form(_) => form.next().map(|v| v.as_bytes()).unwrap_or_default(),
         })
     }
 }
@@ -211,6 +235,7 @@ impl Verifier {
             if s.value.is_empty() {
                 return Err(format!("secret {i} is empty"));
             }
+            token::check_secret(profile.algorithm, &s.value).map_err(|e| format!("secret {i} {e}"))?;
             keys.push(
                 Key::from_secret(profile.algorithm, profile.secret, &s.value)
                     .map_err(|e| format!("secret {i} {e}"))?,
@@ -261,7 +286,8 @@ impl Verifier {
 
     /// Whether the signed payload includes the URL the provider sent to.
     pub fn needs_url(&self) -> bool {
-        self.profile.payload.uses(&Segment::Url) || self.profile.canonical == Some(Canonical::Twilio)
+        self.profile.payload.uses(&Segment::Url)
+            || matches!(self.profile.canonical, Some(Canonical::Twilio | Canonical::Mandrill))
     }
 
     /// The signature value as sent: from the first header alias present, or from the body.
@@ -270,6 +296,10 @@ impl Verifier {
         if let Some(ptr) = &p.signature_json {
             return json_value(ptr, input.body)?
                 .ok_or_else(|| VerifyError::MissingSignature(format!("body {ptr}")));
+        }
+        if let Some(field) = &p.signature_form {
+            return form_value(input, field)?
+                .ok_or_else(|| VerifyError::MissingSignature(p.signature_place()));
         }
         for name in &p.headers {
             if let Some(v) = single(input.headers, name)? {
@@ -293,6 +323,7 @@ impl Verifier {
                 .transpose()
                 .map_err(|_| VerifyError::BadTimestamp)?,
             TimestampSource::Json(ptr) => json_value(ptr, input.body)?,
+            TimestampSource::Form(field) => form_value(input, field)?,
         })
     }
 
@@ -305,8 +336,21 @@ impl Verifier {
         if p.canonical == Some(Canonical::Adyen) {
             return canonical::adyen(self, input);
         }
-        let value = self.signature_value(input)?;
-        let parsed = p.header_format.parse(&value)?;
+        if p.algorithm.is_shared_secret() {
+            return token::verify(self, input);
+        }
+        let value;
+        let parsed = match p.header_set {
+            anyof::HeaderSet::First => {
+                value = self.signature_value(input)?;
+                p.header_format.parse(&value)?
+            }
+            ref set => set.collect(&p.headers, input.headers, &p.header_format)?,
+        };
+        let algorithm = match &p.algorithm_header {
+            Some(a) => a.pick(input.headers)?,
+            None => p.algorithm,
+        };
         let timestamp = self.timestamp_value(input, parsed.timestamp)?;
         let id = if p.payload.uses(&Segment::Id) {
             match &p.id {
@@ -338,14 +382,29 @@ impl Verifier {
                 jwt::verify(rule, self.active_keys(input.now), token, input.body, input.now, self.tolerance)?;
             return Ok(Verified { secret_index });
         }
+        let mut form = Vec::new();
+        if p.payload.uses_form() {
+            let parsed = form::Form::parse(input.headers, input.body)?;
+            for seg in p.payload.segments() {
+                if let Segment::Form(name) = seg {
+                    form.push(
+                        parsed
+                            .get(name)?
+                            .ok_or_else(|| VerifyError::MissingField(format!("form {name}")))?
+                            .to_string(),
+                    );
+                }
+            }
+        }
         let canonical = match p.canonical {
             Some(Canonical::Twilio) => Some(canonical::twilio(input)?),
+            Some(Canonical::Mandrill) => Some(canonical::mandrill(input)?),
             _ => None,
         };
 
         // Decode every candidate once; only those of a possible signature length can match.
         // MACs, Ed25519 and DER ECDSA fit the stack buffers; RSA signatures get heap ones.
-        let lens = p.algorithm.signature_len();
+        let lens = algorithm.signature_len();
         let mut small = [[0u8; MAX_DIGEST + 8]; header::MAX_SIGNATURES];
         let mut large: Vec<Vec<u8>> = Vec::new();
         let mut found = [0usize; header::MAX_SIGNATURES];
@@ -386,32 +445,29 @@ impl Verifier {
             method: input.method.as_str().as_bytes(),
             url: input.url.as_bytes(),
             json: &json,
+            form: &form,
         };
-        let matched = self.active_keys(input.now).find(|(_, key)| match &canonical {
+        let try_key = |key: &Key| match &canonical {
             Some(payload) => key.matches([payload.as_slice()], cands),
             None => key.matches(parts.iter(p.payload.segments()), cands),
-        });
-        let secret_index = matched.map(|(i, _)| i).ok_or(VerifyError::Mismatch)?;
+        };
+        let matched = if algorithm == p.algorithm {
+            self.active_keys(input.now).find(|(_, key)| try_key(key)).map(|(i, _)| i)
+        } else {
+            // The sender chose another of the allowed HMACs: key it from the same secret.
+            self.active_keys(input.now)
+                .map(|(i, _)| i)
+                .find(|&i| try_key(&Key::Mac(mac::MacKey::new(algorithm, &self.raw[i]))))
+        };
+        let secret_index = matched.ok_or(VerifyError::Mismatch)?;
 
         if let Some(rule) = p.timestamp.as_ref().filter(|r| r.check) {
             let raw = timestamp.ok_or(VerifyError::MissingTimestamp)?;
-            let mut secs: i64 = raw.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
-            if rule.unit == TimeUnit::Milliseconds {
-                secs = secs.div_euclid(1000);
-            }
-            let tol = self.tolerance.as_secs();
-            let now = input.now as i64;
-            if secs < now {
-                let age = now.abs_diff(secs);
-                if age > tol {
-                    return Err(VerifyError::Stale(age, tol));
-                }
-            } else {
-                let ahead = secs.abs_diff(now);
-                if ahead > tol {
-                    return Err(VerifyError::Future(ahead, tol));
-                }
-            }
+            timestamp::check(&raw, rule.unit, input.now, self.tolerance.as_secs()).map_err(|e| match e {
+                timestamp::TimestampError::Unreadable(_) => VerifyError::BadTimestamp,
+                timestamp::TimestampError::Stale(a, t) => VerifyError::Stale(a, t),
+                timestamp::TimestampError::Future(a, t) => VerifyError::Future(a, t),
+            })?;
         }
         Ok(Verified { secret_index })
     }
@@ -468,7 +524,15 @@ impl Verifier {
     }
 
     /// The signed one-time value (nonce) of profiles that guard against replay with one.
-    pub fn replay_nonce<'a>(&self, body: &'a [u8]) -> Result<Option<Cow<'a, str>>, VerifyError> {
+    pub fn replay_nonce<'a>(
+        &self,
+        headers: &HeaderMap,
+        body: &'a [u8],
+    ) -> Result<Option<Cow<'a, str>>, VerifyError> {
+        if let Some(field) = &self.profile.replay_form {
+            let form = form::Form::parse(headers, body)?;
+            return Ok(form.get(field)?.map(|v| Cow::Owned(v.to_string())));
+        }
         match &self.profile.replay {
             Some(ptr) => json_value(ptr, body),
             None => Ok(None),
@@ -499,12 +563,14 @@ impl Verifier {
         if p.headers.is_empty() {
             return None;
         }
-        let ts_value = match p.timestamp.as_ref().map(|t| t.unit) {
-            Some(TimeUnit::Milliseconds) => (timestamp * 1000).to_string(),
-            _ => timestamp.to_string(),
-        };
+        if p.algorithm.is_shared_secret() {
+            let secret = std::str::from_utf8(&self.raw[0]).ok()?;
+            return Some(vec![(p.headers[0].clone(), token::header_value(p.algorithm, secret))]);
+        }
+        let ts_value = p.timestamp.as_ref().map(|t| t.unit).unwrap_or_default().render(timestamp);
         // Twilio signs a form unless the URL binds the body by its hash.
-        let twilio_form = p.canonical == Some(Canonical::Twilio) && !url.contains("bodySHA256=");
+        let twilio_form = (p.canonical == Some(Canonical::Twilio) && !url.contains("bodySHA256="))
+            || p.canonical == Some(Canonical::Mandrill);
         let mut headers = HeaderMap::new();
         if twilio_form {
             headers.insert(http::header::CONTENT_TYPE, canonical::FORM.parse().expect("valid"));
@@ -516,6 +582,7 @@ impl Verifier {
         }
         let sig = match p.canonical {
             Some(Canonical::Twilio) => self.keys[0].sign([canonical::twilio(&input).ok()?.as_slice()])?,
+            Some(Canonical::Mandrill) => self.keys[0].sign([canonical::mandrill(&input).ok()?.as_slice()])?,
             _ => {
                 let parts = Parts {
                     body,
@@ -524,8 +591,9 @@ impl Verifier {
                     method: method.as_str().as_bytes(),
                     url: url.as_bytes(),
                     json: &[],
+                    form: &[],
                 };
-                if p.payload.uses_json() {
+                if p.payload.uses_json() || p.payload.uses_form() {
                     return None;
                 }
                 self.keys[0].sign(parts.iter(p.payload.segments()))?
@@ -543,11 +611,20 @@ impl Verifier {
         if let IdSource::Header(h) = &p.id {
             out.push((h.clone(), id.to_string()));
         }
+        if let Some(a) = &p.algorithm_header {
+            out.push((a.header.clone(), a.name_of(p.algorithm)?.to_string()));
+        }
         if twilio_form {
             out.push((http::header::CONTENT_TYPE, canonical::FORM.into()));
         }
         Some(out)
     }
+}
+
+/// The value of the body's form field `name`, read as the Content-Type says.
+fn form_value<'a>(input: &Input<'_>, name: &str) -> Result<Option<Cow<'a, str>>, VerifyError> {
+    let form = form::Form::parse(input.headers, input.body)?;
+    Ok(form.get(name)?.map(|v| Cow::Owned(v.to_string())))
 }
 
 /// Joins the values of `ptrs` into one id; `None` when any is missing or the body is not JSON.
@@ -665,7 +742,9 @@ pub(crate) mod tests {
         // Profiles whose timestamp lives in the body are covered by their vectors.
         let body_ts =
             |p: &Profile| matches!(p.timestamp.as_ref().map(|t| &t.source), Some(TimestampSource::Json(_)));
-        for p in ProfileSet::builtin().iter().filter(|p| !p.headers.is_empty() && !body_ts(p)) {
+        // Shared-token schemes sign nothing: see `token`'s tests.
+        let shared = |p: &Profile| p.algorithm.is_shared_secret();
+        for p in ProfileSet::builtin().iter().filter(|p| !p.headers.is_empty() && !body_ts(p) && !shared(p)) {
             let Some((verify_with, sign_with)) = sample_secrets(p) else { continue };
             let signer = verifier(&p.name, &[&sign_with]);
             let v = verifier(&p.name, &[&verify_with]);

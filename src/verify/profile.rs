@@ -1,10 +1,13 @@
 //! Provider profiles: YAML describing a provider's signing scheme, validated into [`Profile`].
 //! The built-in profiles are the files of `providers/`, compiled into the binary.
 
+use super::algheader::AlgorithmHeader;
+use super::anyof::HeaderSet;
 use super::header::{Format, HeaderFormat};
 use super::jwt::{JwtRule, RawJwt};
 use super::mac::{Algorithm, Encoding, SecretEncoding};
 use super::template::{Segment, Template};
+pub use super::timestamp::TimeUnit;
 use crate::jsonptr::Pointer;
 use http::{HeaderName, Method};
 use serde::{Deserialize, Serialize};
@@ -42,8 +45,8 @@ struct RawProfile {
     id: RawId,
     /// A value the signature covers that must never be seen twice (Mailgun's token).
     replay: Option<RawSource>,
-    /// A verification request the gateway answers itself, after verifying it.
-    handshake: Option<Handshake>,
+    /// A verification request the gateway answers itself (see [`super::handshake`]).
+    handshake: Option<RawHandshake>,
     /// For queued delivery: a JSON pointer whose value orders deliveries (an object's id).
     order_by: Option<String>,
     /// What the provider's bodies are: `json` refuses any other body before verifying.
@@ -69,6 +72,8 @@ pub enum BodyFormat {
 #[serde(deny_unknown_fields)]
 struct RawSource {
     json: Option<String>,
+    /// A form field of the body (Mailgun Routes' `token`).
+    form: Option<String>,
 }
 
 fn default_methods() -> Vec<String> {
@@ -83,6 +88,14 @@ struct RawSignature {
     headers: Vec<String>,
     /// The signature is inside the JSON body at this pointer, instead of in a header.
     json: Option<String>,
+    /// Several headers, each carrying signatures, any of which may match: names, or one
+    /// numbered family `Name-*` (`Name-1` … `Name-8`).
+    #[serde(default)]
+    any_of: Vec<String>,
+    /// The signature is this form field of the body (Mailgun Routes).
+    form: Option<String>,
+    /// The header naming the algorithm, and the names accepted in it (Sumsub).
+    algorithm_header: Option<RawAlgorithmHeader>,
     /// A named canonicaliser, for schemes that are not a template over the request.
     canonical: Option<Canonical>,
     #[serde(default = "default_format")]
@@ -94,21 +107,28 @@ struct RawSignature {
     keys: Option<Vec<String>>,
     /// Key of a timestamp embedded in the header (key-value format).
     timestamp_key: Option<String>,
+    /// Place of a timestamp among the header's entries, from 0 (positional format).
+    timestamp_position: Option<usize>,
     algorithm: Algorithm,
-    /// How the signature is written; not given for a JWT, which is base64url by definition.
+    /// How the signature is written: required by signing schemes; not given for a JWT
+    /// (base64url by definition) nor for shared-value schemes (`token`, `basic`).
     encoding: Option<Encoding>,
     /// For `algorithm: jwt-hs256`: the claims to check.
     jwt: Option<RawJwt>,
-    #[serde(default = "default_payload")]
-    payload: String,
+    /// Default `{body}`; absent for shared-value schemes, which sign nothing.
+    payload: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlgorithmHeader {
+    name: String,
+    /// Accepted names and the algorithm each stands for.
+    values: BTreeMap<String, Algorithm>,
 }
 
 fn default_format() -> Format {
     Format::Raw
-}
-
-fn default_payload() -> String {
-    "{body}".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +136,7 @@ fn default_payload() -> String {
 struct RawTimestamp {
     header: Option<String>,
     json: Option<String>,
+    form: Option<String>,
     #[serde(default)]
     unit: TimeUnit,
     #[serde(default, with = "humantime_serde")]
@@ -149,29 +170,15 @@ pub enum Canonical {
     /// Twilio: the URL, then the form parameters sorted by name, each name then its value;
     /// JSON bodies are bound by a `bodySHA256` query parameter instead.
     Twilio,
-    /// Adyen: HMAC over named fields of each notification item, `:`-joined and escaped; the
+    /// Adyen: HMAC over named fields of each notification item, `:`-joined unescaped; the
     /// signature is in each item's `additionalData.hmacSignature`.
     Adyen,
+    /// Mandrill: the URL, then every form field sorted by name, each name then its value.
+    Mandrill,
 }
 
-/// An endpoint-verification request answered by the gateway once verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Handshake {
-    /// Slack's `{"type":"url_verification","challenge":…}`: answered with the challenge.
-    SlackUrlVerification,
-    /// Zoom's `endpoint.url_validation`: answered with the plain token and its HMAC.
-    ZoomUrlValidation,
-}
-
-/// The unit of a timestamp value.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TimeUnit {
-    #[default]
-    Seconds,
-    Milliseconds,
-}
+pub use super::handshake::Handshake;
+use super::handshake::RawHandshake;
 
 // ---------------------------------------------------------------------------------------------
 // Validated
@@ -189,6 +196,14 @@ pub struct Profile {
     pub headers: Vec<HeaderName>,
     /// The signature's place inside the JSON body, for schemes that put it there.
     pub signature_json: Option<Pointer>,
+    /// The signature's form field, for schemes that put it there.
+    pub signature_form: Option<String>,
+    /// Whether `headers` are aliases (the first present is read) or each may carry a match.
+    pub header_set: HeaderSet,
+    /// For schemes whose sender names the algorithm in a header: the names allowed.
+    pub algorithm_header: Option<AlgorithmHeader>,
+    /// A signed one-time value in a form field, remembered to refuse replays.
+    pub replay_form: Option<String>,
     pub canonical: Option<Canonical>,
     /// A signed one-time value (a nonce) remembered to refuse replays.
     pub replay: Option<Pointer>,
@@ -227,6 +242,8 @@ pub enum TimestampSource {
     /// A key of the signature header (`t` in Stripe's `t=…,v1=…`).
     Signature,
     Json(Pointer),
+    /// A form field of the body.
+    Form(String),
 }
 
 /// Where the event's idempotency key comes from.
@@ -266,6 +283,7 @@ impl TimestampRule {
             TimestampSource::Header(h) => format!("header {h}"),
             TimestampSource::Signature => "in signature header".into(),
             TimestampSource::Json(p) => format!("body {p}"),
+            TimestampSource::Form(f) => format!("form field {f}"),
         };
         if self.check {
             format!("{src}, ±{}s", self.tolerance.as_secs())
@@ -296,7 +314,10 @@ impl Profile {
         match (&self.signature_json, self.canonical) {
             (_, Some(Canonical::Adyen)) => "body notificationItems[*] hmacSignature".into(),
             (Some(p), _) => format!("body {p}"),
-            _ => self.headers.iter().map(HeaderName::as_str).collect::<Vec<_>>().join(" | "),
+            _ if self.signature_form.is_some() => {
+                format!("form field {}", self.signature_form.as_deref().unwrap_or_default())
+            }
+            _ => self.header_set.describe(&self.headers),
         }
     }
 }
@@ -343,22 +364,99 @@ impl RawProfile {
             .as_deref()
             .map(|p| Pointer::parse(p).map_err(|e| format!("signature.json: {e}")))
             .transpose()?;
-        match (sig.headers.is_empty(), &signature_json, sig.canonical) {
-            (_, _, Some(Canonical::Adyen)) => {}
-            (true, None, _) => {
+        let signature_form = sig.form.clone();
+        if signature_form.as_deref() == Some("") {
+            return Err("signature.form: name the form field".into());
+        }
+        let sources = [
+            !sig.headers.is_empty(),
+            !sig.any_of.is_empty(),
+            signature_json.is_some(),
+            signature_form.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        match (sources, sig.canonical) {
+            (_, Some(Canonical::Adyen)) => {}
+            (0, _) => {
                 return Err(
-                    "signature: give the headers it is sent in, or its json pointer in the body".into()
+                    "signature: give the headers it is sent in (headers or any_of), its json pointer \
+                     in the body, or its form field"
+                        .into(),
                 )
             }
-            (false, Some(_), _) => return Err("signature: give either headers or json, not both".into()),
-            _ => {}
+            (1, _) => {}
+            _ => return Err("signature: give only one of headers, any_of, json and form".into()),
         }
-        let headers =
-            sig.headers.iter().map(|h| header_name(h, "signature.headers")).collect::<Result<Vec<_>, _>>()?;
-        let payload = Template::parse(&sig.payload).map_err(|e| format!("signature.payload: {e}"))?;
+        let (header_set, headers) = if sig.any_of.is_empty() {
+            let h = sig
+                .headers
+                .iter()
+                .map(|h| header_name(h, "signature.headers"))
+                .collect::<Result<Vec<_>, _>>()?;
+            (HeaderSet::First, h)
+        } else {
+            if sig.timestamp_key.is_some() || sig.timestamp_position.is_some() {
+                return Err(
+                    "signature.any_of: a timestamp inside one of several signature headers is not supported"
+                        .into(),
+                );
+            }
+            HeaderSet::from_list(&sig.any_of)?
+        };
+        if sig.canonical == Some(Canonical::Mandrill) && headers.is_empty() {
+            return Err("signature.canonical: mandrill reads its signature from headers".into());
+        }
+        let algorithm_header = match sig.algorithm_header {
+            None => None,
+            Some(a) => {
+                let a = AlgorithmHeader::new(&a.name, a.values)?;
+                if a.name_of(sig.algorithm).is_none() {
+                    return Err(format!(
+                        "signature.algorithm_header.values: list signature.algorithm ({}) too; it is the one `sign` uses",
+                        sig.algorithm.name()
+                    ));
+                }
+                Some(a)
+            }
+        };
+        // Shared-value schemes (token, basic) compare a header with the secret: nothing is
+        // signed, so nothing describing a signature may be given.
+        let shared = sig.algorithm.is_shared_secret();
+        if shared {
+            let given = [
+                ("signature.encoding", sig.encoding.is_some()),
+                ("signature.payload", sig.payload.is_some()),
+                ("signature.json", signature_json.is_some()),
+                ("signature.form", signature_form.is_some()),
+                ("signature.any_of", !sig.any_of.is_empty()),
+                ("signature.algorithm_header", algorithm_header.is_some()),
+                ("signature.canonical", sig.canonical.is_some()),
+                ("signature.format", sig.format != Format::Raw),
+                ("signature.prefix", sig.prefix.is_some()),
+                ("timestamp", self.timestamp.is_some()),
+                ("replay", self.replay.is_some()),
+                ("secret", self.secret != SecretEncoding::Raw),
+            ];
+            if let Some((what, _)) = given.iter().find(|(_, g)| *g) {
+                return Err(format!(
+                    "{what}: algorithm {} signs nothing (the header is compared with the route's secret); remove it",
+                    sig.algorithm.name()
+                ));
+            }
+        }
+        let payload_text =
+            sig.payload.clone().unwrap_or_else(|| if shared { String::new() } else { "{body}".into() });
+        let payload = Template::parse(&payload_text).map_err(|e| format!("signature.payload: {e}"))?;
         // The whole body must be signed, unless the signature lives inside it (it cannot sign
         // itself) or a canonicaliser decides what is signed.
-        if !payload.uses(&Segment::Body) && signature_json.is_none() && sig.canonical.is_none() {
+        if !payload.uses(&Segment::Body)
+            && signature_json.is_none()
+            && signature_form.is_none()
+            && sig.canonical.is_none()
+            && !shared
+        {
             return Err("signature.payload must contain {body}".into());
         }
         if !sig.algorithm.accepts(self.secret) {
@@ -371,8 +469,9 @@ impl RawProfile {
         let (jwt, encoding) = match (sig.algorithm == Algorithm::JwtHs256, sig.jwt, sig.encoding) {
             (true, Some(j), None) => {
                 // The token binds the body by its hash; nothing else may be signed or read.
-                if sig.payload != default_payload() || sig.format != Format::Raw || self.timestamp.is_some() {
-                    return Err("signature.jwt: a JWT signs its claims; payload, format and timestamp are                                 not used (its times are the iat/exp claims)"
+                if sig.payload.is_some() || sig.format != Format::Raw || self.timestamp.is_some() {
+                    return Err("signature.jwt: a JWT signs its claims; payload, format and timestamp are \
+                         not used (its times are the iat/exp claims)"
                         .into());
                 }
                 (Some(j.validate()?), Encoding::Base64url)
@@ -386,8 +485,12 @@ impl RawProfile {
                 return Err("signature.encoding: a JWT is base64url by definition; leave it out".into())
             }
             (false, Some(_), _) => return Err("signature.jwt belongs to the jwt-hs256 algorithm".into()),
+            (false, None, None) if shared => (None, Encoding::Plain),
             (false, None, None) => {
                 return Err("signature.encoding is needed (hex, base64 or base64url)".into())
+            }
+            (false, None, Some(Encoding::Plain)) if !shared => {
+                return Err("signature.encoding: plain is only for the token and basic algorithms".into())
             }
             (false, None, Some(e)) => (None, e),
         };
@@ -396,9 +499,29 @@ impl RawProfile {
             Format::Raw => ("", ""),
             Format::KeyValue => (",", "="),
             Format::Versioned => (" ", ","),
+            Format::Positional => (",", ""),
         };
         let keys = sig.keys.unwrap_or_default();
+        if sig.timestamp_position.is_some() && sig.format != Format::Positional {
+            return Err("signature.timestamp_position belongs to the positional format".into());
+        }
         match sig.format {
+            Format::Positional => {
+                if !keys.is_empty()
+                    || sig.timestamp_key.is_some()
+                    || sig.prefix.is_some()
+                    || sig.kv_separator.is_some()
+                {
+                    return Err(
+                        "signature: the positional format takes separator and timestamp_position, not keys, \
+                         timestamp_key, prefix or kv_separator"
+                            .into(),
+                    );
+                }
+                if sig.timestamp_position.is_some_and(|p| p >= super::header::MAX_SIGNATURES) {
+                    return Err("signature.timestamp_position: too far into the list".into());
+                }
+            }
             Format::Raw => {
                 if !keys.is_empty() || sig.timestamp_key.is_some() || sig.separator.is_some() {
                     return Err(
@@ -429,9 +552,11 @@ impl RawProfile {
             kv_separator: sig.kv_separator.unwrap_or_else(|| kv.into()),
             signature_keys: keys,
             timestamp_key: sig.timestamp_key,
+            timestamp_position: sig.timestamp_position,
         };
         if header_format.format != Format::Raw
-            && (header_format.separator.is_empty() || header_format.kv_separator.is_empty())
+            && (header_format.separator.is_empty()
+                || (header_format.format != Format::Positional && header_format.kv_separator.is_empty()))
         {
             return Err("signature: separator and kv_separator cannot be empty".into());
         }
@@ -489,9 +614,18 @@ impl RawProfile {
             return Err("signature.payload uses {id}, which needs id.header".into());
         }
 
+        let mut replay_form = None;
         let replay = match self.replay {
             None => None,
-            Some(RawSource { json: Some(j) }) => {
+            Some(RawSource { json: None, form: Some(f) }) if !f.is_empty() => {
+                let signed = payload.uses(&Segment::Body) || payload.uses(&Segment::Form(f.clone()));
+                if !signed {
+                    return Err("replay.form: the value must be covered by the signature".into());
+                }
+                replay_form = Some(f);
+                None
+            }
+            Some(RawSource { json: Some(j), form: None }) => {
                 let ptr = Pointer::parse(&j).map_err(|e| format!("replay.json: {e}"))?;
                 let signed = payload.uses(&Segment::Body)
                     || payload.segments().iter().any(|s| *s == Segment::Json(ptr.clone()));
@@ -500,38 +634,50 @@ impl RawProfile {
                 }
                 Some(ptr)
             }
-            Some(_) => return Err("replay: give the json pointer of a signed one-time value".into()),
+            Some(_) => {
+                return Err(
+                    "replay: give the json pointer or the form field of a signed one-time value".into()
+                )
+            }
         };
 
         let in_template = payload.uses(&Segment::Timestamp);
-        let timestamp = match (self.timestamp, &header_format.timestamp_key) {
-            (None, None) => None,
+        let in_signature =
+            header_format.timestamp_key.is_some() || header_format.timestamp_position.is_some();
+        let timestamp = match (self.timestamp, in_signature) {
+            (None, false) => None,
             (raw, key) => {
                 let raw = raw.unwrap_or(RawTimestamp {
                     header: None,
                     json: None,
+                    form: None,
                     unit: TimeUnit::Seconds,
                     tolerance: None,
                     check: None,
                 });
-                let source = match (raw.header, raw.json, key) {
-                    (Some(h), None, None) => TimestampSource::Header(header_name(&h, "timestamp.header")?),
-                    (None, Some(j), None) => {
+                let source = match (raw.header, raw.json, raw.form, key) {
+                    (Some(h), None, None, false) => {
+                        TimestampSource::Header(header_name(&h, "timestamp.header")?)
+                    }
+                    (None, Some(j), None, false) => {
                         TimestampSource::Json(Pointer::parse(&j).map_err(|e| format!("timestamp.json: {e}"))?)
                     }
-                    (None, None, Some(_)) => TimestampSource::Signature,
-                    _ => {
-                        return Err(
-                            "timestamp: give exactly one of timestamp.header, timestamp.json or signature.timestamp_key"
-                                .into(),
-                        )
-                    }
+                    (None, None, Some(f), false) if !f.is_empty() => TimestampSource::Form(f),
+                    (None, None, None, true) => TimestampSource::Signature,
+                    _ => return Err(
+                        "timestamp: give exactly one of timestamp.header, timestamp.json, timestamp.form, \
+                             signature.timestamp_key or signature.timestamp_position"
+                            .into(),
+                    ),
                 };
                 let signed = match &source {
                     TimestampSource::Json(p) => {
                         in_template
                             || payload.uses(&Segment::Body)
                             || payload.segments().iter().any(|s| *s == Segment::Json(p.clone()))
+                    }
+                    TimestampSource::Form(f) => {
+                        in_template || payload.uses(&Segment::Body) || payload.uses(&Segment::Form(f.clone()))
                     }
                     _ => in_template,
                 };
@@ -544,7 +690,7 @@ impl RawProfile {
                     (Some(c), _) => c,
                     // An event time inside the body stays the same across retries: only a
                     // profile that knows the field is per-delivery may opt in.
-                    (None, TimestampSource::Json(_)) => false,
+                    (None, TimestampSource::Json(_) | TimestampSource::Form(_)) => false,
                     (None, _) => signed,
                 };
                 Some(TimestampRule {
@@ -567,9 +713,17 @@ impl RawProfile {
             methods,
             headers,
             signature_json,
+            signature_form,
+            header_set,
+            algorithm_header,
+            replay_form,
             canonical: sig.canonical,
             replay,
-            handshake: self.handshake,
+            handshake: self
+                .handshake
+                .map(|h| h.validate(sig.algorithm))
+                .transpose()
+                .map_err(|e| format!("handshake: {e}"))?,
             order_by: self
                 .order_by
                 .as_deref()

@@ -20,10 +20,12 @@ pub enum Segment {
     Url,
     /// A value inside the JSON body, as a string (Mailgun signs body fields, not the body).
     Json(Pointer),
+    /// The value of a form field of the body (Mailgun Routes).
+    Form(String),
 }
 
 /// A parsed template. Placeholders are `{body}`, `{timestamp}`, `{id}`, `{method}`, `{url}`
-/// and `{json:/pointer}`; `{{` and `}}` stand for literal braces.
+/// `{json:/pointer}` and `{form:name}`; `{{` and `}}` stand for literal braces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     source: String,
@@ -32,7 +34,9 @@ pub struct Template {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TemplateError {
-    #[error("unknown placeholder {{{0}}} (known: body, timestamp, id, method, url, json:/pointer)")]
+    #[error(
+        "unknown placeholder {{{0}}} (known: body, timestamp, id, method, url, json:/pointer, form:name)"
+    )]
     Unknown(String),
     #[error("{{json:…}}: {0}")]
     Pointer(String),
@@ -71,9 +75,10 @@ impl Template {
                         "id" => Segment::Id,
                         "method" => Segment::Method,
                         "url" => Segment::Url,
-                        other => match other.strip_prefix("json:") {
-                            Some(p) => Segment::Json(Pointer::parse(p).map_err(TemplateError::Pointer)?),
-                            None => return Err(TemplateError::Unknown(other.to_string())),
+                        other => match (other.strip_prefix("json:"), other.strip_prefix("form:")) {
+                            (Some(p), _) => Segment::Json(Pointer::parse(p).map_err(TemplateError::Pointer)?),
+                            (_, Some(f)) if !f.is_empty() => Segment::Form(f.to_string()),
+                            _ => return Err(TemplateError::Unknown(other.to_string())),
                         },
                     };
                     if !lit.is_empty() {
@@ -108,6 +113,11 @@ impl Template {
     /// Whether any `{json:…}` placeholder is used.
     pub fn uses_json(&self) -> bool {
         self.segments.iter().any(|s| matches!(s, Segment::Json(_)))
+    }
+
+    /// Whether any `{form:…}` placeholder is used.
+    pub fn uses_form(&self) -> bool {
+        self.segments.iter().any(|s| matches!(s, Segment::Form(_)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -156,5 +166,9 @@ mod tests {
         let t = Template::parse("{timestamp}{json:/signature/token}").unwrap();
         assert!(t.uses_json() && !t.uses(&Segment::Body));
         assert_eq!(Template::parse("}{body}"), Err(TemplateError::LoneClose(0)));
+        let t = Template::parse("{form:timestamp}{form:token}").unwrap();
+        assert_eq!(t.segments(), &[Segment::Form("timestamp".into()), Segment::Form("token".into())]);
+        assert!(t.uses_form() && !t.uses_json());
+        assert_eq!(Template::parse("{form:}"), Err(TemplateError::Unknown("form:".into())));
     }
 }

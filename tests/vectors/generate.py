@@ -105,10 +105,6 @@ def mailgun_sign(secret, body, ts, id_):
     return [["Content-Type", "application/json"]], json.dumps(doc).encode()
 
 
-def adyen_escape(s):
-    return s.replace("\\", "\\\\").replace(":", "\\:")
-
-
 def adyen_sign(secret, body, ts, id_):
     doc = json.loads(body)
     key = bytes.fromhex(secret)
@@ -117,7 +113,7 @@ def adyen_sign(secret, body, ts, id_):
         fields = [n.get("pspReference", ""), n.get("originalReference", ""), n.get("merchantAccountCode", ""),
                   n.get("merchantReference", ""), str(n["amount"]["value"]), n["amount"]["currency"],
                   n.get("eventCode", ""), n.get("success", "")]
-        n.setdefault("additionalData", {})["hmacSignature"] = b64s(S256, key, ":".join(map(adyen_escape, fields)).encode())
+        n.setdefault("additionalData", {})["hmacSignature"] = b64s(S256, key, ":".join(fields).encode())
     return [["Content-Type", "application/json"]], json.dumps(doc).encode()
 
 

@@ -1,0 +1,344 @@
+//! Form bodies, for schemes whose signature or signed values are form fields (Mailgun Routes,
+//! Mandrill): `application/x-www-form-urlencoded`, or `multipart/form-data` with the boundary
+//! of the Content-Type. The parser is bounded (fields, part headers) and refuses what two
+//! readers could read differently: a field named twice, a multipart body without its end.
+
+use std::borrow::Cow;
+
+use http::HeaderMap;
+
+/// Fields beyond this many are refused rather than read.
+pub const MAX_FIELDS: usize = 256;
+/// Longest header block of one multipart part.
+const MAX_PART_HEADERS: usize = 8 * 1024;
+
+pub const URLENCODED: &str = "application/x-www-form-urlencoded";
+pub const MULTIPART: &str = "multipart/form-data";
+
+/// Why a body could not be read as a form. Carries field names, never values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    #[error("the body is not a form (Content-Type is neither {URLENCODED} nor {MULTIPART})")]
+    NotForm,
+    #[error("the multipart form is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("the form has more than {MAX_FIELDS} fields")]
+    TooMany,
+    #[error("the form field '{0}' is given more than once")]
+    Duplicate(String),
+}
+
+/// One field: its name and value, decoded to bytes.
+pub type Field<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
+/// A field borrowed from a [`Form`]: name and value bytes.
+pub type FieldRef<'f> = (&'f [u8], &'f [u8]);
+
+/// A parsed form: its fields in order, names and values decoded to the bytes the sender
+/// encoded (never re-encoded or replaced, so distinct bodies never read as the same fields).
+/// Files of a multipart form (parts with a `filename`) are kept by name with an empty value:
+/// they are not signed.
+#[derive(Debug, Default)]
+pub struct Form<'a> {
+    fields: Vec<Field<'a>>,
+}
+
+impl<'a> Form<'a> {
+    /// Reads `body` as the form its Content-Type says.
+    pub fn parse(headers: &HeaderMap, body: &'a [u8]) -> Result<Self, FormError> {
+        let ct = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(FormError::NotForm)?;
+        let mut params = ct.split(';');
+        let media = params.next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case(URLENCODED) {
+            let mut fields = Vec::new();
+            for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+                if fields.len() == MAX_FIELDS {
+                    return Err(FormError::TooMany);
+                }
+                let (k, v) = match pair.iter().position(|&b| b == b'=') {
+                    Some(i) => (&pair[..i], &pair[i + 1..]),
+                    None => (pair, &[][..]),
+                };
+                fields.push((percent_decode(k), percent_decode(v)));
+            }
+            return Ok(Form { fields });
+        }
+        if !media.eq_ignore_ascii_case(MULTIPART) {
+            return Err(FormError::NotForm);
+        }
+        let boundary = params
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+            .map(|(_, v)| v.trim().trim_matches('"'))
+            .filter(|b| !b.is_empty() && b.len() <= 70)
+            .ok_or(FormError::Malformed("no usable boundary in the Content-Type"))?;
+        multipart(body, boundary.as_bytes())
+    }
+
+    /// The value of the field `name` as UTF-8 text; `None` when absent, an error when given
+    /// twice or not UTF-8.
+    pub fn get(&self, name: &str) -> Result<Option<&str>, FormError> {
+        let mut found = self.fields.iter().filter(|(k, _)| **k == *name.as_bytes());
+        let first = found.next();
+        if found.next().is_some() {
+            return Err(FormError::Duplicate(name.to_string()));
+        }
+        first
+            .map(|(_, v)| {
+                std::str::from_utf8(v).map_err(|_| FormError::Malformed("a signed field that is not UTF-8"))
+            })
+            .transpose()
+    }
+
+    /// Every field as bytes, sorted by name (bytewise); a name given twice is refused.
+    pub fn sorted(&self) -> Result<Vec<FieldRef<'_>>, FormError> {
+        let mut all: Vec<FieldRef<'_>> = self.fields.iter().map(|(k, v)| (&**k, &**v)).collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        if let Some(w) = all.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(FormError::Duplicate(String::from_utf8_lossy(w[0].0).into_owned()));
+        }
+        Ok(all)
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding of one name or value: `+` is a space, `%XX`
+/// a byte; a `%` not followed by two hex digits stands for itself (as WHATWG URL parsing does).
+fn percent_decode(s: &[u8]) -> Cow<'_, [u8]> {
+    if !s.iter().any(|&b| b == b'+' || b == b'%') {
+        return Cow::Borrowed(s);
+    }
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (s.get(i + 1).and_then(|&b| hex(b)), s.get(i + 2).and_then(|&b| hex(b))) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+}
+
+/// RFC 7578 multipart/form-data: `--boundary CRLF headers CRLF CRLF content CRLF --boundary`
+/// …, ended by `--boundary--`.
+fn multipart<'a>(body: &'a [u8], boundary: &[u8]) -> Result<Form<'a>, FormError> {
+    let mut delim = b"\r\n--".to_vec();
+    delim.extend_from_slice(boundary);
+    // The first delimiter may open the body, without the CRLF before it.
+    let mut pos = if body.starts_with(&delim[2..]) {
+        delim.len() - 2
+    } else {
+        find(body, &delim, 0).ok_or(FormError::Malformed("no boundary in the body"))? + delim.len()
+    };
+    let mut fields = Vec::new();
+    loop {
+        let rest = &body[pos..];
+        if rest.starts_with(b"--") {
+            return Ok(Form { fields });
+        }
+        // Transport padding (spaces, tabs) may follow a delimiter, then CRLF.
+        let pad = rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+        if !rest[pad..].starts_with(b"\r\n") {
+            return Err(FormError::Malformed("a boundary not followed by CRLF"));
+        }
+        let start = pos + pad + 2;
+        let head_end = find(body, b"\r\n\r\n", start)
+            .filter(|e| e - start <= MAX_PART_HEADERS)
+            .ok_or(FormError::Malformed("a part without the end of its headers"))?;
+        let head = std::str::from_utf8(&body[start..head_end])
+            .map_err(|_| FormError::Malformed("part headers that are not UTF-8"))?;
+        let content_start = head_end + 4;
+        let content_end = find(body, &delim, content_start)
+            .ok_or(FormError::Malformed("a part without a closing boundary"))?;
+        let (name, is_file) = disposition(head)?;
+        if fields.len() == MAX_FIELDS {
+            return Err(FormError::TooMany);
+        }
+        let value = if is_file { &[][..] } else { &body[content_start..content_end] };
+        fields.push((Cow::Owned(name.into_bytes()), Cow::Borrowed(value)));
+        pos = content_end + delim.len();
+    }
+}
+
+/// The field name of a part's `Content-Disposition: form-data; name="…"`, and whether the
+/// part is a file.
+fn disposition(head: &str) -> Result<(String, bool), FormError> {
+    let line = head
+        .split("\r\n")
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-disposition")))
+        .map(|(_, v)| v)
+        .ok_or(FormError::Malformed("a part without Content-Disposition"))?;
+    let mut name = None;
+    let mut file = false;
+    for param in split_params(line).into_iter().skip(1) {
+        let Some((k, v)) = param.split_once('=') else { continue };
+        let v = unquote(v.trim());
+        match k.trim().to_ascii_lowercase().as_str() {
+            "name" if name.is_some() => return Err(FormError::Malformed("a part named twice")),
+            "name" => name = Some(v),
+            "filename" | "filename*" => file = true,
+            _ => {}
+        }
+    }
+    Ok((name.ok_or(FormError::Malformed("a part without a name"))?, file))
+}
+
+/// Splits `form-data; name="a;b"; filename=x` at the semicolons outside quotes.
+fn split_params(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+fn unquote(v: &str) -> String {
+    match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) => {
+            let mut out = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                out.push(if c == '\\' { chars.next().unwrap_or('\\') } else { c });
+            }
+            out
+        }
+        None => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ct(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_TYPE, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn urlencoded_fields() {
+        let h = ct("application/x-www-form-urlencoded; charset=utf-8");
+        let f = Form::parse(&h, b"timestamp=1700000000&token=ab%2Bc&signature=de+f").unwrap();
+        assert_eq!(f.get("token").unwrap(), Some("ab+c"));
+        assert_eq!(f.get("signature").unwrap(), Some("de f"));
+        assert_eq!(f.get("nope").unwrap(), None);
+        // Bytes as sent: two bodies differing in an invalid UTF-8 byte stay different.
+        let raw = Form::parse(&h, b"a=%80&b=%81&c=100%&d=%zz").unwrap();
+        let all = raw.sorted().unwrap();
+        assert_eq!(all, [(&b"a"[..], &b"\x80"[..]), (b"b", b"\x81"), (b"c", b"100%"), (b"d", b"%zz")]);
+        assert!(matches!(raw.get("a"), Err(FormError::Malformed(_))));
+        let twice = Form::parse(&h, b"token=a&token=b").unwrap();
+        assert_eq!(twice.get("token"), Err(FormError::Duplicate("token".into())));
+        assert_eq!(twice.sorted(), Err(FormError::Duplicate("token".into())));
+        let many = "a=1&".repeat(MAX_FIELDS + 1);
+        assert_eq!(Form::parse(&h, many.as_bytes()).unwrap_err(), FormError::TooMany);
+        assert_eq!(Form::parse(&ct("application/json"), b"{}").unwrap_err(), FormError::NotForm);
+        assert_eq!(Form::parse(&HeaderMap::new(), b"a=1").unwrap_err(), FormError::NotForm);
+    }
+
+    #[test]
+    fn multipart_fields() {
+        let h = ct("multipart/form-data; boundary=\"XyZ\"");
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nabc\r\n\
+--XyZ\r\ncontent-disposition: form-data; name=\"body-plain\"\r\nContent-Type: text/plain\r\n\r\nline1\r\nline2\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"attachment-1\"; filename=\"a;b.txt\"\r\n\r\nFILE\r\n\
+--XyZ--\r\n";
+        let f = Form::parse(&h, body).unwrap();
+        assert_eq!(f.get("token").unwrap(), Some("abc"));
+        assert_eq!(f.get("body-plain").unwrap(), Some("line1\r\nline2"));
+        assert_eq!(f.get("attachment-1").unwrap(), Some(""));
+        let sorted = f.sorted().unwrap();
+        let names: Vec<&[u8]> = sorted.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, [&b"attachment-1"[..], b"body-plain", b"token"]);
+    }
+
+    #[test]
+    fn multipart_refusals() {
+        let h = ct("multipart/form-data; boundary=B");
+        let part = |name: &str, v: &str| {
+            format!("--B\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{v}\r\n")
+        };
+        let twice = format!("{}{}--B--", part("token", "a"), part("token", "b"));
+        assert_eq!(
+            Form::parse(&h, twice.as_bytes()).unwrap().get("token"),
+            Err(FormError::Duplicate("token".into()))
+        );
+        let unclosed = "--B\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nabc";
+        assert!(matches!(Form::parse(&h, unclosed.as_bytes()), Err(FormError::Malformed(_))));
+        let nameless = "--B\r\nContent-Disposition: form-data\r\n\r\nabc\r\n--B--";
+        assert!(matches!(Form::parse(&h, nameless.as_bytes()), Err(FormError::Malformed(_))));
+        let no_headers_end = format!("--B\r\n{}", "X: y\r\n".repeat(2000));
+        assert!(matches!(Form::parse(&h, no_headers_end.as_bytes()), Err(FormError::Malformed(_))));
+        assert!(matches!(Form::parse(&ct("multipart/form-data"), b"--B--"), Err(FormError::Malformed(_))));
+        assert!(matches!(Form::parse(&h, b"no boundary here"), Err(FormError::Malformed(_))));
+        let many: String =
+            (0..=MAX_FIELDS).map(|i| part(&format!("f{i}"), "v")).collect::<String>() + "--B--";
+        assert_eq!(Form::parse(&h, many.as_bytes()).unwrap_err(), FormError::TooMany);
+    }
+
+    #[test]
+    fn a_part_named_twice_is_refused() {
+        let h = ct("multipart/form-data; boundary=B");
+        let body = "--B\r\nContent-Disposition: form-data; name=\"a\"; name=\"b\"\r\n\r\nv\r\n--B--";
+        assert!(matches!(Form::parse(&h, body.as_bytes()), Err(FormError::Malformed(_))));
+    }
+
+    #[test]
+    fn form_sources_in_profiles() {
+        use crate::verify::profile::{Profile, ProfileSet, TimestampSource};
+        use crate::verify::{Secret, Verifier};
+        let yaml = |extra: &str| {
+            Profile::from_yaml(
+                "x.yaml",
+                &format!("name: x\nsignature: {{form: sig, algorithm: hmac-sha256, encoding: hex, payload: '{{form:ts}}{{form:tok}}'}}\n{extra}"),
+            )
+        };
+        let p = yaml("timestamp: {form: ts, check: true}\nreplay: {form: tok}\n").unwrap();
+        assert!(matches!(p.timestamp.as_ref().unwrap().source, TimestampSource::Form(_)));
+        assert_eq!(p.replay_form.as_deref(), Some("tok"));
+        // Only a signed field can be a nonce or a checked timestamp.
+        assert!(yaml("replay: {form: other}\n").unwrap_err().message.contains("covered by the signature"));
+        assert!(yaml("timestamp: {form: other, check: true}\n").unwrap_err().message.contains("unsigned"));
+        assert!(yaml("replay: {form: tok, json: /t}\n").is_err());
+        assert!(Profile::from_yaml(
+            "x.yaml",
+            "name: x\nsignature: {form: '', algorithm: hmac-sha256, encoding: hex}\n"
+        )
+        .is_err());
+
+        // The gateway's nonce for Mailgun Routes is read from the form, as the Content-Type says.
+        let routes = ProfileSet::builtin().get("mailgun-routes").unwrap().clone();
+        let v = Verifier::new(routes, &[Secret::from("k".to_string())], None).unwrap();
+        let nonce = v.replay_nonce(&ct(URLENCODED), b"timestamp=1&token=abc&signature=00").unwrap();
+        assert_eq!(nonce.as_deref(), Some("abc"));
+        assert!(v.replay_nonce(&ct(URLENCODED), b"token=a&token=b").unwrap_err().is_ambiguous());
+        assert!(v.replay_nonce(&ct("application/json"), b"{}").is_err());
+    }
+}
