@@ -7,6 +7,7 @@
 //! - [`profile`]: provider profiles (YAML, built-ins from `providers/`), the data a
 //!   [`Verifier`] is built from;
 //! - [`canonical`]: schemes that sign a canonical form of the body;
+//! - [`certificate`]: schemes signed by a certificate fetched from a URL (PayPal, SNS);
 //! - [`diagnose`]: why a signature did not match, for logs and `verify --explain`.
 //!
 //! The dependencies point one way: `profile` is built from `header`, `mac` and `template`;
@@ -14,6 +15,7 @@
 //! but [`crate::jsonptr`].
 
 pub mod canonical;
+pub mod certificate;
 pub mod diagnose;
 pub mod header;
 pub mod mac;
@@ -67,6 +69,11 @@ pub enum VerifyError {
     NotJson,
     #[error("the signed string also reads as another request's: {0}")]
     Reinterpreted(&'static str),
+    /// The certificate URL names a host (or port, or path) the profile does not pin.
+    #[error("the certificate URL is not on the provider's pinned hosts")]
+    CertificateHost,
+    #[error("certificate scheme: {0}")]
+    Certificate(String),
 }
 
 impl VerifyError {
@@ -240,6 +247,16 @@ impl Verifier {
         &self.profile
     }
 
+    /// The decoded bytes of secret `index` (PayPal's webhook id, SNS's topic ARN).
+    pub(crate) fn secret_bytes(&self, index: usize) -> &[u8] {
+        &self.raw[index]
+    }
+
+    /// The signed-timestamp tolerance: the route's, else the profile's.
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance
+    }
+
     /// Hex HMAC-SHA256 of `data` under secret `index`: Zoom's endpoint-validation answer.
     pub fn hmac_sha256_hex(&self, index: usize, data: &[u8]) -> Option<String> {
         let key = self.raw.get(index).filter(|k| !k.is_empty())?;
@@ -293,6 +310,10 @@ impl Verifier {
         let p = &*self.profile;
         if p.body == BodyFormat::Json && !is_json_container(input.body) {
             return Err(VerifyError::NotJson);
+        }
+        if p.certificate.is_some() {
+            // The certificate must be fetched first: see `certificate::prepare`.
+            return Err(VerifyError::Certificate("needs its certificate fetched".into()));
         }
         if p.canonical == Some(Canonical::Adyen) {
             return canonical::adyen(self, input);
