@@ -48,7 +48,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             crate::errln!("invalid: {e}");
-            if explain && e.is_mismatch() {
+            if explain && e.is_mismatch() && verifier.profile().certificate.is_none() {
                 for line in crate::verify::diagnose::diagnose(&verifier, &input) {
                     crate::errln!("  - {line}");
                 }
