@@ -26,7 +26,7 @@ pub const CACHE_ENTRIES: usize = 64;
 /// The largest certificate file accepted.
 pub const MAX_CERT_BYTES: usize = 64 * 1024;
 /// Fetches running at once, gateway-wide; a request that finds none free is answered 503.
-pub const MAX_FETCHES: usize = 4;
+pub const MAX_FETCHES: usize = 16;
 
 /// Why a certificate could not be had. Never a verdict on the request: answered 503.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

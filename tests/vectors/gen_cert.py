@@ -40,7 +40,7 @@ from cryptography.x509.oid import NameOID
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.join(HERE, "cert-fixtures")
 NPM = os.path.join(HERE, "npm-cert")
-NOW = 1796025600  # 2026-11-30T12:00:00Z
+NOW = 1796025600  # 2026-11-30T08:00:00Z
 URL = "https://hooks.example.com/webhooks/x"
 
 
