@@ -635,6 +635,124 @@ mod tests {
         assert_eq!(rfc3339("yesterday"), None);
     }
 
+    /// The fixtures of `tests/vectors/gen_cert.py`: a test CA, certificates for one RSA key.
+    mod fixtures {
+        pub const CA: &str = include_str!("../../tests/vectors/cert-fixtures/test-ca.pem");
+        pub const KEY: &str = include_str!("../../tests/vectors/cert-fixtures/signer.key.pem");
+        pub const PAYPAL: &str = include_str!("../../tests/vectors/cert-fixtures/paypal.pem");
+        pub const EXPIRED: &str = include_str!("../../tests/vectors/cert-fixtures/paypal-expired.pem");
+        pub const UNTRUSTED: &str = include_str!("../../tests/vectors/cert-fixtures/paypal-untrusted.pem");
+        pub const OTHER_NAME: &str = include_str!("../../tests/vectors/cert-fixtures/paypal-other-name.pem");
+    }
+
+    const NOW: u64 = 1_796_025_600;
+
+    fn anchors() -> Vec<TrustAnchor<'static>> {
+        use rustls_pki_types::pem::PemObject;
+        let der = CertificateDer::from_pem_slice(fixtures::CA.as_bytes()).unwrap();
+        vec![webpki::anchor_from_trusted_cert(&der).unwrap().to_owned()]
+    }
+
+    fn paypal_verifier(secrets: &[&str]) -> Verifier {
+        let p = super::super::profile::ProfileSet::builtin().get("paypal").unwrap().clone();
+        let secrets: Vec<super::super::Secret> = secrets.iter().map(|s| s.to_string().into()).collect();
+        Verifier::new(p, &secrets, None).unwrap()
+    }
+
+    fn rsa_sign(msg: &[u8]) -> String {
+        use rustls_pki_types::pem::PemObject;
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(fixtures::KEY.as_bytes()).unwrap();
+        let key = ring::rsa::KeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
+        let mut sig = vec![0; key.public().modulus_len()];
+        key.sign(&signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), msg, &mut sig).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(sig)
+    }
+
+    fn paypal_request(body: &[u8], time: &str, algo: &str) -> http::HeaderMap {
+        let msg = format!("t-1|{time}|WH-ID|{}", crc32fast::hash(body));
+        let mut h = http::HeaderMap::new();
+        for (k, v) in [
+            (PAYPAL_ID, "t-1".to_string()),
+            (PAYPAL_TIME, time.to_string()),
+            (PAYPAL_SIG, rsa_sign(msg.as_bytes())),
+            (PAYPAL_CERT_URL, "https://api.paypal.com/v1/notifications/certs/CERT-1".to_string()),
+            (PAYPAL_ALGO, algo.to_string()),
+        ] {
+            h.insert(HeaderName::from_static(k), v.parse().unwrap());
+        }
+        h
+    }
+
+    fn check(v: &Verifier, h: &http::HeaderMap, body: &[u8], cert: &str) -> Result<Verified, VerifyError> {
+        let input = Input { method: &http::Method::POST, url: "", headers: h, body, now: NOW };
+        let pending = prepare(v, &input, &PinnedOnly)?;
+        let rule = v.profile().certificate.as_ref().unwrap();
+        pending.finish(&SigningCert::from_pem(cert.as_bytes(), rule, &anchors(), NOW)?)
+    }
+
+    #[test]
+    fn paypal_signatures_verify_with_a_valid_certificate_only() {
+        let v = paypal_verifier(&["WH-OLD", "WH-ID"]);
+        let body = br#"{"id":"WH-1"}"#;
+        let h = paypal_request(body, "2026-11-30T07:59:00Z", "SHA256withRSA");
+        assert_eq!(check(&v, &h, body, fixtures::PAYPAL), Ok(Verified { secret_index: 1 }));
+        assert_eq!(
+            check(&paypal_verifier(&["WH-OLD"]), &h, body, fixtures::PAYPAL),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(check(&v, &h, b"{}", fixtures::PAYPAL), Err(VerifyError::Mismatch));
+        let refused = |cert| match check(&v, &h, body, cert) {
+            Err(VerifyError::Certificate(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(refused(fixtures::EXPIRED).contains("expired"));
+        assert!(refused(fixtures::UNTRUSTED).contains("trusted root"));
+        assert!(refused(fixtures::OTHER_NAME).contains("domains"));
+        // The synchronous path never passes a certificate scheme.
+        let input = Input { method: &http::Method::POST, url: "", headers: &h, body, now: NOW };
+        assert!(matches!(v.verify(&input), Err(VerifyError::Certificate(_))));
+    }
+
+    #[test]
+    fn paypal_requests_are_refused_before_fetching_when_malformed_or_stale() {
+        let v = paypal_verifier(&["WH-ID"]);
+        let body = b"{}";
+        let input = |h: &http::HeaderMap| {
+            let h = h.clone();
+            move |v: &Verifier| {
+                let input = Input { method: &http::Method::POST, url: "", headers: &h, body, now: NOW };
+                prepare(v, &input, &PinnedOnly).map(|_| ())
+            }
+        };
+        let ok = paypal_request(body, "2026-11-30T07:59:00Z", "SHA256withRSA");
+        assert_eq!(input(&ok)(&v), Ok(()));
+        let stale = paypal_request(body, "2026-11-30T07:54:59Z", "SHA256withRSA");
+        assert_eq!(input(&stale)(&v), Err(VerifyError::Stale(301, 300)));
+        let future = paypal_request(body, "2026-11-30T08:05:01Z", "SHA256withRSA");
+        assert_eq!(input(&future)(&v), Err(VerifyError::Future(301, 300)));
+        let sha1 = paypal_request(body, "2026-11-30T07:59:00Z", "SHA1withRSA");
+        assert!(matches!(input(&sha1)(&v), Err(VerifyError::Certificate(_))));
+        for (name, value) in [(PAYPAL_SIG, ""), (PAYPAL_SIG, "c2hvcnQ="), (PAYPAL_TIME, "yesterday")] {
+            let mut h = ok.clone();
+            h.insert(HeaderName::from_static(name), value.parse().unwrap());
+            assert!(input(&h)(&v).is_err(), "{name}: {value:?}");
+        }
+        for name in [PAYPAL_SIG, PAYPAL_ID, PAYPAL_TIME, PAYPAL_CERT_URL, PAYPAL_ALGO] {
+            let mut h = ok.clone();
+            h.remove(name);
+            assert!(input(&h)(&v).is_err(), "without {name}");
+        }
+        let mut h = ok.clone();
+        h.insert(
+            HeaderName::from_static(PAYPAL_CERT_URL),
+            "https://evil.example/v1/notifications/certs/C".parse().unwrap(),
+        );
+        assert_eq!(input(&h)(&v), Err(VerifyError::CertificateHost));
+        let mut h = ok.clone();
+        h.append(HeaderName::from_static(PAYPAL_SIG), "x".parse().unwrap());
+        assert!(input(&h)(&v).unwrap_err().is_ambiguous(), "a repeated header");
+    }
+
     #[test]
     fn pem_that_is_not_a_certificate_is_refused() {
         let r = rule(&["a.b.c"]);

@@ -803,4 +803,23 @@ mod tests {
         assert!(e.message.contains("declare body: json"), "{e}");
         assert!(Profile::from_yaml("x.yaml", &yaml("body: json\n")).is_ok());
     }
+
+    #[test]
+    fn a_certificate_profile_takes_no_signature_keys() {
+        let cert = "certificate: {scheme: paypal, hosts: [api.paypal.com], subjects: [paypal.com]}\n";
+        let p = Profile::from_yaml("x.yaml", &format!("name: x\n{cert}")).unwrap();
+        assert!(p.headers.is_empty() && p.certificate.is_some());
+        assert!(p.timestamp.as_ref().unwrap().check, "PayPal's transmission time is signed");
+        for extra in [
+            "signature: {headers: [A], algorithm: hmac-sha256, encoding: hex}\n",
+            "timestamp: {header: T}\n",
+            "id: {header: X-Id}\n",
+            "body: json\n",
+        ] {
+            let e = Profile::from_yaml("x.yaml", &format!("name: x\n{cert}{extra}")).unwrap_err();
+            assert!(e.message.contains("the scheme fixes"), "{extra}: {e}");
+        }
+        let e = Profile::from_yaml("x.yaml", "name: x\n").unwrap_err();
+        assert!(e.message.contains("signature: is needed"), "{e}");
+    }
 }
