@@ -405,6 +405,9 @@ fn sns(
     extra: &dyn ExtraHosts,
 ) -> Result<Pending, VerifyError> {
     let body = input.body;
+    if !super::is_json_container(body) || !body.trim_ascii_start().starts_with(b"{") {
+        return Err(VerifyError::NotJson);
+    }
     let required = |name: &'static str| -> Result<Cow<'_, str>, VerifyError> {
         field(body, name)?
             .filter(|s| !s.is_empty())
