@@ -319,4 +319,13 @@ fn topic_arn_and_the_override_are_refused_where_they_do_not_belong() {
     assert!(e.contains("only amazon-sns"), "{e}");
     let e = load("  - path: /s\n    provider: paylent\n    secrets: [x]\n    upstream: http://127.0.0.1:1/\n    certificate_test_override: {ca_file: x.pem, hosts: []}\n");
     assert!(e.contains("certificate-URL providers"), "{e}");
+    // A route narrows the pinned hosts, never widens them.
+    let paypal = "  - path: /s\n    provider: paypal\n    secrets: [WH]\n    upstream: http://127.0.0.1:1/\n";
+    let e = load(&format!("{paypal}    certificate_hosts: [api.paypal.com.evil.example]\n"));
+    assert!(e.contains("not one of the provider's hosts"), "{e}");
+    let yaml = config(&[format!("{paypal}    certificate_hosts: [api.sandbox.paypal.com]\n")]);
+    let cfg =
+        portcullis::config::Config::from_yaml("t.yaml", &yaml, std::path::Path::new("."), &|_| None).unwrap();
+    let rule = cfg.routes[0].verifier.profile().certificate.clone().unwrap();
+    assert!(rule.host_allowed("api.sandbox.paypal.com") && !rule.host_allowed("api.paypal.com"));
 }

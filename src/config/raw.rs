@@ -154,6 +154,8 @@ pub(super) struct RawRoute {
     pub on_store_error: OnStoreError,
     /// Amazon SNS: the topic whose messages the route accepts (their signed `TopicArn`).
     pub topic_arn: Option<String>,
+    /// Certificate-URL schemes: fewer hosts than the profile pins (each one it allows).
+    pub certificate_hosts: Option<Vec<String>>,
     /// FOR TESTS ONLY: certificate-URL schemes may also fetch from these hosts, and trust
     /// this CA (for the fetch and the signing certificate's chain).
     pub certificate_test_override: Option<RawCertificateOverride>,

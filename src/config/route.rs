@@ -218,6 +218,18 @@ impl RawRoute {
                 Some(std::sync::Arc::new(trust))
             }
         };
+        let profile = match (&self.certificate_hosts, &profile.certificate) {
+            (None, _) => profile.clone(),
+            (Some(_), None) => return Err("certificate_hosts: only for certificate-URL providers".into()),
+            (Some(hosts), Some(rule)) => {
+                // A route narrows the pinned hosts, never widens them.
+                let narrowed = rule.narrowed(hosts).map_err(|e| format!("certificate_hosts: {e}"))?;
+                let mut p = (**profile).clone();
+                p.certificate = Some(narrowed);
+                std::sync::Arc::new(p)
+            }
+        };
+        let profile = &profile;
         let verifier =
             Verifier::new(profile.clone(), &secrets, self.tolerance).map_err(|e| format!("secrets: {e}"))?;
         let up = expand_env(t.upstream, cx.env).map_err(|e| format!("upstream: {e}"))?;

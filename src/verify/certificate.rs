@@ -159,6 +159,20 @@ impl CertificateRule {
         }
     }
 
+    /// The rule with fewer hosts: each of `hosts` must be a host this rule pins.
+    pub fn narrowed(&self, hosts: &[String]) -> Result<CertificateRule, String> {
+        if hosts.is_empty() {
+            return Err("name at least one host".into());
+        }
+        for h in hosts {
+            let h = h.to_ascii_lowercase();
+            if !(self.hosts.contains(&h) || (!h.contains('*') && self.host_allowed(&h))) {
+                return Err(format!("'{h}' is not one of the provider's hosts ({})", self.hosts.join(", ")));
+            }
+        }
+        Ok(CertificateRule { hosts: hosts.iter().map(|h| h.to_ascii_lowercase()).collect(), ..self.clone() })
+    }
+
     /// Whether `host` (lower-case, without port) is one of the pinned hosts.
     pub fn host_allowed(&self, host: &str) -> bool {
         self.hosts.iter().any(|pattern| host_matches(pattern, host))
@@ -570,6 +584,19 @@ mod tests {
         assert!(!r.host_allowed("evilsns.us-east-1.amazonaws.com"));
         assert!(!r.host_allowed("sns.x.amazonaws.com"), "a region is three characters or more");
         assert!(!r.host_allowed("api.paypal.com.evil.com"));
+    }
+
+    #[test]
+    fn a_route_narrows_the_hosts_and_never_widens_them() {
+        let r = rule(&["sns.*.amazonaws.com", "api.paypal.com"]);
+        let n = r.narrowed(&["sns.eu-west-1.amazonaws.com".into()]).unwrap();
+        assert!(n.host_allowed("sns.eu-west-1.amazonaws.com"));
+        assert!(!n.host_allowed("sns.us-east-1.amazonaws.com"));
+        assert!(!n.host_allowed("api.paypal.com"));
+        assert!(r.narrowed(&["sns.*.amazonaws.com".into()]).is_ok());
+        assert!(r.narrowed(&["evil.example.com".into()]).is_err());
+        assert!(r.narrowed(&["*.amazonaws.com".into()]).is_err());
+        assert!(r.narrowed(&[]).is_err());
     }
 
     #[test]
