@@ -95,7 +95,7 @@ pub enum DeadCommand {
 pub struct VerifyArgs {
     #[arg(long)]
     pub provider: String,
-    /// A secret to try; repeat for several.
+    /// A secret to try; repeat for several (paypal: the webhook id; amazon-sns: the topic ARN).
     #[arg(long = "secret", required = true)]
     pub secrets: Vec<String>,
     /// A request header, "Name: value"; repeat for several.

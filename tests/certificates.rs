@@ -299,6 +299,42 @@ async fn sns_messages_of_the_routes_topic_are_forwarded() {
     assert_eq!(upstream.count(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portcullis_verify_fetches_through_its_test_override() {
+    let server = CertServer::start().await;
+    let body = br#"{"id":"WH-1"}"#.to_vec();
+    let good = server.url("/v1/notifications/certs/CERT-good");
+    let dir = server.ca_file.parent().unwrap().to_path_buf();
+    let body_file = dir.join("body.json");
+    std::fs::write(&body_file, &body).unwrap();
+    let run = |headers: Vec<(String, String)>, with_host: bool| {
+        let mut args: Vec<String> = ["verify", "--provider", "paypal", "--secret", WEBHOOK_ID, "--now"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(NOW.to_string());
+        args.extend(["--body-file".into(), body_file.display().to_string()]);
+        args.extend(["--test-ca".into(), server.ca_file.display().to_string()]);
+        if with_host {
+            args.extend(["--test-cert-host".into(), format!("localhost:{}", server.port)]);
+        }
+        for (k, v) in headers {
+            args.extend(["--header".into(), format!("{k}: {v}")]);
+        }
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(crate::util::bin()).args(&args).output().unwrap()
+        })
+    };
+    let out = run(paypal_headers("t-1", &body, &good), true).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(server.hits("/v1/notifications/certs/CERT-good"), 1);
+    // Without the host override, the URL is off PayPal's hosts: refused, nothing fetched.
+    let out = run(paypal_headers("t-1", &body, &good), false).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pinned hosts"));
+    assert_eq!(server.total.load(Ordering::SeqCst), 1);
+}
+
 #[test]
 fn topic_arn_and_the_override_are_refused_where_they_do_not_belong() {
     let load = |route: &str| {
