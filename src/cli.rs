@@ -96,7 +96,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub provider: String,
     /// A secret to try (for public-key schemes, the provider's public key as published, PEM
-    /// included); repeat for several.
+    /// included; paypal: the webhook id; amazon-sns: the topic ARN); repeat for several.
     #[arg(long = "secret", required = true, allow_hyphen_values = true)]
     pub secrets: Vec<String>,
     /// A request header, "Name: value"; repeat for several.
@@ -119,6 +119,16 @@ pub struct VerifyArgs {
     /// When invalid, explain why and what would have matched.
     #[arg(long)]
     pub explain: bool,
+    /// Certificate-URL schemes (PayPal, SNS): use FILE (PEM) as what URL serves, instead of
+    /// fetching it; still checked (chain, validity, names). "URL=FILE"; repeat for several.
+    #[arg(long = "certificate", value_name = "URL=FILE")]
+    pub certificates: Vec<String>,
+    /// FOR TESTS ONLY: also trust this CA (PEM) for signing certificates and their fetch.
+    #[arg(long, value_name = "FILE")]
+    pub test_ca: Option<PathBuf>,
+    /// FOR TESTS ONLY: with --test-ca, also fetch certificates from this "host:port".
+    #[arg(long = "test-cert-host", value_name = "HOST:PORT", requires = "test_ca")]
+    pub test_cert_hosts: Vec<String>,
 }
 
 // The flags of `sign` (no doc comment: the variant's is the command's help).

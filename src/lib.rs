@@ -16,6 +16,8 @@
 //!   from `providers/`), header parsing, payload templates, canonicalisers, MACs,
 //!   timestamps, and the diagnosis of a signature that did not match;
 //! - [`jsonptr`]: JSON pointer lookups into raw bodies;
+//! - [`cert_fetch`]: the signing certificates of certificate-URL schemes (PayPal, SNS),
+//!   fetched over HTTPS from pinned hosts and cached;
 //! - [`idempotency`]: the `Store` trait and its backends;
 //! - [`store_conn`]: what the stores and the queue share: the store error, the Redis
 //!   connections, the redb file handling;
@@ -43,6 +45,7 @@
 #![deny(clippy::print_stderr)]
 
 pub mod admin;
+pub mod cert_fetch;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -48,6 +48,8 @@ outcomes! {
     Queued => "queued",
     /// The delivery queue refused or did not confirm an append (a queued route).
     QueueError => "queue_error",
+    /// A certificate-URL scheme's signing certificate could not be fetched (503).
+    CertificateUnavailable => "certificate_unavailable",
     Panic => "internal_error",
 }
 

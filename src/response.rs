@@ -2,6 +2,7 @@
 //! answers, and the [`Record`] each answer carries to the log line (its [`Outcome`] is in
 //! [`crate::outcome`]).
 
+use crate::cert_fetch::FetchError;
 use crate::delivery::Verified;
 use crate::idempotency::StoreError;
 use crate::outcome::Outcome;
@@ -105,6 +106,10 @@ pub enum Rejection {
     UpstreamUnavailable(String),
     #[error("upstream did not answer within {0:?}")]
     UpstreamTimeout(Duration),
+    /// The signing certificate of a certificate-URL scheme could not be had: not a verdict
+    /// on the request, which the provider retries.
+    #[error("signing certificate: {0}")]
+    Certificate(#[from] FetchError),
     #[error("internal error")]
     Panic,
 }
@@ -144,6 +149,9 @@ impl Rejection {
             InFlight(_) => (StatusCode::CONFLICT, Outcome::InFlight, "delivery in progress"),
             UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, Outcome::UpstreamUnavailable, "bad gateway"),
             UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, Outcome::UpstreamTimeout, "gateway timeout"),
+            Certificate(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, Outcome::CertificateUnavailable, "temporarily unavailable")
+            }
             Panic => (StatusCode::INTERNAL_SERVER_ERROR, Outcome::Panic, "internal error"),
         }
     }
@@ -153,6 +161,7 @@ impl Rejection {
         match self {
             Rejection::Store(_) | Rejection::Queue(_) | Rejection::Draining => Some(5),
             Rejection::Overloaded => Some(1),
+            Rejection::Certificate(_) => Some(30),
             Rejection::InFlight(d) => Some(d.as_secs().clamp(1, 60)),
             _ => None,
         }

@@ -58,6 +58,17 @@ fn run_vector_file(path: &str) -> (usize, Vec<String>) {
                 format!("{}: {}", h[0].as_str().unwrap(), h[1].as_str().unwrap()),
             ]);
         }
+        // Certificate-URL schemes: the certificate each URL serves, and the test CA.
+        for (j, (url, pem)) in v["certificates"].as_object().into_iter().flatten().enumerate() {
+            let path = dir.join(format!("cert{i}-{j}.pem"));
+            std::fs::write(&path, pem.as_str().unwrap()).unwrap();
+            args.extend(["--certificate".into(), format!("{url}={}", path.display())]);
+        }
+        if let Some(ca) = v["test_ca"].as_str() {
+            let path = dir.join(format!("ca{i}.pem"));
+            std::fs::write(&path, ca).unwrap();
+            args.extend(["--test-ca".into(), path.display().to_string()]);
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (code, _, err) = run(&args, b"");
         let want = if v["expect"] == "valid" { 0 } else { 1 };

@@ -3,6 +3,7 @@
 mod util;
 
 mod admin_security;
+mod certificates;
 mod chaos;
 mod cli;
 mod core;

@@ -23,7 +23,10 @@ pub fn run(json: bool, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
             [
                 p.name.clone(),
                 p.signature_place(),
-                p.algorithm.name().to_string(),
+                match &p.certificate {
+                    Some(c) => c.algorithm().to_string(),
+                    None => p.algorithm.name().to_string(),
+                },
                 p.encoding.name().to_string(),
                 p.timestamp.as_ref().map(|t| t.describe()).unwrap_or_else(|| "none".into()),
                 p.id.describe(),
@@ -57,6 +60,8 @@ struct ProfileJson<'a> {
     signature: SignatureJson<'a>,
     /// How the route's secrets are written.
     secret: crate::verify::mac::SecretEncoding,
+    /// A certificate-URL scheme (`paypal`, `amazon-sns`): `signature` is then unused.
+    certificate: Option<crate::verify::certificate::CertScheme>,
     timestamp: Option<TimestampJson<'a>>,
     id: IdJson<'a>,
     /// A signed one-time value remembered to refuse replays: its JSON pointer in the body, or its form field.
@@ -135,6 +140,7 @@ impl<'a> ProfileJson<'a> {
                 payload: p.payload.as_str(),
             },
             secret: p.secret,
+            certificate: p.certificate.as_ref().map(|c| c.scheme),
             timestamp: p.timestamp.as_ref().map(|t| {
                 let (source, header, json) = match &t.source {
                     TimestampSource::Header(h) => ("header", Some(h.as_str()), None),

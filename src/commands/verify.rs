@@ -2,14 +2,29 @@
 //! invalid (with `--explain`, the near misses), 2 on a usage error.
 
 use super::{lookup_profile, parse_method, read_body, Usage};
+use crate::cert_fetch::{self, Fetcher, TestTrust};
 use crate::cli::VerifyArgs;
 use crate::clock::Clock;
-use crate::verify::{Input, Secret, Verifier};
+use crate::verify::certificate::{self, ExtraHosts, PinnedOnly, SigningCert};
+use crate::verify::{Input, Secret, Verifier, VerifyError};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::process::ExitCode;
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let VerifyArgs { provider, secrets, headers, method, url, now, body_file, providers_dir, explain } = args;
+    let VerifyArgs {
+        provider,
+        secrets,
+        headers,
+        method,
+        url,
+        now,
+        body_file,
+        providers_dir,
+        explain,
+        certificates,
+        test_ca,
+        test_cert_hosts,
+    } = args;
     let profile = lookup_profile(&provider, providers_dir.as_deref())?;
     let secrets: Vec<Secret> = secrets.into_iter().map(Secret::from).collect();
     let verifier = Verifier::new(profile, &secrets, None).map_err(|e| Usage(format!("--secret: {e}")))?;
@@ -18,7 +33,14 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let body = read_body(body_file.as_deref())?;
     let now = now.unwrap_or_else(|| Clock::System.now());
     let input = Input { method: &method, url: &url, headers: &headers, body: &body, now };
-    let result = verifier.verify(&input).and_then(|v| verifier.event_id(&headers, &body).map(|id| (v, id)));
+    let test = test_ca
+        .map(|ca| TestTrust::from_file(&ca, test_cert_hosts).map_err(|e| Usage(format!("--test-ca: {e}"))))
+        .transpose()?;
+    let checked = match verifier.profile().certificate {
+        Some(_) => by_certificate(&verifier, &input, &certificates, test.as_ref())?,
+        None => verifier.verify(&input),
+    };
+    let result = checked.and_then(|v| verifier.event_id(&headers, &body).map(|id| (v, id)));
     match result {
         Ok((v, id)) => {
             crate::outln!("valid: secret {} matched; event id {id}", v.secret_index)?;
@@ -26,7 +48,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             crate::errln!("invalid: {e}");
-            if explain && e.is_mismatch() {
+            if explain && e.is_mismatch() && verifier.profile().certificate.is_none() {
                 for line in crate::verify::diagnose::diagnose(&verifier, &input) {
                     crate::errln!("  - {line}");
                 }
@@ -34,6 +56,41 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// A certificate-URL scheme: the certificate from `--certificate` or fetched, then checked.
+fn by_certificate(
+    verifier: &Verifier,
+    input: &Input<'_>,
+    given: &[String],
+    test: Option<&TestTrust>,
+) -> anyhow::Result<Result<crate::verify::Verified, VerifyError>> {
+    let extra: &dyn ExtraHosts = match test {
+        Some(t) => t,
+        None => &PinnedOnly,
+    };
+    let pending = match certificate::prepare(verifier, input, extra) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut pem = None;
+    for g in given {
+        let (url, file) =
+            g.split_once('=').ok_or_else(|| Usage(format!("--certificate '{g}' is not URL=FILE")))?;
+        if url == pending.url.url {
+            pem = Some(std::fs::read(file).map_err(|e| Usage(format!("--certificate {file}: {e}")))?);
+        }
+    }
+    let pem = match pem {
+        Some(p) => p,
+        None => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(Fetcher::global().get(&pending.url, test))?.to_vec()
+        }
+    };
+    let rule = verifier.profile().certificate.as_ref().expect("a certificate profile");
+    Ok(SigningCert::from_pem(&pem, rule, &cert_fetch::trust_anchors(test), input.now)
+        .and_then(|cert| pending.finish(&cert)))
 }
 
 fn parse_headers(list: &[String]) -> anyhow::Result<HeaderMap> {

@@ -154,6 +154,22 @@ pub(super) struct RawRoute {
     pub on_store_error: OnStoreError,
     /// The token a GET handshake (Meta's `hub.verify_token`) must carry; secret-like.
     pub verify_token: Option<String>,
+    /// Amazon SNS: the topic whose messages the route accepts (their signed `TopicArn`).
+    pub topic_arn: Option<String>,
+    /// Certificate-URL schemes: fewer hosts than the profile pins (each one it allows).
+    pub certificate_hosts: Option<Vec<String>>,
+    /// FOR TESTS ONLY: certificate-URL schemes may also fetch from these hosts, and trust
+    /// this CA (for the fetch and the signing certificate's chain).
+    pub certificate_test_override: Option<RawCertificateOverride>,
+}
+
+/// A route's test-only extra source of signing certificates.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCertificateOverride {
+    pub ca_file: PathBuf,
+    /// `host:port` names, compared exactly.
+    pub hosts: Vec<String>,
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@ use super::parse_net;
 use super::raw::{RawForwardSigning, RawQueue, RawRoute, RawSecret, Size};
 use super::redact_url;
 use crate::verify::handshake::VerifyToken;
+use crate::verify::certificate::CertScheme;
 use crate::verify::mac::{Algorithm, MacKey, SecretEncoding};
 use crate::verify::profile::{Profile, ProfileSet};
 use crate::verify::{Secret, Verifier};
@@ -49,6 +50,8 @@ pub struct Route {
     /// The token the profile's GET handshake must carry (Meta's `hub.verify_token`). Its
     /// `Debug` never shows the value.
     pub verify_token: Option<VerifyToken>,
+    /// FOR TESTS ONLY (`certificate_test_override`): an extra CA and certificate hosts.
+    pub certificate_test: Option<std::sync::Arc<crate::cert_fetch::TestTrust>>,
 }
 
 impl Route {
@@ -191,7 +194,46 @@ impl RawRoute {
                 cx.profiles.names().join(", ")
             )
         })?;
-        let secrets = secrets(t.secrets, t.secret_files, cx)?;
+        let secrets = match (profile.certificate.as_ref().map(|c| c.scheme), &self.topic_arn) {
+            // SNS signs with Amazon's key: what a route pins is the topic it accepts.
+            (Some(CertScheme::AmazonSns), Some(arn)) if t.secrets.is_empty() && t.secret_files.is_empty() => {
+                let arn = expand_env(arn, cx.env).map_err(|e| format!("topic_arn: {e}"))?;
+                if !arn.starts_with("arn:") {
+                    return Err(format!("topic_arn: '{arn}' is not an ARN"));
+                }
+                vec![Secret::from(arn)]
+            }
+            (Some(CertScheme::AmazonSns), _) => {
+                return Err("topic_arn: an amazon-sns route names its topic (and no secrets)".into())
+            }
+            (_, Some(_)) => return Err("topic_arn: only amazon-sns routes have one".into()),
+            _ => secrets(t.secrets, t.secret_files, cx)?,
+        };
+        let certificate_test = match (&self.certificate_test_override, &profile.certificate) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err("certificate_test_override: only for certificate-URL providers".into())
+            }
+            (Some(o), Some(_)) => {
+                let trust =
+                    crate::cert_fetch::TestTrust::from_file(&cx.base.join(&o.ca_file), o.hosts.clone())
+                        .map_err(|e| format!("certificate_test_override.ca_file: {e}"))?;
+                tracing::warn!(route = %t.name, hosts = ?o.hosts, "certificate_test_override: this route trusts a test CA for signing certificates");
+                Some(std::sync::Arc::new(trust))
+            }
+        };
+        let profile = match (&self.certificate_hosts, &profile.certificate) {
+            (None, _) => profile.clone(),
+            (Some(_), None) => return Err("certificate_hosts: only for certificate-URL providers".into()),
+            (Some(hosts), Some(rule)) => {
+                // A route narrows the pinned hosts, never widens them.
+                let narrowed = rule.narrowed(hosts).map_err(|e| format!("certificate_hosts: {e}"))?;
+                let mut p = (**profile).clone();
+                p.certificate = Some(narrowed);
+                std::sync::Arc::new(p)
+            }
+        };
+        let profile = &profile;
         let verifier =
             Verifier::new(profile.clone(), &secrets, self.tolerance).map_err(|e| format!("secrets: {e}"))?;
         let up = expand_env(t.upstream, cx.env).map_err(|e| format!("upstream: {e}"))?;
@@ -238,6 +280,7 @@ impl RawRoute {
             forward_signing,
             queue,
             verify_token,
+            certificate_test,
         })
     }
 

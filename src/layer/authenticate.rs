@@ -1,14 +1,19 @@
 //! Verifies the signature over the raw body with the route's secrets, then derives the
 //! event's idempotency key. Nothing is claimed or forwarded for a request that fails here.
+//! The HMAC schemes are checked synchronously, without allocating a future; certificate-URL
+//! schemes (PayPal, SNS) await their signing certificate in a boxed future.
 
-use super::{answer, EitherFuture};
+use super::{answer, BoxFuture, EitherFuture};
+use crate::cert_fetch::{self, Fetcher};
 use crate::clock::Clock;
 use crate::delivery::{BatchKey, EventKey, Received, Verified};
 use crate::response::{Body, Rejection};
 use crate::routing::RouteEntry;
+use crate::verify::certificate::{self, ExtraHosts, PinnedOnly, SigningCert};
 use crate::verify::diagnose::diagnose;
 use crate::verify::Input;
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::Response;
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -123,11 +128,14 @@ pub struct Authenticate<S> {
 
 impl<S> Service<Received> for Authenticate<S>
 where
-    S: Service<Verified, Response = Response<Body>, Error = Infallible>,
+    S: Service<Verified, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = EitherFuture<S::Future>;
+    /// Answered at once, or the next layer's future; certificate-URL schemes (which fetch
+    /// their certificate) are the only boxed, asynchronous path.
+    type Future = EitherFuture<Either<S::Future, BoxFuture>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -136,6 +144,21 @@ where
     fn call(&mut self, d: Received) -> Self::Future {
         let route = &d.route;
         let verifier = &route.verifier;
+        if verifier.profile().certificate.is_some() {
+            // The service made ready by `poll_ready` goes into the future; a clone stays.
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            let now = self.clock.now();
+            return Either::Right(Either::Right(Box::pin(async move {
+                match verify_by_certificate(&d, now).await {
+                    Ok(verified) => match proceed(&mut inner, d, verified) {
+                        Either::Left(answer) => answer.await,
+                        Either::Right(next) => next.await,
+                    },
+                    Err(rejection) => Ok(rejection.into_response(Some(d.route.clone()), None)),
+                }
+            })));
+        }
         // Schemes that sign the URL sign the public one the provider was given, plus the
         // query string the request arrived with.
         let url: Cow<'_, str> = match (verifier.needs_url(), &route.public_url, d.parts.uri.query()) {
@@ -161,37 +184,63 @@ where
                 return answer(rejection.into_response(Some(d.route.clone()), None));
             }
         };
-        let nonce = match verifier.replay_nonce(&d.parts.headers, &d.body) {
-            Ok(n) => n.map(|n| Arc::from(verifier.nonce_key(verified.secret_index, &n))),
-            Err(e) => return answer(Rejection::from(e).into_response(Some(d.route), None)),
-        };
         drop(url);
-        // A batch's key joins its items' ids; each item keeps its own key too (read once).
-        let (event, batch) = match verifier.batch_items(&d.body) {
-            Ok(Some(items)) if items.len() > 1 => {
-                let ids: Vec<&str> = items.iter().map(|i| &*i.id).collect();
-                let event = EventKey::new(&route.name, &ids.join(","));
-                let batch = items
-                    .iter()
-                    .map(|i| BatchKey { event: EventKey::new(&route.name, &i.id), span: i.span.clone() })
-                    .collect();
-                (event, batch)
-            }
-            Ok(_) => match verifier.event_id(&d.parts.headers, &d.body) {
-                Ok(id) => (EventKey::new(&route.name, &id), Vec::new()),
-                Err(e) => return answer(Rejection::from(e).into_response(Some(d.route), None)),
-            },
-            Err(e) => return answer(Rejection::from(e).into_response(Some(d.route), None)),
-        };
-        let secret_index = verified.secret_index;
-        futures_util::future::Either::Right(self.inner.call(Verified {
-            request: d,
-            event,
-            secret_index,
-            nonce,
-            batch,
-        }))
+        match proceed(&mut self.inner, d, verified) {
+            Either::Left(answer) => Either::Left(answer),
+            Either::Right(next) => Either::Right(Either::Left(next)),
+        }
     }
+}
+
+/// A certificate-URL scheme: the request is read and pinned first (nothing is fetched for a
+/// certificate URL off the provider's hosts), then the certificate is had from the cache or
+/// fetched (503 + `Retry-After` when it cannot be), validated, and the signature checked.
+async fn verify_by_certificate(d: &Received, now: u64) -> Result<crate::verify::Verified, Rejection> {
+    let route = &d.route;
+    let test = route.certificate_test.as_deref();
+    let extra: &dyn ExtraHosts = match test {
+        Some(t) => t,
+        None => &PinnedOnly,
+    };
+    let input = Input { method: &d.parts.method, url: "", headers: &d.parts.headers, body: &d.body, now };
+    let pending = certificate::prepare(&route.verifier, &input, extra)?;
+    let pem = Fetcher::global().get(&pending.url, test).await?;
+    let rule = route.verifier.profile().certificate.as_ref().expect("a certificate profile");
+    let cert = SigningCert::from_pem(&pem, rule, &cert_fetch::trust_anchors(test), now)?;
+    Ok(pending.finish(&cert)?)
+}
+
+/// After the signature verified: the replay nonce, the event's key (and a batch's items'),
+/// then the next layer.
+fn proceed<S>(inner: &mut S, d: Received, verified: crate::verify::Verified) -> EitherFuture<S::Future>
+where
+    S: Service<Verified, Response = Response<Body>, Error = Infallible>,
+{
+    let route = &d.route;
+    let verifier = &route.verifier;
+    let nonce = match verifier.replay_nonce(&d.parts.headers, &d.body) {
+        Ok(n) => n.map(|n| Arc::from(verifier.nonce_key(verified.secret_index, &n))),
+        Err(e) => return answer(Rejection::from(e).into_response(Some(d.route), None)),
+    };
+    // A batch's key joins its items' ids; each item keeps its own key too (read once).
+    let (event, batch) = match verifier.batch_items(&d.body) {
+        Ok(Some(items)) if items.len() > 1 => {
+            let ids: Vec<&str> = items.iter().map(|i| &*i.id).collect();
+            let event = EventKey::new(&route.name, &ids.join(","));
+            let batch = items
+                .iter()
+                .map(|i| BatchKey { event: EventKey::new(&route.name, &i.id), span: i.span.clone() })
+                .collect();
+            (event, batch)
+        }
+        Ok(_) => match verifier.event_id(&d.parts.headers, &d.body) {
+            Ok(id) => (EventKey::new(&route.name, &id), Vec::new()),
+            Err(e) => return answer(Rejection::from(e).into_response(Some(d.route), None)),
+        },
+        Err(e) => return answer(Rejection::from(e).into_response(Some(d.route), None)),
+    };
+    let secret_index = verified.secret_index;
+    Either::Right(inner.call(Verified { request: d, event, secret_index, nonce, batch }))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! | [`route`] | 404, 405, 403 (`allow_ips`, before a variant is chosen) |
 //! | [`read_body`] | 413, 408; 503 + `Retry-After` past the reads per client address |
 //! | [`limit`] | 503 + `Retry-After` past the in-flight bound (bodies read) |
-//! | [`authenticate`] | 401, 400 |
+//! | [`authenticate`] | 401, 400; 503 + `Retry-After` when a signing certificate cannot be fetched |
 //! | [`handshake`] | answers endpoint checks itself (GET ones from [`route`], before the method check) |
 //! | [`dedupe`] | 200 duplicate, 409 in flight, 503 store down |
 //! | [`forward`] | the upstream's answer; 502, 504; 202 queued, 503 queue down |

@@ -15,6 +15,7 @@
 //! - [`algheader`]: an algorithm named by the sender, among those a profile allows;
 //! - [`token`]: schemes that send a shared token or password instead of a signature;
 //! - [`handshake`]: endpoint-verification requests, as data;
+//! - [`certificate`]: schemes signed by a certificate fetched from a URL (PayPal, SNS);
 //! - [`diagnose`]: why a signature did not match, for logs and `verify --explain`;
 //! - [`security`]: what a profile's scheme protects against, derived from the profile.
 //!
@@ -26,6 +27,7 @@ pub mod algheader;
 pub mod anyof;
 pub mod asymmetric;
 pub mod canonical;
+pub mod certificate;
 pub mod diagnose;
 pub mod form;
 pub mod handshake;
@@ -91,6 +93,11 @@ pub enum VerifyError {
     Algorithm,
     #[error(transparent)]
     Form(#[from] form::FormError),
+    /// The certificate URL names a host (or port, or path) the profile does not pin.
+    #[error("the certificate URL is not on the provider's pinned hosts")]
+    CertificateHost,
+    #[error("certificate scheme: {0}")]
+    Certificate(String),
 }
 
 impl VerifyError {
@@ -273,6 +280,16 @@ impl Verifier {
         &self.profile
     }
 
+    /// The decoded bytes of secret `index` (PayPal's webhook id, SNS's topic ARN).
+    pub(crate) fn secret_bytes(&self, index: usize) -> &[u8] {
+        &self.raw[index]
+    }
+
+    /// The signed-timestamp tolerance: the route's, else the profile's.
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance
+    }
+
     /// Hex HMAC-SHA256 of `data` under secret `index`: Zoom's endpoint-validation answer.
     pub fn hmac_sha256_hex(&self, index: usize, data: &[u8]) -> Option<String> {
         let key = self.raw.get(index).filter(|k| !k.is_empty())?;
@@ -332,6 +349,10 @@ impl Verifier {
         let p = &*self.profile;
         if p.body == BodyFormat::Json && !is_json_container(input.body) {
             return Err(VerifyError::NotJson);
+        }
+        if p.certificate.is_some() {
+            // The certificate must be fetched first: see `certificate::prepare`.
+            return Err(VerifyError::Certificate("needs its certificate fetched".into()));
         }
         if p.canonical == Some(Canonical::Adyen) {
             return canonical::adyen(self, input);

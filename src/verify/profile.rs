@@ -3,6 +3,7 @@
 
 use super::algheader::AlgorithmHeader;
 use super::anyof::HeaderSet;
+use super::certificate::{CertificateRule, RawCertificate};
 use super::header::{Format, HeaderFormat};
 use super::jwt::{JwtRule, RawJwt};
 use super::mac::{Algorithm, Encoding, SecretEncoding};
@@ -37,7 +38,10 @@ struct RawProfile {
     assumptions: Vec<String>,
     #[serde(default = "default_methods")]
     methods: Vec<String>,
-    signature: RawSignature,
+    /// Required, unless `certificate` says how the request is signed.
+    signature: Option<RawSignature>,
+    /// A certificate-URL scheme (PayPal, Amazon SNS), instead of `signature`.
+    certificate: Option<RawCertificate>,
     #[serde(default)]
     secret: SecretEncoding,
     timestamp: Option<RawTimestamp>,
@@ -224,6 +228,9 @@ pub struct Profile {
     /// For batched bodies whose items are signed one by one: the array of items. Each item
     /// is its own event (its id read with `id` inside the item) and is deduplicated alone.
     pub batch: Option<Pointer>,
+    /// For certificate-URL schemes: the scheme and its pinned hosts. The signature fields
+    /// above (`algorithm`, `encoding`, `payload`) are then unused.
+    pub certificate: Option<CertificateRule>,
 }
 
 /// Where a timestamp is read and whether it is held to a tolerance.
@@ -311,6 +318,9 @@ impl Profile {
 
     /// Where the signature is read, for tables and diagnosis.
     pub fn signature_place(&self) -> String {
+        if let Some(c) = &self.certificate {
+            return c.signature_place();
+        }
         match (&self.signature_json, self.canonical) {
             (_, Some(Canonical::Adyen)) => "body notificationItems[*] hmacSignature".into(),
             (Some(p), _) => format!("body {p}"),
@@ -358,7 +368,27 @@ impl RawProfile {
             return Err("methods: at least one method is needed".into());
         }
 
-        let sig = self.signature;
+        if let Some(cert) = self.certificate {
+            return certificate_profile(
+                self.name,
+                self.title,
+                self.docs,
+                self.assumptions,
+                methods,
+                cert,
+                Rest {
+                    signature: self.signature.is_some(),
+                    timestamp: self.timestamp.is_some(),
+                    id: self.id.header.is_some() || self.id.json.is_some() || self.id.batch.is_some(),
+                    replay: self.replay.is_some(),
+                    handshake: self.handshake.is_some(),
+                    body: self.body != BodyFormat::Any,
+                    order_by: self.order_by,
+                },
+            );
+        }
+        let sig =
+            self.signature.ok_or("signature: is needed (or certificate:, for a certificate-URL scheme)")?;
         let signature_json = sig
             .json
             .as_deref()
@@ -739,8 +769,79 @@ impl RawProfile {
             id,
             body: self_body,
             batch,
+            certificate: None,
         })
     }
+}
+
+/// What else a certificate profile set, which its scheme fixes instead.
+struct Rest {
+    signature: bool,
+    timestamp: bool,
+    id: bool,
+    replay: bool,
+    handshake: bool,
+    body: bool,
+    order_by: Option<String>,
+}
+
+/// A profile whose requests are signed by a certificate fetched from a URL: the scheme fixes
+/// the signature, the timestamp, the id and the body format.
+fn certificate_profile(
+    name: String,
+    title: Option<String>,
+    docs: Option<String>,
+    assumptions: Vec<String>,
+    methods: Vec<Method>,
+    cert: RawCertificate,
+    rest: Rest,
+) -> Result<Profile, String> {
+    if rest.signature || rest.timestamp || rest.id || rest.replay || rest.handshake || rest.body {
+        return Err("certificate: the scheme fixes the signature, timestamp, id and body; give none of \
+             signature, timestamp, id, replay, handshake or body"
+            .into());
+    }
+    let parts = cert.validate()?;
+    Ok(Profile {
+        title: title.unwrap_or_else(|| name.clone()),
+        name,
+        docs,
+        assumptions,
+        methods,
+        headers: Vec::new(),
+        signature_json: None,
+        canonical: None,
+        replay: None,
+        handshake: None,
+        order_by: rest
+            .order_by
+            .as_deref()
+            .map(|p| Pointer::parse(p).map_err(|e| format!("order_by: {e}")))
+            .transpose()?,
+        header_format: HeaderFormat {
+            format: Format::Raw,
+            prefix: None,
+            separator: String::new(),
+            kv_separator: String::new(),
+            signature_keys: Vec::new(),
+            timestamp_key: None,
+            timestamp_position: None,
+        },
+        signature_form: None,
+        header_set: HeaderSet::default(),
+        algorithm_header: None,
+        replay_form: None,
+        jwt: None,
+        algorithm: Algorithm::HmacSha256,
+        encoding: Encoding::Base64,
+        payload: Template::parse("{body}").expect("valid"),
+        secret: SecretEncoding::Raw,
+        timestamp: parts.timestamp,
+        id: parts.id,
+        body: if parts.json_body { BodyFormat::Json } else { BodyFormat::Any },
+        batch: None,
+        certificate: Some(parts.rule),
+    })
 }
 
 /// The profiles a gateway knows: the built-ins, then those of `providers_dir`.
@@ -894,5 +995,24 @@ mod tests {
         let e = Profile::from_yaml("x.yaml", &yaml("")).unwrap_err();
         assert!(e.message.contains("declare body: json"), "{e}");
         assert!(Profile::from_yaml("x.yaml", &yaml("body: json\n")).is_ok());
+    }
+
+    #[test]
+    fn a_certificate_profile_takes_no_signature_keys() {
+        let cert = "certificate: {scheme: paypal, hosts: [api.paypal.com], subjects: [paypal.com]}\n";
+        let p = Profile::from_yaml("x.yaml", &format!("name: x\n{cert}")).unwrap();
+        assert!(p.headers.is_empty() && p.certificate.is_some());
+        assert!(p.timestamp.as_ref().unwrap().check, "PayPal's transmission time is signed");
+        for extra in [
+            "signature: {headers: [A], algorithm: hmac-sha256, encoding: hex}\n",
+            "timestamp: {header: T}\n",
+            "id: {header: X-Id}\n",
+            "body: json\n",
+        ] {
+            let e = Profile::from_yaml("x.yaml", &format!("name: x\n{cert}{extra}")).unwrap_err();
+            assert!(e.message.contains("the scheme fixes"), "{extra}: {e}");
+        }
+        let e = Profile::from_yaml("x.yaml", "name: x\n").unwrap_err();
+        assert!(e.message.contains("signature: is needed"), "{e}");
     }
 }
