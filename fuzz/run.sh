@@ -8,7 +8,7 @@
 #                            (cargo fuzz cmin); then review and commit fuzz/seeds
 set -euo pipefail
 cd "$(dirname "$0")"
-TARGETS="verify_request certificate_request json_pointer template profile_yaml config_yaml"
+TARGETS="verify_request certificate_request json_pointer template profile_yaml config_yaml form"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 if [ "${1:-}" = cmin ]; then

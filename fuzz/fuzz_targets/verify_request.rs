@@ -58,9 +58,18 @@ fuzz_target!(|data: &[u8]| {
             headers.insert(HeaderName::from_static(name), value.clone());
         }
     }
+    // No Content-Type, a url-encoded form or a multipart form, for the form-reading schemes.
+    let content_type = match data[0] as usize / vs.len() % 3 {
+        0 => None,
+        1 => Some("application/x-www-form-urlencoded"),
+        _ => Some("multipart/form-data; boundary=B"),
+    };
+    if let Some(ct) = content_type {
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    }
     let input = Input { method: &Method::POST, url: "https://fuzz.example/x?bodySHA256=00", headers: &headers, body, now: 1_700_000_000 };
     let _ = v.verify(&input);
     let _ = v.event_id(&headers, body);
-    let _ = v.replay_nonce(body);
+    let _ = v.replay_nonce(&headers, body);
     let _ = portcullis::verify::diagnose::diagnose(v, &input);
 });

@@ -5,6 +5,7 @@
 
 mod catalog;
 mod core;
+mod forms;
 mod forwarding;
 mod hardening;
 mod verification;
