@@ -198,8 +198,8 @@ fn forged_spelling(name: &str, route: &Route) -> bool {
         _ => None,
     };
     let id = match &profile.id {
-        crate::verify::profile::IdSource::Header(h) => Some(h),
-        _ => None,
+        crate::verify::profile::IdSource::Header(h) => h.as_slice(),
+        _ => &[],
     };
     profile.headers.iter().chain(timestamp).chain(id).any(|n| dashed_eq(name, n.as_str()))
 }

@@ -232,3 +232,45 @@ fn verify_token_is_needed_exactly_by_profiles_that_check_one() {
     assert!(shown.contains("VerifyToken(<redacted>)") && !shown.contains("from-env"), "{shown}");
     assert!(load("meta", "    verify_token: ''\n").is_err());
 }
+
+#[tokio::test]
+async fn discords_own_ping_signed_with_ed25519_is_answered_and_a_bad_signature_refused() {
+    use ed25519_dalek::Signer;
+    let up = Upstream::start().await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
+    // The public key as Discord's developer portal shows it: 64 hex characters.
+    let public = hex::encode(key.verifying_key().as_bytes());
+    let gw = TestGateway::start(
+        &config(&[route("/discord", "discord", &[&public], &up.url("/in"), "")]),
+        Clock::System,
+    )
+    .await;
+    let c = client();
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    let signed = |body: &[u8]| {
+        let mut msg = now.as_bytes().to_vec();
+        msg.extend_from_slice(body);
+        h(&[
+            ("X-Signature-Ed25519", &hex::encode(key.sign(&msg).to_bytes())),
+            ("X-Signature-Timestamp", &now),
+        ])
+    };
+    let ping = br#"{"type":1,"id":"123","application_id":"456","version":1}"#;
+    let res = post(&c, &gw.url("/discord"), &signed(ping), &ping[..]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.text(), r#"{"type":1}"#);
+    // Discord checks that endpoints refuse bad signatures: the PING body, signed by another key.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let mut msg = now.as_bytes().to_vec();
+    msg.extend_from_slice(ping);
+    let forged = h(&[
+        ("X-Signature-Ed25519", &hex::encode(other.sign(&msg).to_bytes())),
+        ("X-Signature-Timestamp", &now),
+    ]);
+    assert_eq!(post(&c, &gw.url("/discord"), &forged, &ping[..]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(up.count(), 0, "a PING never reaches the upstream");
+    let command = br#"{"type":2,"id":"789","data":{"name":"hello"}}"#;
+    assert_eq!(post(&c, &gw.url("/discord"), &signed(command), &command[..]).await.status, StatusCode::OK);
+    assert_eq!(up.count(), 1);
+}

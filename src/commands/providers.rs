@@ -110,6 +110,8 @@ struct IdJson<'a> {
     /// `header`, `json` (pointers joined with `:`) or `body-sha256`.
     source: &'static str,
     header: Option<&'a str>,
+    /// Other names of the id header, looked for in order after `header`.
+    header_aliases: Vec<&'a str>,
     json: Vec<&'a str>,
 }
 
@@ -158,11 +160,21 @@ impl<'a> ProfileJson<'a> {
                 }
             }),
             id: match &p.id {
-                IdSource::Header(h) => IdJson { source: "header", header: Some(h.as_str()), json: vec![] },
-                IdSource::Json(ps) => {
-                    IdJson { source: "json", header: None, json: ps.iter().map(|j| j.as_str()).collect() }
+                IdSource::Header(h) => IdJson {
+                    source: "header",
+                    header: Some(h[0].as_str()),
+                    header_aliases: h[1..].iter().map(HeaderName::as_str).collect(),
+                    json: vec![],
+                },
+                IdSource::Json(ps) => IdJson {
+                    source: "json",
+                    header: None,
+                    header_aliases: vec![],
+                    json: ps.iter().map(|j| j.as_str()).collect(),
+                },
+                IdSource::BodySha256 => {
+                    IdJson { source: "body-sha256", header: None, header_aliases: vec![], json: vec![] }
                 }
-                IdSource::BodySha256 => IdJson { source: "body-sha256", header: None, json: vec![] },
             },
             nonce: p.replay.as_ref().map(|j| j.as_str()).or(p.replay_form.as_deref()),
             handshake: p.handshake.as_ref(),

@@ -121,7 +121,7 @@ impl RawCertificate {
                     tolerance: self.tolerance.unwrap_or(DEFAULT_TOLERANCE),
                     check: true,
                 }),
-                id: IdSource::Header(HeaderName::from_static(PAYPAL_ID)),
+                id: IdSource::Header(vec![HeaderName::from_static(PAYPAL_ID)]),
                 json_body: false,
             },
             CertScheme::AmazonSns => {

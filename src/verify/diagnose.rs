@@ -129,9 +129,12 @@ fn explain(v: &Verifier, input: &Input<'_>, macs: &mut usize) -> Vec<String> {
         .map(|c| c.into_owned())
         .unwrap_or_default();
     let id_owned = match &p.id {
-        super::profile::IdSource::Header(h) => {
-            single(input.headers, h).ok().flatten().and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
-        }
+        super::profile::IdSource::Header(h) => super::first_of(input.headers, h)
+            .ok()
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
         _ => String::new(),
     };
     // The payload with `body` in the body's place, as parts (nothing joined or copied).

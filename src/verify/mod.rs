@@ -376,7 +376,7 @@ impl Verifier {
         let id = if p.payload.uses(&Segment::Id) {
             match &p.id {
                 IdSource::Header(h) => Some(
-                    single(input.headers, h)?
+                    first_of(input.headers, h)?
                         .and_then(|v| v.to_str().ok())
                         .filter(|v| !v.is_empty())
                         .ok_or(VerifyError::MissingId)?,
@@ -508,7 +508,8 @@ impl Verifier {
         }
         match &self.profile.id {
             IdSource::Header(h) => {
-                if let Some(v) = single(headers, h)?.and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
+                if let Some(v) = first_of(headers, h)?.and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty())
+                {
                     return Ok(Cow::Borrowed(v));
                 }
             }
@@ -630,7 +631,7 @@ impl Verifier {
             out.push((h.clone(), ts_value.clone()));
         }
         if let IdSource::Header(h) = &p.id {
-            out.push((h.clone(), id.to_string()));
+            out.push((h[0].clone(), id.to_string()));
         }
         if let Some(a) = &p.algorithm_header {
             out.push((a.header.clone(), a.name_of(p.algorithm)?.to_string()));
@@ -695,6 +696,20 @@ fn single<'h>(
         return Err(VerifyError::DuplicateHeader(name.clone()));
     }
     Ok(first)
+}
+
+/// The value of the first of `names` present (aliases of one header), which must appear
+/// at most once.
+pub(crate) fn first_of<'h>(
+    headers: &'h HeaderMap,
+    names: &[HeaderName],
+) -> Result<Option<&'h http::HeaderValue>, VerifyError> {
+    for name in names {
+        if let Some(v) = single(headers, name)? {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
 }
 
 /// Lower-case hex SHA-256 of `body`.
@@ -834,6 +849,15 @@ pub(crate) mod tests {
         assert_eq!(ps.event_id(&h, b"x").unwrap(), body_sha256(b"x"));
         let gc = verifier("gocardless", &["s"]);
         assert_eq!(gc.event_id(&h, br#"{"events":[{"id":"EV1"},{"id":"EV2"}]}"#).unwrap(), "EV1,EV2");
+        // Shopify's Events API names the id header without the `X-`: either spelling is read.
+        let shopify = verifier("shopify", &["s"]);
+        for name in ["Shopify-Webhook-Id", "X-Shopify-Webhook-Id"] {
+            let h = headers(&[(name.to_string(), "wh-1".to_string())]);
+            assert_eq!(shopify.event_id(&h, b"{}").unwrap(), "wh-1", "{name}");
+        }
+        let twice =
+            headers(&[("Shopify-Webhook-Id".into(), "a".into()), ("Shopify-Webhook-Id".into(), "b".into())]);
+        assert!(shopify.event_id(&twice, b"{}").unwrap_err().is_ambiguous());
         let adyen = verifier("adyen", &["00ff"]);
         let body = br#"{"notificationItems":[{"NotificationRequestItem":{"pspReference":"P1","eventCode":"CAPTURE"}}]}"#;
         assert_eq!(adyen.event_id(&h, body).unwrap(), "P1:CAPTURE");

@@ -153,7 +153,8 @@ struct RawTimestamp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawId {
-    header: Option<String>,
+    /// The header, or its aliases in the order they are looked for.
+    header: Option<OneOrMany>,
     json: Option<OneOrMany>,
     /// A body that is a batch: the pointer of the array whose elements are separate events,
     /// each signed on its own; `json` is then read inside each element.
@@ -256,7 +257,8 @@ pub enum TimestampSource {
 /// Where the event's idempotency key comes from.
 #[derive(Debug, Clone)]
 pub enum IdSource {
-    Header(HeaderName),
+    /// A header, or its aliases in the order they are looked for (the first present wins).
+    Header(Vec<HeaderName>),
     /// One or more pointers into the JSON body, joined with `:`.
     Json(Vec<Pointer>),
     /// The SHA-256 of the raw body, for providers that send no event id.
@@ -266,7 +268,9 @@ pub enum IdSource {
 impl IdSource {
     pub fn describe(&self) -> String {
         match self {
-            IdSource::Header(h) => format!("header {h}"),
+            IdSource::Header(h) => {
+                format!("header {}", h.iter().map(HeaderName::as_str).collect::<Vec<_>>().join(" | "))
+            }
             IdSource::Json(p) => {
                 let ps: Vec<_> = p.iter().map(Pointer::as_str).collect();
                 format!("body {}", ps.join(" + "))
@@ -593,7 +597,18 @@ impl RawProfile {
 
         let id = match (self.id.header, self.id.json) {
             (Some(_), Some(_)) => return Err("id: give either header or json, not both".into()),
-            (Some(h), None) => IdSource::Header(header_name(&h, "id.header")?),
+            (Some(h), None) => {
+                let names = match h {
+                    OneOrMany::One(s) => vec![s],
+                    OneOrMany::Many(v) => v,
+                };
+                if names.is_empty() {
+                    return Err("id.header: at least one header name is needed".into());
+                }
+                IdSource::Header(
+                    names.iter().map(|n| header_name(n, "id.header")).collect::<Result<Vec<_>, _>>()?,
+                )
+            }
             (None, Some(j)) => {
                 let list = match j {
                     OneOrMany::One(s) => vec![s],

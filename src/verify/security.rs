@@ -3,6 +3,7 @@
 //! checked, how long a captured request could be replayed, and whether the idempotency key
 //! comes from signed data. `portcullis providers` prints it and the docs quote it.
 
+use super::certificate::CertScheme;
 use super::profile::{Canonical, IdSource, Profile, TimestampSource};
 use super::template::Segment;
 use serde::Serialize;
@@ -13,8 +14,12 @@ use serde::Serialize;
 pub enum Integrity {
     /// Every byte of the body (and whatever else the template names).
     Body,
-    /// Each item of a batch is signed on its own, over named fields of the item.
+    /// Named fields are signed (each item of an Adyen batch, Mailgun's timestamp and token,
+    /// SNS's message fields), not the body's bytes as a whole.
     Fields,
+    /// Only a checksum of the body is signed (PayPal's CRC32): a body with the same checksum
+    /// is easy to make, so the body is not really protected.
+    Checksum,
     /// Only the sender is authenticated (a shared token or password): the body, the time and
     /// the id are not protected at all.
     None,
@@ -38,12 +43,14 @@ pub struct Security {
 impl Security {
     pub fn of(p: &Profile) -> Security {
         let payload = &p.payload;
-        let integrity = if p.canonical == Some(Canonical::Adyen) {
-            Integrity::Fields
-        } else if payload.uses(&Segment::Body) || p.signature_json.is_some() || p.canonical.is_some() {
-            Integrity::Body
-        } else {
-            Integrity::None
+        let integrity = match (&p.certificate, p.canonical) {
+            (Some(c), _) if c.scheme == CertScheme::Paypal => Integrity::Checksum,
+            (Some(_), _) => Integrity::Fields,
+            _ if p.algorithm.is_shared_secret() => Integrity::None,
+            (None, Some(Canonical::Adyen)) => Integrity::Fields,
+            (None, Some(_)) => Integrity::Body,
+            _ if payload.uses(&Segment::Body) => Integrity::Body,
+            _ => Integrity::Fields,
         };
         // A JWT's payload is `{body}`, bound through its body-hash claim; its time is `iat`,
         // held to the default tolerance when the profile requires it.
@@ -54,16 +61,31 @@ impl Security {
                 .filter(|j| j.require_iat)
                 .map(|_| super::profile::DEFAULT_TOLERANCE.as_secs()));
         let id_signed = match &p.id {
-            IdSource::Header(_) => payload.uses(&Segment::Id),
-            IdSource::Json(_) | IdSource::BodySha256 => integrity != Integrity::None,
+            // A certificate scheme's id (PayPal's transmission id, SNS's MessageId) is signed.
+            IdSource::Header(_) => payload.uses(&Segment::Id) || p.certificate.is_some(),
+            IdSource::Json(_) => integrity != Integrity::None && integrity != Integrity::Checksum,
+            IdSource::BodySha256 => integrity == Integrity::Body,
         };
         let mut notes = Vec::new();
-        if integrity == Integrity::None {
-            notes.push(
+        match integrity {
+            Integrity::None => notes.push(
                 "No integrity: a shared token authenticates the sender, but the body is not signed, \
                  so anyone who sees one request can send any body."
                     .to_string(),
-            );
+            ),
+            Integrity::Checksum => notes.push(
+                "Weak integrity: only the body's CRC32 is signed, and a different body with the same \
+                 CRC32 is easy to make; anyone who sees one request can send another body under its \
+                 signature until the timestamp ages out."
+                    .to_string(),
+            ),
+            Integrity::Fields if p.canonical != Some(Canonical::Adyen) && p.certificate.is_none() => notes
+                .push(
+                    "Only named fields are signed (not the body as a whole): whatever else the body holds \
+                 is not protected."
+                        .to_string(),
+                ),
+            _ => {}
         }
         match (replay_window_secs, p.replay.is_some()) {
             (Some(w), _) => notes.push(format!(
@@ -91,8 +113,9 @@ impl Security {
         if !id_signed {
             notes.push(match &p.id {
                 IdSource::Header(h) => format!(
-                    "The event id comes from the unsigned header {h}: a captured body sent again under \
-                     a new id is not recognised as a duplicate."
+                    "The event id comes from the unsigned header {}: a captured body sent again under \
+                     a new id is not recognised as a duplicate.",
+                    h[0]
                 ),
                 _ => "The event id is not covered by any signature.".to_string(),
             });
@@ -114,6 +137,7 @@ impl Security {
         let integrity = match self.integrity {
             Integrity::Body => "body",
             Integrity::Fields => "fields",
+            Integrity::Checksum => "CRC32 only",
             Integrity::None => "NONE",
         };
         let replay = match (self.replay_window_secs, self.nonce) {
@@ -149,7 +173,21 @@ mod tests {
         let sw = of("standard-webhooks");
         assert!(sw.id_signed, "the id header is in the signed payload");
         assert_eq!(of("adyen").integrity, Integrity::Fields);
-        assert!(of("mailgun").nonce);
+        let mailgun = of("mailgun");
+        assert!(mailgun.nonce);
+        assert_eq!(mailgun.integrity, Integrity::Fields, "Mailgun signs its timestamp and token only");
+        let gitlab = of("gitlab");
+        assert_eq!(
+            (gitlab.integrity, gitlab.replay_window_secs, gitlab.id_signed),
+            (Integrity::None, None, false)
+        );
+        assert!(gitlab.summary().starts_with("NONE"));
+        let paypal = of("paypal");
+        assert_eq!(paypal.integrity, Integrity::Checksum);
+        assert!(paypal.id_signed, "the transmission id is in the signed string");
+        let sns = of("amazon-sns");
+        assert_eq!((sns.integrity, sns.id_signed), (Integrity::Fields, true));
+        assert_eq!(of("discord").integrity, Integrity::Body);
         assert_eq!(of("vonage").replay_window_secs, Some(300));
         assert_eq!(of("netlify").replay_window_secs, None);
         assert_eq!(of("netlify").integrity, Integrity::Body);
