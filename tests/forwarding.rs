@@ -262,7 +262,25 @@ fn providers_json_is_structured_per_field() {
     assert!(paylent["timestamp"].is_null());
     assert_eq!(paylent["methods"], serde_json::json!(["POST"]));
     let sw = by("standard-webhooks");
-    assert_eq!(sw["id"], serde_json::json!({"source": "header", "header": "webhook-id", "json": []}));
+    assert_eq!(
+        sw["id"],
+        serde_json::json!({"source": "header", "header": "webhook-id", "header_aliases": [], "json": []})
+    );
+    assert_eq!(by("shopify")["id"]["header_aliases"], serde_json::json!(["x-shopify-webhook-id"]));
+    // What each scheme protects, derived from the profile.
+    assert_eq!(stripe["security"]["integrity"], "body");
+    assert_eq!(stripe["security"]["replay_window_secs"], 300);
+    assert_eq!(stripe["security"]["id_signed"], true);
+    let gitlab = by("gitlab");
+    assert_eq!(gitlab["signature"]["algorithm"], "token");
+    assert_eq!(gitlab["security"]["integrity"], "none");
+    assert!(gitlab["security"]["replay_window_secs"].is_null());
+    let paypal = by("paypal");
+    assert!(paypal["signature"].is_null(), "a certificate scheme's certificate fixes what is signed");
+    assert_eq!(paypal["certificate"]["scheme"], "paypal");
+    assert_eq!(by("docusign")["signature"]["header_set"], "numbered");
+    assert_eq!(by("sumsub")["signature"]["algorithm_header"]["header"], "x-payload-digest-alg");
+    assert_eq!(by("mailgun-routes")["signature"]["form"], "signature");
     assert_eq!(sw["timestamp"]["header"], "webhook-timestamp");
     assert!(list.iter().any(|p| p["nonce"].is_string()), "a profile with a replay nonce (mailgun)");
     for p in &list {

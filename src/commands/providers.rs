@@ -1,6 +1,7 @@
 //! `portcullis providers`: the provider profiles known, as a table or as JSON.
 
 use super::Usage;
+use crate::verify::anyof::HeaderSet;
 use crate::verify::profile::{Profile, ProfileSet};
 use crate::verify::security::Security;
 use http::{HeaderName, Method};
@@ -57,11 +58,13 @@ struct ProfileJson<'a> {
     docs: Option<&'a str>,
     assumptions: &'a [String],
     methods: Vec<&'a str>,
-    signature: SignatureJson<'a>,
+    /// `null` for a certificate-URL scheme, whose `certificate` fixes what is signed.
+    signature: Option<SignatureJson<'a>>,
     /// How the route's secrets are written.
     secret: crate::verify::mac::SecretEncoding,
-    /// A certificate-URL scheme (`paypal`, `amazon-sns`): `signature` is then unused.
-    certificate: Option<crate::verify::certificate::CertScheme>,
+    /// A certificate-URL scheme (`paypal`, `amazon-sns`) and the hosts its certificate may
+    /// come from; `signature` is then `null`.
+    certificate: Option<CertificateJson<'a>>,
     timestamp: Option<TimestampJson<'a>>,
     id: IdJson<'a>,
     /// A signed one-time value remembered to refuse replays: its JSON pointer in the body, or its form field.
@@ -76,8 +79,15 @@ struct ProfileJson<'a> {
 struct SignatureJson<'a> {
     /// Header names looked in, in order (empty when the signature is in the body).
     headers: Vec<&'a str>,
+    /// `first` (the first of `headers` present), `any-of` (a signature in any of them may
+    /// match) or `numbered` (`headers[0]` stands for `<prefix>1`, `<prefix>2`, …).
+    header_set: &'static str,
     /// JSON pointer of the signature inside the body.
     json: Option<&'a str>,
+    /// The form field of the body that holds the signature.
+    form: Option<&'a str>,
+    /// The header in which the sender names the algorithm, and the names accepted.
+    algorithm_header: Option<AlgorithmHeaderJson<'a>>,
     canonical: Option<crate::verify::profile::Canonical>,
     format: crate::verify::header::Format,
     prefix: Option<&'a str>,
@@ -91,6 +101,18 @@ struct SignatureJson<'a> {
     encoding: crate::verify::mac::Encoding,
     /// The signed payload's template.
     payload: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct AlgorithmHeaderJson<'a> {
+    header: &'a str,
+    values: Vec<(&'a str, crate::verify::mac::Algorithm)>,
+}
+
+#[derive(serde::Serialize)]
+struct CertificateJson<'a> {
+    scheme: crate::verify::certificate::CertScheme,
+    hosts: &'a [String],
 }
 
 #[derive(serde::Serialize)]
@@ -127,9 +149,19 @@ impl<'a> ProfileJson<'a> {
             docs: p.docs.as_deref(),
             assumptions: &p.assumptions,
             methods: p.methods.iter().map(Method::as_str).collect(),
-            signature: SignatureJson {
+            signature: p.certificate.is_none().then(|| SignatureJson {
                 headers: p.headers.iter().map(HeaderName::as_str).collect(),
+                header_set: match p.header_set {
+                    HeaderSet::First => "first",
+                    HeaderSet::AnyOf => "any-of",
+                    HeaderSet::Numbered(_) => "numbered",
+                },
                 json: p.signature_json.as_ref().map(|j| j.as_str()),
+                form: p.signature_form.as_deref(),
+                algorithm_header: p.algorithm_header.as_ref().map(|a| AlgorithmHeaderJson {
+                    header: a.header.as_str(),
+                    values: a.names.iter().map(|(n, alg)| (n.as_str(), *alg)).collect(),
+                }),
                 canonical: p.canonical,
                 format: hf.format,
                 prefix: hf.prefix.as_deref(),
@@ -140,9 +172,12 @@ impl<'a> ProfileJson<'a> {
                 algorithm: p.algorithm,
                 encoding: p.encoding,
                 payload: p.payload.as_str(),
-            },
+            }),
             secret: p.secret,
-            certificate: p.certificate.as_ref().map(|c| c.scheme),
+            certificate: p
+                .certificate
+                .as_ref()
+                .map(|c| CertificateJson { scheme: c.scheme, hosts: &c.hosts }),
             timestamp: p.timestamp.as_ref().map(|t| {
                 let (source, header, json) = match &t.source {
                     TimestampSource::Header(h) => ("header", Some(h.as_str()), None),

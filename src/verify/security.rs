@@ -87,7 +87,7 @@ impl Security {
                 ),
             _ => {}
         }
-        match (replay_window_secs, p.replay.is_some()) {
+        match (replay_window_secs, (p.replay.is_some() || p.replay_form.is_some())) {
             (Some(w), _) => notes.push(format!(
                 "Replay window: a captured request is refused {w} s after it was signed; within it, \
                  the idempotency key stops a second delivery."
@@ -129,7 +129,13 @@ impl Security {
             notes
                 .push("The body's timestamp is an event time repeated by retries; it is not checked.".into());
         }
-        Security { integrity, replay_window_secs, nonce: p.replay.is_some(), id_signed, notes }
+        Security {
+            integrity,
+            replay_window_secs,
+            nonce: (p.replay.is_some() || p.replay_form.is_some()),
+            id_signed,
+            notes,
+        }
     }
 
     /// One short cell for the providers table.
