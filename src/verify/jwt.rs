@@ -173,8 +173,10 @@ fn check_claims(
                 return Err(VerifyError::Future(ahead, tol));
             }
         }
-        // Without `exp`, the issue time bounds the token's life.
-        Some(iat) if exp.is_none() => {
+        // A profile that requires `iat` holds it to the tolerance whatever `exp` says (a
+        // far-off `exp` must not stretch the replay window); otherwise, without `exp`, the
+        // issue time bounds the token's life.
+        Some(iat) if rule.require_iat || exp.is_none() => {
             let age = now.abs_diff(iat);
             if age > tol {
                 return Err(VerifyError::Stale(age, tol));
@@ -232,6 +234,28 @@ mod tests {
     }
 
     #[test]
+    fn a_required_iat_is_held_to_the_tolerance_even_with_a_far_exp() {
+        let rule = JwtRule {
+            issuer: None,
+            body_hash_claim: "payload_hash".into(),
+            body_hash_encoding: super::super::mac::Encoding::Hex,
+            require_iat: true,
+        };
+        let body = b"{}";
+        let hash = hex::encode(Sha256::digest(body));
+        let now: i64 = 1_800_000_000;
+        let claims = |iat: i64, exp: i64| {
+            let v = serde_json::json!({"iat": iat, "exp": exp, "payload_hash": hash});
+            v.as_object().unwrap().clone()
+        };
+        let tol = Duration::from_secs(300);
+        let old = claims(now - 86_400, now + 365 * 86_400);
+        assert_eq!(check_claims(&rule, &old, body, now as u64, tol), Err(VerifyError::Stale(86_400, 300)));
+        let fresh = claims(now - 10, now + 365 * 86_400);
+        assert_eq!(check_claims(&rule, &fresh, body, now as u64, tol), Ok(()));
+    }
+
+    #[test]
     fn a_signed_token_binding_the_body_verifies_with_the_matching_key() {
         let r = rule(false);
         let t = sign(&r, b"secret", b"{}", 1000).unwrap();
@@ -276,8 +300,12 @@ mod tests {
         assert_eq!(run(&r, &iat, b"x", 1301), Err(VerifyError::Stale(301, 300)));
         assert_eq!(run(&r, &iat, b"x", 600), Err(VerifyError::Future(400, 300)));
         let exp = t(format!(r#"{{"iss":"netlify","sha256":"{hash}","iat":1000,"exp":5000}}"#));
-        assert_eq!(run(&r, &exp, b"x", 5060), Ok(1));
-        assert!(matches!(run(&r, &exp, b"x", 5061), Err(VerifyError::Claim(_))));
+        // Where iat is optional, exp bounds the token's life (with the leeway)…
+        assert_eq!(run(&rule(false), &exp, b"x", 5060), Ok(1));
+        assert!(matches!(run(&rule(false), &exp, b"x", 5061), Err(VerifyError::Claim(_))));
+        // …where it is required, iat is held to the tolerance whatever exp says.
+        assert_eq!(run(&r, &exp, b"x", 1300), Ok(1));
+        assert_eq!(run(&r, &exp, b"x", 5060), Err(VerifyError::Stale(4060, 300)));
         let bad = t(format!(r#"{{"iss":"netlify","sha256":"{hash}","iat":"soon"}}"#));
         assert_eq!(run(&r, &bad, b"x", 1000), Err(VerifyError::BadTimestamp));
         let upper = t(format!(r#"{{"iss":"netlify","sha256":"{}","iat":1000}}"#, hash.to_uppercase()));
