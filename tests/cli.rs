@@ -129,7 +129,65 @@ fn every_builtin_profile_has_passing_vectors() {
     assert!(failures.is_empty(), "{failures:#?}");
     let (_, listing, _) = run(&["providers", "--json"], b"");
     let profiles: Vec<serde_json::Value> = serde_json::from_str(&listing).unwrap();
-    assert!(profiles.len() >= 25, "at least 25 built-in profiles, found {}", profiles.len());
+    assert!(profiles.len() >= 90, "at least 90 built-in profiles, found {}", profiles.len());
+    let names: Vec<&str> = profiles.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    // The names the catalog promises, exactly as `--provider` takes them.
+    for required in [
+        "sendgrid",
+        "discord",
+        "telnyx",
+        "twitch",
+        "meta",
+        "twitter",
+        "gitlab",
+        "telegram",
+        "netlify",
+        "recurly",
+        "revolut",
+        "paystack",
+        "mollie",
+        "xendit",
+        "postmark",
+        "chargebee",
+        "okta",
+        "cloudflare",
+        "bitbucket",
+        "sentry",
+        "mux",
+        "clerk",
+        "resend",
+        "workos",
+        "webflow",
+        "cashfree",
+        "onfido",
+        "intuit",
+        "xero",
+        "zendesk",
+        "box",
+        "docusign",
+        "dropbox",
+        "trello",
+        "clickup",
+        "airtable",
+        "heroku",
+        "circleci",
+        "openai",
+        "replicate",
+        "paymongo",
+        "vonage",
+        "frameio",
+        "sanity",
+        "persona",
+        "customerio",
+        "helpscout",
+        "alchemy",
+        "mandrill",
+        "wise",
+        "paypal",
+        "amazon-sns",
+    ] {
+        assert!(names.contains(&required), "the built-in profile {required} is missing");
+    }
     let shared: Vec<serde_json::Value> = serde_json::from_str(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/shared-providers.json"))
             .unwrap(),
