@@ -25,9 +25,9 @@
 //! A reply holding `{challenge_hmac_hex}` or `{challenge_hmac_base64}` MACs the challenge, and
 //! a GET handshake answers anyone: it is a MAC oracle. So such a handshake answers only a
 //! challenge of a token's shape ([`token_shaped`]: at most [`MAX_MAC_CHALLENGE`] bytes of
-//! `[A-Za-z0-9+/=_.~-]`) and refuses any other (GET 403, POST 400); and a profile with such a GET handshake
-//! must sign `{body}` with `body: json`, so every signed string holds a `{` or `[` that no
-//! answered challenge can (see `RawProfile::validate`).
+//! `[A-Za-z0-9+/=_.~-]`) and refuses any other (GET 403, POST 400); and a profile with such
+//! a GET handshake must sign `{body}` with `body: json`, so every signed string holds a `{` or
+//! `[` that no answered challenge can (see `RawProfile::validate`).
 
 use super::mac::Algorithm;
 use super::Verifier;
