@@ -274,3 +274,83 @@ async fn discords_own_ping_signed_with_ed25519_is_answered_and_a_bad_signature_r
     assert_eq!(post(&c, &gw.url("/discord"), &signed(command), &command[..]).await.status, StatusCode::OK);
     assert_eq!(up.count(), 1);
 }
+
+/// The `response_token` of a CRC answer, or "" when there is none.
+fn response_token(a: &Answer) -> String {
+    serde_json::from_slice::<serde_json::Value>(&a.body)
+        .ok()
+        .and_then(|d| d.get("response_token").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn twitters_crc_check_signs_no_body_a_caller_chooses() {
+    let up = Upstream::start().await;
+    let yaml = config(&[route("/twitter", "twitter", &["consumer-secret"], &up.url("/in"), "")]);
+    let gw = TestGateway::start(&yaml, Clock::System).await;
+    let c = client();
+    let url = gw.url("/twitter");
+    let crc = |token: &str| {
+        let q: String =
+            form_urlencoded::Serializer::new(String::new()).append_pair("crc_token", token).finish();
+        format!("{url}?{q}")
+    };
+    // The attack: ask the CRC check for the "signature" of a forged event, then deliver it.
+    let forged = r#"{"for_user_id":"2244994945","tweet_create_events":[{"id_str":"1","text":"forged"}]}"#;
+    let oracle = get(&c, &crc(forged), &[]).await;
+    assert_eq!(oracle.status, StatusCode::FORBIDDEN, "{}", oracle.text());
+    let returned = response_token(&oracle);
+    assert!(!oracle.text().contains("sha256="), "{}", oracle.text());
+    let res = post(&c, &url, &h(&[("x-twitter-webhooks-signature", &returned)]), forged.as_bytes()).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
+    // A token-shaped challenge is answered, but a body of that shape is no delivery.
+    let answered = get(&c, &crc("Zm9vYmFy"), &[]).await;
+    assert_eq!(answered.status, StatusCode::OK);
+    let returned = response_token(&answered);
+    assert!(returned.starts_with("sha256="), "{}", answered.text());
+    let res = post(&c, &url, &h(&[("x-twitter-webhooks-signature", &returned)]), &b"Zm9vYmFy"[..]).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
+    // A CRC token as X sends it (43 characters of base64url) is answered with its HMAC.
+    let token = "x9Qm3-Fh_0aZ7bYc2dEe4fGg6hIi8jKk1lMm5nOo9pP";
+    assert_eq!(token.len(), 43);
+    let ok = get(&c, &crc(token), &[]).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    let want = base64::engine::general_purpose::STANDARD.encode(hmac256("consumer-secret", token.as_bytes()));
+    assert_eq!(response_token(&ok), format!("sha256={want}"));
+    // Over-long tokens are refused too; nothing reached the upstream.
+    assert_eq!(get(&c, &crc(&"A".repeat(257)), &[]).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(up.count(), 0, "no forged event reaches the upstream");
+    // X's real deliveries (JSON, signed by X) still go through.
+    let body = br#"{"for_user_id":"2244994945","tweet_create_events":[{"id_str":"2","text":"hi"}]}"#;
+    let sig = format!(
+        "sha256={}",
+        base64::engine::general_purpose::STANDARD.encode(hmac256("consumer-secret", body))
+    );
+    let res = post(&c, &url, &h(&[("x-twitter-webhooks-signature", &sig)]), &body[..]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn nylas_challenge_is_echoed_as_plain_text_and_deliveries_still_verify() {
+    let up = Upstream::start().await;
+    let yaml = config(&[route("/nylas", "nylas", &["nyl-webhook-secret"], &up.url("/in"), "")]);
+    let gw = TestGateway::start(&yaml, Clock::System).await;
+    let c = client();
+    let url = gw.url("/nylas");
+    assert_text(
+        &get(&c, &format!("{url}?challenge=bc609b38-c81f-47fb-a275-1d9bd61a968b"), &[]).await,
+        "bc609b38-c81f-47fb-a275-1d9bd61a968b",
+    );
+    assert_eq!(get(&c, &format!("{url}?challenge="), &[]).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(get(&c, &url, &[]).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(up.count(), 0, "the challenge never reaches the upstream");
+    let body = br#"{"specversion":"1.0","type":"message.created","source":"/google/emails/realtime","id":"n-1","time":1,"webhook_delivery_attempt":1,"data":{"application_id":"a","object":{"id":"m"}}}"#;
+    let sig = hex::encode(hmac256("nyl-webhook-secret", body));
+    let res = post(&c, &url, &h(&[("X-Nylas-Signature", &sig)]), &body[..]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let res =
+        post(&c, &url, &h(&[("X-Nylas-Signature", &hex::encode(hmac256("other", body)))]), &body[..]).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(up.count(), 1);
+}

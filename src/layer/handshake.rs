@@ -4,9 +4,11 @@
 //! - A GET handshake (Meta, Dropbox, Twitter's CRC, Okta) carries no signature: the route
 //!   layer calls [`answer_get`] before the method check and before any body byte is read, and
 //!   answers it only when the request has exactly the handshake's shape (a wrong or missing
-//!   verify token is refused with 403); any other GET is refused as before.
+//!   verify token is refused with 403, as is a challenge whose HMAC would be returned but that
+//!   is not a token); any other GET is refused as before.
 //! - A POST handshake (Slack, Zoom, Twitch, Discord) is answered by [`HandshakeLayer`], after
-//!   the request's signature verified and before its idempotency key is claimed.
+//!   the request's signature verified and before its idempotency key is claimed; one whose
+//!   challenge is refused (not a token, for an HMAC reply) is answered 400, never forwarded.
 
 use super::{answer, EitherFuture};
 use crate::delivery::Verified;
@@ -100,12 +102,23 @@ where
                 body: &d.body,
             };
             // The challenge's HMAC (Zoom) is made with the secret that verified the request.
-            if let Answer::Reply { content_type, body } =
-                h.answer(&input, None, verifier.handshake_key(v.secret_index))
-            {
-                // A handshake is no event: its log line names no key.
-                let record = Record { key: None, ..Record::verified(Outcome::Handshake, &v) };
-                return answer(record.on(reply(content_type, body)));
+            match h.answer(&input, None, verifier.handshake_key(v.secret_index)) {
+                Answer::Reply { content_type, body } => {
+                    // A handshake is no event: its log line names no key.
+                    let record = Record { key: None, ..Record::verified(Outcome::Handshake, &v) };
+                    return answer(record.on(reply(content_type, body)));
+                }
+                // A handshake's shape with a challenge that is not answered: not forwarded either.
+                Answer::Refused(why) => {
+                    let res = json_response(StatusCode::BAD_REQUEST, r#"{"error":"bad handshake"}"#);
+                    let record = Record {
+                        key: None,
+                        detail: Some(format!("handshake refused: {why}")),
+                        ..Record::verified(Outcome::BadRequest, &v)
+                    };
+                    return answer(record.on(res));
+                }
+                Answer::NotHandshake => {}
             }
         }
         futures_util::future::Either::Right(self.inner.call(v))

@@ -21,6 +21,13 @@
 //! ```
 //!
 //! `slack-url-verification` and `zoom-url-validation` are shorthands for such blocks.
+//!
+//! A reply holding `{challenge_hmac_hex}` or `{challenge_hmac_base64}` MACs the challenge, and
+//! a GET handshake answers anyone: it is a MAC oracle. So such a handshake answers only a
+//! challenge of a token's shape ([`token_shaped`]: at most [`MAX_MAC_CHALLENGE`] bytes of
+//! `[A-Za-z0-9+/=_.~-]`) and refuses any other (GET 403, POST 400); and a profile with such
+//! a GET handshake must sign `{body}` with `body: json`, so every signed string holds a `{` or
+//! `[` that no answered challenge can (see `RawProfile::validate`).
 
 use super::mac::Algorithm;
 use super::Verifier;
@@ -35,6 +42,19 @@ use std::fmt;
 
 /// A challenge longer than this is not echoed: no provider sends one near it.
 pub const MAX_CHALLENGE: usize = 2048;
+
+/// A challenge whose HMAC is returned is a token: at most this many bytes.
+pub const MAX_MAC_CHALLENGE: usize = 256;
+
+/// Whether `c` has a token's shape: 1 to [`MAX_MAC_CHALLENGE`] bytes of
+/// `[A-Za-z0-9+/=_.~-]` (base64, base64url, hex, decimal and dotted ids). No JSON document and
+/// no JSON object or array in any signed string can have it.
+pub fn token_shaped(c: &str) -> bool {
+    !c.is_empty()
+        && c.len() <= MAX_MAC_CHALLENGE
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'.' | b'~' | b'-'))
+}
 
 /// Slack's `url_verification`, as data.
 const SLACK: &str = "method: POST\nwhen: {json: {/type: url_verification}}\nchallenge: {json: /challenge}\nreply: {json: {challenge: '{challenge}'}}\n";
@@ -138,6 +158,8 @@ pub struct Handshake {
     challenge: Option<Place>,
     verify_token: Option<Place>,
     reply: Reply,
+    /// The reply holds the challenge's HMAC.
+    macs: bool,
     source: RawSpec,
 }
 
@@ -311,7 +333,18 @@ impl RawSpec {
             .iter()
             .map(|(k, v)| Ok((Pointer::parse(k).map_err(|e| format!("when.json: {e}"))?, v.clone())))
             .collect::<Result<_, String>>()?;
-        Ok(Handshake { method, name, query, header, json, challenge, verify_token, reply, source: self })
+        Ok(Handshake {
+            method,
+            name,
+            query,
+            header,
+            json,
+            challenge,
+            verify_token,
+            reply,
+            macs: hmac,
+            source: self,
+        })
     }
 }
 
@@ -355,7 +388,8 @@ pub struct Request<'a> {
 pub enum Answer {
     /// Not this handshake: an ordinary request.
     NotHandshake,
-    /// The handshake's shape, but its verify token is missing or wrong (the reason, for logs).
+    /// The handshake's shape, but its verify token is missing or wrong, or the challenge whose
+    /// HMAC would be returned is not a token (the reason, for logs). Never forwarded.
     Refused(&'static str),
     /// Answer 200 with this body.
     Reply { content_type: &'static str, body: String },
@@ -378,6 +412,11 @@ impl Handshake {
     /// Whether the route must configure a `verify_token`.
     pub fn needs_verify_token(&self) -> bool {
         self.verify_token.is_some()
+    }
+
+    /// Whether the reply holds the HMAC of the challenge under the route's secret.
+    pub fn macs_challenge(&self) -> bool {
+        self.macs
     }
 
     fn read<'a>(
@@ -440,6 +479,10 @@ impl Handshake {
             }
         }
         let challenge = challenge.as_deref().unwrap_or("");
+        // The HMAC of an arbitrary string would sign it: only a token's is given.
+        if self.macs && !token_shaped(challenge) {
+            return Answer::Refused("the challenge is not a token (at most 256 bytes of [A-Za-z0-9+/=_.~-])");
+        }
         let render = |p: &[Piece]| -> Option<String> {
             let mut out = String::new();
             for piece in p {
@@ -587,6 +630,49 @@ mod tests {
         assert_eq!(post(&discord, r#"{"type":"1"}"#), Answer::NotHandshake);
         assert_eq!(post(&discord, r#"{"type":2}"#), Answer::NotHandshake);
         assert_eq!(post(&discord, "[1]"), Answer::NotHandshake);
+    }
+
+    #[test]
+    fn a_challenge_whose_hmac_is_returned_must_be_a_token() {
+        let twitter = spec("method: GET\nchallenge: {query: crc_token}\nreply: {json: {response_token: 'sha256={challenge_hmac_base64}'}}\n").unwrap();
+        assert!(twitter.macs_challenge());
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(hmac(b"secret", s));
+        // The attack: a forged delivery body as the crc_token would have its signature returned.
+        let forged = r#"{"for_user_id":"1","tweet_create_events":[{"text":"forged"}]}"#;
+        let q: String =
+            form_urlencoded::Serializer::new(String::new()).append_pair("crc_token", forged).finish();
+        assert!(matches!(get(&twitter, &q, &[], None), Answer::Refused(why) if why.contains("not a token")));
+        // A real CRC token (43 characters of base64url) is still answered; so is base64 with + / =.
+        let token = "Qm9vdHN0cmFwLWNyYy10b2tlbi0wMTIzNDU2Nzg5YWJj";
+        assert_eq!(token.len(), 44);
+        let token = &token[..43];
+        assert_eq!(
+            get(&twitter, &format!("crc_token={token}"), &[], None),
+            json(&format!("{{\"response_token\":\"sha256={}\"}}", b64(token)))
+        );
+        assert_eq!(
+            get(&twitter, "crc_token=a%2Bb%2Fc%3D.~_-9", &[], None),
+            json(&format!("{{\"response_token\":\"sha256={}\"}}", b64("a+b/c=.~_-9")))
+        );
+        // At most MAX_MAC_CHALLENGE bytes, and nothing outside the charset (a space, a quote,
+        // brackets, a non-ASCII letter).
+        let longest = "A".repeat(MAX_MAC_CHALLENGE);
+        assert!(matches!(get(&twitter, &format!("crc_token={longest}"), &[], None), Answer::Reply { .. }));
+        let long = format!("crc_token={longest}A");
+        assert!(matches!(get(&twitter, &long, &[], None), Answer::Refused(_)));
+        for bad in ["a%20b", "a+b", "%5B1%5D", "%22x%22", "%C3%A9", "a%0A", "1%2C2"] {
+            let got = get(&twitter, &format!("crc_token={bad}"), &[], None);
+            assert!(matches!(got, Answer::Refused(_)), "{bad}: {got:?}");
+        }
+        // A plain echo (no HMAC) is no oracle and keeps any challenge.
+        let echo =
+            spec("method: GET\nchallenge: {query: challenge}\nreply: {text: '{challenge}'}\n").unwrap();
+        assert!(!echo.macs_challenge());
+        assert_eq!(get(&echo, "challenge=%7B%22a%22%3A1%7D", &[], None), text(r#"{"a":1}"#));
+        // POST handshakes that MAC the challenge (Zoom) keep the rule too.
+        let zoom = RawHandshake::Named("zoom-url-validation".into()).validate(Algorithm::HmacSha256).unwrap();
+        let body = r#"{"event":"endpoint.url_validation","payload":{"plainToken":"{\"x\":1}"}}"#;
+        assert!(matches!(post(&zoom, body), Answer::Refused(_)));
     }
 
     #[test]

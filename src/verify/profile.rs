@@ -183,7 +183,7 @@ pub enum Canonical {
 }
 
 pub use super::handshake::Handshake;
-use super::handshake::RawHandshake;
+use super::handshake::{HandshakeMethod, RawHandshake};
 
 // ---------------------------------------------------------------------------------------------
 // Validated
@@ -646,6 +646,25 @@ impl RawProfile {
             }
         };
         let self_body = self.body;
+        let handshake = self
+            .handshake
+            .map(|h| h.validate(sig.algorithm))
+            .transpose()
+            .map_err(|e| format!("handshake: {e}"))?;
+        // A GET handshake answers anyone; if it returns the HMAC of their challenge under the
+        // signing key, that HMAC must never be a delivery's signature. An answered challenge is
+        // a token (no '{' or '['); with body: json, every signed string holds the raw body and
+        // so a '{' or '['.
+        let oracle =
+            handshake.as_ref().is_some_and(|h| h.method == HandshakeMethod::Get && h.macs_challenge());
+        if oracle
+            && (self_body != BodyFormat::Json || !payload.uses(&Segment::Body) || sig.canonical.is_some())
+        {
+            return Err("handshake: an unsigned GET handshake returns the HMAC of any caller's challenge \
+                        under the signing key, which must never be a delivery's signature; sign {body} \
+                        as is (no canonical form) and declare body: json"
+                .into());
+        }
         let url_into_body =
             payload.segments().windows(2).any(|w| w[0] == Segment::Url && w[1] == Segment::Body);
         if url_into_body && sig.canonical.is_none() && self_body != BodyFormat::Json {
@@ -764,11 +783,7 @@ impl RawProfile {
             replay_form,
             canonical: sig.canonical,
             replay,
-            handshake: self
-                .handshake
-                .map(|h| h.validate(sig.algorithm))
-                .transpose()
-                .map_err(|e| format!("handshake: {e}"))?,
+            handshake,
             order_by: self
                 .order_by
                 .as_deref()
@@ -933,6 +948,42 @@ mod tests {
         ] {
             assert!(set.get(name).is_some(), "missing built-in {name}");
         }
+    }
+
+    #[test]
+    fn a_get_handshake_returning_the_challenges_hmac_needs_json_bodies() {
+        let crc = "handshake:\n  method: GET\n  challenge: {query: crc_token}\n  reply: {json: {t: 'sha256={challenge_hmac_base64}'}}\n";
+        let profile = |sig: &str, rest: &str| {
+            Profile::from_yaml(
+                "x.yaml",
+                &format!("name: x\nsignature:\n  headers: [A]\n  algorithm: hmac-sha256\n  encoding: base64\n{sig}{crc}{rest}"),
+            )
+        };
+        // Without body: json, any body could be a crc_token whose HMAC the handshake returns.
+        let e = profile("", "").unwrap_err().to_string();
+        assert!(e.contains("handshake:") && e.contains("body: json"), "{e}");
+        let p = profile("", "body: json\n").unwrap();
+        assert!(p.handshake.as_ref().unwrap().macs_challenge());
+        let p =
+            profile("  payload: 'v0:{timestamp}:{body}'\n", "body: json\ntimestamp: {header: T}\n").unwrap();
+        assert_eq!(p.body, BodyFormat::Json);
+        // An echo uses no secret, and a POST handshake is authenticated: neither needs it.
+        let echo = "handshake:\n  method: GET\n  challenge: {query: c}\n  reply: {text: '{challenge}'}\n";
+        Profile::from_yaml(
+            "x.yaml",
+            &format!(
+                "name: x\nsignature:\n  headers: [A]\n  algorithm: hmac-sha256\n  encoding: hex\n{echo}"
+            ),
+        )
+        .unwrap();
+        Profile::from_yaml(
+            "x.yaml",
+            "name: x\nsignature:\n  headers: [A]\n  algorithm: hmac-sha256\n  encoding: hex\nhandshake: zoom-url-validation\n",
+        )
+        .unwrap();
+        let twitter = ProfileSet::builtin().get("twitter").unwrap().clone();
+        assert_eq!(twitter.body, BodyFormat::Json);
+        assert!(ProfileSet::builtin().get("nylas").unwrap().handshake.is_some());
     }
 
     #[test]

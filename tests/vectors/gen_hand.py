@@ -11,6 +11,9 @@ Every verdict comes from outside portcullis (never from `portcullis sign`). Orac
 - twitter:  doc recipe, https://docs.x.com/x-api/webhooks/quickstart and
             https://developer.x.com/en/docs/x-api/enterprise/account-activity-api/guides/securing-webhooks
             (x-twitter-webhooks-signature = "sha256=" + base64 HMAC-SHA256(consumer secret, body)).
+            Bodies of a CRC token's shape are "invalid" by portcullis' own rule (profile
+            `body: json`, see providers/twitter.yaml), not by X's recipe: X's events are JSON
+            objects, and a CRC answer must never verify a delivery.
 - twitch:   twitchAPI 4.5.0 (PyPI `twitchAPI`, pinned in requirements-hand.txt): every
             vector's signature verdict is checked against
             `twitchAPI.eventsub.webhook.EventSubWebhook._verify_signature` (the generator stops
@@ -100,6 +103,14 @@ body_signed("twitter", "x-twitter-webhooks-signature", lambda d: "sha256=" + bas
 vec("hex instead of base64", "twitter", ["twitter-consumer-secret-cur"],
     [["x-twitter-webhooks-signature", "sha256=" + mac("twitter-consumer-secret-cur", twitter_body).hex()]],
     twitter_body, "invalid")
+# The CRC check (GET ?crc_token=X) answers "sha256=" + base64 HMAC-SHA256(consumer secret, X) to
+# anyone, the very value a delivery of body X carries: so the profile takes JSON bodies only
+# (X's events are JSON objects) and answers token-shaped X only. A body of a CRC token's shape,
+# with its CRC answer as the signature, must not verify.
+for crc_body in (b"Zm9vYmFy", b"x9Qm3-Fh_0aZ7bYc2dEe4fGg6hIi8jKk1lMm5nOo9pP", b"1796025600"):
+    vec("a CRC token as the body, signed by its CRC answer", "twitter", ["twitter-consumer-secret-cur"],
+        [["x-twitter-webhooks-signature", "sha256=" + base64.b64encode(mac("twitter-consumer-secret-cur", crc_body)).decode()]],
+        crc_body, "invalid")
 
 # --- Twitch ----------------------------------------------------------------------------------
 def twitch_ts(unix, nanos=538178936):
