@@ -64,10 +64,11 @@ impl CertServer {
         let pp = "/v1/notifications/certs/";
         let paypal = "messageverificationcerts.paypal.com";
         files.insert(format!("{pp}CERT-good"), signing_cert(&issuer, paypal, 2026, 2036));
+        files.insert(format!("{pp}CERT-delayed"), signing_cert(&issuer, paypal, 2026, 2036));
         files.insert(format!("{pp}CERT-expired"), signing_cert(&issuer, paypal, 2020, 2021));
         files.insert(format!("{pp}CERT-untrusted"), signing_cert(&other, paypal, 2026, 2036));
         files.insert(
-            "/SimpleNotificationService-good.pem".into(),
+            "/SimpleNotificationService-600d.pem".into(),
             signing_cert(&issuer, "sns.amazonaws.com", 2026, 2036),
         );
 
@@ -104,6 +105,10 @@ impl CertServer {
                             let path = req.uri().path().to_string();
                             total.fetch_add(1, Ordering::SeqCst);
                             *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+                            if path.ends_with("CERT-delayed") {
+                                // Answers late: concurrent requests must share this one fetch.
+                                tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+                            }
                             if path.ends_with("CERT-slow") {
                                 // Never answers: the gateway's fetch timeout must end the wait.
                                 std::future::pending::<()>().await;
@@ -240,6 +245,81 @@ async fn a_certificate_url_off_the_pinned_hosts_is_refused_without_fetching() {
 }
 
 #[tokio::test]
+async fn certificate_urls_with_escapes_queries_or_other_file_names_are_refused_without_fetching() {
+    let server = CertServer::start().await;
+    let upstream = Upstream::start().await;
+    let gw = gateway(&server, &upstream, "").await;
+    let c = client();
+    let body = br#"{"id":"WH-1"}"#;
+    for path in [
+        "/v1/notifications/certs/%2e%2e/%2e%2e/v1/oauth2/token",
+        "/v1/notifications/certs/%2E%2E/CERT-good",
+        "/v1/notifications/certs/CERT-good?n=1",
+        "/v1/notifications/certs/CERT-good?",
+        "/v1/notifications/certs/CERT-good#x",
+        "/v1/notifications/certs/CERT-%67ood",
+        "/v1/notifications/certs/CERT-good/x",
+        "/v1/notifications/certs/CERT-good.pem",
+        "/v1/notifications/certs/other",
+        "/v1/notifications/certs/../../v1/oauth2/token",
+    ] {
+        let url = server.url(path);
+        let res = post(&c, &gw.url("/paypal"), &paypal_headers("t-1", body, &url), &body[..]).await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{url}");
+    }
+    let userinfo = format!("https://u@localhost:{}/v1/notifications/certs/CERT-good", server.port);
+    let res = post(&c, &gw.url("/paypal"), &paypal_headers("t-1", body, &userinfo), &body[..]).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    for cert_url in [
+        server.url("/SimpleNotificationService-good.pem"),
+        server.url("/SimpleNotificationService-600d.pem?n=1"),
+        server.url("/SimpleNotificationService-%36%30%30d.pem"),
+        server.url("/x/SimpleNotificationService-600d.pem"),
+    ] {
+        let msg = serde_json::json!({"Type": "Notification", "MessageId": "m-1", "Message": "x",
+            "Timestamp": "2026-11-30T07:59:50.123Z", "TopicArn": TOPIC, "SignatureVersion": "2",
+            "Signature": rsa_sign(b"x"), "SigningCertURL": cert_url});
+        let res = post(&c, &gw.url("/sns"), &[], serde_json::to_vec(&msg).unwrap()).await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{cert_url}");
+    }
+    assert_eq!(server.total.load(Ordering::SeqCst), 0, "nothing was fetched");
+    assert_eq!(upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn a_failing_certificate_url_is_fetched_once_and_concurrent_misses_share_a_fetch() {
+    let server = CertServer::start().await;
+    let upstream = Upstream::start().await;
+    let gw = gateway(&server, &upstream, "").await;
+    let c = client();
+    let body = br#"{"id":"WH-1"}"#;
+    // A URL that fails (404): its failure is remembered, not fetched again per request.
+    let missing = server.url("/v1/notifications/certs/CERT-missing");
+    for i in 0..5 {
+        let res =
+            post(&c, &gw.url("/paypal"), &paypal_headers(&format!("t-{i}"), body, &missing), &body[..]).await;
+        assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{}", res.text());
+    }
+    assert_eq!(server.hits("/v1/notifications/certs/CERT-missing"), 1, "one fetch within the negative TTL");
+
+    // Concurrent deliveries naming one uncached URL: one fetch, every delivery verified.
+    let delayed = server.url("/v1/notifications/certs/CERT-delayed");
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let (c, u, d) = (c.clone(), gw.url("/paypal"), delayed.clone());
+        tasks.push(tokio::spawn(async move {
+            let tid = format!("c-{i}");
+            post(&c, &u, &paypal_headers(&tid, body, &d), &body[..]).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(server.hits("/v1/notifications/certs/CERT-delayed"), 1, "concurrent misses share one fetch");
+    assert_eq!(upstream.count(), 6);
+}
+
+#[tokio::test]
 async fn an_unreachable_or_silent_certificate_host_is_503_with_retry_after() {
     let server = CertServer::start().await;
     // A port nothing listens on, allowed by the override.
@@ -283,7 +363,7 @@ async fn sns_messages_of_the_routes_topic_are_forwarded() {
             fields.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
         doc.insert("SignatureVersion".into(), "2".into());
         doc.insert("Signature".into(), rsa_sign(signed.as_bytes()).into());
-        doc.insert("SigningCertURL".into(), server.url("/SimpleNotificationService-good.pem").into());
+        doc.insert("SigningCertURL".into(), server.url("/SimpleNotificationService-600d.pem").into());
         serde_json::to_vec(&doc).unwrap()
     };
     let res = post(&c, &gw.url("/sns"), &[], message(TOPIC)).await;

@@ -47,9 +47,10 @@ pub struct RawCertificate {
     /// The HTTPS hosts certificates are fetched from: exact names, or one `*` standing for a
     /// single label of letters, digits and '-' (`sns.*.amazonaws.com`).
     hosts: Vec<String>,
-    /// The URL path must start with this (`/v1/notifications/certs/`).
-    #[serde(default)]
-    path_prefix: Option<String>,
+    /// The whole URL path, literal text and placeholders: `{hex}` (one or more hexadecimal
+    /// digits), `{token}` (one or more letters, digits or '-'); e.g.
+    /// `/SimpleNotificationService-{hex}.pem`. Nothing else is fetched.
+    path_pattern: String,
     /// Names the signing certificate must carry (its CN or a DNS SAN), each matching this
     /// domain or a subdomain of it.
     subjects: Vec<String>,
@@ -63,8 +64,119 @@ pub struct RawCertificate {
 pub struct CertificateRule {
     pub scheme: CertScheme,
     pub hosts: Vec<String>,
-    pub path_prefix: Option<String>,
+    pub path_pattern: PathPattern,
     pub subjects: Vec<String>,
+}
+
+/// One piece of a [`PathPattern`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathPart {
+    Literal(String),
+    /// One or more hexadecimal digits.
+    Hex,
+    /// One or more letters, digits or '-'.
+    Token,
+}
+
+impl PathPart {
+    fn class(&self) -> Option<fn(u8) -> bool> {
+        match self {
+            PathPart::Literal(_) => None,
+            PathPart::Hex => Some(|b: u8| b.is_ascii_hexdigit()),
+            PathPart::Token => Some(|b: u8| b.is_ascii_alphanumeric() || b == b'-'),
+        }
+    }
+}
+
+/// The longest text a placeholder matches.
+const MAX_PLACEHOLDER: usize = 128;
+
+/// A certificate URL's whole path: literals and `{hex}` / `{token}` placeholders, each
+/// placeholder ended by the path's end or by a literal that cannot continue it, so the path
+/// matches in one pass, placeholders taking as much as they can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    source: String,
+    parts: Vec<PathPart>,
+}
+
+impl PathPattern {
+    pub fn parse(p: &str) -> Result<PathPattern, String> {
+        let err = |why: &str| format!("certificate.path_pattern '{p}': {why}");
+        if !p.starts_with('/') {
+            return Err(err("must start with '/'"));
+        }
+        let mut parts: Vec<PathPart> = Vec::new();
+        let mut rest = p;
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix('{') {
+                let (name, r) = r.split_once('}').ok_or_else(|| err("'{' without '}'"))?;
+                let part = match name {
+                    "hex" => PathPart::Hex,
+                    "token" => PathPart::Token,
+                    _ => {
+                        return Err(err(&format!(
+                            "unknown placeholder {{{name}}} (known: {{hex}}, {{token}})"
+                        )))
+                    }
+                };
+                if parts.last().is_some_and(|l| l.class().is_some()) {
+                    return Err(err("two placeholders side by side"));
+                }
+                parts.push(part);
+                rest = r;
+            } else {
+                let end = rest.find('{').unwrap_or(rest.len());
+                let (lit, r) = rest.split_at(end);
+                let ok = lit.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b))
+                    && !lit.contains("..")
+                    && !lit.contains("//");
+                if !ok {
+                    return Err(err(
+                        "literal text is letters, digits and '-._~/', without '..' or '//' ('{' opens a placeholder)",
+                    ));
+                }
+                if let Some(class) = parts.last().and_then(PathPart::class) {
+                    if class(lit.as_bytes()[0]) {
+                        return Err(err("a placeholder must be followed by a character it cannot match"));
+                    }
+                }
+                parts.push(PathPart::Literal(lit.to_string()));
+                rest = r;
+            }
+        }
+        if !parts.iter().any(|x| x.class().is_some()) && p.ends_with('/') {
+            return Err(err("names a directory, not a file"));
+        }
+        Ok(PathPattern { source: p.to_string(), parts })
+    }
+
+    /// The pattern as written in the profile.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether `path` (no query) is one this pattern names.
+    pub fn matches(&self, path: &str) -> bool {
+        let mut rest = path.as_bytes();
+        for part in &self.parts {
+            match (part, part.class()) {
+                (PathPart::Literal(l), _) => match rest.strip_prefix(l.as_bytes()) {
+                    Some(r) => rest = r,
+                    None => return false,
+                },
+                (_, Some(class)) => {
+                    let n = rest.iter().take_while(|b| class(**b)).count();
+                    if n == 0 || n > MAX_PLACEHOLDER {
+                        return false;
+                    }
+                    rest = &rest[n..];
+                }
+                (_, None) => unreachable!("only literals have no class"),
+            }
+        }
+        rest.is_empty()
+    }
 }
 
 /// What a certificate profile's scheme fixes: its timestamp, its id and whether bodies are JSON.
@@ -101,15 +213,11 @@ impl RawCertificate {
                 "certificate.subjects: name the domains the signing certificate must belong to".into()
             );
         }
-        if let Some(p) = &self.path_prefix {
-            if !p.starts_with('/') {
-                return Err("certificate.path_prefix must start with '/'".into());
-            }
-        }
+        let path_pattern = PathPattern::parse(&self.path_pattern)?;
         let rule = CertificateRule {
             scheme: self.scheme,
             hosts: self.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
-            path_prefix: self.path_prefix,
+            path_pattern,
             subjects: self.subjects.iter().map(|h| h.to_ascii_lowercase()).collect(),
         };
         Ok(match self.scheme {
@@ -205,38 +313,65 @@ const PAYPAL_SIG: &str = "paypal-transmission-sig";
 const PAYPAL_CERT_URL: &str = "paypal-cert-url";
 const PAYPAL_ALGO: &str = "paypal-auth-algo";
 
-/// A certificate URL that passed the pinning: `https://host[:port]/path`.
+/// A certificate URL that passed the pinning: `https://host[:port]/path`, without user info,
+/// query, fragment or percent-escape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertUrl {
     pub url: String,
     /// Lower-case host, without the port.
     pub host: String,
     pub port: u16,
-    /// Path and query, as sent.
+    /// The path, as sent (no query: [`CertUrl::parse`] refuses one).
     pub path: String,
 }
 
+/// Why a certificate URL does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertUrlError {
+    /// Not an `https://` URL with a host name.
+    NotHttps,
+    /// A shape no provider sends: user info, query, fragment, percent-escape.
+    Shape(&'static str),
+}
+
 impl CertUrl {
-    /// Parses an `https://` URL; `None` for anything else (userinfo, fragments, other schemes).
-    pub fn parse(url: &str) -> Option<CertUrl> {
-        let uri: http::Uri = url.parse().ok()?;
-        if uri.scheme_str() != Some("https") || url.contains('#') {
-            return None;
+    /// Parses an `https://host[:port]/path` URL. Refuses other schemes, IP literals in
+    /// brackets, user info, a query, a fragment and any '%': a provider's certificate URL has
+    /// none of them, and each would give one file many URLs (and cache keys) or hide a path.
+    pub fn parse(url: &str) -> Result<CertUrl, CertUrlError> {
+        if url.contains('%') {
+            return Err(CertUrlError::Shape("it holds a percent-escape"));
         }
-        let auth = uri.authority()?;
+        if url.contains('#') {
+            return Err(CertUrlError::Shape("it has a fragment"));
+        }
+        if url.contains('?') {
+            return Err(CertUrlError::Shape("it has a query"));
+        }
+        let uri: http::Uri = url.parse().map_err(|_| CertUrlError::NotHttps)?;
+        if uri.scheme_str() != Some("https") {
+            return Err(CertUrlError::NotHttps);
+        }
+        let auth = uri.authority().ok_or(CertUrlError::NotHttps)?;
         if auth.as_str().contains('@') {
-            return None;
+            return Err(CertUrlError::Shape("it has user info"));
         }
         let host = auth.host().to_ascii_lowercase();
         if host.is_empty() || host.starts_with('[') {
-            return None;
+            return Err(CertUrlError::NotHttps);
         }
         let port = match auth.port() {
-            Some(p) => p.as_str().parse().ok()?,
+            Some(p) => p.as_str().parse().map_err(|_| CertUrlError::NotHttps)?,
             None => 443,
         };
-        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-        Some(CertUrl { url: url.to_string(), host, port, path })
+        let path = uri.path().to_string();
+        Ok(CertUrl { url: url.to_string(), host, port, path })
+    }
+
+    /// The URL in one canonical spelling (lower-case host, no default port): the cache key,
+    /// so one file is fetched and cached once however its host is spelled.
+    pub fn key(&self) -> String {
+        format!("https://{}{}", self.authority(), self.path)
     }
 
     /// `host` or `host:port` when the port is not 443.
@@ -303,17 +438,19 @@ pub fn prepare(v: &Verifier, input: &Input<'_>, extra: &dyn ExtraHosts) -> Resul
     }
 }
 
-/// Checks the URL against the pinned hosts (or the route's test override) and path.
+/// Checks the URL's shape, its host against the pinned hosts (or the route's test override)
+/// and its whole path against the profile's `path_pattern`: only then may it be fetched.
 fn pinned(rule: &CertificateRule, url: &str, extra: &dyn ExtraHosts) -> Result<CertUrl, VerifyError> {
-    let parsed = CertUrl::parse(url).ok_or(VerifyError::CertificateHost)?;
+    let parsed = CertUrl::parse(url).map_err(|e| match e {
+        CertUrlError::NotHttps => VerifyError::CertificateHost,
+        CertUrlError::Shape(why) => VerifyError::CertificateUrl(why),
+    })?;
     let pinned = parsed.port == 443 && rule.host_allowed(&parsed.host);
     if !pinned && !extra.allows(&parsed.authority()) {
         return Err(VerifyError::CertificateHost);
     }
-    if let Some(prefix) = &rule.path_prefix {
-        if !parsed.path.starts_with(prefix.as_str()) || parsed.path.contains("..") {
-            return Err(VerifyError::CertificateHost);
-        }
+    if !rule.path_pattern.matches(&parsed.path) {
+        return Err(VerifyError::CertificateUrl("its path is not the provider's certificate path"));
     }
     Ok(parsed)
 }
@@ -569,7 +706,7 @@ mod tests {
         CertificateRule {
             scheme: CertScheme::AmazonSns,
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            path_prefix: None,
+            path_pattern: PathPattern::parse("/SimpleNotificationService-{hex}.pem").unwrap(),
             subjects: vec!["amazonaws.com".into()],
         }
     }
@@ -608,37 +745,118 @@ mod tests {
     }
 
     #[test]
-    fn certificate_urls_are_https_without_userinfo() {
-        let u =
-            CertUrl::parse("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem").unwrap();
+    fn certificate_urls_are_https_without_userinfo_query_fragment_or_escapes() {
+        let u = CertUrl::parse("https://SNS.us-east-1.amazonaws.com:443/SimpleNotificationService-1.pem")
+            .unwrap();
         assert_eq!((u.host.as_str(), u.port), ("sns.us-east-1.amazonaws.com", 443));
-        assert!(CertUrl::parse("http://sns.us-east-1.amazonaws.com/x.pem").is_none());
-        assert!(CertUrl::parse("https://user@sns.us-east-1.amazonaws.com/x.pem").is_none());
-        assert!(CertUrl::parse("https://sns.us-east-1.amazonaws.com/x.pem#f").is_none());
+        assert_eq!(u.key(), "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem");
+        assert_eq!(CertUrl::parse("http://sns.us-east-1.amazonaws.com/x.pem"), Err(CertUrlError::NotHttps));
+        for bad in [
+            "https://user@sns.us-east-1.amazonaws.com/x.pem",
+            "https://sns.us-east-1.amazonaws.com/x.pem#f",
+            "https://sns.us-east-1.amazonaws.com/x.pem?n=1",
+            "https://sns.us-east-1.amazonaws.com/x.pem?",
+            "https://sns.us-east-1.amazonaws.com/%2e%2e/x.pem",
+            "https://sns%2eus-east-1.amazonaws.com/x.pem",
+        ] {
+            assert!(matches!(CertUrl::parse(bad), Err(CertUrlError::Shape(_))), "{bad}");
+        }
         assert_eq!(CertUrl::parse("https://localhost:8443/c").unwrap().authority(), "localhost:8443");
     }
 
-    #[test]
-    fn pinning_refuses_other_hosts_ports_and_paths() {
+    fn paypal_rule() -> CertificateRule {
         let mut r = rule(&["api.paypal.com"]);
-        r.path_prefix = Some("/v1/notifications/certs/".into());
+        r.path_pattern = PathPattern::parse("/v1/notifications/certs/CERT-{token}").unwrap();
+        r
+    }
+
+    #[test]
+    fn pinning_refuses_other_hosts_and_ports() {
+        let r = paypal_rule();
         let none = &PinnedOnly;
         assert!(pinned(&r, "https://api.paypal.com/v1/notifications/certs/CERT-1", none).is_ok());
         for bad in [
             "https://api.paypal.com:8443/v1/notifications/certs/CERT-1",
             "https://evil.com/v1/notifications/certs/CERT-1",
-            "https://api.paypal.com/other",
-            "https://api.paypal.com/v1/notifications/certs/../../x",
+            "http://api.paypal.com/v1/notifications/certs/CERT-1",
         ] {
             assert_eq!(pinned(&r, bad, none).unwrap_err(), VerifyError::CertificateHost, "{bad}");
         }
         let extra = vec!["localhost:8443".to_string()];
         assert!(pinned(&r, "https://localhost:8443/v1/notifications/certs/CERT-1", &extra).is_ok());
+        assert!(
+            pinned(&r, "https://localhost:8443/other", &extra).is_err(),
+            "the override widens hosts only"
+        );
+    }
+
+    #[test]
+    fn pinning_refuses_escapes_queries_and_paths_off_the_pattern() {
+        let r = paypal_rule();
+        let none = &PinnedOnly;
+        for bad in [
+            "https://api.paypal.com/other",
+            "https://api.paypal.com/v1/notifications/certs/../../x",
+            "https://api.paypal.com/v1/notifications/certs/%2e%2e/%2e%2e/v1/oauth2/token",
+            "https://api.paypal.com/v1/notifications/certs/%2E%2E/x",
+            "https://api.paypal.com/v1/notifications/certs/CERT-1?n=2",
+            "https://api.paypal.com/v1/notifications/certs/CERT-1#x",
+            "https://api.paypal.com/v1/notifications/certs/CERT-1/more",
+            "https://api.paypal.com/v1/notifications/certs/CERT-",
+            "https://api.paypal.com/v1/notifications/certs/CERT-a.b",
+            "https://api.paypal.com/v1/notifications/certs/OTHER-1",
+            "https://api.paypal.com/v1/notifications/certs/",
+        ] {
+            assert!(matches!(pinned(&r, bad, none), Err(VerifyError::CertificateUrl(_))), "{bad}");
+        }
+        let sns = rule(&["sns.*.amazonaws.com"]);
+        let ok = "https://sns.us-west-2.amazonaws.com/SimpleNotificationService-7ff5318490ec183fbaddaa2a969abfda.pem";
+        assert!(pinned(&sns, ok, none).is_ok());
+        for bad in [
+            "https://sns.us-west-2.amazonaws.com/SimpleNotificationService-good.pem",
+            "https://sns.us-west-2.amazonaws.com/SimpleNotificationService-.pem",
+            "https://sns.us-west-2.amazonaws.com/SimpleNotificationService-7ff5.pem.pem",
+            "https://sns.us-west-2.amazonaws.com/SimpleNotificationService-7ff5.pem/x",
+            "https://sns.us-west-2.amazonaws.com/x/SimpleNotificationService-7ff5.pem",
+            "https://sns.us-west-2.amazonaws.com/?Action=Unsubscribe",
+        ] {
+            assert!(matches!(pinned(&sns, bad, none), Err(VerifyError::CertificateUrl(_))), "{bad}");
+        }
+        let long =
+            format!("https://sns.us-west-2.amazonaws.com/SimpleNotificationService-{}.pem", "a".repeat(129));
+        assert!(pinned(&sns, &long, none).is_err());
+    }
+
+    #[test]
+    fn path_patterns_are_checked_when_loaded() {
+        for bad in [
+            "v1/{token}",
+            "/a/{token}{hex}",
+            "/a/{token}-x",
+            "/a/{hex}b",
+            "/a/{word}",
+            "/a/{hex",
+            "/a/../{hex}",
+            "/a//{hex}",
+            "/a/%2e{hex}",
+            "/a?{hex}",
+            "/a/",
+        ] {
+            assert!(PathPattern::parse(bad).is_err(), "{bad}");
+        }
+        let p = PathPattern::parse("/c/{token}.pem").unwrap();
+        assert!(p.matches("/c/AB-1.pem") && !p.matches("/c/.pem") && !p.matches("/c/a"));
+        assert_eq!(p.as_str(), "/c/{token}.pem");
+        let p = PathPattern::parse("/c/fixed.pem").unwrap();
+        assert!(p.matches("/c/fixed.pem") && !p.matches("/c/fixed.pemx"));
     }
 
     #[test]
     fn the_rule_refuses_nonsense() {
-        let parse = |y: &str| serde_yaml_ng::from_str::<RawCertificate>(y).unwrap().validate().err();
+        let parse = |y: &str| {
+            let y = y.replacen('{', "{path_pattern: '/c/{hex}.pem', ", 1);
+            serde_yaml_ng::from_str::<RawCertificate>(&y).unwrap().validate().err()
+        };
         assert!(parse("{scheme: paypal, hosts: [], subjects: [paypal.com]}").unwrap().contains("hosts"));
         assert!(parse("{scheme: paypal, hosts: ['*'], subjects: [paypal.com]}").is_some());
         assert!(parse("{scheme: paypal, hosts: [a.b.*], subjects: [paypal.com]}").is_some());
@@ -654,6 +872,13 @@ mod tests {
         .is_err());
         assert!(
             parse("{scheme: amazon-sns, hosts: [sns.*.amazonaws.com], subjects: [amazonaws.com]}").is_none()
+        );
+        assert!(
+            serde_yaml_ng::from_str::<RawCertificate>(
+                "{scheme: paypal, hosts: [api.paypal.com], subjects: [paypal.com]}"
+            )
+            .is_err(),
+            "path_pattern is required"
         );
     }
 

@@ -93,9 +93,13 @@ pub enum VerifyError {
     Algorithm,
     #[error(transparent)]
     Form(#[from] form::FormError),
-    /// The certificate URL names a host (or port, or path) the profile does not pin.
+    /// The certificate URL names a host (or port) the profile does not pin.
     #[error("the certificate URL is not on the provider's pinned hosts")]
     CertificateHost,
+    /// The certificate URL is on a pinned host but not of the shape the profile allows (a
+    /// query, a fragment, user info, a percent-escape, a path off `path_pattern`).
+    #[error("the certificate URL is refused: {0}")]
+    CertificateUrl(&'static str),
     #[error("certificate scheme: {0}")]
     Certificate(String),
 }

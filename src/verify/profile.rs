@@ -1065,7 +1065,7 @@ mod tests {
 
     #[test]
     fn a_certificate_profile_takes_no_signature_keys() {
-        let cert = "certificate: {scheme: paypal, hosts: [api.paypal.com], subjects: [paypal.com]}\n";
+        let cert = "certificate: {scheme: paypal, hosts: [api.paypal.com], path_pattern: '/c/{token}', subjects: [paypal.com]}\n";
         let p = Profile::from_yaml("x.yaml", &format!("name: x\n{cert}")).unwrap();
         assert!(p.headers.is_empty() && p.certificate.is_some());
         assert!(p.timestamp.as_ref().unwrap().check, "PayPal's transmission time is signed");

@@ -231,6 +231,15 @@ def paypal_vectors():
     add("certificate URL off PayPal's hosts", paypal_headers(tid, ts, sig, url=evil), body, "invalid",
         "the certificate URL must be on PayPal's hosts (refused before fetching)", oracle=False)
     add("PAYPAL-AUTH-ALGO SHA1withRSA", paypal_headers(tid, ts, sig, algo="SHA1withRSA"), body, "invalid", "")
+    # The certificate URL must be PayPal's exact shape, /v1/notifications/certs/CERT-<letters, digits, '-'>,
+    # with no query, fragment or percent-escape: anything else is refused before fetching, so
+    # unauthenticated requests cannot make the gateway fetch other URLs.
+    for what, bad in [("with a query", PP_URL + "?n=1"),
+                      ("with percent-encoded dots", PP_URL.replace("/certs/", "/certs/%2e%2e/%2e%2e/")),
+                      ("naming another file", PP_URL.replace("/CERT-", "/OTHER-"))]:
+        add("certificate URL " + what, paypal_headers(tid, ts, sig, url=bad), body, "invalid",
+            "the certificate URL must be https://<PayPal host>/v1/notifications/certs/CERT-<id> (refused before fetching)",
+            oracle=False)
     return out
 
 
@@ -295,6 +304,17 @@ def sns_vectors():
     case("version 1 signature claimed as version 2", dict(n1, SignatureVersion="2"), "invalid")
     case("certificate URL off the SNS hosts", dict(n2, SigningCertURL="https://sns.us-west-2.amazonaws.com.evil.example/c.pem"), "invalid")
     case("certificate URL over http", dict(n2, SigningCertURL=SNS_URL.replace("https:", "http:")), "invalid")
+    # Only https://sns.<region>.amazonaws.com[.cn]/SimpleNotificationService-<hex>.pem, with no query,
+    # fragment or percent-escape, is fetched (sns-validator checks the host and a path ending in
+    # .pem, query included: it refuses the query and the .crt, not the escapes nor the file name).
+    for what, bad, oracle in [("with a query", SNS_URL + "?n=1", True),
+                              ("with percent-encoded dots", SNS_URL.replace(".com/", ".com/%2e%2e/"), False),
+                              ("naming another file", SNS_URL.replace(".pem", ".crt"), True),
+                              ("not SimpleNotificationService-<hex>.pem",
+                               SNS_URL.replace("7ff5318490ec183fbaddaa2a969abfda", "x/../../other"), False)]:
+        case("certificate URL " + what, dict(n2, SigningCertURL=bad), "invalid", oracle=oracle,
+             why="the certificate URL must be https://sns.<region>.amazonaws.com/SimpleNotificationService-<hex>.pem "
+                 "(refused before fetching)")
     case("expired certificate", n2, "invalid", cert=SNS_EXPIRED, oracle=False,
          why="the signing certificate has expired (AWS: confirm the certificate's chain of trust and validity)")
     case("certificate from an untrusted CA", n2, "invalid", cert=SNS_UNTRUSTED, oracle=False,
