@@ -17,6 +17,15 @@ fn has_param(url: &[u8], name: &str) -> bool {
     form_urlencoded::parse(&url[q + 1..]).any(|(k, _)| k == name)
 }
 
+/// Whether Twilio's request is a form, whose decoded parameters are signed (by Content-Type).
+pub fn twilio_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(FORM))
+}
+
 /// Twilio, chosen by Content-Type. A form body (`application/x-www-form-urlencoded`): the
 /// URL, then every form parameter sorted by name (then value), each name followed by its
 /// value. Any other body: the URL alone is signed, and must carry `bodySHA256`, the body's
@@ -25,13 +34,7 @@ fn has_param(url: &[u8], name: &str) -> bool {
 /// request without it.
 pub fn twilio(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
     let url = input.url;
-    let form = input
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case(FORM));
-    if !form {
+    if !twilio_form(input.headers) {
         let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
         let expected = form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == BODY_SHA256)
@@ -62,10 +65,13 @@ pub fn twilio(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
 
 /// Mandrill: the webhook URL exactly as configured at Mandrill (the route's `public_url`),
 /// then every POST field sorted by name, each name followed by its value, with no separator.
-/// The body must be a form (url-encoded or multipart); a field given twice is refused, since
-/// Mandrill's own examples read the fields into a map that keeps only one.
+/// The body must be a url-encoded form, which is all Mandrill sends (`mandrill_events`): a
+/// multipart body would have file parts no signature covers. A field given twice is refused,
+/// since Mandrill's own examples read the fields into a map that keeps only one; so is a field
+/// with an empty name. What is signed is the decoded fields, not the bytes: the event id is
+/// the digest of this string ([`super::form::signed_id`]), one for every encoding of a body.
 pub fn mandrill(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
-    let form = super::form::Form::parse(input.headers, input.body)?;
+    let form = super::form::Form::parse_urlencoded(input.headers, input.body)?;
     let mut out = input.url.as_bytes().to_vec();
     for (k, v) in form.sorted()? {
         out.extend_from_slice(k);
