@@ -49,13 +49,15 @@ pub fn twilio(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
     if has_param(url.as_bytes(), BODY_SHA256) {
         return Err(VerifyError::Reinterpreted("a form request whose URL carries bodySHA256"));
     }
-    let mut params: Vec<(String, String)> =
-        form_urlencoded::parse(input.body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    // The parameters as the bytes they decode to (never replaced where not UTF-8, so that
+    // distinct bodies never sign as one); an empty name is refused, as for every signed form.
+    let form = super::form::Form::parse_urlencoded(input.headers, input.body)?;
+    let mut params = form.fields()?;
     params.sort();
     let mut out = url.as_bytes().to_vec();
     for (k, v) in params {
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(k);
+        out.extend_from_slice(v);
     }
     if has_param(&out, BODY_SHA256) {
         return Err(VerifyError::Reinterpreted("the form's signed string reads as a URL with bodySHA256"));
@@ -196,5 +198,28 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode(mac.digest([payload.as_slice()]).as_bytes()),
             "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
         );
+    }
+
+    #[test]
+    fn twilio_forms_sign_decoded_bytes_and_refuse_empty_names() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::CONTENT_TYPE, FORM.parse().unwrap());
+        let signed = |body: &'static [u8]| {
+            twilio(&Input {
+                method: &http::Method::POST,
+                url: "https://e/x",
+                headers: &headers,
+                body,
+                now: 0,
+            })
+        };
+        // Repeated names are sorted by value; invalid UTF-8 is signed as the bytes sent, so two
+        // bodies differing in it never share a signed string.
+        assert_eq!(signed(b"b=2&a=%C3%A9&b=1").unwrap(), "https://e/xa\u{e9}b1b2".as_bytes());
+        assert_ne!(signed(b"a=%80").unwrap(), signed(b"a=%81").unwrap());
+        assert!(matches!(
+            signed(b"a=1&=x"),
+            Err(VerifyError::Form(super::super::form::FormError::EmptyName))
+        ));
     }
 }

@@ -126,6 +126,14 @@ impl<'a> Form<'a> {
             .transpose()
     }
 
+    /// Every field as bytes, in body order; a file part is refused (its content is unsigned).
+    pub fn fields(&self) -> Result<Vec<FieldRef<'_>>, FormError> {
+        if let Some(name) = self.file_part() {
+            return Err(FormError::File(name));
+        }
+        Ok(self.fields.iter().map(|(k, v)| (&**k, &**v)).collect())
+    }
+
     /// The name of the form's first file part, if it has one: content no signature over
     /// named fields covers.
     pub fn file_part(&self) -> Option<String> {
