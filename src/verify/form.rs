@@ -1,7 +1,9 @@
 //! Form bodies, for schemes whose signature or signed values are form fields (Mailgun Routes,
 //! Mandrill): `application/x-www-form-urlencoded`, or `multipart/form-data` with the boundary
 //! of the Content-Type. The parser is bounded (fields, part headers) and refuses what two
-//! readers could read differently: a field named twice, a multipart body without its end.
+//! readers could read differently: a field named twice, a field with an empty name, a part
+//! named by `name*=`, a multipart body without its end. File parts are never read as signed
+//! fields; schemes that sign every field read only url-encoded bodies ([`Form::parse_urlencoded`]).
 
 use std::borrow::Cow;
 
