@@ -40,7 +40,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(_) => by_certificate(&verifier, &input, &certificates, test.as_ref())?,
         None => verifier.verify(&input),
     };
-    let result = checked.and_then(|v| verifier.event_id(&headers, &body).map(|id| (v, id)));
+    let result = checked.and_then(|v| verifier.event_id(&url, &headers, &body).map(|id| (v, id)));
     match result {
         Ok((v, id)) => {
             crate::outln!("valid: secret {} matched; event id {id}", v.secret_index)?;

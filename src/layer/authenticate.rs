@@ -161,11 +161,7 @@ where
         }
         // Schemes that sign the URL sign the public one the provider was given, plus the
         // query string the request arrived with.
-        let url: Cow<'_, str> = match (verifier.needs_url(), &route.public_url, d.parts.uri.query()) {
-            (true, Some(u), Some(q)) => Cow::Owned(format!("{u}?{q}")),
-            (true, Some(u), None) => Cow::Borrowed(u.as_str()),
-            _ => Cow::Borrowed(""),
-        };
+        let url = signed_url(&d);
         let input = Input {
             method: &d.parts.method,
             url: &url,
@@ -210,6 +206,16 @@ async fn verify_by_certificate(d: &Received, now: u64) -> Result<crate::verify::
     Ok(pending.finish(&cert)?)
 }
 
+/// The URL a scheme that signs the URL signs: the public one the provider was given, plus the
+/// query string the request arrived with; empty for other schemes.
+fn signed_url(d: &Received) -> Cow<'_, str> {
+    match (d.route.verifier.needs_url(), &d.route.public_url, d.parts.uri.query()) {
+        (true, Some(u), Some(q)) => Cow::Owned(format!("{u}?{q}")),
+        (true, Some(u), None) => Cow::Borrowed(u.as_str()),
+        _ => Cow::Borrowed(""),
+    }
+}
+
 /// After the signature verified: the replay nonce, the event's key (and a batch's items'),
 /// then the next layer.
 fn proceed<S>(inner: &mut S, d: Received, verified: crate::verify::Verified) -> EitherFuture<S::Future>
@@ -233,7 +239,7 @@ where
                 .collect();
             (event, batch)
         }
-        Ok(_) => match verifier.event_id(&d.parts.headers, &d.body) {
+        Ok(_) => match verifier.event_id(&signed_url(&d), &d.parts.headers, &d.body) {
             Ok(id) => (EventKey::new(&route.name, &id), Vec::new()),
             Err(e) => return answer(Rejection::from(e).into_response(Some(d.route), None)),
         },

@@ -17,6 +17,15 @@ fn has_param(url: &[u8], name: &str) -> bool {
     form_urlencoded::parse(&url[q + 1..]).any(|(k, _)| k == name)
 }
 
+/// Whether Twilio's request is a form, whose decoded parameters are signed (by Content-Type).
+pub fn twilio_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(FORM))
+}
+
 /// Twilio, chosen by Content-Type. A form body (`application/x-www-form-urlencoded`): the
 /// URL, then every form parameter sorted by name (then value), each name followed by its
 /// value. Any other body: the URL alone is signed, and must carry `bodySHA256`, the body's
@@ -25,13 +34,7 @@ fn has_param(url: &[u8], name: &str) -> bool {
 /// request without it.
 pub fn twilio(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
     let url = input.url;
-    let form = input
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case(FORM));
-    if !form {
+    if !twilio_form(input.headers) {
         let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
         let expected = form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == BODY_SHA256)
@@ -46,13 +49,15 @@ pub fn twilio(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
     if has_param(url.as_bytes(), BODY_SHA256) {
         return Err(VerifyError::Reinterpreted("a form request whose URL carries bodySHA256"));
     }
-    let mut params: Vec<(String, String)> =
-        form_urlencoded::parse(input.body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    // The parameters as the bytes they decode to (never replaced where not UTF-8, so that
+    // distinct bodies never sign as one); an empty name is refused, as for every signed form.
+    let form = super::form::Form::parse_urlencoded(input.headers, input.body)?;
+    let mut params = form.fields()?;
     params.sort();
     let mut out = url.as_bytes().to_vec();
     for (k, v) in params {
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(k);
+        out.extend_from_slice(v);
     }
     if has_param(&out, BODY_SHA256) {
         return Err(VerifyError::Reinterpreted("the form's signed string reads as a URL with bodySHA256"));
@@ -62,10 +67,13 @@ pub fn twilio(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
 
 /// Mandrill: the webhook URL exactly as configured at Mandrill (the route's `public_url`),
 /// then every POST field sorted by name, each name followed by its value, with no separator.
-/// The body must be a form (url-encoded or multipart); a field given twice is refused, since
-/// Mandrill's own examples read the fields into a map that keeps only one.
+/// The body must be a url-encoded form, which is all Mandrill sends (`mandrill_events`): a
+/// multipart body would have file parts no signature covers. A field given twice is refused,
+/// since Mandrill's own examples read the fields into a map that keeps only one; so is a field
+/// with an empty name. What is signed is the decoded fields, not the bytes: the event id is
+/// the digest of this string ([`super::form::signed_id`]), one for every encoding of a body.
 pub fn mandrill(input: &Input<'_>) -> Result<Vec<u8>, VerifyError> {
-    let form = super::form::Form::parse(input.headers, input.body)?;
+    let form = super::form::Form::parse_urlencoded(input.headers, input.body)?;
     let mut out = input.url.as_bytes().to_vec();
     for (k, v) in form.sorted()? {
         out.extend_from_slice(k);
@@ -190,5 +198,28 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode(mac.digest([payload.as_slice()]).as_bytes()),
             "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
         );
+    }
+
+    #[test]
+    fn twilio_forms_sign_decoded_bytes_and_refuse_empty_names() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::CONTENT_TYPE, FORM.parse().unwrap());
+        let signed = |body: &'static [u8]| {
+            twilio(&Input {
+                method: &http::Method::POST,
+                url: "https://e/x",
+                headers: &headers,
+                body,
+                now: 0,
+            })
+        };
+        // Repeated names are sorted by value; invalid UTF-8 is signed as the bytes sent, so two
+        // bodies differing in it never share a signed string.
+        assert_eq!(signed(b"b=2&a=%C3%A9&b=1").unwrap(), "https://e/xa\u{e9}b1b2".as_bytes());
+        assert_ne!(signed(b"a=%80").unwrap(), signed(b"a=%81").unwrap());
+        assert!(matches!(
+            signed(b"a=1&=x"),
+            Err(VerifyError::Form(super::super::form::FormError::EmptyName))
+        ));
     }
 }

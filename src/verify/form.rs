@@ -1,7 +1,9 @@
 //! Form bodies, for schemes whose signature or signed values are form fields (Mailgun Routes,
 //! Mandrill): `application/x-www-form-urlencoded`, or `multipart/form-data` with the boundary
 //! of the Content-Type. The parser is bounded (fields, part headers) and refuses what two
-//! readers could read differently: a field named twice, a multipart body without its end.
+//! readers could read differently: a field named twice, a field with an empty name, a part
+//! named by `name*=`, a multipart body without its end. File parts are never read as signed
+//! fields; schemes that sign every field read only url-encoded bodies ([`Form::parse_urlencoded`]).
 
 use std::borrow::Cow;
 
@@ -26,6 +28,14 @@ pub enum FormError {
     TooMany,
     #[error("the form field '{0}' is given more than once")]
     Duplicate(String),
+    #[error("the form has a field with an empty name, which no signature can name")]
+    EmptyName,
+    #[error("a multipart part names its field with name*=, which RFC 7578 forbids and readers differ on")]
+    ExtendedName,
+    #[error("the form part '{0}' is a file, whose content the signature does not cover")]
+    File(String),
+    #[error("the body must be {URLENCODED}, the only form the provider sends")]
+    NotUrlencoded,
 }
 
 /// One field: its name and value, decoded to bytes.
@@ -36,11 +46,15 @@ pub type FieldRef<'f> = (&'f [u8], &'f [u8]);
 
 /// A parsed form: its fields in order, names and values decoded to the bytes the sender
 /// encoded (never re-encoded or replaced, so distinct bodies never read as the same fields).
-/// Files of a multipart form (parts with a `filename`) are kept by name with an empty value:
-/// they are not signed.
+/// A field with an empty name, and a part named by `name*=`, are refused: no signature names
+/// them, and readers differ on them. Files of a multipart form (parts with a `filename`) are
+/// kept by name with an empty value and marked: they are not signed, so [`Form::get`] refuses
+/// one as a signed field and [`Form::sorted`] (every field signed) refuses a form with one.
 #[derive(Debug, Default)]
 pub struct Form<'a> {
     fields: Vec<Field<'a>>,
+    /// Per field: whether it is a file part.
+    files: Vec<bool>,
 }
 
 impl<'a> Form<'a> {
@@ -62,9 +76,13 @@ impl<'a> Form<'a> {
                     Some(i) => (&pair[..i], &pair[i + 1..]),
                     None => (pair, &[][..]),
                 };
+                if k.is_empty() {
+                    return Err(FormError::EmptyName);
+                }
                 fields.push((percent_decode(k), percent_decode(v)));
             }
-            return Ok(Form { fields });
+            let files = vec![false; fields.len()];
+            return Ok(Form { fields, files });
         }
         if !media.eq_ignore_ascii_case(MULTIPART) {
             return Err(FormError::NotForm);
@@ -78,23 +96,59 @@ impl<'a> Form<'a> {
         multipart(body, boundary.as_bytes())
     }
 
+    /// Reads `body` as a url-encoded form, refusing any other Content-Type: for schemes that
+    /// sign every field and whose provider sends only url-encoded forms (Mandrill).
+    pub fn parse_urlencoded(headers: &HeaderMap, body: &'a [u8]) -> Result<Self, FormError> {
+        let urlencoded = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case(URLENCODED));
+        if !urlencoded {
+            return Err(FormError::NotUrlencoded);
+        }
+        Self::parse(headers, body)
+    }
+
     /// The value of the field `name` as UTF-8 text; `None` when absent, an error when given
-    /// twice or not UTF-8.
+    /// twice, not UTF-8, or a file part (whose content is not signed).
     pub fn get(&self, name: &str) -> Result<Option<&str>, FormError> {
-        let mut found = self.fields.iter().filter(|(k, _)| **k == *name.as_bytes());
+        let mut found = self.fields.iter().zip(&self.files).filter(|((k, _), _)| **k == *name.as_bytes());
         let first = found.next();
         if found.next().is_some() {
             return Err(FormError::Duplicate(name.to_string()));
         }
+        if first.is_some_and(|(_, &file)| file) {
+            return Err(FormError::File(name.to_string()));
+        }
         first
-            .map(|(_, v)| {
+            .map(|((_, v), _)| {
                 std::str::from_utf8(v).map_err(|_| FormError::Malformed("a signed field that is not UTF-8"))
             })
             .transpose()
     }
 
-    /// Every field as bytes, sorted by name (bytewise); a name given twice is refused.
+    /// Every field as bytes, in body order; a file part is refused (its content is unsigned).
+    pub fn fields(&self) -> Result<Vec<FieldRef<'_>>, FormError> {
+        if let Some(name) = self.file_part() {
+            return Err(FormError::File(name));
+        }
+        Ok(self.fields.iter().map(|(k, v)| (&**k, &**v)).collect())
+    }
+
+    /// The name of the form's first file part, if it has one: content no signature over
+    /// named fields covers.
+    pub fn file_part(&self) -> Option<String> {
+        let ((k, _), _) = self.fields.iter().zip(&self.files).find(|(_, &file)| file)?;
+        Some(String::from_utf8_lossy(k).into_owned())
+    }
+
+    /// Every field as bytes, sorted by name (bytewise), for schemes that sign every field; a
+    /// name given twice is refused, and so is a file part (its content would not be signed).
     pub fn sorted(&self) -> Result<Vec<FieldRef<'_>>, FormError> {
+        if let Some(((k, _), _)) = self.fields.iter().zip(&self.files).find(|(_, &file)| file) {
+            return Err(FormError::File(String::from_utf8_lossy(k).into_owned()));
+        }
         let mut all: Vec<FieldRef<'_>> = self.fields.iter().map(|(k, v)| (&**k, &**v)).collect();
         all.sort_by(|a, b| a.0.cmp(b.0));
         if let Some(w) = all.windows(2).find(|w| w[0].0 == w[1].0) {
@@ -102,6 +156,21 @@ impl<'a> Form<'a> {
         }
         Ok(all)
     }
+}
+
+/// The event id of a request whose signature covers decoded form fields: the SHA-256 of the
+/// signed string itself (domain-separated), so that every encoding of one signed delivery
+/// (`%5B` or `%5b` or `[`, `+` or `%20`, a trailing `&`, …) has one id, as a retry does, and
+/// a re-encoded replay is a duplicate. Two bodies with one signed string carry one signature:
+/// they are one event, whatever bytes they differ in.
+pub fn signed_id<'s>(signed: impl IntoIterator<Item = &'s [u8]>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"portcullis signed form\0");
+    for part in signed {
+        h.update(part);
+    }
+    hex::encode(h.finalize())
 }
 
 /// `application/x-www-form-urlencoded` decoding of one name or value: `+` is a space, `%XX`
@@ -146,10 +215,11 @@ fn multipart<'a>(body: &'a [u8], boundary: &[u8]) -> Result<Form<'a>, FormError>
         find(body, &delim, 0).ok_or(FormError::Malformed("no boundary in the body"))? + delim.len()
     };
     let mut fields = Vec::new();
+    let mut files = Vec::new();
     loop {
         let rest = &body[pos..];
         if rest.starts_with(b"--") {
-            return Ok(Form { fields });
+            return Ok(Form { fields, files });
         }
         // Transport padding (spaces, tabs) may follow a delimiter, then CRLF.
         let pad = rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
@@ -171,12 +241,14 @@ fn multipart<'a>(body: &'a [u8], boundary: &[u8]) -> Result<Form<'a>, FormError>
         }
         let value = if is_file { &[][..] } else { &body[content_start..content_end] };
         fields.push((Cow::Owned(name.into_bytes()), Cow::Borrowed(value)));
+        files.push(is_file);
         pos = content_end + delim.len();
     }
 }
 
 /// The field name of a part's `Content-Disposition: form-data; name="…"`, and whether the
-/// part is a file.
+/// part is a file. An empty name, and `name*=` (an RFC 8187 name, which RFC 7578 forbids and
+/// which readers take or ignore), are refused.
 fn disposition(head: &str) -> Result<(String, bool), FormError> {
     let line = head
         .split("\r\n")
@@ -190,7 +262,9 @@ fn disposition(head: &str) -> Result<(String, bool), FormError> {
         let v = unquote(v.trim());
         match k.trim().to_ascii_lowercase().as_str() {
             "name" if name.is_some() => return Err(FormError::Malformed("a part named twice")),
+            "name" if v.is_empty() => return Err(FormError::EmptyName),
             "name" => name = Some(v),
+            "name*" => return Err(FormError::ExtendedName),
             "filename" | "filename*" => file = true,
             _ => {}
         }
@@ -273,10 +347,9 @@ mod tests {
         let f = Form::parse(&h, body).unwrap();
         assert_eq!(f.get("token").unwrap(), Some("abc"));
         assert_eq!(f.get("body-plain").unwrap(), Some("line1\r\nline2"));
-        assert_eq!(f.get("attachment-1").unwrap(), Some(""));
-        let sorted = f.sorted().unwrap();
-        let names: Vec<&[u8]> = sorted.iter().map(|(k, _)| *k).collect();
-        assert_eq!(names, [&b"attachment-1"[..], b"body-plain", b"token"]);
+        // A file is kept by name, but never read as a signed value.
+        assert_eq!(f.get("attachment-1"), Err(FormError::File("attachment-1".into())));
+        assert_eq!(f.file_part().as_deref(), Some("attachment-1"));
     }
 
     #[test]
@@ -301,6 +374,48 @@ mod tests {
         let many: String =
             (0..=MAX_FIELDS).map(|i| part(&format!("f{i}"), "v")).collect::<String>() + "--B--";
         assert_eq!(Form::parse(&h, many.as_bytes()).unwrap_err(), FormError::TooMany);
+    }
+
+    #[test]
+    fn empty_and_extended_names_are_refused() {
+        let u = ct(URLENCODED);
+        assert_eq!(Form::parse(&u, b"a=1&=x").unwrap_err(), FormError::EmptyName);
+        assert_eq!(Form::parse(&u, b"=").unwrap_err(), FormError::EmptyName);
+        // Empty pairs (a trailing `&`) are no field at all.
+        assert_eq!(Form::parse(&u, b"a=1&&").unwrap().sorted().unwrap(), [(&b"a"[..], &b"1"[..])]);
+        let h = ct("multipart/form-data; boundary=B");
+        let empty = "--B\r\nContent-Disposition: form-data; name=\"\"\r\n\r\nv\r\n--B--";
+        assert_eq!(Form::parse(&h, empty.as_bytes()).unwrap_err(), FormError::EmptyName);
+        let ext = "--B\r\nContent-Disposition: form-data; name=\"a\"; name*=UTF-8''b\r\n\r\nv\r\n--B--";
+        assert_eq!(Form::parse(&h, ext.as_bytes()).unwrap_err(), FormError::ExtendedName);
+        let only_ext = "--B\r\nContent-Disposition: form-data; name*=UTF-8''b\r\n\r\nv\r\n--B--";
+        assert_eq!(Form::parse(&h, only_ext.as_bytes()).unwrap_err(), FormError::ExtendedName);
+    }
+
+    #[test]
+    fn file_parts_are_never_read_as_signed() {
+        let h = ct("multipart/form-data; boundary=B");
+        let body = "--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n\
+--B\r\nContent-Disposition: form-data; name=\"token\"; filename=\"t\"\r\n\r\nFILE\r\n--B--";
+        let f = Form::parse(&h, body.as_bytes()).unwrap();
+        assert_eq!(f.get("a").unwrap(), Some("1"));
+        assert_eq!(f.get("token"), Err(FormError::File("token".into())));
+        assert_eq!(f.sorted(), Err(FormError::File("token".into())));
+        assert_eq!(f.file_part().as_deref(), Some("token"));
+        // Every field signed: only a url-encoded body is read.
+        assert_eq!(Form::parse_urlencoded(&h, body.as_bytes()).unwrap_err(), FormError::NotUrlencoded);
+        assert_eq!(Form::parse_urlencoded(&HeaderMap::new(), b"a=1").unwrap_err(), FormError::NotUrlencoded);
+        let u =
+            Form::parse_urlencoded(&ct("application/x-www-form-urlencoded; charset=utf-8"), b"a=1").unwrap();
+        assert_eq!(u.file_part(), None);
+    }
+
+    #[test]
+    fn signed_id_is_the_digest_of_the_signed_string() {
+        // Where the signed string runs together, so does the id: one signature, one event.
+        assert_eq!(signed_id([&b"ab"[..], b"c"]), signed_id([&b"a"[..], b"bc"]));
+        assert_ne!(signed_id([&b"abc"[..]]), signed_id([&b"abd"[..]]));
+        assert_ne!(signed_id([&b"abc"[..]]), crate::verify::body_sha256(b"abc"), "domain-separated");
     }
 
     #[test]

@@ -426,6 +426,13 @@ impl Verifier {
             Some(Canonical::Mandrill) => Some(canonical::mandrill(input)?),
             _ => None,
         };
+        // A file part is content no signature over named fields covers: only profiles whose
+        // provider sends attachments accept one (they are forwarded unsigned).
+        if (p.signature_form.is_some() || p.payload.uses_form()) && !p.form_files {
+            if let Some(name) = form::Form::parse(input.headers, input.body)?.file_part() {
+                return Err(form::FormError::File(name).into());
+            }
+        }
 
         // Decode every candidate once; only those of a possible signature length can match.
         // MACs, Ed25519 and DER ECDSA fit the stack buffers; RSA signatures get heap ones.
@@ -500,8 +507,15 @@ impl Verifier {
     /// The event's id as the profile defines it: a header, JSON pointers into the body
     /// (joined with `:`; a wildcard pointer's matches joined with `,`), or the body's
     /// SHA-256. A body without the id, or not JSON, falls back to its SHA-256, which a retry
-    /// repeats exactly.
-    pub fn event_id<'a>(&self, headers: &'a HeaderMap, body: &'a [u8]) -> Result<Cow<'a, str>, VerifyError> {
+    /// repeats exactly; but where the signature covers decoded form fields rather than the
+    /// body's bytes, the fallback is the digest of what is signed ([`Self::signed_form_id`]),
+    /// so that a re-encoded body is the same event. `url` is the signed URL, as verified.
+    pub fn event_id<'a>(
+        &self,
+        url: &str,
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+    ) -> Result<Cow<'a, str>, VerifyError> {
         if let Some(items) = self.batch_items(body)? {
             let ids: Vec<Cow<'a, str>> = items.into_iter().map(|i| i.id).collect();
             return Ok(if ids.len() == 1 {
@@ -524,7 +538,56 @@ impl Verifier {
             }
             IdSource::BodySha256 => {}
         }
+        if let Some(id) = self.signed_form_id(url, headers, body)? {
+            return Ok(Cow::Owned(id));
+        }
         Ok(Cow::Owned(body_sha256(body)))
+    }
+
+    /// For profiles whose signature covers decoded form fields, not the body's bytes (the
+    /// Mandrill canonicaliser, Twilio's on a form body, a payload of `{form:…}` fields such as
+    /// Braintree's `bt_payload` or Mailgun Routes' timestamp and token): the digest of the
+    /// signed string, which every encoding of one signed body shares. `None` for the others,
+    /// and for a payload that also names a value this cannot rebuild (a header's timestamp).
+    pub fn signed_form_id(
+        &self,
+        url: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Option<String>, VerifyError> {
+        let p = &*self.profile;
+        let input = Input { method: &Method::POST, url, headers, body, now: 0 };
+        match p.canonical {
+            Some(Canonical::Mandrill) => {
+                return Ok(Some(form::signed_id([canonical::mandrill(&input)?.as_slice()])))
+            }
+            Some(Canonical::Twilio) if canonical::twilio_form(headers) => {
+                return Ok(Some(form::signed_id([canonical::twilio(&input)?.as_slice()])))
+            }
+            Some(_) => return Ok(None),
+            None => {}
+        }
+        if !p.payload.uses_form() {
+            return Ok(None);
+        }
+        let parsed = form::Form::parse(headers, body)?;
+        let mut signed: Vec<Cow<'_, [u8]>> = Vec::new();
+        for seg in p.payload.segments() {
+            signed.push(match seg {
+                Segment::Literal(b) => Cow::Borrowed(&b[..]),
+                Segment::Form(name) => Cow::Owned(
+                    parsed
+                        .get(name)?
+                        .ok_or_else(|| VerifyError::MissingField(format!("form {name}")))?
+                        .as_bytes()
+                        .to_vec(),
+                ),
+                Segment::Url => Cow::Borrowed(url.as_bytes()),
+                Segment::Body => Cow::Borrowed(body),
+                _ => return Ok(None),
+            });
+        }
+        Ok(Some(form::signed_id(signed.iter().map(|s| &**s))))
     }
 
     /// The items of a batched body (profiles with `id.batch`), each with its event id and its
@@ -796,6 +859,84 @@ pub(crate) mod tests {
         }
     }
 
+    /// Re-encodings of one url-encoded body: each decodes to the same fields.
+    const MANDRILL_BODY: &[u8] = b"mandrill_events=%5B%7B%22event%22%3A%22send%22%7D%5D&z=a+b";
+    const MANDRILL_REENCODED: [&[u8]; 5] = [
+        b"mandrill_events=%5b%7b%22event%22%3a%22send%22%7d%5d&z=a+b",
+        b"mandrill_events=[{\"event\":\"send\"}]&z=a%20b",
+        b"mandrill_events=%5B%7B%22event%22%3A%22send%22%7D%5D&z=a+b&",
+        b"z=a+b&mandrill_events=%5B%7B%22event%22%3A%22send%22%7D%5D",
+        b"&&mandrill_%65vents=%5B%7B%22event%22%3A%22send%22%7D%5D&&z=a+b",
+    ];
+
+    #[test]
+    fn every_encoding_of_a_signed_form_has_one_id() {
+        let v = verifier("mandrill", &["k"]);
+        let h = headers(&signed(&v, MANDRILL_BODY, 0));
+        let url = "https://example.com/hook";
+        let id = v.event_id(url, &h, MANDRILL_BODY).unwrap();
+        assert_ne!(id, body_sha256(MANDRILL_BODY), "the id is not the raw body's digest");
+        for body in MANDRILL_REENCODED {
+            assert!(check(&v, &h, body, 0).is_ok(), "{}", String::from_utf8_lossy(body));
+            assert_eq!(v.event_id(url, &h, body).unwrap(), id, "{}", String::from_utf8_lossy(body));
+        }
+        // Another event is another id; so is the same body signed for another URL.
+        assert_ne!(v.event_id(url, &h, b"mandrill_events=%5B%5D").unwrap(), id);
+        assert_ne!(v.event_id("https://example.com/other", &h, MANDRILL_BODY).unwrap(), id);
+        // Mandrill sends url-encoded forms only: multipart (with its file parts) is refused.
+        let mut mp = h.clone();
+        mp.insert(http::header::CONTENT_TYPE, "multipart/form-data; boundary=B".parse().unwrap());
+        let multipart = b"--B\r\nContent-Disposition: form-data; name=\"mandrill_events\"\r\n\r\n[]\r\n--B--";
+        assert_eq!(check(&v, &mp, multipart, 0), Err(VerifyError::Form(form::FormError::NotUrlencoded)));
+        // A field with an empty name adds to no signed string a reader would agree on.
+        assert_eq!(
+            check(&v, &h, b"mandrill_events=%5B%5D&=x", 0),
+            Err(VerifyError::Form(form::FormError::EmptyName))
+        );
+    }
+
+    #[test]
+    fn form_field_payloads_are_identified_by_what_they_sign() {
+        let form = |body: &'static [u8]| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::CONTENT_TYPE, form::URLENCODED.parse().unwrap());
+            (h, body)
+        };
+        // Braintree signs bt_payload: a re-encoded payload, or another bt_signature list, is the
+        // same event; another payload is another.
+        let bt = verifier("braintree", &["00112233445566778899aabbccddeeff"]);
+        let (h, a) = form(b"bt_signature=pk%7Caa&bt_payload=PGE%2B%0A");
+        let id = bt.event_id("", &h, a).unwrap();
+        assert_eq!(bt.event_id("", &h, b"bt_payload=PGE%2b%0a&bt_signature=pk|aa%26pk2|bb&").unwrap(), id);
+        assert_ne!(bt.event_id("", &h, b"bt_signature=pk%7Caa&bt_payload=PGF%2B%0A").unwrap(), id);
+        // Mailgun Routes signs timestamp and token: the message around them is not the id.
+        let mg = verifier("mailgun-routes", &["k"]);
+        let (h, a) = form(b"subject=a&timestamp=1&token=t&signature=00");
+        let id = mg.event_id("", &h, a).unwrap();
+        assert_eq!(mg.event_id("", &h, b"timestamp=1&token=t&subject=b&signature=11").unwrap(), id);
+        assert_ne!(mg.event_id("", &h, b"timestamp=1&token=u&signature=00").unwrap(), id);
+        // Twilio's form without its id header: the digest of the signed parameters.
+        let tw = verifier("twilio", &["k"]);
+        let (h, a) = form(b"CallSid=CA1&To=%2B1");
+        let id = tw.event_id("https://e/x", &h, a).unwrap();
+        assert_eq!(tw.event_id("https://e/x", &h, b"To=%2b1&CallSid=CA1&").unwrap(), id);
+        // A JSON profile keeps the body's SHA-256.
+        let ps = verifier("paylent", &["k"]);
+        assert_eq!(ps.event_id("", &HeaderMap::new(), b"x").unwrap(), body_sha256(b"x"));
+    }
+
+    #[test]
+    fn file_parts_are_refused_unless_the_profile_takes_attachments() {
+        let file = b"--B\r\nContent-Disposition: form-data; name=\"bt_signature\"\r\n\r\npk|aa\r\n\
+--B\r\nContent-Disposition: form-data; name=\"bt_payload\"\r\n\r\nPGE+\r\n\
+--B\r\nContent-Disposition: form-data; name=\"x\"; filename=\"x.bin\"\r\n\r\nUNSIGNED\r\n--B--";
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_TYPE, "multipart/form-data; boundary=B".parse().unwrap());
+        let bt = verifier("braintree", &["00112233445566778899aabbccddeeff"]);
+        assert_eq!(check(&bt, &h, file, 0), Err(VerifyError::Form(form::FormError::File("x".into()))));
+        assert!(ProfileSet::builtin().get("mailgun-routes").unwrap().form_files);
+    }
+
     #[test]
     fn stale_and_future_signed_timestamps_are_refused() {
         let v = verifier("stripe", &["whsec_test"]);
@@ -846,25 +987,25 @@ pub(crate) mod tests {
     fn event_ids() {
         let v = verifier("paymento", &["s"]);
         let h = HeaderMap::new();
-        assert_eq!(v.event_id(&h, br#"{"event":{"id":"evt_9"}}"#).unwrap(), "evt_9");
-        assert_eq!(v.event_id(&h, b"not json").unwrap(), body_sha256(b"not json"));
-        assert!(v.event_id(&h, br#"{"event":{"id":"a","id":"b"}}"#).unwrap_err().is_ambiguous());
+        assert_eq!(v.event_id("", &h, br#"{"event":{"id":"evt_9"}}"#).unwrap(), "evt_9");
+        assert_eq!(v.event_id("", &h, b"not json").unwrap(), body_sha256(b"not json"));
+        assert!(v.event_id("", &h, br#"{"event":{"id":"a","id":"b"}}"#).unwrap_err().is_ambiguous());
         let ps = verifier("paysafe", &["s"]);
-        assert_eq!(ps.event_id(&h, b"x").unwrap(), body_sha256(b"x"));
+        assert_eq!(ps.event_id("", &h, b"x").unwrap(), body_sha256(b"x"));
         let gc = verifier("gocardless", &["s"]);
-        assert_eq!(gc.event_id(&h, br#"{"events":[{"id":"EV1"},{"id":"EV2"}]}"#).unwrap(), "EV1,EV2");
+        assert_eq!(gc.event_id("", &h, br#"{"events":[{"id":"EV1"},{"id":"EV2"}]}"#).unwrap(), "EV1,EV2");
         // Shopify's Events API names the id header without the `X-`: either spelling is read.
         let shopify = verifier("shopify", &["s"]);
         for name in ["Shopify-Webhook-Id", "X-Shopify-Webhook-Id"] {
             let h = headers(&[(name.to_string(), "wh-1".to_string())]);
-            assert_eq!(shopify.event_id(&h, b"{}").unwrap(), "wh-1", "{name}");
+            assert_eq!(shopify.event_id("", &h, b"{}").unwrap(), "wh-1", "{name}");
         }
         let twice =
             headers(&[("Shopify-Webhook-Id".into(), "a".into()), ("Shopify-Webhook-Id".into(), "b".into())]);
-        assert!(shopify.event_id(&twice, b"{}").unwrap_err().is_ambiguous());
+        assert!(shopify.event_id("", &twice, b"{}").unwrap_err().is_ambiguous());
         let adyen = verifier("adyen", &["00ff"]);
         let body = br#"{"notificationItems":[{"NotificationRequestItem":{"pspReference":"P1","eventCode":"CAPTURE"}}]}"#;
-        assert_eq!(adyen.event_id(&h, body).unwrap(), "P1:CAPTURE");
+        assert_eq!(adyen.event_id("", &h, body).unwrap(), "P1:CAPTURE");
     }
 
     #[test]

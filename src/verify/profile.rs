@@ -98,6 +98,10 @@ struct RawSignature {
     any_of: Vec<String>,
     /// The signature is this form field of the body (Mailgun Routes).
     form: Option<String>,
+    /// Multipart file parts (attachments) are accepted, unsigned, in a form-signed scheme
+    /// (Mailgun Routes); otherwise a form with a file part is refused.
+    #[serde(default)]
+    form_files: bool,
     /// The header naming the algorithm, and the names accepted in it (Sumsub).
     algorithm_header: Option<RawAlgorithmHeader>,
     /// A named canonicaliser, for schemes that are not a template over the request.
@@ -209,6 +213,8 @@ pub struct Profile {
     pub algorithm_header: Option<AlgorithmHeader>,
     /// A signed one-time value in a form field, remembered to refuse replays.
     pub replay_form: Option<String>,
+    /// Whether a form-signed scheme accepts multipart file parts (unsigned attachments).
+    pub form_files: bool,
     pub canonical: Option<Canonical>,
     /// A signed one-time value (a nonce) remembered to refuse replays.
     pub replay: Option<Pointer>,
@@ -492,6 +498,9 @@ impl RawProfile {
             && !shared
         {
             return Err("signature.payload must contain {body}".into());
+        }
+        if sig.form_files && signature_form.is_none() && !payload.uses_form() {
+            return Err("signature.form_files belongs to schemes that sign named form fields".into());
         }
         if !sig.algorithm.accepts(self.secret) {
             return Err(format!(
@@ -781,6 +790,7 @@ impl RawProfile {
             header_set,
             algorithm_header,
             replay_form,
+            form_files: sig.form_files,
             canonical: sig.canonical,
             replay,
             handshake,
@@ -861,6 +871,7 @@ fn certificate_profile(
         header_set: HeaderSet::default(),
         algorithm_header: None,
         replay_form: None,
+        form_files: false,
         jwt: None,
         algorithm: Algorithm::HmacSha256,
         encoding: Encoding::Base64,

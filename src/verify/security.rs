@@ -48,6 +48,8 @@ impl Security {
             (Some(_), _) => Integrity::Fields,
             _ if p.algorithm.is_shared_secret() => Integrity::None,
             (None, Some(Canonical::Adyen)) => Integrity::Fields,
+            // Mandrill signs the decoded form fields, not the bytes that carry them.
+            (None, Some(Canonical::Mandrill)) => Integrity::Fields,
             (None, Some(_)) => Integrity::Body,
             _ if payload.uses(&Segment::Body) => Integrity::Body,
             _ => Integrity::Fields,
@@ -64,7 +66,8 @@ impl Security {
             // A certificate scheme's id (PayPal's transmission id, SNS's MessageId) is signed.
             IdSource::Header(_) => payload.uses(&Segment::Id) || p.certificate.is_some(),
             IdSource::Json(_) => integrity != Integrity::None && integrity != Integrity::Checksum,
-            IdSource::BodySha256 => integrity == Integrity::Body,
+            // Where decoded form fields are signed, the id is the digest of the signed string.
+            IdSource::BodySha256 => integrity == Integrity::Body || signs_form_fields(p),
         };
         let mut notes = Vec::new();
         match integrity {
@@ -77,6 +80,13 @@ impl Security {
                 "Weak integrity: only the body's CRC32 is signed, and a different body with the same \
                  CRC32 is easy to make; anyone who sees one request can send another body under its \
                  signature until the timestamp ages out."
+                    .to_string(),
+            ),
+            Integrity::Fields if p.canonical == Some(Canonical::Mandrill) => notes.push(
+                "Every form field is signed after decoding, not the body's bytes: any re-encoding of a \
+                 body (percent-escapes, `+`, separators) carries the same signature, so the event id is \
+                 the digest of the signed fields and a re-encoded body is a duplicate. Only url-encoded \
+                 forms are accepted."
                     .to_string(),
             ),
             Integrity::Fields if p.canonical != Some(Canonical::Adyen) && p.certificate.is_none() => notes
@@ -129,6 +139,13 @@ impl Security {
             notes
                 .push("The body's timestamp is an event time repeated by retries; it is not checked.".into());
         }
+        if p.form_files {
+            notes.push(
+                "Multipart file parts (attachments) are accepted and forwarded, but no signature covers \
+                 them."
+                    .to_string(),
+            );
+        }
         Security {
             integrity,
             replay_window_secs,
@@ -153,6 +170,18 @@ impl Security {
         };
         format!("{integrity}, replay {replay}, id {}", if self.id_signed { "signed" } else { "unsigned" })
     }
+}
+
+/// Whether the profile's signature covers decoded form fields (so its fallback id is the
+/// digest of the signed string: see `Verifier::signed_form_id`).
+fn signs_form_fields(p: &Profile) -> bool {
+    let rebuildable = p
+        .payload
+        .segments()
+        .iter()
+        .all(|s| matches!(s, Segment::Literal(_) | Segment::Form(_) | Segment::Url | Segment::Body));
+    p.canonical == Some(Canonical::Mandrill)
+        || (p.canonical.is_none() && p.payload.uses_form() && rebuildable)
 }
 
 #[cfg(test)]
@@ -198,5 +227,17 @@ mod tests {
         assert_eq!(of("netlify").replay_window_secs, None);
         assert_eq!(of("netlify").integrity, Integrity::Body);
         assert!(of("wise").notes.iter().any(|n| n.contains("No replay window")));
+    }
+
+    #[test]
+    fn form_signed_schemes_sign_fields_and_their_id() {
+        let mandrill = of("mandrill");
+        assert_eq!((mandrill.integrity, mandrill.id_signed), (Integrity::Fields, true));
+        assert!(mandrill.notes.iter().any(|n| n.contains("re-encoding")), "{:?}", mandrill.notes);
+        assert!(of("braintree").id_signed, "the id is the digest of bt_payload");
+        let routes = of("mailgun-routes");
+        assert!(routes.id_signed, "the id is the digest of the signed timestamp and token");
+        assert!(routes.notes.iter().any(|n| n.contains("attachments")), "{:?}", routes.notes);
+        assert!(!of("twilio").id_signed, "Twilio's id header is not signed");
     }
 }

@@ -23,7 +23,8 @@ Oracles, per provider (versions pinned in tests/vectors/requirements-fmt.txt):
 - mandrill: the documented recipe (the docs' generateSignature: URL, then each POST key and
   value sorted by key, base64 HMAC-SHA1) of
   https://mailchimp.com/developer/transactional/guides/track-respond-activity-webhooks/#authenticating-webhook-requests
-  (mandrill()).
+  (mandrill()). Two verdicts are portcullis' policy rather than the recipe's: a multipart body
+  and a field with an empty name are refused (Mandrill posts url-encoded forms only).
 - mailgun-routes: the documented recipe (hex HMAC-SHA256 of timestamp + token) of
   https://documentation.mailgun.com/docs/mailgun/user-manual/tracking-messages/#securing-webhooks,
   the fields posted as a form as Routes do (mailgun_routes()).
@@ -261,6 +262,19 @@ def mandrill():
          vector("mandrill missing signature", "mandrill", [key], [form], body, "invalid", url=url),
          vector("mandrill empty signature", "mandrill", [key], [form, ["X-Mandrill-Signature", ""]], body, "invalid", url=url),
          vector("mandrill truncated signature", "mandrill", [key], [form, ["X-Mandrill-Signature", sign(key, params)[:20]]], body, "invalid", url=url)]
+    # The recipe signs the decoded fields: another encoding of the same body is valid (the
+    # gateway answers it as a duplicate of the first: its id is the signed string's digest).
+    reencoded = body.replace(b"%5B", b"%5b").replace(b"%7B", b"%7b") + b"&"
+    v.append(vector("mandrill valid, the body re-encoded", "mandrill", [key], [form, ["X-Mandrill-Signature", sign(key, params)]], reencoded, "valid", url=url))
+    # Portcullis' policy, not the recipe's verdict: Mandrill POSTs url-encoded forms only, so a
+    # multipart body (whose file parts no signature covers) and a field with an empty name
+    # (which adds only its value to the signed string) are refused.
+    mp = ("--B\r\nContent-Disposition: form-data; name=\"mandrill_events\"\r\n\r\n" + events + "\r\n--B--\r\n").encode()
+    v.append(vector("mandrill multipart body refused", "mandrill", [key],
+                    [["Content-Type", "multipart/form-data; boundary=B"], ["X-Mandrill-Signature", sign(key, params)]], mp, "invalid", url=url))
+    empty = {"mandrill_events": events, "": "x"}
+    v.append(vector("mandrill empty field name refused", "mandrill", [key], [form, ["X-Mandrill-Signature", sign(key, empty)]],
+                    body + b"&=x", "invalid", url=url))
     return v
 
 
