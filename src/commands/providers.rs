@@ -30,7 +30,7 @@ pub fn run(json: bool, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
                 },
                 p.encoding.name().to_string(),
                 p.timestamp.as_ref().map(|t| t.describe()).unwrap_or_else(|| "none".into()),
-                p.id.describe(),
+                if ids_signed_string(p) { "sha256(signed string)".into() } else { p.id.describe() },
                 Security::of(p).summary(),
             ]
         })
@@ -129,7 +129,8 @@ struct TimestampJson<'a> {
 
 #[derive(serde::Serialize)]
 struct IdJson<'a> {
-    /// `header`, `json` (pointers joined with `:`) or `body-sha256`.
+    /// `header`, `json` (pointers joined with `:`), `body-sha256`, or `signed-string-sha256`
+    /// (form schemes: the digest of what the signature covers, the same for every encoding).
     source: &'static str,
     header: Option<&'a str>,
     /// Other names of the id header, looked for in order after `header`.
@@ -207,6 +208,12 @@ impl<'a> ProfileJson<'a> {
                     header_aliases: vec![],
                     json: ps.iter().map(|j| j.as_str()).collect(),
                 },
+                IdSource::BodySha256 if ids_signed_string(p) => IdJson {
+                    source: "signed-string-sha256",
+                    header: None,
+                    header_aliases: vec![],
+                    json: vec![],
+                },
                 IdSource::BodySha256 => {
                     IdJson { source: "body-sha256", header: None, header_aliases: vec![], json: vec![] }
                 }
@@ -217,4 +224,12 @@ impl<'a> ProfileJson<'a> {
             security: Security::of(p),
         }
     }
+}
+
+/// Profiles whose fallback id is the digest of the string their signature covers (form
+/// schemes: every encoding of one signed form is one event), not of the raw body.
+fn ids_signed_string(p: &Profile) -> bool {
+    use crate::verify::profile::{Canonical, IdSource};
+    matches!(p.id, IdSource::BodySha256)
+        && (matches!(p.canonical, Some(Canonical::Mandrill)) || p.payload.uses_form())
 }
