@@ -354,3 +354,60 @@ async fn nylas_challenge_is_echoed_as_plain_text_and_deliveries_still_verify() {
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     assert_eq!(up.count(), 1);
 }
+
+#[tokio::test]
+async fn head_url_checks_and_lushas_get_challenge_are_answered_without_reaching_the_upstream() {
+    let up = Upstream::start().await;
+    let yaml = config(&[
+        route(
+            "/trello",
+            "trello",
+            &["trello-secret"],
+            &up.url("/in"),
+            "    public_url: https://hooks.example.com/trello\n",
+        ),
+        route(
+            "/mandrill",
+            "mandrill",
+            &["mandrill-key"],
+            &up.url("/in"),
+            "    public_url: https://hooks.example.com/mandrill\n",
+        ),
+        route("/lusha", "lusha", &["lusha-secret"], &up.url("/in"), ""),
+        route("/github", "github", &["gh-secret"], &up.url("/in"), ""),
+    ]);
+    let gw = TestGateway::start(&yaml, Clock::System).await;
+    let c = client();
+    // Trello creates a webhook only when its HEAD gets a 200; Mandrill checks the same way.
+    for path in ["/trello", "/mandrill"] {
+        let res = send(&c, Method::HEAD, &gw.url(path), &[], "").await;
+        assert_eq!(res.status, StatusCode::OK, "{path}");
+        assert!(res.body.is_empty(), "{path}");
+        // Only HEAD: an unsigned GET is still refused.
+        assert_eq!(get(&c, &gw.url(path), &[]).await.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+    }
+    // A profile without a HEAD check still refuses HEAD.
+    assert_eq!(
+        send(&c, Method::HEAD, &gw.url("/github"), &[], "").await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    // Lusha: GET ?challenge=C → {"challenge": C}.
+    let res = get(&c, &gw.url("/lusha?challenge=abc123"), &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let doc: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(doc, serde_json::json!({ "challenge": "abc123" }));
+    assert_eq!(up.count(), 0, "no URL check reaches the upstream");
+    // Deliveries still need their signature.
+    let body = br#"{"id":"f3b87e05-0402-4f3e-8e26-6a38fd0ad62c","type":"contact.updated"}"#;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    let mut signed = now.as_bytes().to_vec();
+    signed.push(b'.');
+    signed.extend_from_slice(body);
+    let sig = hex::encode(hmac256("lusha-secret", &signed));
+    let headers = h(&[("X-Lusha-Signature", &sig), ("X-Lusha-Timestamp", &now)]);
+    assert_eq!(post(&c, &gw.url("/lusha"), &headers, &body[..]).await.status, StatusCode::OK);
+    let forged = h(&[("X-Lusha-Signature", &"0".repeat(64)), ("X-Lusha-Timestamp", &now)]);
+    assert_eq!(post(&c, &gw.url("/lusha"), &forged, &body[..]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(up.count(), 1);
+}

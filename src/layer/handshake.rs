@@ -49,11 +49,11 @@ fn reply(content_type: &'static str, body: String) -> Response<Body> {
 /// The answer to a GET on `route` that is its profile's GET handshake, or `None` for any
 /// other request (then handled as before: a GET is refused by the method check).
 pub fn answer_get<B>(route: &Arc<RouteEntry>, req: &Request<B>) -> Option<Response<Body>> {
-    if req.method() != Method::GET {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
         return None;
     }
     let verifier = &route.verifier;
-    let h = verifier.profile().handshake.as_ref().filter(|h| h.method == HandshakeMethod::Get)?;
+    let h = verifier.profile().handshake.as_ref().filter(|h| h.method.unsigned())?;
     let input = HandshakeRequest {
         method: req.method(),
         query: req.uri().query(),

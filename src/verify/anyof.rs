@@ -104,6 +104,7 @@ mod tests {
         HeaderFormat {
             format: Format::Raw,
             prefix: None,
+            prefix_optional: false,
             separator: String::new(),
             kv_separator: String::new(),
             signature_keys: vec![],

@@ -135,12 +135,21 @@ struct RawReply {
     json: Option<serde_json::Value>,
 }
 
-/// When a handshake is answered: GET before authentication, POST after it.
+/// When a handshake is answered: GET and HEAD before authentication, POST after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HandshakeMethod {
     Get,
     Post,
+    /// A URL check (Trello, Mandrill): `HEAD` answered 200 with no body; it carries nothing.
+    Head,
+}
+
+impl HandshakeMethod {
+    /// Answered before authentication and before any body is read (GET, HEAD).
+    pub fn unsigned(self) -> bool {
+        matches!(self, HandshakeMethod::Get | HandshakeMethod::Head)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,6 +294,19 @@ impl RawHandshake {
 impl RawSpec {
     fn validate(self, alg: Algorithm, name: Option<String>) -> Result<Handshake, String> {
         let method = self.method;
+        if method == HandshakeMethod::Head {
+            // A URL check: nothing to read and nothing to echo.
+            let empty =
+                self.when.query.is_empty() && self.when.header.is_empty() && self.when.json.is_empty();
+            if !empty || self.challenge.is_some() || self.verify_token.is_some() {
+                return Err(
+                    "a HEAD handshake only answers 200: when, challenge and verify_token do not apply".into(),
+                );
+            }
+            if self.reply.json.is_some() || self.reply.text.as_deref().is_some_and(|t| !t.is_empty()) {
+                return Err("reply: a HEAD handshake has no body; write reply: {text: \"\"}".into());
+            }
+        }
         let get = method == HandshakeMethod::Get;
         if get && !self.when.json.is_empty() {
             return Err("when.json: a GET handshake has no body".into());
@@ -299,7 +321,11 @@ impl RawSpec {
         if get && challenge.is_none() {
             return Err("challenge: a GET handshake echoes a challenge; say where it is".into());
         }
-        if !get && self.when.query.is_empty() && self.when.header.is_empty() && self.when.json.is_empty() {
+        if method == HandshakeMethod::Post
+            && self.when.query.is_empty()
+            && self.when.header.is_empty()
+            && self.when.json.is_empty()
+        {
             return Err("when: a POST handshake needs a condition, or every delivery would be one".into());
         }
         let mut used = Vec::new();
@@ -437,6 +463,7 @@ impl Handshake {
         let want = match self.method {
             HandshakeMethod::Get => Method::GET,
             HandshakeMethod::Post => Method::POST,
+            HandshakeMethod::Head => Method::HEAD,
         };
         if *req.method != want {
             return Answer::NotHandshake;
@@ -696,6 +723,8 @@ mod tests {
     fn nonsensical_blocks_are_refused() {
         for (yaml, why) in [
             ("method: GET\nreply: {text: hi}\n", "echoes a challenge"),
+            ("method: HEAD\nchallenge: {query: c}\nreply: {text: ''}\n", "only answers 200"),
+            ("method: HEAD\nreply: {text: hi}\n", "has no body"),
             ("method: POST\nchallenge: {json: /c}\nreply: {text: '{challenge}'}\n", "needs a condition"),
             (
                 "method: GET\nwhen: {json: {/a: 1}}\nchallenge: {query: c}\nreply: {text: '{challenge}'}\n",

@@ -25,6 +25,8 @@ pub enum Format {
 pub struct HeaderFormat {
     pub format: Format,
     pub prefix: Option<String>,
+    /// The prefix may be left out (Mollie's SDK strips `sha256=` only when it is there).
+    pub prefix_optional: bool,
     pub separator: String,
     pub kv_separator: String,
     /// Keys (key-value) or versions (versioned) whose values are signatures; `*` takes every
@@ -101,11 +103,11 @@ impl HeaderFormat {
                 let sig = match &self.prefix {
                     Some(p) => {
                         let missing = || HeaderError::Prefix(p.clone());
-                        let head = value.get(..p.len()).ok_or_else(missing)?;
-                        if !head.eq_ignore_ascii_case(p) {
-                            return Err(missing());
+                        match value.get(..p.len()) {
+                            Some(head) if head.eq_ignore_ascii_case(p) => value[p.len()..].trim(),
+                            _ if self.prefix_optional => value,
+                            _ => return Err(missing()),
                         }
-                        value[p.len()..].trim()
                     }
                     None => value,
                 };
@@ -185,6 +187,7 @@ mod tests {
         HeaderFormat {
             format: Format::Raw,
             prefix: prefix.map(str::to_string),
+            prefix_optional: false,
             separator: String::new(),
             kv_separator: String::new(),
             signature_keys: vec![],
@@ -197,6 +200,7 @@ mod tests {
         HeaderFormat {
             format: Format::KeyValue,
             prefix: None,
+            prefix_optional: false,
             separator: ",".into(),
             kv_separator: "=".into(),
             signature_keys: vec!["v1".into()],
@@ -216,6 +220,16 @@ mod tests {
         assert_eq!(f.parse("  ").unwrap_err(), HeaderError::Empty);
         // A multi-byte character where the prefix would end is not a panic.
         assert_eq!(f.parse("sha25é=x").unwrap_err(), HeaderError::Prefix("sha256=".into()));
+    }
+
+    #[test]
+    fn an_optional_prefix_may_be_left_out() {
+        let mut f = raw(Some("sha256="));
+        f.prefix_optional = true;
+        assert_eq!(f.parse("sha256=abcd").unwrap().signatures(), ["abcd"]);
+        assert_eq!(f.parse("abcd").unwrap().signatures(), ["abcd"]);
+        assert!(f.parse("sha256=").is_err(), "a prefix with nothing after it is still refused");
+        assert!(f.parse("").is_err());
     }
 
     #[test]
@@ -239,6 +253,7 @@ mod tests {
         let f = HeaderFormat {
             format: Format::Versioned,
             prefix: None,
+            prefix_optional: false,
             separator: " ".into(),
             kv_separator: ",".into(),
             signature_keys: vec!["v1".into()],
@@ -257,6 +272,7 @@ mod tests {
         let f = HeaderFormat {
             format: Format::Positional,
             prefix: None,
+            prefix_optional: false,
             separator: ",".into(),
             kv_separator: String::new(),
             signature_keys: vec![],
@@ -303,6 +319,7 @@ mod tests {
         let f = HeaderFormat {
             format: Format::KeyValue,
             prefix: None,
+            prefix_optional: false,
             separator: "&".into(),
             kv_separator: "|".into(),
             signature_keys: vec!["*".into()],

@@ -109,6 +109,9 @@ struct RawSignature {
     #[serde(default = "default_format")]
     format: Format,
     prefix: Option<String>,
+    /// The prefix may be absent (raw format only).
+    #[serde(default)]
+    prefix_optional: bool,
     separator: Option<String>,
     kv_separator: Option<String>,
     /// Keys (key-value) or versions (versioned) whose values are signatures.
@@ -588,9 +591,15 @@ impl RawProfile {
                 }
             }
         }
+        if sig.prefix_optional
+            && (sig.format != Format::Raw || sig.prefix.as_deref().is_none_or(str::is_empty))
+        {
+            return Err("signature.prefix_optional: only for a raw format with a prefix".into());
+        }
         let header_format = HeaderFormat {
             format: sig.format,
             prefix: sig.prefix.filter(|p| !p.is_empty()),
+            prefix_optional: sig.prefix_optional,
             separator: sig.separator.unwrap_or_else(|| sep.into()),
             kv_separator: sig.kv_separator.unwrap_or_else(|| kv.into()),
             signature_keys: keys,
@@ -861,6 +870,7 @@ fn certificate_profile(
         header_format: HeaderFormat {
             format: Format::Raw,
             prefix: None,
+            prefix_optional: false,
             separator: String::new(),
             kv_separator: String::new(),
             signature_keys: Vec::new(),

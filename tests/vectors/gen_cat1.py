@@ -238,6 +238,8 @@ def mollie():
     case("valid", [s1], [["X-Mollie-Signature", good]], body, "valid")
     case("valid with the second of two configured secrets", [s1, s2],
          [["X-Mollie-Signature", "sha256=" + hexmac(S256, s2, body)]], body, "valid")
+    case("valid without the sha256= prefix (the docs compare the bare hex)", [s1],
+         [["X-Mollie-Signature", hexmac(S256, s1, body)]], body, "valid")
     case("wrong secret", [s1], [["X-Mollie-Signature", "sha256=" + hexmac(S256, s2, body)]], body, "invalid")
     case("tampered body", [s1], [["X-Mollie-Signature", good]], body.replace(b"paid", b"pai_"), "invalid")
     case("missing signature (a classic, unsigned webhook)", [s1], [], b"id=tr_5B8cwPMGnU6qLbRvo7qEZo", "invalid")
