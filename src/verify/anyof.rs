@@ -105,6 +105,7 @@ mod tests {
             format: Format::Raw,
             prefix: None,
             prefix_optional: false,
+            set_separator: None,
             separator: String::new(),
             kv_separator: String::new(),
             signature_keys: vec![],

@@ -27,6 +27,9 @@ pub struct HeaderFormat {
     pub prefix: Option<String>,
     /// The prefix may be left out (Mollie's SDK strips `sha256=` only when it is there).
     pub prefix_optional: bool,
+    /// Key-value only: the value may hold several sets of entries split by this (Persona's
+    /// `t=…,v1=… t=…,v1=…`); a timestamp repeated across sets must be the same.
+    pub set_separator: Option<String>,
     pub separator: String,
     pub kv_separator: String,
     /// Keys (key-value) or versions (versioned) whose values are signatures; `*` takes every
@@ -117,18 +120,31 @@ impl HeaderFormat {
                 out.push(sig)?;
             }
             Format::KeyValue | Format::Versioned => {
-                for item in value.split(self.separator.as_str()) {
-                    let item = item.trim();
-                    let Some((k, v)) = item.split_once(self.kv_separator.as_str()) else {
-                        continue;
-                    };
-                    let (k, v) = (k.trim(), v.trim());
-                    if self.timestamp_key.as_deref() == Some(k) {
-                        if out.timestamp.replace(v).is_some() {
+                let sets: &mut dyn Iterator<Item = &str> = match &self.set_separator {
+                    Some(sep) => &mut value.split(sep.as_str()).filter(|s| !s.trim().is_empty()),
+                    None => &mut std::iter::once(value),
+                };
+                for set in sets {
+                    let mut set_timestamp = None;
+                    for item in set.split(self.separator.as_str()) {
+                        let item = item.trim();
+                        let Some((k, v)) = item.split_once(self.kv_separator.as_str()) else {
+                            continue;
+                        };
+                        let (k, v) = (k.trim(), v.trim());
+                        if self.timestamp_key.as_deref() == Some(k) {
+                            if set_timestamp.replace(v).is_some() {
+                                return Err(HeaderError::DuplicateTimestamp);
+                            }
+                        } else if !v.is_empty() && self.signature_keys.iter().any(|s| s == k || s == "*") {
+                            out.push(v)?;
+                        }
+                    }
+                    // Sets of one value sign one timestamp: one that differs is ambiguous.
+                    if let Some(t) = set_timestamp {
+                        if out.timestamp.replace(t).is_some_and(|prev| prev != t) {
                             return Err(HeaderError::DuplicateTimestamp);
                         }
-                    } else if !v.is_empty() && self.signature_keys.iter().any(|s| s == k || s == "*") {
-                        out.push(v)?;
                     }
                 }
                 if out.count == 0 {
@@ -188,6 +204,7 @@ mod tests {
             format: Format::Raw,
             prefix: prefix.map(str::to_string),
             prefix_optional: false,
+            set_separator: None,
             separator: String::new(),
             kv_separator: String::new(),
             signature_keys: vec![],
@@ -201,6 +218,7 @@ mod tests {
             format: Format::KeyValue,
             prefix: None,
             prefix_optional: false,
+            set_separator: None,
             separator: ",".into(),
             kv_separator: "=".into(),
             signature_keys: vec!["v1".into()],
@@ -220,6 +238,19 @@ mod tests {
         assert_eq!(f.parse("  ").unwrap_err(), HeaderError::Empty);
         // A multi-byte character where the prefix would end is not a panic.
         assert_eq!(f.parse("sha25é=x").unwrap_err(), HeaderError::Prefix("sha256=".into()));
+    }
+
+    #[test]
+    fn sets_of_entries_each_give_their_signatures() {
+        let mut f = stripe();
+        f.set_separator = Some(" ".into());
+        let p = f.parse("t=1,v1=aa t=1,v1=bb").unwrap();
+        assert_eq!(p.signatures(), ["aa", "bb"]);
+        assert_eq!(p.timestamp, Some("1"));
+        assert!(f.parse("t=1,v1=aa t=2,v1=bb").is_err(), "sets with different timestamps are ambiguous");
+        assert!(f.parse("t=1,t=1,v1=aa").is_err(), "a set naming its timestamp twice");
+        // Without set_separator the first set's signature runs into the next set's timestamp.
+        assert!(!stripe().parse("t=1,v1=aa t=1,v1=bb").unwrap().signatures().contains(&"aa"));
     }
 
     #[test]
@@ -254,6 +285,7 @@ mod tests {
             format: Format::Versioned,
             prefix: None,
             prefix_optional: false,
+            set_separator: None,
             separator: " ".into(),
             kv_separator: ",".into(),
             signature_keys: vec!["v1".into()],
@@ -273,6 +305,7 @@ mod tests {
             format: Format::Positional,
             prefix: None,
             prefix_optional: false,
+            set_separator: None,
             separator: ",".into(),
             kv_separator: String::new(),
             signature_keys: vec![],
@@ -320,6 +353,7 @@ mod tests {
             format: Format::KeyValue,
             prefix: None,
             prefix_optional: false,
+            set_separator: None,
             separator: "&".into(),
             kv_separator: "|".into(),
             signature_keys: vec!["*".into()],

@@ -112,6 +112,9 @@ struct RawSignature {
     /// The prefix may be absent (raw format only).
     #[serde(default)]
     prefix_optional: bool,
+    /// Key-value format: the value may hold several sets of entries, split by this (Persona's
+    /// `t=…,v1=… t=…,v1=…` while a secret rotates); every set's signatures are tried.
+    set_separator: Option<String>,
     separator: Option<String>,
     kv_separator: Option<String>,
     /// Keys (key-value) or versions (versioned) whose values are signatures.
@@ -591,6 +594,9 @@ impl RawProfile {
                 }
             }
         }
+        if sig.set_separator.is_some() && sig.format != Format::KeyValue {
+            return Err("signature.set_separator belongs to the key-value format".into());
+        }
         if sig.prefix_optional
             && (sig.format != Format::Raw || sig.prefix.as_deref().is_none_or(str::is_empty))
         {
@@ -600,6 +606,7 @@ impl RawProfile {
             format: sig.format,
             prefix: sig.prefix.filter(|p| !p.is_empty()),
             prefix_optional: sig.prefix_optional,
+            set_separator: sig.set_separator.filter(|s| !s.is_empty()),
             separator: sig.separator.unwrap_or_else(|| sep.into()),
             kv_separator: sig.kv_separator.unwrap_or_else(|| kv.into()),
             signature_keys: keys,
@@ -871,6 +878,7 @@ fn certificate_profile(
             format: Format::Raw,
             prefix: None,
             prefix_optional: false,
+            set_separator: None,
             separator: String::new(),
             kv_separator: String::new(),
             signature_keys: Vec::new(),

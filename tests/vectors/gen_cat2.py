@@ -425,6 +425,8 @@ def main():
            b'{"data":{"type":"event","id":"evt_Pq3Lr8sT1uVw2XyZ","attributes":{"name":"verification.passed"}}}'), timed=True,
           extra=[("rotating: two sets, the route holds both secrets", ["wbhsec_prev-7e8f9a0b", "wbhsec_3c6d9f2a-4b5e-4c7d-8e9f-0a1b2c3d4e5f"],
                   [["Persona-Signature", persona_sign("wbhsec_prev-7e8f9a0b", PB, NOW)[0][1] + " " + persona_sign("wbhsec_3c6d9f2a-4b5e-4c7d-8e9f-0a1b2c3d4e5f", PB, NOW)[0][1]]], PB, "valid"),
+                 ("rotating: two sets, new first, the route holds only the new secret", ["wbhsec_3c6d9f2a-4b5e-4c7d-8e9f-0a1b2c3d4e5f"],
+                  [["Persona-Signature", persona_sign("wbhsec_3c6d9f2a-4b5e-4c7d-8e9f-0a1b2c3d4e5f", PB, NOW)[0][1] + " " + persona_sign("wbhsec_prev-7e8f9a0b", PB, NOW)[0][1]]], PB, "valid"),
                  ("rotating: two sets, neither from the route's secret", ["wbhsec_other"],
                   [["Persona-Signature", persona_sign("wbhsec_prev-7e8f9a0b", PB, NOW)[0][1] + " " + persona_sign("wbhsec_3c6d9f2a-4b5e-4c7d-8e9f-0a1b2c3d4e5f", PB, NOW)[0][1]]], PB, "invalid")])
 
