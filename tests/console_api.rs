@@ -26,7 +26,7 @@ async fn deliver(c: &HttpClient, url: &str, secret: &str, id: &str) -> Answer {
 
 fn yaml(routes: &[String]) -> String {
     format!(
-        "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token: [{TOKEN_A:?}, {TOKEN_B:?}]\nroutes:\n{}",
+        "listen: 127.0.0.1:0\ntrusted_proxies: [\"127.0.0.1\"]\nadmin:\n  listen: 127.0.0.1:0\n  token: [{TOKEN_A:?}, {TOKEN_B:?}]\nroutes:\n{}",
         routes.concat()
     )
 }
@@ -75,7 +75,10 @@ async fn deliveries_are_recorded_with_outcome_status_and_reason() {
     assert_eq!(deliver(&c, &gw.url("/p"), SECRET, "evt_genuine").await.status, 200);
     assert_eq!(deliver(&c, &gw.url("/p"), "forged-secret", "evt_forged").await.status, 401);
     assert_eq!(deliver(&c, &gw.url("/f"), SECRET, "evt_failing").await.status, 503);
-    assert_eq!(deliver(&c, &gw.url("/p"), OLD_SECRET, "evt_old").await.status, 200);
+    let b = body("evt_old");
+    let mut h = sign("paylent", OLD_SECRET, &b, "", 0);
+    h.push(("x-forwarded-for".into(), "192.0.2.7".into()));
+    assert_eq!(post(&c, &gw.url("/p"), &h, b).await.status, 200);
     // Unrouted: not recorded.
     assert_eq!(deliver(&c, &gw.url("/nowhere"), SECRET, "evt_404").await.status, 404);
 
@@ -95,7 +98,9 @@ async fn deliveries_are_recorded_with_outcome_status_and_reason() {
     assert_eq!(old["provider"], "paylent");
     assert_eq!(old["method"], "POST");
     assert_eq!(old["path"], "/p");
-    assert_eq!(old["client"], "127.0.0.1");
+    // The peer is a trusted proxy: the client is the address it forwarded for.
+    assert_eq!(old["client"], "192.0.2.7");
+    assert_eq!(all[1]["client"], "127.0.0.1");
     assert_eq!(old["status"], 200);
     assert_eq!(old["secret_index"], 1);
     assert_eq!(old["upstream_status"], 200);

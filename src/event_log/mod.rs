@@ -35,7 +35,8 @@ pub struct Event {
     pub provider: String,
     pub method: String,
     pub path: String,
-    /// The connection's peer address.
+    /// The client's address: the connection's peer, or behind `trusted_proxies`, the
+    /// address they forwarded for.
     pub client: Option<IpAddr>,
     pub outcome: &'static str,
     /// The HTTP status answered to the sender.

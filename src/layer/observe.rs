@@ -6,6 +6,7 @@ use crate::event_log::{now_ms, Event, Recorder};
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
 use crate::response::{Body, Record};
+use crate::routing::SharedRouting;
 use http::{Request, Response};
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,8 +22,9 @@ pub struct ObserveLayer {
     metrics: Arc<Metrics>,
     /// The connection worker serving the requests: it writes its own metric shard.
     worker: Option<usize>,
-    /// Where events go, and the connection's peer they name.
-    events: Option<(Arc<Recorder>, IpAddr)>,
+    /// Where events go, the routing (for the client address behind trusted proxies), and
+    /// the connection's peer.
+    events: Option<(Arc<Recorder>, Arc<SharedRouting>, IpAddr)>,
 }
 
 impl ObserveLayer {
@@ -31,9 +33,10 @@ impl ObserveLayer {
         ObserveLayer { metrics, worker, events: None }
     }
 
-    /// Also recording each routed request into `events`, as sent from `peer`.
-    pub fn recording(mut self, events: Arc<Recorder>, peer: SocketAddr) -> Self {
-        self.events = Some((events, peer.ip().to_canonical()));
+    /// Also recording each routed request into `events`, as sent from `peer` (or, where
+    /// `routing`'s trusted proxies say so, the client they forwarded for).
+    pub fn recording(mut self, events: Arc<Recorder>, routing: Arc<SharedRouting>, peer: SocketAddr) -> Self {
+        self.events = Some((events, routing, peer.ip().to_canonical()));
         self
     }
 }
@@ -55,7 +58,7 @@ pub struct Observe<S> {
     inner: S,
     metrics: Arc<Metrics>,
     shard: usize,
-    events: Option<(Arc<Recorder>, IpAddr)>,
+    events: Option<(Arc<Recorder>, Arc<SharedRouting>, IpAddr)>,
 }
 
 impl<S, B> Service<Request<B>> for Observe<S>
@@ -76,8 +79,10 @@ where
         let method = req.method().clone();
         self.metrics.add_in_flight(self.shard, 1);
         // The path is copied only when there is a log to record it in.
-        let events =
-            self.events.as_ref().map(|(r, peer)| (r.clone(), *peer, req.uri().path().to_owned(), now_ms()));
+        let events = self.events.as_ref().map(|(r, routing, peer)| {
+            let client = routing.load().client_ip(*peer, req.headers());
+            (r.clone(), client, req.uri().path().to_owned(), now_ms())
+        });
         ResponseFuture {
             fut: self.inner.call(req),
             start,
@@ -100,7 +105,7 @@ pin_project_lite::pin_project! {
         metrics: Arc<Metrics>,
         shard: usize,
         done: bool,
-        // The recorder, the peer, the path and the arrival time (unix ms).
+        // The recorder, the client address, the path and the arrival time (unix ms).
         events: Option<(Arc<Recorder>, IpAddr, String, u64)>,
     }
 
@@ -159,7 +164,7 @@ where
         } else {
             line!(info);
         }
-        if let (Some(r), Some((recorder, peer, path, time_ms))) = (route, this.events.take()) {
+        if let (Some(r), Some((recorder, client, path, time_ms))) = (route, this.events.take()) {
             let recorded = recorder.record(Event {
                 id: String::new(),
                 time_ms,
@@ -167,7 +172,7 @@ where
                 provider: r.provider().to_owned(),
                 method: method.to_string(),
                 path,
-                client: Some(peer),
+                client: Some(client),
                 outcome: record.outcome.as_str(),
                 status,
                 event_key: record.key.as_deref().map(str::to_owned),
