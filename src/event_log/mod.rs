@@ -202,6 +202,16 @@ mod tests {
     }
 
     #[test]
+    fn a_full_channel_drops_instead_of_waiting() {
+        let recorder = Recorder::new(Arc::new(memory::MemoryLog::new(10)));
+        // No appender: the channel fills and the next event is refused at once.
+        for _ in 0..CHANNEL {
+            assert!(recorder.record(memory::tests::event("r", "forwarded")));
+        }
+        assert!(!recorder.record(memory::tests::event("r", "forwarded")));
+    }
+
+    #[test]
     fn event_id_matches_the_whole_key_or_its_last_part() {
         let mut e = memory::tests::event("r", "forwarded");
         e.event_key = Some("r:evt_1".into());
