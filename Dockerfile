@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t portcullis .
-# Run:   docker run -p 8080:8080 -p 9090:9090 -v $PWD/config.yaml:/etc/portcullis/config.yaml:ro portcullis
+# Run:   docker run -p 8080:8080 -p 9090:9090 -e PORTCULLIS_ADMIN_TOKEN=$(openssl rand -hex 24) -v $PWD/config.yaml:/etc/portcullis/config.yaml:ro portcullis
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
@@ -20,7 +20,8 @@ COPY config.example.yaml /etc/portcullis/config.yaml
 USER portcullis
 ENV PORTCULLIS_LISTEN=0.0.0.0:8080 PORTCULLIS_ADMIN=0.0.0.0:9090 PORTCULLIS_DATA=/var/lib/portcullis
 WORKDIR /var/lib/portcullis
-# 8080: webhooks; 9090: admin (health, readiness, metrics).
+# 8080: webhooks; 9090: admin (health, readiness, metrics; /api and /queue need the token,
+# and the admin listener refuses to start on 0.0.0.0 without PORTCULLIS_ADMIN_TOKEN).
 EXPOSE 8080 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD curl -fsS http://127.0.0.1:9090/healthz || exit 1

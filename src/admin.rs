@@ -7,11 +7,16 @@
 //! - `GET /queue`: depth, oldest age, in retry and dead, per queued route.
 //! - `GET /queue/dead[?route=R]`: the dead-letter list.
 //! - `POST /queue/replay?id=ID` or `?all=1` (`&route=R`): dead letters back to the queue.
+//! - `GET /api/...`: the admin API ([`crate::console`]): recorded deliveries and routes.
+//!
+//! With `admin.token` set, `/api` and `/queue` need `Authorization: Bearer <token>` (401
+//! otherwise); the probes and `/metrics` stay open. Without one (allowed on loopback only)
+//! they are open to whoever can reach the listener.
 //!
 //! A browser page of another site can send requests here, and a DNS name rebound to this
 //! address lets its scripts read the answers. So, before any endpoint ([`cross_site`]):
 //! a request whose `Origin` is not this listener's own origin is refused (403); the queue
-//! endpoints, and every method but GET and HEAD, need a `Host` that is an IP literal or
+//! and API endpoints, and every method but GET and HEAD, need a `Host` that is an IP literal or
 //! `localhost` (403 otherwise; the probes and `/metrics` answer under any name, for load
 //! balancers and scrapers that address the instance by DNS name); and a POST may carry a body
 //! only as `application/json` (415), which a page can send only with the CORS preflight this
@@ -20,7 +25,10 @@
 use crate::gateway::Gateway;
 use crate::idempotency::bounded;
 use crate::response::{full, json_response, Body};
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, TRANSFER_ENCODING};
+use http::header::{
+    HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, TRANSFER_ENCODING,
+    WWW_AUTHENTICATE,
+};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,11 +42,19 @@ use tokio::net::TcpListener;
 
 /// Answers one admin request.
 pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if guarded(req.uri().path()) {
+        if let Some(refused) = unauthorized(&gateway, &req) {
+            return Ok(refused);
+        }
+    }
     if req.uri().path().starts_with("/queue") {
         return Ok(queue(gateway, &req).await);
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#));
+    }
+    if req.uri().path().starts_with("/api/") {
+        return Ok(crate::console::handle(&gateway, req.uri().path(), req.uri().query().unwrap_or("")));
     }
     Ok(match req.uri().path() {
         "/healthz" => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
@@ -65,6 +81,39 @@ pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Result<Res
     })
 }
 
+/// The paths that show or change deliveries: the token guards them, and only an IP literal
+/// or `localhost` may name the listener for them.
+fn guarded(path: &str) -> bool {
+    path.starts_with("/queue") || path == "/api" || path.starts_with("/api/")
+}
+
+/// 401 for a request to a guarded path without one of the configured bearer tokens; `None`
+/// when it has one, or when no token is configured (a loopback listener).
+fn unauthorized<B>(gateway: &Gateway, req: &Request<B>) -> Option<Response<Body>> {
+    let routing = gateway.routing();
+    let tokens = &routing.config.admin_tokens;
+    if tokens.is_empty() {
+        return None;
+    }
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .map(|t| t.trim_ascii());
+    if given.is_some_and(|t| tokens.accepts(t)) {
+        return None;
+    }
+    tracing::warn!(
+        method = %req.method(),
+        path = req.uri().path(),
+        reason = if given.is_some() { "wrong bearer token" } else { "no bearer token" },
+        "admin request refused"
+    );
+    let mut res = json_response(StatusCode::UNAUTHORIZED, r#"{"error":"unauthorized"}"#);
+    res.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(res)
+}
+
 /// The answer to a request that a browser may have sent for a page of another site, or
 /// through a DNS name rebound to this address; `None` for one to serve.
 pub fn cross_site<B>(req: &Request<B>) -> Option<Response<Body>> {
@@ -75,7 +124,7 @@ pub fn cross_site<B>(req: &Request<B>) -> Option<Response<Body>> {
         tracing::warn!(method = %req.method(), path = req.uri().path(), reason, "admin request refused");
         Some(json_response(status, body))
     };
-    if (!safe || req.uri().path().starts_with("/queue")) && host.is_none() {
+    if (!safe || guarded(req.uri().path())) && host.is_none() {
         return refuse(
             StatusCode::FORBIDDEN,
             "Host is not an IP literal or localhost",

@@ -49,7 +49,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// The delivery queue of `delivery: queued` routes, through a gateway's admin listener.
     Queue {
-        /// The admin listener of a running gateway.
+        /// The admin listener of a running gateway (its token, if it has one, from
+        /// PORTCULLIS_ADMIN_TOKEN).
         #[arg(long, global = true, default_value = "http://127.0.0.1:9090")]
         admin: String,
         /// Only this route.

@@ -36,6 +36,8 @@ pub struct Gateway {
     pub body_reads: Arc<crate::layer::read_body::BodyReads>,
     /// The delivery queue of `delivery: queued` routes.
     pub queue: Option<Arc<crate::queue::Queue>>,
+    /// Where the observe layer records each delivery for the admin API.
+    pub events: Arc<crate::event_log::Recorder>,
 }
 
 impl Gateway {
@@ -59,6 +61,9 @@ impl Gateway {
             )),
             limits: config.limits.clone(),
             queue: None,
+            events: Arc::new(crate::event_log::Recorder::new(Arc::new(
+                crate::event_log::memory::MemoryLog::new(config.event_log_keep),
+            ))),
         }
     }
 

@@ -9,7 +9,9 @@
 //! - [`runtime`]: the composition root: a running gateway wired from its config and listeners,
 //!   used by `serve` and by the tests;
 //! - [`output`]: the commands' standard output, where a closed pipe ends the output quietly;
-//! - [`admin`]: health, readiness and metrics on their own listener;
+//! - [`admin`]: health, readiness, metrics and the admin API on their own listener;
+//! - [`console`]: the admin API's JSON (`/api/deliveries`, `/api/routes`);
+//! - [`event_log`]: the delivery records the admin API lists, kept off the request path;
 //! - [`config`]: gateway YAML as written, `${VAR}` expansion, validated into routes, store
 //!   settings and edge limits;
 //! - [`verify`]: signature schemes: provider profiles ([`verify::profile`], YAML, built-ins
@@ -50,7 +52,9 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod delivery;
+pub mod event_log;
 pub mod forward;
 pub mod gateway;
 pub mod idempotency;

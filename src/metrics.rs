@@ -120,6 +120,8 @@ pub struct Metrics {
     unmatched: Arc<RouteMetrics>,
     in_flight: [Padded<AtomicI64>; SHARDS],
     pub store_errors: AtomicU64,
+    /// Delivery events the event log's channel had no room for.
+    pub event_log_dropped: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     /// The queue's gauges, one set per queued route (`set_queue`).
@@ -250,6 +252,12 @@ impl Metrics {
                 "counter",
                 "Idempotency store calls that failed or timed out.",
                 self.store_errors.load(Relaxed) as i64,
+            ),
+            (
+                "portcullis_event_log_dropped_total",
+                "counter",
+                "Delivery events not recorded in the event log: its channel was full.",
+                self.event_log_dropped.load(Relaxed) as i64,
             ),
             (
                 "portcullis_queue_errors_total",

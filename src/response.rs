@@ -38,11 +38,21 @@ pub struct Record {
     pub detail: Option<String>,
     /// How long the upstream took, when it was called.
     pub upstream_latency: Option<Duration>,
+    /// The upstream's status, when it answered.
+    pub upstream_status: Option<u16>,
 }
 
 impl Record {
     pub fn new(outcome: Outcome) -> Self {
-        Record { outcome, route: None, key: None, secret_index: None, detail: None, upstream_latency: None }
+        Record {
+            outcome,
+            route: None,
+            key: None,
+            secret_index: None,
+            detail: None,
+            upstream_latency: None,
+            upstream_status: None,
+        }
     }
 
     /// The record of a verified delivery: its route, event key and the secret that matched.
@@ -54,6 +64,7 @@ impl Record {
             secret_index: Some(v.secret_index),
             detail: None,
             upstream_latency: None,
+            upstream_status: None,
         }
     }
 

@@ -61,6 +61,7 @@ pub fn serve(
     let admin = listeners.admin.as_ref().map(TcpListener::local_addr).transpose()?;
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
     start_queue_workers(&gateway, workers_stop);
+    gateway.events.spawn_appender();
     let (stop_admin, admin_stop) = tokio::sync::oneshot::channel::<()>();
     if let Some(listener) = listeners.admin {
         // /readyz answers 503 while the webhook listener drains: the admin listener stops

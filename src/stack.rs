@@ -36,8 +36,13 @@ where
 {
     ServiceBuilder::new()
         // Outermost, so that even a panic below gets its log line with the outcome; counted
-        // in the connection worker's own metric shard.
-        .layer(ObserveLayer::new(gateway.metrics.clone(), Some(worker)))
+        // in the connection worker's own metric shard, and recorded in the event log (a
+        // bounded channel's try_send: the request never waits for the log).
+        .layer(ObserveLayer::new(gateway.metrics.clone(), Some(worker)).recording(
+            gateway.events.clone(),
+            gateway.routing_handle(),
+            peer,
+        ))
         // A panic while handling one request answers 500 for that request only; the
         // connection and the process go on.
         .layer(CatchPanicLayer)

@@ -102,11 +102,16 @@ async fn admin_refuses_a_dns_rebound_host() {
         );
         refused(&c.request(Method::GET, "/queue", &headers, vec![]).await, StatusCode::FORBIDDEN);
         refused(&c.request(Method::GET, "/queue/dead", &headers, vec![]).await, StatusCode::FORBIDDEN);
+        // The admin API shows deliveries: as guarded as the queue.
+        refused(&c.request(Method::GET, "/api/deliveries", &headers, vec![]).await, StatusCode::FORBIDDEN);
+        refused(&c.request(Method::GET, "/api/routes", &headers, vec![]).await, StatusCode::FORBIDDEN);
         // Probes and scrapers that address the instance by name are still answered.
         assert_eq!(c.request(Method::GET, "/healthz", &headers, vec![]).await.status, StatusCode::OK);
     }
     for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}"), "[::1]".into()] {
         let a = c.request(Method::GET, "/queue", &h(&[("host", &host)]), vec![]).await;
+        assert_eq!(a.status, StatusCode::OK, "{host}: {}", a.text());
+        let a = c.request(Method::GET, "/api/routes", &h(&[("host", &host)]), vec![]).await;
         assert_eq!(a.status, StatusCode::OK, "{host}: {}", a.text());
     }
     let _ = std::fs::remove_dir_all(dir);

@@ -6,6 +6,7 @@ mod admin_security;
 mod certificates;
 mod chaos;
 mod cli;
+mod console_api;
 mod core;
 mod forwarding;
 mod handshakes;

@@ -1,5 +1,6 @@
 //! `portcullis queue …`: the delivery queue's stats, dead letters and replays, asked of a
-//! running gateway's admin listener.
+//! running gateway's admin listener. With `PORTCULLIS_ADMIN_TOKEN` set, it is sent as the
+//! bearer token (the environment, not a flag: a flag shows in the process list).
 
 use super::Usage;
 use crate::cli::{DeadCommand, QueueCommand};
@@ -31,7 +32,11 @@ pub fn run(admin: &str, route: Option<&str>, command: QueueCommand) -> anyhow::R
         use http_body_util::{BodyExt, Full};
         let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        let req = http::Request::builder().method(method).uri(uri).body(Full::default())?;
+        let mut req = http::Request::builder().method(method).uri(uri);
+        if let Some(token) = std::env::var("PORTCULLIS_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req.body(Full::default())?;
         let res =
             client.request(req).await.with_context(|| format!("reaching the admin listener at {admin}"))?;
         let status = res.status();

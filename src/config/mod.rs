@@ -10,12 +10,14 @@
 //! Validated types hold configuration only, no runtime state: the routing table
 //! ([`crate::routing`]) pairs each route with its counters.
 
+mod admin;
 mod env;
 mod limits;
 mod raw;
 mod route;
 mod store;
 
+pub use admin::AdminTokens;
 pub use env::expand_env;
 pub use limits::Limits;
 pub use route::{
@@ -35,6 +37,10 @@ use std::sync::Arc;
 pub struct Config {
     pub listen: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The bearer tokens the admin API needs; none: it is open (loopback listeners only).
+    pub admin_tokens: AdminTokens,
+    /// Delivery events the admin API keeps in memory.
+    pub event_log_keep: usize,
     pub tls: Option<TlsFiles>,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub store: StoreConfig,
@@ -93,6 +99,9 @@ impl Config {
         if self.admin != new.admin {
             changed.push("admin");
         }
+        if self.event_log_keep != new.event_log_keep {
+            changed.push("event_log");
+        }
         if self.store != new.store {
             changed.push("store");
         }
@@ -145,13 +154,18 @@ impl RawConfig {
             profiles.extend_from_dir(&base.join(dir)).map_err(|e| format!("providers_dir: {e}"))?;
         }
 
-        let admin = self
-            .admin
-            .map(|a| {
-                let l = expand_env(&a.listen, env).map_err(|e| format!("admin.listen: {e}"))?;
-                l.parse::<SocketAddr>().map_err(|_| format!("admin.listen: '{l}' is not an address"))
-            })
-            .transpose()?;
+        let (admin, admin_tokens) = match self.admin {
+            Some(a) => {
+                let (addr, tokens) = admin::validate(a, env)?;
+                (Some(addr), tokens)
+            }
+            None => (None, AdminTokens::default()),
+        };
+        let event_log_keep = match self.event_log.keep {
+            Some(0) => return Err("event_log.keep: must be at least 1".into()),
+            Some(n) => n,
+            None => crate::event_log::DEFAULT_KEEP,
+        };
         let tls =
             self.tls.map(|t| TlsFiles { cert_file: base.join(t.cert_file), key_file: base.join(t.key_file) });
         let trusted_proxies = self
@@ -189,7 +203,18 @@ impl RawConfig {
                 "delivery: queued needs a durable queue: store.kind redis, redis-cluster or embedded".into(),
             );
         }
-        Ok(Config { listen, admin, tls, trusted_proxies, store, limits, routes, profiles })
+        Ok(Config {
+            listen,
+            admin,
+            admin_tokens,
+            event_log_keep,
+            tls,
+            trusted_proxies,
+            store,
+            limits,
+            routes,
+            profiles,
+        })
     }
 }
 

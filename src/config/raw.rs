@@ -13,6 +13,8 @@ pub(super) struct RawConfig {
     pub listen: String,
     pub providers_dir: Option<PathBuf>,
     pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub event_log: RawEventLog,
     pub tls: Option<RawTls>,
     /// Proxies whose `X-Forwarded-For` is believed when checking `allow_ips`.
     #[serde(default)]
@@ -176,6 +178,24 @@ pub(super) struct RawCertificateOverride {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     pub listen: String,
+    /// The bearer token `/api` needs, or several (a rotation); secret-like.
+    pub token: Option<RawTokens>,
+}
+
+/// One token, or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawTokens {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The delivery event log of the admin API.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEventLog {
+    /// Events kept in memory; the oldest go first.
+    pub keep: Option<usize>,
 }
 
 #[derive(Deserialize)]

@@ -75,7 +75,12 @@ impl Service<Verified> for Forward {
             // version the upstream spoke (hyper still answers an HTTP/1.0 sender in HTTP/1.0).
             parts.version = http::Version::HTTP_11;
             let outcome = if parts.status.is_success() { Outcome::Forwarded } else { Outcome::UpstreamError };
-            parts.extensions.insert(Record { outcome, upstream_latency: Some(started.elapsed()), ..record });
+            parts.extensions.insert(Record {
+                outcome,
+                upstream_latency: Some(started.elapsed()),
+                upstream_status: Some(parts.status.as_u16()),
+                ..record
+            });
             let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
             Ok(Response::from_parts(parts, body))
         })

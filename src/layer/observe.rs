@@ -1,12 +1,16 @@
 //! Records one structured log line per request: route, provider, outcome, event key, status
-//! and latency. Never a secret or a signature value.
+//! and latency; and, for a request that reached a route, an [`Event`] for the event log
+//! (handed over without waiting). Never a secret or a signature value.
 
+use crate::event_log::{now_ms, Event, Recorder};
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
 use crate::response::{Body, Record};
+use crate::routing::SharedRouting;
 use http::{Request, Response};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,19 +22,34 @@ pub struct ObserveLayer {
     metrics: Arc<Metrics>,
     /// The connection worker serving the requests: it writes its own metric shard.
     worker: Option<usize>,
+    /// Where events go, the routing (for the client address behind trusted proxies), and
+    /// the connection's peer.
+    events: Option<(Arc<Recorder>, Arc<SharedRouting>, IpAddr)>,
 }
 
 impl ObserveLayer {
     /// Counting into `metrics`, as connection worker `worker` (`None`: no worker).
     pub fn new(metrics: Arc<Metrics>, worker: Option<usize>) -> Self {
-        ObserveLayer { metrics, worker }
+        ObserveLayer { metrics, worker, events: None }
+    }
+
+    /// Also recording each routed request into `events`, as sent from `peer` (or, where
+    /// `routing`'s trusted proxies say so, the client they forwarded for).
+    pub fn recording(mut self, events: Arc<Recorder>, routing: Arc<SharedRouting>, peer: SocketAddr) -> Self {
+        self.events = Some((events, routing, peer.ip().to_canonical()));
+        self
     }
 }
 
 impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Observe { inner, metrics: self.metrics.clone(), shard: Metrics::shard(self.worker) }
+        Observe {
+            inner,
+            metrics: self.metrics.clone(),
+            shard: Metrics::shard(self.worker),
+            events: self.events.clone(),
+        }
     }
 }
 
@@ -39,6 +58,7 @@ pub struct Observe<S> {
     inner: S,
     metrics: Arc<Metrics>,
     shard: usize,
+    events: Option<(Arc<Recorder>, Arc<SharedRouting>, IpAddr)>,
 }
 
 impl<S, B> Service<Request<B>> for Observe<S>
@@ -58,6 +78,11 @@ where
         let start = Instant::now();
         let method = req.method().clone();
         self.metrics.add_in_flight(self.shard, 1);
+        // The path is copied only when there is a log to record it in.
+        let events = self.events.as_ref().map(|(r, routing, peer)| {
+            let client = routing.load().client_ip(*peer, req.headers());
+            (r.clone(), client, req.uri().path().to_owned(), now_ms())
+        });
         ResponseFuture {
             fut: self.inner.call(req),
             start,
@@ -65,6 +90,7 @@ where
             metrics: self.metrics.clone(),
             shard: self.shard,
             done: false,
+            events,
         }
     }
 }
@@ -79,6 +105,8 @@ pin_project_lite::pin_project! {
         metrics: Arc<Metrics>,
         shard: usize,
         done: bool,
+        // The recorder, the client address, the path and the arrival time (unix ms).
+        events: Option<(Arc<Recorder>, IpAddr, String, u64)>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -135,6 +163,28 @@ where
             line!(warn);
         } else {
             line!(info);
+        }
+        if let (Some(r), Some((recorder, client, path, time_ms))) = (route, this.events.take()) {
+            let recorded = recorder.record(Event {
+                id: String::new(),
+                time_ms,
+                route: r.name.clone(),
+                provider: r.provider().to_owned(),
+                method: method.to_string(),
+                path,
+                client: Some(client),
+                outcome: record.outcome.as_str(),
+                status,
+                event_key: record.key.as_deref().map(str::to_owned),
+                secret_index: record.secret_index,
+                latency_ms,
+                upstream_status: record.upstream_status,
+                upstream_latency_ms: record.upstream_latency.map(|d| d.as_secs_f64() * 1000.0),
+                detail: record.detail.clone(),
+            });
+            if !recorded {
+                metrics.event_log_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         Poll::Ready(Ok(res))
     }

@@ -300,6 +300,11 @@ impl Verifier {
         Some(hex::encode(mac::MacKey::new(mac::Algorithm::HmacSha256, key).digest([data]).as_bytes()))
     }
 
+    /// Each secret's expiry (unix seconds), by configured index; `None`: it does not expire.
+    pub fn secret_expiries(&self) -> &[Option<u64>] {
+        &self.expires
+    }
+
     /// Secrets that verify at `now`, with their configured index.
     pub fn active_keys(&self, now: u64) -> impl Iterator<Item = (usize, &Key)> {
         self.keys.iter().enumerate().filter(move |(i, _)| self.expires[*i].is_none_or(|e| now < e))
