@@ -98,20 +98,9 @@ impl HeaderSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::header::Format;
 
     fn raw() -> HeaderFormat {
-        HeaderFormat {
-            format: Format::Raw,
-            prefix: None,
-            prefix_optional: false,
-            set_separator: None,
-            separator: String::new(),
-            kv_separator: String::new(),
-            signature_keys: vec![],
-            timestamp_key: None,
-            timestamp_position: None,
-        }
+        HeaderFormat::default()
     }
 
     fn map(list: &[(&str, &str)]) -> HeaderMap {

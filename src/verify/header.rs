@@ -4,10 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 /// How the signature header is laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// The whole value is one signature, after an optional `prefix` such as `sha256=`.
+    #[default]
     Raw,
     /// `t=…,v1=…,v1=…` (Stripe) or `ts=…;h1=…` (Paddle): pairs split by `separator`,
     /// key and value split by `kv_separator`.
@@ -20,8 +21,9 @@ pub enum Format {
     Positional,
 }
 
-/// A validated description of a signature header's value.
-#[derive(Debug, Clone)]
+/// A validated description of a signature header's value. The default is a raw value with
+/// no prefix.
+#[derive(Debug, Clone, Default)]
 pub struct HeaderFormat {
     pub format: Format,
     pub prefix: Option<String>,
@@ -200,30 +202,17 @@ mod tests {
     use super::*;
 
     fn raw(prefix: Option<&str>) -> HeaderFormat {
-        HeaderFormat {
-            format: Format::Raw,
-            prefix: prefix.map(str::to_string),
-            prefix_optional: false,
-            set_separator: None,
-            separator: String::new(),
-            kv_separator: String::new(),
-            signature_keys: vec![],
-            timestamp_key: None,
-            timestamp_position: None,
-        }
+        HeaderFormat { prefix: prefix.map(str::to_string), ..HeaderFormat::default() }
     }
 
     fn stripe() -> HeaderFormat {
         HeaderFormat {
             format: Format::KeyValue,
-            prefix: None,
-            prefix_optional: false,
-            set_separator: None,
             separator: ",".into(),
             kv_separator: "=".into(),
             signature_keys: vec!["v1".into()],
             timestamp_key: Some("t".into()),
-            timestamp_position: None,
+            ..HeaderFormat::default()
         }
     }
 
@@ -283,14 +272,10 @@ mod tests {
     fn versioned_list() {
         let f = HeaderFormat {
             format: Format::Versioned,
-            prefix: None,
-            prefix_optional: false,
-            set_separator: None,
             separator: " ".into(),
             kv_separator: ",".into(),
             signature_keys: vec!["v1".into()],
-            timestamp_key: None,
-            timestamp_position: None,
+            ..HeaderFormat::default()
         };
         let p = f.parse("v1,abc= v1a,zzz v1,def=").unwrap();
         assert_eq!(p.signatures(), &["abc=", "def="]);
@@ -303,14 +288,9 @@ mod tests {
     fn positional_list() {
         let f = HeaderFormat {
             format: Format::Positional,
-            prefix: None,
-            prefix_optional: false,
-            set_separator: None,
             separator: ",".into(),
-            kv_separator: String::new(),
-            signature_keys: vec![],
-            timestamp_key: None,
             timestamp_position: Some(0),
+            ..HeaderFormat::default()
         };
         let p = f.parse("1542234000000,aa, bb").unwrap();
         assert_eq!(p.signatures(), &["aa", "bb"]);
@@ -351,14 +331,10 @@ mod tests {
     fn key_id_tagged_values_with_a_wildcard_key() {
         let f = HeaderFormat {
             format: Format::KeyValue,
-            prefix: None,
-            prefix_optional: false,
-            set_separator: None,
             separator: "&".into(),
             kv_separator: "|".into(),
             signature_keys: vec!["*".into()],
-            timestamp_key: None,
-            timestamp_position: None,
+            ..HeaderFormat::default()
         };
         let p = f.parse("pk_old|aa&pk_new|bb&junk").unwrap();
         assert_eq!(p.signatures(), &["aa", "bb"]);

@@ -874,17 +874,7 @@ fn certificate_profile(
             .as_deref()
             .map(|p| Pointer::parse(p).map_err(|e| format!("order_by: {e}")))
             .transpose()?,
-        header_format: HeaderFormat {
-            format: Format::Raw,
-            prefix: None,
-            prefix_optional: false,
-            set_separator: None,
-            separator: String::new(),
-            kv_separator: String::new(),
-            signature_keys: Vec::new(),
-            timestamp_key: None,
-            timestamp_position: None,
-        },
+        header_format: HeaderFormat::default(),
         signature_form: None,
         header_set: HeaderSet::default(),
         algorithm_header: None,
