@@ -50,11 +50,24 @@ pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Result<Res
     if req.uri().path().starts_with("/queue") {
         return Ok(queue(gateway, &req).await);
     }
+    if req.uri().path().starts_with("/api/") {
+        let (parts, body) = req.into_parts();
+        let body = match read_body(body).await {
+            Ok(b) => b,
+            Err(res) => return Ok(res),
+        };
+        let actor = actor(&gateway, &parts.headers);
+        let api = crate::console::ApiRequest {
+            method: &parts.method,
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            body,
+            actor: &actor,
+        };
+        return Ok(crate::console::handle(&gateway, api).await);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#));
-    }
-    if req.uri().path().starts_with("/api/") {
-        return Ok(crate::console::handle(&gateway, req.uri().path(), req.uri().query().unwrap_or("")));
     }
     Ok(match req.uri().path() {
         "/healthz" => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
@@ -79,6 +92,33 @@ pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Result<Res
         }
         _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
     })
+}
+
+/// The largest body an admin API call may carry.
+const MAX_API_BODY: usize = 64 * 1024;
+
+/// An admin API call's body, at most [`MAX_API_BODY`] bytes (413 past it).
+async fn read_body(body: Incoming) -> Result<bytes::Bytes, Response<Body>> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, MAX_API_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(_) => Err(json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"request body too large"}"#)),
+    }
+}
+
+/// Who made an authorized admin call, for the audit log: `token#N` for the N-th configured
+/// token (never the token), or `loopback` when no token is configured.
+fn actor(gateway: &Gateway, headers: &http::HeaderMap) -> String {
+    let routing = gateway.routing();
+    let tokens = &routing.config.admin_tokens;
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .map(|t| t.trim_ascii());
+    match given.and_then(|t| tokens.index_of(t)) {
+        Some(i) => format!("token#{i}"),
+        None => "loopback".to_owned(),
+    }
 }
 
 /// The paths that show or change deliveries: the token guards them, and only an IP literal

@@ -9,32 +9,65 @@
 //! The bearer token is checked by [`crate::admin`] before anything here runs.
 
 use crate::config::redact_url;
-use crate::event_log::{Filter, Recorder};
+use crate::event_log::{Filter, LogError, Recorder};
 use crate::gateway::Gateway;
 use crate::response::{json_response, Body};
-use http::{Response, StatusCode};
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
 use serde_json::json;
 use std::collections::HashMap;
+use std::sync::Arc;
 
-/// Answers a GET of `path` (under `/api`), with the query string `query`.
-pub fn handle(gateway: &Gateway, path: &str, query: &str) -> Response<Body> {
+/// One call to the admin API, its body read (bounded) and its caller authenticated.
+pub struct ApiRequest<'a> {
+    pub method: &'a Method,
+    /// The path, starting `/api/`.
+    pub path: &'a str,
+    pub query: &'a str,
+    pub body: Bytes,
+    /// Who is calling, for the audit log of mutating calls: `token#N` (the index of the
+    /// admin token used), or `loopback` when no token is configured.
+    pub actor: &'a str,
+}
+
+/// Answers a call to the admin API.
+pub async fn handle(gateway: &Arc<Gateway>, req: ApiRequest<'_>) -> Response<Body> {
     let events = &*gateway.events;
-    match path.strip_prefix("/api/deliveries") {
-        Some("" | "/") => return deliveries(events, query),
+    let get = matches!(*req.method, Method::GET | Method::HEAD);
+    match req.path.strip_prefix("/api/deliveries") {
+        Some("" | "/") if get => return deliveries(events, req.query).await,
         Some(rest) => {
             if let Some(id) = rest.strip_prefix('/').filter(|id| !id.contains('/')) {
-                return match events.log.get(id) {
-                    Some(e) => ok(&e),
-                    None => json_response(StatusCode::NOT_FOUND, r#"{"error":"no delivery with this id"}"#),
+                if !get {
+                    return method_not_allowed();
+                }
+                return match events.log.get(id).await {
+                    Ok(Some(e)) => ok(&e),
+                    Ok(None) => {
+                        json_response(StatusCode::NOT_FOUND, r#"{"error":"no delivery with this id"}"#)
+                    }
+                    Err(e) => unavailable(e),
                 };
             }
         }
         None => {}
     }
-    match path {
-        "/api/routes" | "/api/routes/" => routes(gateway),
+    match req.path {
+        "/api/routes" | "/api/routes/" if get => routes(gateway).await,
         _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
     }
+}
+
+fn method_not_allowed() -> Response<Body> {
+    json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#)
+}
+
+/// 503 for an event log that did not answer (its store is down).
+fn unavailable(e: LogError) -> Response<Body> {
+    tracing::warn!(error = %e, "admin API: the event log did not answer");
+    let mut res = json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"event log unavailable"}"#);
+    res.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+    res
 }
 
 fn ok(value: &impl serde::Serialize) -> Response<Body> {
@@ -46,13 +79,16 @@ fn bad_request(message: String) -> Response<Body> {
 }
 
 /// `GET /api/deliveries`.
-fn deliveries(events: &Recorder, query: &str) -> Response<Body> {
+async fn deliveries(events: &Recorder, query: &str) -> Response<Body> {
     let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let filter = match filter(&params) {
         Ok(f) => f,
         Err(e) => return bad_request(e),
     };
-    let page = events.log.list(&filter);
+    let page = match events.log.list(&filter).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(e),
+    };
     let next = (page.len() == filter.page()).then(|| page.last().map(|e| e.id.clone())).flatten();
     ok(&json!({ "deliveries": page, "next": next }))
 }
@@ -89,13 +125,20 @@ fn filter(params: &HashMap<String, String>) -> Result<Filter, String> {
 }
 
 /// `GET /api/routes`: what each route is, never its secrets.
-fn routes(gateway: &Gateway) -> Response<Body> {
+async fn routes(gateway: &Gateway) -> Response<Body> {
     let mut routes: Vec<_> = gateway.routing().routes().collect();
     routes.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut last_matches = Vec::with_capacity(routes.len());
+    for r in &routes {
+        match gateway.events.log.last_matches(&r.name).await {
+            Ok(m) => last_matches.push(m),
+            Err(e) => return unavailable(e),
+        }
+    }
     let all: Vec<_> = routes
         .iter()
-        .map(|r| {
-            let last = gateway.events.log.last_matches(&r.name);
+        .zip(last_matches)
+        .map(|(r, last)| {
             let expiries = r.verifier.secret_expiries();
             let secrets: Vec<_> = expiries
                 .iter()

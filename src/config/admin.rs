@@ -24,12 +24,20 @@ impl AdminTokens {
     /// True when `given` is one of the tokens, compared in constant time (every token is
     /// compared, so the time says nothing of which one nearly matched).
     pub fn accepts(&self, given: &[u8]) -> bool {
+        self.index_of(given).is_some()
+    }
+
+    /// Which token `given` is (its index in the configuration), compared in constant time
+    /// against every token.
+    pub fn index_of(&self, given: &[u8]) -> Option<usize> {
         use subtle::ConstantTimeEq;
-        let mut ok = subtle::Choice::from(0);
-        for t in &self.0 {
-            ok |= t.as_bytes().ct_eq(given);
+        let mut found = None;
+        for (i, t) in self.0.iter().enumerate() {
+            if bool::from(t.as_bytes().ct_eq(given)) {
+                found = Some(i);
+            }
         }
-        ok.into()
+        found
     }
 }
 

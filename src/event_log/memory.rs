@@ -1,9 +1,10 @@
-//! The in-memory event log: a ring of the last `keep` events, and when each route's secrets
-//! last matched.
+//! The in-memory event log: a ring of the last `keep` events, the captured requests of those
+//! still kept (until their ttl), and when each route's secrets last matched.
 
-use super::{Event, EventLog, Filter, LastMatch};
+use super::{Capture, Entry, Event, EventLog, Filter, LastMatch, LogFuture};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// The last `keep` events, oldest evicted first. Appended by one task; listings copy out
 /// the page under the lock.
@@ -16,6 +17,9 @@ pub struct MemoryLog {
 struct Inner {
     /// Oldest first, so ids ascend.
     events: VecDeque<Event>,
+    /// Event id → its captured request and when that expires. Dropped with its event, or at
+    /// its ttl (swept as events are appended, and never served once expired).
+    captures: HashMap<String, (Capture, Instant)>,
     /// Route → (secret index → last match, unix ms).
     last: HashMap<String, HashMap<usize, u64>>,
 }
@@ -28,34 +32,61 @@ impl MemoryLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn append_now(&self, entries: &[Entry]) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        for Entry { event, capture } in entries {
+            if let Some(i) = event.secret_index {
+                let t = inner.last.entry(event.route.clone()).or_default().entry(i).or_default();
+                *t = (*t).max(event.time_ms);
+            }
+            if inner.events.len() >= self.keep {
+                if let Some(old) = inner.events.pop_front() {
+                    inner.captures.remove(&old.id);
+                }
+            }
+            if let Some((c, ttl)) = capture {
+                inner.captures.insert(event.id.clone(), (c.clone(), now + *ttl));
+            }
+            inner.events.push_back(event.clone());
+        }
+        inner.captures.retain(|_, (_, until)| *until > now);
+    }
 }
 
 impl EventLog for MemoryLog {
-    fn append(&self, event: Event) {
-        let mut inner = self.lock();
-        if let Some(i) = event.secret_index {
-            let t = inner.last.entry(event.route.clone()).or_default().entry(i).or_default();
-            *t = (*t).max(event.time_ms);
-        }
-        if inner.events.len() >= self.keep {
-            inner.events.pop_front();
-        }
-        inner.events.push_back(event);
+    fn append<'a>(&'a self, entries: &'a [Entry]) -> LogFuture<'a, ()> {
+        self.append_now(entries);
+        Box::pin(std::future::ready(Ok(())))
     }
 
-    fn list(&self, filter: &Filter) -> Vec<Event> {
+    fn list<'a>(&'a self, filter: &'a Filter) -> LogFuture<'a, Vec<Event>> {
         let inner = self.lock();
-        inner.events.iter().rev().filter(|e| filter.matches(e)).take(filter.page()).cloned().collect()
+        let page =
+            inner.events.iter().rev().filter(|e| filter.matches(e)).take(filter.page()).cloned().collect();
+        Box::pin(std::future::ready(Ok(page)))
     }
 
-    fn get(&self, id: &str) -> Option<Event> {
+    fn get<'a>(&'a self, id: &'a str) -> LogFuture<'a, Option<Event>> {
         let inner = self.lock();
         // Ids ascend through the ring.
-        let i = inner.events.binary_search_by(|e| e.id.as_str().cmp(id)).ok()?;
-        inner.events.get(i).cloned()
+        let found = inner
+            .events
+            .binary_search_by(|e| e.id.as_str().cmp(id))
+            .ok()
+            .and_then(|i| inner.events.get(i).cloned());
+        Box::pin(std::future::ready(Ok(found)))
     }
 
-    fn last_matches(&self, route: &str) -> Vec<LastMatch> {
+    fn capture<'a>(&'a self, id: &'a str) -> LogFuture<'a, Option<Capture>> {
+        let inner = self.lock();
+        let now = Instant::now();
+        let found = inner.captures.get(id).filter(|(_, until)| *until > now).map(|(c, _)| c.clone());
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn last_matches<'a>(&'a self, route: &'a str) -> LogFuture<'a, Vec<LastMatch>> {
         let inner = self.lock();
         let mut all: Vec<LastMatch> = inner
             .last
@@ -63,7 +94,11 @@ impl EventLog for MemoryLog {
             .map(|m| m.iter().map(|(&index, &time_ms)| LastMatch { index, time_ms }).collect())
             .unwrap_or_default();
         all.sort_by_key(|m| m.index);
-        all
+        Box::pin(std::future::ready(Ok(all)))
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
     }
 }
 
@@ -81,7 +116,8 @@ pub(crate) mod tests {
             method: "POST".into(),
             path: "/p".into(),
             client: None,
-            outcome,
+            request_id: None,
+            outcome: outcome.into(),
             status: 200,
             event_key: None,
             secret_index: None,
@@ -89,6 +125,23 @@ pub(crate) mod tests {
             upstream_status: None,
             upstream_latency_ms: None,
             detail: None,
+            attempts: None,
+            captured: false,
+            replay_of: None,
+        }
+    }
+
+    fn run<T>(f: LogFuture<'_, T>) -> T {
+        futures_lite_block_on(f).unwrap()
+    }
+
+    /// The memory log's futures are ready at once.
+    fn futures_lite_block_on<T>(f: LogFuture<'_, T>) -> Result<T, super::super::LogError> {
+        let mut f = f;
+        let waker = std::task::Waker::noop();
+        match f.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the memory log never waits"),
         }
     }
 
@@ -105,21 +158,21 @@ pub(crate) mod tests {
             e.time_ms = 1_000 + i as u64;
             e.secret_index = (o == "forwarded").then_some(i);
             made.push(e.id.clone());
-            log.append(e);
+            run(log.append(&[Entry { event: e, capture: None }]));
         }
-        let all: Vec<String> = log.list(&Filter::default()).into_iter().map(|e| e.id).collect();
+        let all: Vec<String> = run(log.list(&Filter::default())).into_iter().map(|e| e.id).collect();
         assert_eq!(all, vec![made[3].clone(), made[2].clone(), made[1].clone()]);
-        assert!(log.get(&made[0]).is_none(), "evicted");
-        assert_eq!(log.get(&made[2]).unwrap().outcome, "forwarded");
+        assert!(run(log.get(&made[0])).is_none(), "evicted");
+        assert_eq!(run(log.get(&made[2])).unwrap().outcome, "forwarded");
         let f = Filter { route: Some("b".into()), ..Filter::default() };
-        assert_eq!(log.list(&f).len(), 2);
+        assert_eq!(run(log.list(&f)).len(), 2);
         let f = Filter { before: Some(made[3].clone()), limit: 1, ..Filter::default() };
-        assert_eq!(log.list(&f)[0].id, made[2]);
+        assert_eq!(run(log.list(&f))[0].id, made[2]);
         let f = Filter { since_ms: Some(1_002), ..Filter::default() };
-        assert_eq!(log.list(&f).len(), 2);
+        assert_eq!(run(log.list(&f)).len(), 2);
         // Secret matches outlive the evicted event.
         assert_eq!(
-            log.last_matches("a"),
+            run(log.last_matches("a")),
             vec![LastMatch { index: 0, time_ms: 1_000 }, LastMatch { index: 2, time_ms: 1_002 }]
         );
     }

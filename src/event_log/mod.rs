@@ -6,6 +6,10 @@
 //! and counts it); one background task ([`Recorder::spawn_appender`]) gives each event its id
 //! and appends it to the [`EventLog`].
 //!
+//! A route with `capture:` also keeps the request itself (headers and body, [`Capture`]) for
+//! a while (`capture_ttl`), beside its event, so that an operator can read the bytes, run the
+//! diagnosis on them, and replay a verified delivery.
+//!
 //! # Layout
 //! - this file: the record, the [`EventLog`] trait, its [`Filter`], the id generator and the
 //!   recorder;
@@ -13,9 +17,14 @@
 
 pub mod memory;
 
-use serde::Serialize;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Records kept by default (`event_log: {keep: N}`).
 pub const DEFAULT_KEEP: usize = 10_000;
@@ -23,8 +32,11 @@ pub const DEFAULT_KEEP: usize = 10_000;
 /// Events waiting for the appender; past it, events are dropped and counted.
 const CHANNEL: usize = 4096;
 
+/// Events the appender writes in one call at most.
+const BATCH: usize = 256;
+
 /// What happened to one request that reached a route. Never a secret or a signature value.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// ULID: 26 Crockford base32 characters, ms time then randomness; sorts by time of
     /// recording. Empty until the appender gives it.
@@ -38,7 +50,10 @@ pub struct Event {
     /// The client's address: the connection's peer, or behind `trusted_proxies`, the
     /// address they forwarded for.
     pub client: Option<IpAddr>,
-    pub outcome: &'static str,
+    /// The request id: the trusted proxy's `X-Request-Id`, or one the gateway made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub outcome: Cow<'static, str>,
     /// The HTTP status answered to the sender.
     pub status: u16,
     /// The event's idempotency key, once known.
@@ -51,7 +66,65 @@ pub struct Event {
     pub upstream_latency_ms: Option<f64>,
     /// For a refusal, the precise reason.
     pub detail: Option<String>,
+    /// Attempts made at the upstream so far (queued routes: the queue's count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// True when the request itself was captured (see [`EventLog::capture`]; it may have
+    /// expired since).
+    #[serde(default)]
+    pub captured: bool,
+    /// For a replay made from the admin API: the id of the delivery it replays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
 }
+
+/// A captured request: what the sender sent, byte for byte, so that the diagnosis can run on
+/// it and a verified delivery can be sent again. Headers keep signature values (they are not
+/// secrets and the diagnosis needs them); the route's secrets are never in a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capture {
+    pub method: String,
+    /// The path and query string, as received.
+    pub target: String,
+    /// Header names and values in the order received; a value that is not UTF-8 is kept
+    /// lossily (the diagnosis of such a request can differ).
+    pub headers: Vec<(String, String)>,
+    /// The body; base64 in JSON.
+    #[serde(with = "b64")]
+    pub body: Bytes,
+    /// True when the body was longer than `capture_max_bytes` and was cut there: such a
+    /// capture can be read, not replayed or diagnosed.
+    pub truncated: bool,
+    /// True when the request verified (only such a capture may be replayed).
+    pub verified: bool,
+}
+
+mod b64 {
+    use base64::Engine;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map(Bytes::from)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why the event log could not be read or written (its store did not answer, or held
+/// something that is not an event).
+#[derive(Debug, thiserror::Error)]
+#[error("event log: {0}")]
+pub struct LogError(pub String);
+
+/// What the event log's calls return.
+pub type LogFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, LogError>> + Send + 'a>>;
 
 /// Which events a listing returns; every set field must match.
 #[derive(Debug, Clone, Default)]
@@ -101,23 +174,34 @@ pub struct LastMatch {
     pub time_ms: u64,
 }
 
-/// Where events are kept.
+/// One event and, when its route captures it, the request and how long to keep it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub event: Event,
+    pub capture: Option<(Capture, Duration)>,
+}
+
+/// Where events are kept: the in-memory ring, a Redis Stream, or the embedded store's file.
 pub trait EventLog: Send + Sync {
-    /// Adds an event that has its id.
-    fn append(&self, event: Event);
+    /// Adds events that have their ids (ascending), and their captures.
+    fn append<'a>(&'a self, entries: &'a [Entry]) -> LogFuture<'a, ()>;
     /// The events passing `filter`, newest first, at most `filter.page()`.
-    fn list(&self, filter: &Filter) -> Vec<Event>;
+    fn list<'a>(&'a self, filter: &'a Filter) -> LogFuture<'a, Vec<Event>>;
     /// The event with this id, while it is kept.
-    fn get(&self, id: &str) -> Option<Event>;
+    fn get<'a>(&'a self, id: &'a str) -> LogFuture<'a, Option<Event>>;
+    /// The request captured with the event `id`, until its ttl.
+    fn capture<'a>(&'a self, id: &'a str) -> LogFuture<'a, Option<Capture>>;
     /// When each secret of `route` last matched, by index (kept apart from the events, so
     /// it outlives them).
-    fn last_matches(&self, route: &str) -> Vec<LastMatch>;
+    fn last_matches<'a>(&'a self, route: &'a str) -> LogFuture<'a, Vec<LastMatch>>;
+    /// `"memory"`, `"redis"` or `"embedded"`.
+    fn kind(&self) -> &'static str;
 }
 
 /// The request path's handle: hands events to the appender without waiting.
 pub struct Recorder {
-    tx: tokio::sync::mpsc::Sender<Event>,
-    rx: Mutex<Option<tokio::sync::mpsc::Receiver<Event>>>,
+    tx: tokio::sync::mpsc::Sender<Entry>,
+    rx: Mutex<Option<tokio::sync::mpsc::Receiver<Entry>>>,
     pub log: Arc<dyn EventLog>,
 }
 
@@ -127,22 +211,31 @@ impl Recorder {
         Recorder { tx, rx: Mutex::new(Some(rx)), log }
     }
 
-    /// Queues `event` for the appender; false when it was dropped: the channel was full
+    /// Queues `entry` for the appender; false when it was dropped: the channel was full
     /// (the caller counts it).
-    pub fn record(&self, event: Event) -> bool {
-        self.tx.try_send(event).is_ok()
+    pub fn record(&self, entry: Entry) -> bool {
+        self.tx.try_send(entry).is_ok()
     }
 
-    /// Starts the task that ids and appends events; once only (later calls do nothing).
-    /// It ends when the recorder is dropped.
+    /// Starts the task that ids and appends events, up to [`BATCH`] per write; once only
+    /// (later calls do nothing). It ends when the recorder is dropped. A write that fails is
+    /// logged and its events are lost (the log is for the operator's eyes, never the
+    /// delivery's state).
     pub fn spawn_appender(&self) {
         let Some(mut rx) = self.rx.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
         let log = self.log.clone();
         tokio::spawn(async move {
             let mut ids = Ulids::default();
-            while let Some(mut e) = rx.recv().await {
-                e.id = ids.next(now_ms());
-                log.append(e);
+            let mut batch = Vec::with_capacity(BATCH);
+            while rx.recv_many(&mut batch, BATCH).await > 0 {
+                let ms = now_ms();
+                for entry in &mut batch {
+                    entry.event.id = ids.next(ms);
+                }
+                if let Err(e) = log.append(&batch).await {
+                    tracing::warn!(error = %e, lost = batch.len(), "event log write failed");
+                }
+                batch.clear();
             }
         });
     }
@@ -204,11 +297,12 @@ mod tests {
     #[test]
     fn a_full_channel_drops_instead_of_waiting() {
         let recorder = Recorder::new(Arc::new(memory::MemoryLog::new(10)));
+        let entry = || Entry { event: memory::tests::event("r", "forwarded"), capture: None };
         // No appender: the channel fills and the next event is refused at once.
         for _ in 0..CHANNEL {
-            assert!(recorder.record(memory::tests::event("r", "forwarded")));
+            assert!(recorder.record(entry()));
         }
-        assert!(!recorder.record(memory::tests::event("r", "forwarded")));
+        assert!(!recorder.record(entry()));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and latency; and, for a request that reached a route, an [`Event`] for the event log
 //! (handed over without waiting). Never a secret or a signature value.
 
-use crate::event_log::{now_ms, Event, Recorder};
+use crate::event_log::{now_ms, Entry, Event, Recorder};
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
 use crate::response::{Body, Record};
@@ -165,7 +165,7 @@ where
             line!(info);
         }
         if let (Some(r), Some((recorder, client, path, time_ms))) = (route, this.events.take()) {
-            let recorded = recorder.record(Event {
+            let event = Event {
                 id: String::new(),
                 time_ms,
                 route: r.name.clone(),
@@ -173,7 +173,8 @@ where
                 method: method.to_string(),
                 path,
                 client: Some(client),
-                outcome: record.outcome.as_str(),
+                request_id: None,
+                outcome: record.outcome.as_str().into(),
                 status,
                 event_key: record.key.as_deref().map(str::to_owned),
                 secret_index: record.secret_index,
@@ -181,8 +182,11 @@ where
                 upstream_status: record.upstream_status,
                 upstream_latency_ms: record.upstream_latency.map(|d| d.as_secs_f64() * 1000.0),
                 detail: record.detail.clone(),
-            });
-            if !recorded {
+                attempts: None,
+                captured: false,
+                replay_of: None,
+            };
+            if !recorder.record(Entry { event, capture: None }) {
                 metrics.event_log_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
