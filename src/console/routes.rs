@@ -1,0 +1,54 @@
+//! `GET /api/routes`: what each route is and its secrets' rotation state, never a secret.
+
+use super::{ok, unavailable};
+use crate::config::redact_url;
+use crate::gateway::Gateway;
+use crate::response::Body;
+use http::Response;
+use serde_json::json;
+
+/// `GET /api/routes`: what each route is, never its secrets.
+pub(super) async fn list(gateway: &Gateway) -> Response<Body> {
+    let mut routes: Vec<_> = gateway.routing().routes().collect();
+    routes.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut last_matches = Vec::with_capacity(routes.len());
+    for r in &routes {
+        match gateway.events.log.last_matches(&r.name).await {
+            Ok(m) => last_matches.push(m),
+            Err(e) => return unavailable(e),
+        }
+    }
+    let all: Vec<_> = routes
+        .iter()
+        .zip(last_matches)
+        .map(|(r, last)| {
+            let expiries = r.verifier.secret_expiries();
+            let secrets: Vec<_> = expiries
+                .iter()
+                .enumerate()
+                .map(|(index, exp)| {
+                    let expires_at = exp.map(|s| {
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+                        )
+                        .to_string()
+                    });
+                    let last_matched_ms = last.iter().find(|m| m.index == index).map(|m| m.time_ms);
+                    json!({ "index": index, "expires_at": expires_at, "last_matched_ms": last_matched_ms })
+                })
+                .collect();
+            json!({
+                "name": r.name,
+                "path": r.path,
+                "provider": r.provider(),
+                "upstream": redact_url(&r.upstream.url),
+                "delivery": match r.queue { Some(_) => "queued", None => "sync" },
+                "selector": r.selector.as_ref().map(|(h, v)| json!({ "header": h.as_str(), "value": v })),
+                "methods": r.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                "secrets_count": expiries.len(),
+                "secrets": secrets,
+            })
+        })
+        .collect();
+    ok(&json!({ "routes": all }))
+}
