@@ -38,6 +38,8 @@ pub struct Gateway {
     pub queue: Option<Arc<crate::queue::Queue>>,
     /// Where the observe layer records each delivery for the admin API.
     pub events: Arc<crate::event_log::Recorder>,
+    /// False when `event_log: {enabled: false}`: the observe layer is given no recorder.
+    pub recording: bool,
 }
 
 impl Gateway {
@@ -62,9 +64,18 @@ impl Gateway {
             limits: config.limits.clone(),
             queue: None,
             events: Arc::new(crate::event_log::Recorder::new(Arc::new(
-                crate::event_log::memory::MemoryLog::new(config.event_log_keep),
+                crate::event_log::memory::MemoryLog::new(config.event_log.keep)
+                    .with_max_age(config.event_log.max_age),
             ))),
+            recording: config.event_log.enabled,
         }
+    }
+
+    /// With the event log the store's kind calls for ([`crate::runtime::open_event_log`]);
+    /// without, the in-memory ring. Before the gateway serves: its appender starts then.
+    pub fn with_event_log(mut self, log: Arc<dyn crate::event_log::EventLog>) -> Self {
+        self.events = Arc::new(crate::event_log::Recorder::new(log));
+        self
     }
 
     /// With the queue that `delivery: queued` routes put their deliveries in.

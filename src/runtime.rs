@@ -4,9 +4,11 @@
 //! exercise the wiring that production runs.
 
 use crate::config::{Config, StoreKind};
+use crate::event_log::{self, EventLog};
 use crate::idempotency::{self, Store};
 use crate::server::TlsHandle;
 use crate::shutdown::Shutdown;
+use crate::store_conn::redis_pool::RedisPool;
 use crate::{clock::Clock, gateway::Gateway};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,7 +47,11 @@ pub async fn start(
     shutdown: Shutdown,
 ) -> anyhow::Result<Running> {
     let store = open_store(config).await?;
-    let gateway = Arc::new(Gateway::new(config, store, clock).with_queue(open_queue(config)?));
+    let gateway = Arc::new(
+        Gateway::new(config, store, clock)
+            .with_queue(open_queue(config)?)
+            .with_event_log(open_event_log(config)?),
+    );
     serve(gateway, listeners, tls, shutdown)
 }
 
@@ -114,6 +120,30 @@ pub fn start_queue_workers(gateway: &Arc<Gateway>, stop: tokio::sync::watch::Rec
         };
         tokio::spawn(crate::queue::supervise(Arc::new(workers), stop));
     }
+}
+
+/// The event log where the store's kind keeps it: the memory store's ring per instance, a
+/// Redis Stream shared by the fleet (on connections of its own), or a redb file beside the
+/// embedded store's. With `event_log: {enabled: false}` nothing is recorded, so a small ring
+/// stands in and nothing is opened.
+pub fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
+    let (log, c) = (&config.event_log, &config.store);
+    if !log.enabled {
+        return Ok(Arc::new(event_log::memory::MemoryLog::new(1)));
+    }
+    let redis = |pool| Arc::new(event_log::redis::RedisLog::new(pool, log.keep, log.max_age, c.timeout));
+    Ok(match &c.kind {
+        StoreKind::Memory { .. } => {
+            Arc::new(event_log::memory::MemoryLog::new(log.keep).with_max_age(log.max_age))
+        }
+        StoreKind::Embedded { path } => Arc::new(event_log::embedded::EmbeddedLog::open(
+            &event_log::embedded::events_path(path),
+            log.keep,
+            log.max_age,
+        )?),
+        StoreKind::Redis { url } => redis(RedisPool::single(url, &c.key_prefix, c.timeout, 0)?),
+        StoreKind::RedisCluster { nodes } => redis(RedisPool::cluster(nodes, &c.key_prefix, c.timeout)?),
+    })
 }
 
 /// Opens the configured idempotency store.

@@ -38,11 +38,14 @@ where
         // Outermost, so that even a panic below gets its log line with the outcome; counted
         // in the connection worker's own metric shard, and recorded in the event log (a
         // bounded channel's try_send: the request never waits for the log).
-        .layer(ObserveLayer::new(gateway.metrics.clone(), Some(worker)).recording(
-            gateway.events.clone(),
-            gateway.routing_handle(),
-            peer,
-        ))
+        .layer({
+            let observe = ObserveLayer::new(gateway.metrics.clone(), Some(worker));
+            // `event_log: {enabled: false}`: no recorder at all (the log's cost measured).
+            match gateway.recording {
+                true => observe.recording(gateway.events.clone(), gateway.routing_handle(), peer),
+                false => observe,
+            }
+        })
         // A panic while handling one request answers 500 for that request only; the
         // connection and the process go on.
         .layer(CatchPanicLayer)

@@ -8,6 +8,7 @@ mod chaos;
 mod cli;
 mod console_api;
 mod core;
+mod event_log_stores;
 mod forwarding;
 mod handshakes;
 mod hardening;

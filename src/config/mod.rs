@@ -39,8 +39,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// The bearer tokens the admin API needs; none: it is open (loopback listeners only).
     pub admin_tokens: AdminTokens,
-    /// Delivery events the admin API keeps in memory.
-    pub event_log_keep: usize,
+    /// Where delivery events are kept for the admin API, and for how long.
+    pub event_log: EventLogConfig,
     pub tls: Option<TlsFiles>,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub store: StoreConfig,
@@ -48,6 +48,50 @@ pub struct Config {
     /// Every route; a route with `variants` appears once per variant, with a `selector`.
     pub routes: Vec<Arc<Route>>,
     pub profiles: ProfileSet,
+}
+
+/// The delivery event log (`event_log:`). Its backend follows the store's kind: the memory
+/// store keeps a ring per instance, the Redis kinds a Redis Stream the whole fleet shares,
+/// the embedded store a redb file beside its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventLogConfig {
+    /// Events kept at most (at least 1); the oldest go first.
+    pub keep: usize,
+    /// Events older than this are dropped.
+    pub max_age: std::time::Duration,
+    /// False: nothing is recorded, and the console's listings are empty. For measuring what
+    /// the log costs the request path.
+    pub enabled: bool,
+}
+
+impl Default for EventLogConfig {
+    fn default() -> Self {
+        EventLogConfig {
+            keep: crate::event_log::DEFAULT_KEEP,
+            max_age: crate::event_log::DEFAULT_MAX_AGE,
+            enabled: true,
+        }
+    }
+}
+
+impl raw::RawEventLog {
+    fn validate(self) -> Result<EventLogConfig, String> {
+        let d = EventLogConfig::default();
+        let enabled = self.enabled.unwrap_or(true);
+        let keep = match self.keep {
+            Some(0) if enabled => return Err("event_log.keep: must be at least 1".into()),
+            Some(n) => n.max(1),
+            None => d.keep,
+        };
+        let max_age = match self.max_age {
+            Some(a) if a < std::time::Duration::from_secs(1) => {
+                return Err("event_log.max_age: must be at least 1s".into())
+            }
+            Some(a) => a,
+            None => d.max_age,
+        };
+        Ok(EventLogConfig { keep, max_age, enabled })
+    }
 }
 
 /// The certificate and key of the webhook listener, PEM files.
@@ -99,7 +143,7 @@ impl Config {
         if self.admin != new.admin {
             changed.push("admin");
         }
-        if self.event_log_keep != new.event_log_keep {
+        if self.event_log != new.event_log {
             changed.push("event_log");
         }
         if self.store != new.store {
@@ -161,11 +205,7 @@ impl RawConfig {
             }
             None => (None, AdminTokens::default()),
         };
-        let event_log_keep = match self.event_log.keep {
-            Some(0) => return Err("event_log.keep: must be at least 1".into()),
-            Some(n) => n,
-            None => crate::event_log::DEFAULT_KEEP,
-        };
+        let event_log = self.event_log.validate()?;
         let tls =
             self.tls.map(|t| TlsFiles { cert_file: base.join(t.cert_file), key_file: base.join(t.key_file) });
         let trusted_proxies = self
@@ -207,7 +247,7 @@ impl RawConfig {
             listen,
             admin,
             admin_tokens,
-            event_log_keep,
+            event_log,
             tls,
             trusted_proxies,
             store,

@@ -194,8 +194,13 @@ pub(super) enum RawTokens {
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEventLog {
-    /// Events kept in memory; the oldest go first.
+    /// Events kept; the oldest go first.
     pub keep: Option<usize>,
+    /// Events older than this are dropped (the Redis and embedded logs; the ring too).
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// False: nothing is recorded (the observe layer gets no recorder).
+    pub enabled: Option<bool>,
 }
 
 #[derive(Deserialize)]

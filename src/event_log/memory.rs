@@ -1,5 +1,6 @@
-//! The in-memory event log: a ring of the last `keep` events, the captured requests of those
-//! still kept (until their ttl), and when each route's secrets last matched.
+//! The in-memory event log: a ring of the last `keep` events (younger than `max_age`, when
+//! set), the captured requests of those still kept (until their ttl), and when each route's
+//! secrets last matched.
 
 use super::{Capture, Entry, Event, EventLog, Filter, LastMatch, LogFuture};
 use std::collections::{HashMap, VecDeque};
@@ -10,6 +11,8 @@ use std::time::Instant;
 /// the page under the lock.
 pub struct MemoryLog {
     keep: usize,
+    /// Events whose arrival is older than this (unix ms) go; none: kept however old.
+    max_age_ms: Option<u64>,
     inner: Mutex<Inner>,
 }
 
@@ -26,7 +29,18 @@ struct Inner {
 
 impl MemoryLog {
     pub fn new(keep: usize) -> Self {
-        MemoryLog { keep: keep.max(1), inner: Mutex::new(Inner::default()) }
+        MemoryLog { keep: keep.max(1), max_age_ms: None, inner: Mutex::new(Inner::default()) }
+    }
+
+    /// Also drops events older than `max_age` (by their arrival time).
+    pub fn with_max_age(mut self, max_age: std::time::Duration) -> Self {
+        self.max_age_ms = Some(max_age.as_millis().min(u64::MAX as u128) as u64);
+        self
+    }
+
+    /// The arrival time (unix ms) before which events are no longer kept.
+    fn oldest_kept_ms(&self) -> u64 {
+        self.max_age_ms.map_or(0, |age| super::now_ms().saturating_sub(age))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -51,6 +65,12 @@ impl MemoryLog {
             }
             inner.events.push_back(event.clone());
         }
+        let oldest = self.oldest_kept_ms();
+        while let Some(old) = inner.events.front().filter(|e| e.time_ms < oldest) {
+            let id = old.id.clone();
+            inner.events.pop_front();
+            inner.captures.remove(&id);
+        }
         inner.captures.retain(|_, (_, until)| *until > now);
     }
 }
@@ -62,9 +82,16 @@ impl EventLog for MemoryLog {
     }
 
     fn list<'a>(&'a self, filter: &'a Filter) -> LogFuture<'a, Vec<Event>> {
+        let oldest = self.oldest_kept_ms();
         let inner = self.lock();
-        let page =
-            inner.events.iter().rev().filter(|e| filter.matches(e)).take(filter.page()).cloned().collect();
+        let page = inner
+            .events
+            .iter()
+            .rev()
+            .filter(|e| e.time_ms >= oldest && filter.matches(e))
+            .take(filter.page())
+            .cloned()
+            .collect();
         Box::pin(std::future::ready(Ok(page)))
     }
 
@@ -175,5 +202,59 @@ pub(crate) mod tests {
             run(log.last_matches("a")),
             vec![LastMatch { index: 0, time_ms: 1_000 }, LastMatch { index: 2, time_ms: 1_002 }]
         );
+    }
+
+    fn capture_of(target: &str) -> Capture {
+        Capture {
+            method: "POST".into(),
+            target: target.into(),
+            headers: vec![("x-sig".into(), "v1=abc".into())],
+            body: bytes::Bytes::from_static(b"{}"),
+            truncated: false,
+            verified: true,
+        }
+    }
+
+    #[test]
+    fn an_expired_capture_is_not_served_and_is_swept() {
+        let log = MemoryLog::new(10);
+        let mut ids = Ulids::default();
+        let hour = std::time::Duration::from_secs(3600);
+        let mut e = event("a", "forwarded");
+        e.id = ids.next(1_000);
+        e.captured = true;
+        let old = e.id.clone();
+        run(log.append(&[Entry { event: e, capture: Some((capture_of("/old"), hour)) }]));
+        assert_eq!(run(log.capture(&old)).unwrap().target, "/old");
+        // Its ttl runs out (moved by hand: no sleeping).
+        log.lock().captures.get_mut(&old).unwrap().1 = Instant::now();
+        assert!(run(log.capture(&old)).is_none(), "an expired capture is never served");
+        assert!(log.lock().captures.contains_key(&old), "not yet swept");
+        let mut e = event("a", "forwarded");
+        e.id = ids.next(1_001);
+        let new = e.id.clone();
+        run(log.append(&[Entry { event: e, capture: Some((capture_of("/new"), hour)) }]));
+        assert_eq!(run(log.capture(&new)).unwrap().target, "/new");
+        // Swept as events are appended, while its event stays listed.
+        let inner = log.lock();
+        assert!(!inner.captures.contains_key(&old));
+        assert_eq!(inner.captures.len(), 1);
+        assert_eq!(inner.events.len(), 2);
+    }
+
+    #[test]
+    fn events_older_than_max_age_go() {
+        let log = MemoryLog::new(10).with_max_age(std::time::Duration::from_secs(60));
+        let mut ids = Ulids::default();
+        let now = crate::event_log::now_ms();
+        for t in [now - 120_000, now - 1_000] {
+            let mut e = event("a", "forwarded");
+            e.id = ids.next(t);
+            e.time_ms = t;
+            run(log.append(&[Entry { event: e, capture: None }]));
+        }
+        let all = run(log.list(&Filter::default()));
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].time_ms, now - 1_000);
     }
 }

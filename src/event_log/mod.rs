@@ -13,9 +13,13 @@
 //! # Layout
 //! - this file: the record, the [`EventLog`] trait, its [`Filter`], the id generator and the
 //!   recorder;
-//! - `memory`: the bounded in-memory ring.
+//! - `memory`: the bounded in-memory ring (the memory store's);
+//! - `redis`: a Redis Stream the whole fleet shares (the Redis stores');
+//! - `embedded`: a redb file beside the embedded store's.
 
+pub mod embedded;
 pub mod memory;
+pub mod redis;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -28,6 +32,9 @@ use std::time::Duration;
 
 /// Records kept by default (`event_log: {keep: N}`).
 pub const DEFAULT_KEEP: usize = 10_000;
+
+/// How long events are kept by default (`event_log: {max_age: 7d}`).
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Events waiting for the appender; past it, events are dropped and counted.
 const CHANNEL: usize = 4096;
@@ -273,6 +280,18 @@ impl Ulids {
         let value = (u128::from(self.last_ms & ((1 << 48) - 1)) << RAND_BITS) | self.last_rand;
         (0..26).rev().map(|i| CROCKFORD[((value >> (i * 5)) & 31) as usize] as char).collect()
     }
+
+    /// The time of the ULID `id` (its first 10 characters), unix ms; none when `id` is not
+    /// 26 characters or its time part is not Crockford base32.
+    pub fn time_ms(id: &str) -> Option<u64> {
+        if id.len() != 26 {
+            return None;
+        }
+        id.bytes().take(10).try_fold(0u64, |acc, c| {
+            let v = CROCKFORD.iter().position(|&x| x == c.to_ascii_uppercase())?;
+            Some((acc << 5) | v as u64)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +311,10 @@ mod tests {
         // The first 10 characters are the time.
         assert_eq!(&a[..10], &b[..10]);
         assert_ne!(&a[..10], &d[..10]);
+        assert_eq!(Ulids::time_ms(&a), Some(1_700_000_000_000));
+        assert_eq!(Ulids::time_ms(&d.to_lowercase()), Some(1_700_000_000_001));
+        assert_eq!(Ulids::time_ms("short"), None);
+        assert_eq!(Ulids::time_ms("!1ARZ3NDEKTSV4RRFFQ69G5FAV"), None);
     }
 
     #[test]
