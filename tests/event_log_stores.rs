@@ -312,6 +312,22 @@ async fn redis_log_passes_the_conformance_and_is_shared_by_instances() {
     }
     let len: usize = redis.cli(&["XLEN", "t3:{events}"]).trim().parse().unwrap();
     assert!((50..=250).contains(&len), "stream length {len}");
+    let indexed: usize = redis.cli(&["ZCARD", "t3:{events}:ids"]).trim().parse().unwrap();
+    assert_eq!(indexed, 100, "the id index is capped at twice keep");
+
+    // A batch sent again (the connection's one retry after its answer was lost) is
+    // appended once.
+    let again = redis_log(&redis.url(), "t4:", 100, Duration::from_secs(2));
+    let batch: Vec<Entry> = (0..3)
+        .map(|_| {
+            let mut e = event("/r", "forwarded", now_ms());
+            e.id = gen.next(now_ms());
+            Entry { event: e, capture: None }
+        })
+        .collect();
+    again.append(&batch).await.unwrap();
+    again.append(&batch).await.unwrap();
+    assert_eq!(again.list(&Filter::default()).await.unwrap().len(), 3);
 
     // Two instances, one stream: each lists the other's events, and pages by stream position
     // even when their ids interleave out of order (a clock behind the other's).

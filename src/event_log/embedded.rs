@@ -117,7 +117,7 @@ impl EmbeddedLog {
                 flush.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 ticks += 1;
-                let sweep = ticks % sweeps_per_flush == 0;
+                let sweep = ticks.is_multiple_of(sweeps_per_flush);
                 let r = tokio::task::spawn_blocking(move || {
                     if sweep {
                         inner.sweep()?;

@@ -6,7 +6,8 @@
 //! Cluster they all live in one slot (one script touches them together):
 //! - `<tag>` — the stream; one entry per event, its JSON in the field `e`, capped by
 //!   `XADD MAXLEN ~ keep` and trimmed by age now and then (`XTRIM MINID ~`);
-//! - `<tag>:at:<ulid>` — the stream id of the event `<ulid>`, expiring at `max_age`;
+//! - `<tag>:ids` — a sorted set of `"<ulid> <stream id>"` (all score 0, so ordered by
+//!   ULID), capped at twice `keep`: where each event sits in the stream;
 //! - `<tag>:capture:<ulid>` — a captured request, expiring at its ttl;
 //! - `<tag>:last` — a hash `"<secret index>:<route>"` → unix ms of that secret's last match
 //!   (newest wins; never expires: it outlives the events, and holds one field per secret).
@@ -16,15 +17,18 @@
 //! them by their Redis stream id. The stream id cannot be the ULID's time: instances' clocks
 //! differ, and `XADD` refuses an id lower than the stream's last, so a lagging instance could
 //! not append. So the stream ids are Redis's own (`*`, one clock for the fleet, and listings
-//! newest first by arrival at Redis), and each append records `ulid → stream id` in a key
-//! that expires with the event's retention. `get` is then two lookups; a `before` cursor
-//! pages by stream position, so pages never skip or repeat an event even when the
-//! instances' ULIDs interleave out of order. A cursor whose index has expired falls back to
-//! its ULID's time.
+//! newest first by arrival at Redis), and each append records `ulid → stream id` in the
+//! `ids` set (`ZRANGEBYLEX` finds an id's member). The set is trimmed by rank to twice
+//! `keep` in the same script, so it stays as small as the stream whatever the traffic (a key
+//! per event with `max_age` expiry would grow with the rate: a week of 1000 deliveries a
+//! second is 600 million keys); an event trimmed from the stream but still indexed is simply
+//! not found. `get` is then two lookups; a `before` cursor pages by stream position, so pages
+//! never skip or repeat an event even when the instances' ULIDs interleave out of order. A
+//! cursor no longer indexed falls back to its ULID's time.
 //!
-//! One batch is one script call (one round trip): the stream entries, their index keys, the
+//! One batch is one script call (one round trip): the stream entries, their index, the
 //! captures and the last matches. It is safe to repeat (the connection retries once after a
-//! connection-level failure): a batch whose first index key exists was already appended.
+//! connection-level failure): a batch whose first event is indexed was already appended.
 
 use super::{Capture, Entry, Event, EventLog, Filter, LastMatch, LogError, LogFuture};
 use crate::store_conn::redis_pool::RedisPool;
@@ -34,28 +38,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-/// KEYS: stream, last-match hash, then per event its index key and its capture key.
-/// ARGV: keep, max_age ms, n, then per event: JSON, last-match field (or ''), time ms,
+/// KEYS: stream, last-match hash, id index, then per event its capture key.
+/// ARGV: keep, index cap, n, then per event: ULID, JSON, last-match field (or ''), time ms,
 /// capture JSON (or ''), capture ttl ms.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local n = tonumber(ARGV[3])
-if n == 0 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if n == 0 then return 0 end
+local first = ARGV[4]
+if #redis.call('ZRANGEBYLEX', KEYS[3], '[' .. first .. ' ', '(' .. first .. '~', 'LIMIT', 0, 1) > 0 then
+  return 0
+end
 for i = 0, n - 1 do
-  local a = 4 + i * 5
-  local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[a])
-  redis.call('SET', KEYS[3 + 2 * i], sid, 'PX', ARGV[2])
-  if ARGV[a + 1] ~= '' then
-    local cur = redis.call('HGET', KEYS[2], ARGV[a + 1])
-    if not cur or tonumber(cur) < tonumber(ARGV[a + 2]) then
-      redis.call('HSET', KEYS[2], ARGV[a + 1], ARGV[a + 2])
+  local a = 4 + i * 6
+  local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[a + 1])
+  redis.call('ZADD', KEYS[3], 0, ARGV[a] .. ' ' .. sid)
+  if ARGV[a + 2] ~= '' then
+    local cur = redis.call('HGET', KEYS[2], ARGV[a + 2])
+    if not cur or tonumber(cur) < tonumber(ARGV[a + 3]) then
+      redis.call('HSET', KEYS[2], ARGV[a + 2], ARGV[a + 3])
     end
   end
-  if ARGV[a + 3] ~= '' then
-    redis.call('SET', KEYS[4 + 2 * i], ARGV[a + 3], 'PX', ARGV[a + 4])
+  if ARGV[a + 4] ~= '' then
+    redis.call('SET', KEYS[4 + i], ARGV[a + 4], 'PX', ARGV[a + 5])
   end
 end
+local extra = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[2])
+if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, extra - 1) end
 return n
 ",
     )
@@ -100,8 +110,8 @@ impl RedisLog {
         RedisLog { redis, keep: keep.max(1), max_age, timeout, tag, trimmed_ms: AtomicU64::new(0) }
     }
 
-    fn index_key(&self, id: &str) -> String {
-        format!("{}:at:{id}", self.tag)
+    fn index_key(&self) -> String {
+        format!("{}:ids", self.tag)
     }
 
     fn capture_key(&self, id: &str) -> String {
@@ -121,12 +131,12 @@ impl RedisLog {
             return Ok(());
         }
         let mut inv = APPEND.prepare_invoke();
-        inv.key(&self.tag).key(self.last_key());
-        inv.arg(self.keep).arg(millis(self.max_age)).arg(entries.len());
+        inv.key(&self.tag).key(self.last_key()).key(self.index_key());
+        inv.arg(self.keep).arg(self.keep.saturating_mul(2)).arg(entries.len());
         for Entry { event, capture } in entries {
-            inv.key(self.index_key(&event.id)).key(self.capture_key(&event.id));
+            inv.key(self.capture_key(&event.id));
             let json = serde_json::to_vec(event).map_err(|e| LogError(e.to_string()))?;
-            inv.arg(json);
+            inv.arg(&event.id).arg(json);
             match event.secret_index {
                 Some(i) => inv.arg(format!("{i}:{}", event.route)),
                 None => inv.arg(""),
@@ -162,9 +172,16 @@ impl RedisLog {
         Ok(())
     }
 
-    /// The stream id of the event `id`, while its index key lives.
+    /// The stream id of the event `id`, while it is indexed. Only a well-formed ULID is
+    /// looked up: another string's lexical range could name some other event.
     async fn position(&self, id: &str) -> Result<Option<String>, LogError> {
-        self.query(redis::cmd("GET").arg(self.index_key(id))).await
+        if !(id.len() == 26 && id.bytes().all(|b| b.is_ascii_alphanumeric())) {
+            return Ok(None);
+        }
+        let mut cmd = redis::cmd("ZRANGEBYLEX");
+        cmd.arg(self.index_key()).arg(format!("[{id} ")).arg(format!("({id}~")).arg("LIMIT").arg(0).arg(1);
+        let found: Vec<String> = self.query(&cmd).await?;
+        Ok(found.into_iter().next().and_then(|m| m.split_once(' ').map(|(_, sid)| sid.to_string())))
     }
 
     async fn list_page(&self, filter: &Filter) -> Result<Vec<Event>, LogError> {
@@ -176,7 +193,7 @@ impl RedisLog {
             None => "+".to_string(),
             Some(b) => match self.position(b).await? {
                 Some(sid) => format!("({sid}"),
-                // Expired (or never seen): its ULID's time, a stream id at Redis's clock.
+                // No longer indexed (or never was): its ULID's time, as a stream id.
                 None => match super::Ulids::time_ms(b) {
                     Some(ms) => format!("({ms}-0"),
                     None => return Ok(Vec::new()),
@@ -250,8 +267,11 @@ impl RedisLog {
     }
 }
 
-/// The entries of an `XRANGE`/`XREVRANGE` reply: stream id and the field `e`, if present.
-fn stream_entries(reply: Value) -> Result<Vec<(String, Option<Vec<u8>>)>, LogError> {
+/// One stream entry: its stream id and its field `e` (the event's JSON), if present.
+type StreamEntry = (String, Option<Vec<u8>>);
+
+/// The entries of an `XRANGE`/`XREVRANGE` reply.
+fn stream_entries(reply: Value) -> Result<Vec<StreamEntry>, LogError> {
     let bad = || LogError("unexpected stream reply".into());
     let Value::Array(items) = reply else {
         return if matches!(reply, Value::Nil) { Ok(Vec::new()) } else { Err(bad()) };
