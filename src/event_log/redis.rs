@@ -6,8 +6,9 @@
 //! Cluster they all live in one slot (one script touches them together):
 //! - `<tag>` — the stream; one entry per event, its JSON in the field `e`, capped by
 //!   `XADD MAXLEN ~ keep` and trimmed by age now and then (`XTRIM MINID ~`);
-//! - `<tag>:ids` — a sorted set of `"<ulid> <stream id>"` (all score 0, so ordered by
-//!   ULID), capped at twice `keep`: where each event sits in the stream;
+//! - `<tag>:ids` — a hash ULID → stream id: where each event sits in the stream; and
+//!   `<tag>:order`, a list of the same ULIDs in the order appended, by which the hash is
+//!   trimmed to twice `keep` (the oldest appended go first);
 //! - `<tag>:capture:<ulid>` — a captured request, expiring at its ttl;
 //! - `<tag>:last` — a hash `"<secret index>:<route>"` → unix ms of that secret's last match
 //!   (newest wins; never expires: it outlives the events, and holds one field per secret).
@@ -18,11 +19,12 @@
 //! differ, and `XADD` refuses an id lower than the stream's last, so a lagging instance could
 //! not append. So the stream ids are Redis's own (`*`, one clock for the fleet, and listings
 //! newest first by arrival at Redis), and each append records `ulid → stream id` in the
-//! `ids` set (`ZRANGEBYLEX` finds an id's member). The set is trimmed by rank to twice
-//! `keep` in the same script, so it stays as small as the stream whatever the traffic (a key
-//! per event with `max_age` expiry would grow with the rate: a week of 1000 deliveries a
-//! second is 600 million keys); an event trimmed from the stream but still indexed is simply
-//! not found. `get` is then two lookups; a `before` cursor pages by stream position, so pages
+//! `ids` hash. The script trims it in append order to twice `keep`, so it stays as small as
+//! the stream whatever the traffic (a key per event expiring at `max_age` would grow with
+//! the rate: a week of 1000 deliveries a second is 600 million keys), and an instance whose
+//! clock lags keeps its events indexed as long as the others' (trimming by ULID would drop
+//! its events first); an event trimmed from the stream but still indexed is simply not
+//! found. `get` is then two lookups; a `before` cursor pages by stream position, so pages
 //! never skip or repeat an event even when the instances' ULIDs interleave out of order. A
 //! cursor no longer indexed falls back to its ULID's time.
 //!
@@ -38,22 +40,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-/// KEYS: stream, last-match hash, id index, then per event its capture key.
+/// KEYS: stream, last-match hash, id hash, id order list, then per event its capture key.
 /// ARGV: keep, index cap, n, then per event: ULID, JSON, last-match field (or ''), time ms,
 /// capture JSON (or ''), capture ttl ms.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local n = tonumber(ARGV[3])
-if n == 0 then return 0 end
-local first = ARGV[4]
-if #redis.call('ZRANGEBYLEX', KEYS[3], '[' .. first .. ' ', '(' .. first .. '~', 'LIMIT', 0, 1) > 0 then
-  return 0
-end
+if n == 0 or redis.call('HEXISTS', KEYS[3], ARGV[4]) == 1 then return 0 end
 for i = 0, n - 1 do
   local a = 4 + i * 6
   local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[a + 1])
-  redis.call('ZADD', KEYS[3], 0, ARGV[a] .. ' ' .. sid)
+  redis.call('HSET', KEYS[3], ARGV[a], sid)
+  redis.call('RPUSH', KEYS[4], ARGV[a])
   if ARGV[a + 2] ~= '' then
     local cur = redis.call('HGET', KEYS[2], ARGV[a + 2])
     if not cur or tonumber(cur) < tonumber(ARGV[a + 3]) then
@@ -61,11 +60,15 @@ for i = 0, n - 1 do
     end
   end
   if ARGV[a + 4] ~= '' then
-    redis.call('SET', KEYS[4 + i], ARGV[a + 4], 'PX', ARGV[a + 5])
+    redis.call('SET', KEYS[5 + i], ARGV[a + 4], 'PX', ARGV[a + 5])
   end
 end
-local extra = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[2])
-if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, extra - 1) end
+local extra = redis.call('LLEN', KEYS[4]) - tonumber(ARGV[2])
+while extra > 0 do
+  local old = redis.call('LPOP', KEYS[4], math.min(extra, 1000))
+  redis.call('HDEL', KEYS[3], unpack(old))
+  extra = extra - #old
+end
 return n
 ",
     )
@@ -114,6 +117,10 @@ impl RedisLog {
         format!("{}:ids", self.tag)
     }
 
+    fn order_key(&self) -> String {
+        format!("{}:order", self.tag)
+    }
+
     fn capture_key(&self, id: &str) -> String {
         format!("{}:capture:{id}", self.tag)
     }
@@ -131,7 +138,7 @@ impl RedisLog {
             return Ok(());
         }
         let mut inv = APPEND.prepare_invoke();
-        inv.key(&self.tag).key(self.last_key()).key(self.index_key());
+        inv.key(&self.tag).key(self.last_key()).key(self.index_key()).key(self.order_key());
         inv.arg(self.keep).arg(self.keep.saturating_mul(2)).arg(entries.len());
         for Entry { event, capture } in entries {
             inv.key(self.capture_key(&event.id));
@@ -172,16 +179,9 @@ impl RedisLog {
         Ok(())
     }
 
-    /// The stream id of the event `id`, while it is indexed. Only a well-formed ULID is
-    /// looked up: another string's lexical range could name some other event.
+    /// The stream id of the event `id`, while it is indexed.
     async fn position(&self, id: &str) -> Result<Option<String>, LogError> {
-        if !(id.len() == 26 && id.bytes().all(|b| b.is_ascii_alphanumeric())) {
-            return Ok(None);
-        }
-        let mut cmd = redis::cmd("ZRANGEBYLEX");
-        cmd.arg(self.index_key()).arg(format!("[{id} ")).arg(format!("({id}~")).arg("LIMIT").arg(0).arg(1);
-        let found: Vec<String> = self.query(&cmd).await?;
-        Ok(found.into_iter().next().and_then(|m| m.split_once(' ').map(|(_, sid)| sid.to_string())))
+        self.query(redis::cmd("HGET").arg(self.index_key()).arg(id)).await
     }
 
     async fn list_page(&self, filter: &Filter) -> Result<Vec<Event>, LogError> {
