@@ -210,7 +210,7 @@ async fn upstream_failure_releases_the_key_in_redis() {
     let b = body("evt_fail_once");
     let h = sign("paylent", SECRET, &b, "", 0);
     assert_eq!(post(&c, &gw.url("/p"), &h, b.clone()).await.status, 503);
-    assert_eq!(redis.cli(&["dbsize"]).trim(), "0", "the claim was released");
+    assert_eq!(redis.cli(&["exists", "portcullis:{/p:evt_fail_once}"]).trim(), "0", "the claim was released");
     assert_eq!(post(&c, &gw.url("/p"), &h, b.clone()).await.status, 200);
     assert_eq!(up.count(), 2);
     let keys = redis.cli(&["keys", "*"]);

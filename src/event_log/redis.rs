@@ -13,7 +13,7 @@
 //! - `<tag>:last` — a hash `"<secret index>:<route>"` → unix ms of that secret's last match
 //!   (newest wins; never expires: it outlives the events, and holds one field per secret).
 //!
-//! # Why an index key per event
+//! # Why an index of ids
 //! The console names events by ULID (the `before` cursor and `get`), but the stream orders
 //! them by their Redis stream id. The stream id cannot be the ULID's time: instances' clocks
 //! differ, and `XADD` refuses an id lower than the stream's last, so a lagging instance could
