@@ -39,24 +39,43 @@ fn not_found(message: String) -> Response<Body> {
     json_response(StatusCode::NOT_FOUND, json!({ "error": message }).to_string())
 }
 
-/// The queue and the queued routes a call is about (`?route=R`: that one only), sorted by
-/// name. `Err` answers the call: 404 for a route that is not queued. With no queue at all, no
-/// route.
-fn scope(
-    gateway: &Gateway,
-    req: &ApiRequest<'_>,
-) -> Result<Option<(Arc<Queue>, Vec<String>)>, Response<Body>> {
+/// What a call is about: the queue and its queued routes (`?route=R`: that one only).
+enum Scope {
+    /// The queue and the routes, sorted by name.
+    Routes(Arc<Queue>, Vec<String>),
+    /// No route is queued: there is no queue.
+    NoQueue,
+    /// `?route=R` names no queued route (answered 404).
+    UnknownRoute(String),
+}
+
+fn scope(gateway: &Gateway, req: &ApiRequest<'_>) -> Scope {
     let wanted = params(req.query).remove("route").filter(|r| !r.is_empty());
     let mut routes: Vec<String> =
         gateway.routing().routes().filter(|r| r.queue.is_some()).map(|r| r.name.clone()).collect();
     routes.sort();
-    if let Some(w) = &wanted {
-        if !routes.contains(w) {
-            return Err(not_found(format!("no queued route named {w}")));
+    if let Some(w) = wanted {
+        if !routes.contains(&w) {
+            return Scope::UnknownRoute(w);
         }
-        routes.retain(|r| r == w);
+        routes.retain(|r| *r == w);
     }
-    Ok(gateway.queue.clone().map(|q| (q, routes)))
+    match gateway.queue.clone() {
+        Some(q) => Scope::Routes(q, routes),
+        None => Scope::NoQueue,
+    }
+}
+
+/// The scope's queue and routes; otherwise the answer: `empty` when there is no queue, 404
+/// for an unknown route.
+macro_rules! routes_or {
+    ($gateway:expr, $req:expr, $empty:expr) => {
+        match scope($gateway, $req) {
+            Scope::Routes(q, routes) => (q, routes),
+            Scope::NoQueue => return $empty,
+            Scope::UnknownRoute(r) => return not_found(format!("no queued route named {r}")),
+        }
+    };
 }
 
 /// The route holding the dead letter `id`, and the letter.
@@ -75,11 +94,7 @@ async fn find(
 
 /// `GET /api/dead-letters`.
 pub(super) async fn list(gateway: &Gateway, req: &ApiRequest<'_>) -> Response<Body> {
-    let (queue, routes) = match scope(gateway, req) {
-        Ok(Some(s)) => s,
-        Ok(None) => return ok(&json!({ "dead_letters": [] })),
-        Err(res) => return res,
-    };
+    let (queue, routes) = routes_or!(gateway, req, ok(&json!({ "dead_letters": [] })));
     let mut all = Vec::new();
     for r in &routes {
         match queue.dead_letters(r).await {
@@ -92,11 +107,7 @@ pub(super) async fn list(gateway: &Gateway, req: &ApiRequest<'_>) -> Response<Bo
 
 /// `GET /api/dead-letters/{id}`: the letter and its request as queued (headers, body).
 pub(super) async fn show(gateway: &Gateway, id: &str, req: &ApiRequest<'_>) -> Response<Body> {
-    let (queue, routes) = match scope(gateway, req) {
-        Ok(Some(s)) => s,
-        Ok(None) => return not_found(format!("no dead letter with id {id}")),
-        Err(res) => return res,
-    };
+    let (queue, routes) = routes_or!(gateway, req, not_found(format!("no dead letter with id {id}")));
     match find(&queue, &routes, id).await {
         Ok(Some((route, letter, item))) => ok(&detail(gateway, &route, letter, &item)),
         Ok(None) => not_found(format!("no dead letter with id {id}")),
@@ -206,11 +217,7 @@ impl Action {
 
 /// Replays or purges the dead letter `id`.
 async fn one(gateway: &Gateway, id: &str, req: &ApiRequest<'_>, action: Action) -> Response<Body> {
-    let (queue, routes) = match scope(gateway, req) {
-        Ok(Some(s)) => s,
-        Ok(None) => return not_found(format!("no dead letter with id {id}")),
-        Err(res) => return res,
-    };
+    let (queue, routes) = routes_or!(gateway, req, not_found(format!("no dead letter with id {id}")));
     let route = match find(&queue, &routes, id).await {
         Ok(Some((route, _, _))) => route,
         Ok(None) => return not_found(format!("no dead letter with id {id}")),
@@ -230,11 +237,7 @@ async fn one(gateway: &Gateway, id: &str, req: &ApiRequest<'_>, action: Action) 
 /// Replays or purges every dead letter (of `?route=R`).
 async fn all(gateway: &Gateway, req: &ApiRequest<'_>, action: Action) -> Response<Body> {
     let none = || not_found(format!("no dead letters to {}", action.name()));
-    let (queue, routes) = match scope(gateway, req) {
-        Ok(Some(s)) => s,
-        Ok(None) => return none(),
-        Err(res) => return res,
-    };
+    let (queue, routes) = routes_or!(gateway, req, none());
     let mut total = 0;
     for r in &routes {
         match action.run(&queue, r, None).await {
@@ -255,11 +258,7 @@ async fn all(gateway: &Gateway, req: &ApiRequest<'_>, action: Action) -> Respons
 
 /// `GET /api/queue`: depth, oldest age, in retry and dead, per queued route.
 pub(super) async fn stats(gateway: &Gateway, req: &ApiRequest<'_>) -> Response<Body> {
-    let (queue, routes) = match scope(gateway, req) {
-        Ok(Some(s)) => s,
-        Ok(None) => return ok(&json!({ "queues": [] })),
-        Err(res) => return res,
-    };
+    let (queue, routes) = routes_or!(gateway, req, ok(&json!({ "queues": [] })));
     let mut all = Vec::with_capacity(routes.len());
     for r in &routes {
         match queue.stats(r).await {

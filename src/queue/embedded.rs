@@ -649,6 +649,40 @@ mod tests {
         let _ = std::fs::remove_file(p);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_purge_racing_a_replay_neither_loses_nor_duplicates_a_dead_letter() {
+        let p = path();
+        let q = Arc::new(EmbeddedQueue::open(&p).unwrap());
+        let n = 50u64;
+        q.push_many("/r", (0..n).map(|i| item("/r", &format!("d{i}"))).collect()).await.unwrap();
+        for (id, item) in q.take("/r", n as usize, Duration::from_secs(60)).await.unwrap() {
+            q.bury("/r", &id, &item).await.unwrap();
+        }
+        let ids: Vec<String> = q.dead_letters("/r").await.unwrap().into_iter().map(|d| d.id).collect();
+        let (replayer, purger) = (q.clone(), q.clone());
+        let ids2 = ids.clone();
+        let replays = tokio::spawn(async move {
+            let mut n = 0;
+            for id in &ids {
+                n += replayer.replay("/r", Some(id)).await.unwrap();
+            }
+            n
+        });
+        let purges = tokio::spawn(async move {
+            let mut n = 0;
+            for id in ids2.iter().rev() {
+                n += purger.purge("/r", Some(id)).await.unwrap();
+            }
+            n
+        });
+        let (replayed, purged) = (replays.await.unwrap(), purges.await.unwrap());
+        assert_eq!(replayed + purged, n, "each letter replayed or purged, once");
+        let s = q.stats("/r").await.unwrap();
+        assert_eq!((s.depth, s.dead), (replayed, 0), "{s:?}");
+        drop(q);
+        let _ = std::fs::remove_file(p);
+    }
+
     #[tokio::test]
     async fn ordered_deliveries_wait_for_the_earlier_ones_of_their_line() {
         let p = path();
