@@ -78,18 +78,19 @@ return #due
 });
 
 /// Moves dead letters back to the stream: ARGV holds pairs of (the stored bytes to remove,
-/// the fresh bytes to queue).
+/// the fresh bytes to queue). Returns the 0-based places of the pairs it moved: a letter a
+/// purge (or another replay) took meanwhile is not in the list any more and is skipped.
 static REPLAY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local n = 0
+local moved = {}
 for i = 1, #ARGV, 2 do
   if redis.call('LREM', KEYS[1], 1, ARGV[i]) > 0 then
     redis.call('XADD', KEYS[2], '*', 'd', ARGV[i + 1])
-    n = n + 1
+    table.insert(moved, (i - 1) / 2)
   end
 end
-return n
+return moved
 ",
     )
 });
@@ -350,6 +351,7 @@ impl RedisQueue {
         let mut c = self.conn().await?;
         let mut inv = REPLAY.prepare_invoke();
         inv.key(&dead).key(&stream);
+        let mut items = Vec::with_capacity(chosen.len());
         for raw in chosen {
             let Some(mut item) = Item::decode(raw) else { continue };
             item.attempts = 0;
@@ -357,20 +359,18 @@ impl RedisQueue {
             item.last_error.clear();
             item.dead_at_ms = None;
             inv.arg(raw.as_slice()).arg(item.encode());
+            items.push(item);
         }
-        let n: u64 = bounded(self.timeout, c.invoke(&inv)).await?;
-        // A replayed ordered delivery joins the end of its line again.
-        for raw in raws.iter().filter(|r| id.is_none_or(|id| Item::decode(r).is_some_and(|i| i.origin == id)))
-        {
-            if let Some(item) = Item::decode(raw) {
-                if let Some(order) = &item.order {
-                    let _: i64 = c
-                        .query(redis::cmd("RPUSH").arg(self.order_key(route, order)).arg(&item.origin))
-                        .await?;
-                }
+        let moved: Vec<usize> = bounded(self.timeout, c.invoke(&inv)).await?;
+        // A replayed ordered delivery joins the end of its line again; one that was purged
+        // meanwhile must not (it would hold the line forever).
+        for item in moved.iter().filter_map(|&i| items.get(i)) {
+            if let Some(order) = &item.order {
+                let _: i64 =
+                    c.query(redis::cmd("RPUSH").arg(self.order_key(route, order)).arg(&item.origin)).await?;
             }
         }
-        Ok(n)
+        Ok(moved.len() as u64)
     }
 }
 
