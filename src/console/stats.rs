@@ -31,7 +31,9 @@ pub(super) async fn outcomes(gateway: &Gateway, req: &ApiRequest<'_>) -> Respons
     };
     let to_ms = (now_ms() / BUCKET_MS + 1) * BUCKET_MS;
     let from_ms = to_ms - minutes * BUCKET_MS;
-    let mut series: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+    // route → outcome → counts; looked up by `&str` so that an event allocates nothing once
+    // its series exists.
+    let mut series: BTreeMap<String, BTreeMap<String, Vec<u64>>> = BTreeMap::new();
     let mut filter = Filter { since_ms: Some(from_ms), limit: Filter::MAX_LIMIT, ..Filter::default() };
     let (mut scanned, mut truncated) = (0usize, false);
     loop {
@@ -44,10 +46,16 @@ pub(super) async fn outcomes(gateway: &Gateway, req: &ApiRequest<'_>) -> Respons
                 continue;
             }
             let bucket = ((e.time_ms - from_ms) / BUCKET_MS) as usize;
-            let counts = series
-                .entry((e.route.clone(), e.outcome.to_string()))
-                .or_insert_with(|| vec![0; minutes as usize]);
-            counts[bucket] += 1;
+            if !series.contains_key(&e.route) {
+                series.insert(e.route.clone(), BTreeMap::new());
+            }
+            let by_outcome = series.get_mut(&e.route).expect("inserted above");
+            if !by_outcome.contains_key(&*e.outcome) {
+                by_outcome.insert(e.outcome.to_string(), vec![0; minutes as usize]);
+            }
+            if let Some(counts) = by_outcome.get_mut(&*e.outcome) {
+                counts[bucket] += 1;
+            }
         }
         scanned += page.len();
         let Some(last) = page.last().filter(|_| page.len() == filter.page()) else { break };
@@ -59,7 +67,11 @@ pub(super) async fn outcomes(gateway: &Gateway, req: &ApiRequest<'_>) -> Respons
     }
     let series: Vec<_> = series
         .into_iter()
-        .map(|((route, outcome), counts)| json!({ "route": route, "outcome": outcome, "counts": counts }))
+        .flat_map(|(route, by_outcome)| {
+            by_outcome
+                .into_iter()
+                .map(move |(outcome, counts)| json!({ "route": route, "outcome": outcome, "counts": counts }))
+        })
         .collect();
     ok(&json!({
         "bucket_ms": BUCKET_MS,
