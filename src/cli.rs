@@ -47,17 +47,22 @@ pub enum Command {
     },
     /// Verify one request's signature; exit 0 when valid, 1 when invalid, 2 on a usage error.
     Verify(VerifyArgs),
-    /// The delivery queue of `delivery: queued` routes, through a gateway's admin listener.
+    /// The delivery queue of `delivery: queued` routes, through a gateway's admin API.
     Queue {
-        /// The admin listener of a running gateway (its token, if it has one, from
-        /// PORTCULLIS_ADMIN_TOKEN).
-        #[arg(long, global = true, default_value = "http://127.0.0.1:9090")]
-        admin: String,
+        #[command(flatten)]
+        admin: AdminArgs,
         /// Only this route.
         #[arg(long, global = true)]
         route: Option<String>,
         #[command(subcommand)]
         command: QueueCommand,
+    },
+    /// The deliveries a running gateway recorded (its event log), through its admin API.
+    Deliveries {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: DeliveriesCommand,
     },
     /// A demo upstream: answers 200 to everything and prints each request it receives.
     Echo {
@@ -66,6 +71,22 @@ pub enum Command {
     },
     /// Print the headers a provider would send for a body.
     Sign(SignArgs),
+}
+
+/// How the `queue` and `deliveries` commands reach a gateway's admin API. The token is never
+/// a flag's value (a flag shows in the process list): a file, or the environment.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// The admin listener of a running gateway.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:9090")]
+    pub admin: String,
+    /// A file whose first line is the admin token; without it, the token is read from
+    /// PORTCULLIS_ADMIN_TOKEN (when set).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Print the admin API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,11 +98,55 @@ pub enum QueueCommand {
         #[command(subcommand)]
         command: DeadCommand,
     },
+    /// One dead letter and the request it holds (headers, body).
+    Show { id: String },
     /// Put dead letters back in the queue: one by id, or all of them.
     Replay {
         id: Option<String>,
         #[arg(long, conflicts_with = "id")]
         all: bool,
+    },
+    /// Delete dead letters for good: one by id, or all of them (of --route).
+    Purge {
+        /// The dead letter to delete.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Option<String>,
+        /// Every dead letter (of --route).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// Recorded deliveries, newest first.
+    List {
+        #[arg(long)]
+        route: Option<String>,
+        /// forwarded, invalid_signature, duplicate, queued, delivered, retry, dead, …
+        #[arg(long)]
+        outcome: Option<String>,
+        /// The provider's event id (or the whole event key).
+        #[arg(long)]
+        event_id: Option<String>,
+        /// Only since this time: unix milliseconds or RFC 3339.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only older than this delivery id (the previous page's last).
+        #[arg(long)]
+        before: Option<String>,
+        /// At most this many (1 to 1000; default 50).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// One delivery: what happened, and its captured request when kept.
+    Show { id: String },
+    /// Send a captured, verified delivery to its upstream again.
+    Replay {
+        id: String,
+        /// Replay even what the gateway would refuse by default (e.g. already delivered).
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -60,6 +60,29 @@ impl Outcome {
     }
 }
 
+/// What one attempt of the queue's workers at a queued delivery came to: the `outcome` of the
+/// attempt's event-log record and the label of `portcullis_queue_attempts_total`. Not request
+/// outcomes (no request is answered by an attempt), so not in [`Outcome`], whose every label
+/// is a series of `portcullis_requests_total`.
+pub mod attempt {
+    /// The upstream answered 2xx; the delivery left the queue.
+    pub const DELIVERED: &str = "delivered";
+    /// The attempt failed and the delivery waits for another.
+    pub const RETRY: &str = "retry";
+    /// The attempt failed and was the last: the delivery went to the dead-letter list.
+    pub const DEAD: &str = "dead";
+    /// Every attempt outcome.
+    pub const ALL: [&str; 3] = [DELIVERED, RETRY, DEAD];
+}
+
+impl Outcome {
+    /// Every `outcome` an event-log record can have: the request outcomes, then the queue's
+    /// attempt outcomes (the console's outcome filter lists these).
+    pub fn event_labels() -> impl Iterator<Item = &'static str> {
+        Outcome::ALL.iter().map(|o| o.as_str()).chain(attempt::ALL)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +94,7 @@ mod tests {
         }
         let labels: std::collections::HashSet<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!(labels.len(), Outcome::ALL.len(), "labels are distinct");
+        let all: std::collections::HashSet<_> = Outcome::event_labels().collect();
+        assert_eq!(all.len(), Outcome::ALL.len() + attempt::ALL.len(), "attempt labels are distinct too");
     }
 }

@@ -117,6 +117,7 @@ pub fn start_queue_workers(gateway: &Arc<Gateway>, stop: tokio::sync::watch::Rec
             client: gateway.client.clone(),
             metrics: gateway.metrics.clone(),
             routes: Box::new(move || gw.routing().routes().filter(|r| r.queue.is_some()).collect()),
+            events: Some(gateway.events.clone()),
         };
         tokio::spawn(crate::queue::supervise(Arc::new(workers), stop));
     }

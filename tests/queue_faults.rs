@@ -194,9 +194,10 @@ async fn the_dead_letter_log_line_names_the_id_dead_list_shows_and_replay_takes(
     })
     .await;
     let logged = gw.events("dead-letter")[0]["id"].as_str().unwrap().to_string();
-    let (code, list, err) = gw.cli(&["queue", "dead", "list"]);
+    let (code, list, err) = gw.cli(&["queue", "dead", "list", "--json"]);
     assert_eq!(code, 0, "{list}{err}");
-    let dead: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let dead = v["dead_letters"].as_array().unwrap();
     assert_eq!(dead.len(), 1, "{list}");
     assert_eq!(dead[0]["id"], logged, "the log line and the list name one id");
 
@@ -209,7 +210,7 @@ async fn the_dead_letter_log_line_names_the_id_dead_list_shows_and_replay_takes(
 
     // The logged id replays it.
     up.set_down(false);
-    let (code, out, err) = gw.cli(&["queue", "replay", &logged]);
+    let (code, out, err) = gw.cli(&["queue", "replay", &logged, "--json"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("\"replayed\": 1"), "{out}");
     wait_until("the replayed delivery", Duration::from_secs(15), || {

@@ -116,16 +116,18 @@ async fn exhausted_deliveries_go_to_the_dead_letter_list_and_replay_delivers_the
     // while the last one moves may show it in neither or both).
     let deadline = Deadline::new("three dead letters and an empty queue", PATIENCE);
     loop {
-        let (_, stats) = cli(&["queue", "stats"]);
+        let (_, stats) = cli(&["queue", "stats", "--json"]);
         let v: serde_json::Value = serde_json::from_str(&stats).unwrap_or_default();
+        let v = &v["queues"];
         if v[0]["dead"] == 3 && v[0]["depth"] == 0 {
             break;
         }
         deadline.tick().await;
     }
-    let (code, list) = cli(&["queue", "dead", "list"]);
+    let (code, list) = cli(&["queue", "dead", "list", "--json"]);
     assert_eq!(code, 0);
-    let dead: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let dead = v["dead_letters"].as_array().unwrap();
     assert_eq!(dead.len(), 3);
     assert_eq!(dead[0]["attempts"], 2);
     assert!(dead[0]["last_error"].as_str().unwrap().contains("503"), "{list}");
@@ -133,11 +135,11 @@ async fn exhausted_deliveries_go_to_the_dead_letter_list_and_replay_delivers_the
     // One by id, then the rest.
     up.set_down(false);
     let first = dead[0]["id"].as_str().unwrap().to_string();
-    let (code, out) = cli(&["queue", "replay", &first]);
+    let (code, out) = cli(&["queue", "replay", &first, "--json"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("\"replayed\": 1"), "{out}");
     wait_for("the replayed delivery", PATIENCE, || up.delivered().len() == 1).await;
-    let (_, out) = cli(&["queue", "replay", "--all"]);
+    let (_, out) = cli(&["queue", "replay", "--all", "--json"]);
     assert!(out.contains("\"replayed\": 2"), "{out}");
     wait_for("every replayed delivery", PATIENCE, || up.delivered().len() == 3).await;
     assert!(up.delivered().values().all(|n| *n == 1));

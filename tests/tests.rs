@@ -7,6 +7,7 @@ mod certificates;
 mod chaos;
 mod cli;
 mod console_api;
+mod console_dead;
 mod core;
 mod event_log_stores;
 mod forwarding;

@@ -5,10 +5,14 @@
 //! - [`check`]: validate a configuration and print what it holds;
 //! - [`providers`]: list the provider profiles;
 //! - [`verify`], [`sign`]: check or make one request's signature offline;
-//! - [`queue`]: the delivery queue, through a running gateway's admin listener;
+//! - [`queue`]: the delivery queue and its dead letters, through a running gateway's admin API;
+//! - [`deliveries`]: the deliveries a running gateway recorded, through its admin API
+//!   ([`admin_client`] is their client);
 //! - [`echo`]: a demo upstream for the quick start.
 
+pub mod admin_client;
 pub mod check;
+pub mod deliveries;
 pub mod echo;
 pub mod providers;
 pub mod queue;
@@ -54,6 +58,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(args),
         Command::Echo { listen } => echo::run(listen),
         Command::Queue { admin, route, command } => queue::run(&admin, route.as_deref(), command),
+        Command::Deliveries { admin, command } => deliveries::run(&admin, command),
         Command::Sign(args) => sign::run(args),
     }
 }

@@ -1,58 +1,106 @@
-//! `portcullis queue …`: the delivery queue's stats, dead letters and replays, asked of a
-//! running gateway's admin listener. With `PORTCULLIS_ADMIN_TOKEN` set, it is sent as the
-//! bearer token (the environment, not a flag: a flag shows in the process list).
+//! `portcullis queue …`: the delivery queue's stats and dead letters (list, show, replay,
+//! purge), asked of a running gateway's admin API (`/api/queue`, `/api/dead-letters*`).
+//! Tables by default; `--json` prints the API's JSON.
 
+use super::admin_client::{cell, print_detail, print_json, print_table, query, segment, time, AdminClient};
 use super::Usage;
-use crate::cli::{DeadCommand, QueueCommand};
-use anyhow::Context;
+use crate::cli::{AdminArgs, DeadCommand, QueueCommand};
 use http::Method;
 use std::process::ExitCode;
 
-/// `portcullis queue …`: asks a running gateway's admin listener.
-pub fn run(admin: &str, route: Option<&str>, command: QueueCommand) -> anyhow::Result<ExitCode> {
-    let mut query: Vec<(String, String)> =
-        route.map(|r| vec![("route".into(), r.to_string())]).unwrap_or_default();
-    let (method, path) = match command {
-        QueueCommand::Stats => (Method::GET, "/queue"),
-        QueueCommand::Dead { command: DeadCommand::List } => (Method::GET, "/queue/dead"),
+/// `portcullis queue …`.
+pub fn run(admin: &AdminArgs, route: Option<&str>, command: QueueCommand) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::new(&admin.admin, admin.token_file.as_deref())?;
+    let q = query([("route", route)]);
+    let (v, human): (serde_json::Value, fn(&serde_json::Value) -> anyhow::Result<()>) = match command {
+        QueueCommand::Stats => (client.get(&format!("/api/queue{q}"))?, stats),
+        QueueCommand::Dead { command: DeadCommand::List } => {
+            (client.get(&format!("/api/dead-letters{q}"))?, dead_list)
+        }
+        QueueCommand::Show { id } => {
+            (client.get(&format!("/api/dead-letters/{}{q}", segment(&id)))?, dead_detail)
+        }
         QueueCommand::Replay { id, all } => {
-            match (id, all) {
-                (Some(id), false) => query.push(("id".into(), id)),
-                (None, true) => query.push(("all".into(), "1".into())),
+            let path = match (id, all) {
+                (Some(id), false) => format!("/api/dead-letters/{}/replay{q}", segment(&id)),
+                (None, true) => format!("/api/dead-letters/replay{q}"),
                 _ => return Err(Usage("queue replay: give an ID or --all".into()).into()),
-            }
-            (Method::POST, "/queue/replay")
+            };
+            (client.call(Method::POST, &path, None)?, done)
+        }
+        QueueCommand::Purge { id, all } => {
+            let (method, path) = match (id, all) {
+                (Some(id), false) => (Method::DELETE, format!("/api/dead-letters/{}{q}", segment(&id))),
+                (None, true) => (Method::POST, format!("/api/dead-letters/purge{q}")),
+                _ => return Err(Usage("queue purge: give --id ID or --all".into()).into()),
+            };
+            (client.call(method, &path, None)?, done)
         }
     };
-    let qs = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
-    let url = format!("{}{path}{}{qs}", admin.trim_end_matches('/'), if qs.is_empty() { "" } else { "?" });
-    let uri: http::Uri = url.parse().map_err(|_| Usage(format!("--admin: '{admin}' is not a URL")))?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (status, body) = runtime.block_on(async move {
-        use http_body_util::{BodyExt, Full};
-        let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        let mut req = http::Request::builder().method(method).uri(uri);
-        if let Some(token) = std::env::var("PORTCULLIS_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
-            req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let req = req.body(Full::default())?;
-        let res =
-            client.request(req).await.with_context(|| format!("reaching the admin listener at {admin}"))?;
-        let status = res.status();
-        let body = res.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, body))
-    })?;
-    let text = String::from_utf8_lossy(&body);
-    let json = serde_json::from_slice::<serde_json::Value>(&body).ok();
-    if !status.is_success() {
-        // The admin listener's reason (e.g. "no dead letter with id …"), on stderr; exit 1.
-        let reason = json.as_ref().and_then(|v| v["error"].as_str()).map(str::to_string);
-        anyhow::bail!("{} ({status})", reason.unwrap_or_else(|| text.trim().to_string()));
-    }
-    match json {
-        Some(v) => crate::outln!("{}", serde_json::to_string_pretty(&v)?)?,
-        None => crate::outln!("{text}")?,
+    if admin.json {
+        print_json(&v)?;
+    } else {
+        human(&v)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn stats(v: &serde_json::Value) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = v["queues"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            ["route", "depth", "in_retry", "dead", "oldest_age_secs"].iter().map(|k| cell(&s[*k])).collect()
+        })
+        .collect();
+    print_table(&["ROUTE", "DEPTH", "IN RETRY", "DEAD", "OLDEST (s)"], &rows)
+}
+
+fn dead_list(v: &serde_json::Value) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = v["dead_letters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            ["id", "route", "event_id", "attempts", "age_secs", "last_error"]
+                .iter()
+                .map(|k| cell(&d[*k]))
+                .collect()
+        })
+        .collect();
+    print_table(&["ID", "ROUTE", "EVENT", "ATTEMPTS", "AGE (s)", "LAST ERROR"], &rows)
+}
+
+/// A dead letter: its fields, its headers one a line, and its body as text (or its size).
+fn dead_detail(v: &serde_json::Value) -> anyhow::Result<()> {
+    let mut fields = v.clone();
+    let request = fields.as_object_mut().and_then(|m| m.remove("request")).unwrap_or_default();
+    for k in ["dead_at_ms", "first_seen_ms"] {
+        if fields[k].is_u64() {
+            fields[k] = time(&fields[k]).into();
+        }
+    }
+    print_detail(&fields)?;
+    let query = request["query"].as_str().map(|q| format!(" ?{q}")).unwrap_or_default();
+    crate::outln!("request: {}{query}", cell(&request["method"]))?;
+    for h in request["headers"].as_array().into_iter().flatten() {
+        crate::outln!("  {}: {}", cell(&h[0]), cell(&h[1]))?;
+    }
+    match request["body_text"].as_str() {
+        Some(text) => crate::outln!("\n{text}")?,
+        None => crate::outln!(
+            "\n<{} bytes, not UTF-8: --json shows them in base64>",
+            cell(&request["body_bytes"])
+        )?,
+    }
+    Ok(())
+}
+
+/// `{"replayed": n}` or `{"purged": n}`.
+fn done(v: &serde_json::Value) -> anyhow::Result<()> {
+    for (k, n) in v.as_object().into_iter().flatten() {
+        crate::outln!("{k} {n} dead letter{}", if n.as_u64() == Some(1) { "" } else { "s" })?;
+    }
+    Ok(())
 }

@@ -462,6 +462,7 @@ impl EmbeddedQueue {
                 item.attempts = 0;
                 item.first_seen_ms = now;
                 item.last_error.clear();
+                item.dead_at_ms = None;
                 t.enqueue(&route, seq, &item, now)?;
                 if let Some(order) = &item.order {
                     // A replayed ordered delivery takes its place in its line again, by the
@@ -470,6 +471,64 @@ impl EmbeddedQueue {
                 }
             }
             rows.fetch_add(t.rows, Relaxed);
+            Ok(chosen.len() as u64)
+        })
+        .await
+    }
+}
+
+impl EmbeddedQueue {
+    /// The dead letter `id` (its sequence number) of `route`, and its delivery.
+    pub async fn dead_letter(&self, route: &str, id: &str) -> Result<Option<(DeadLetter, Item)>, StoreError> {
+        let Ok(seq) = id.parse::<u64>() else { return Ok(None) };
+        let now = now_ms();
+        self.read(|txn| {
+            let dead = txn.open_table(DEAD).map_err(err)?;
+            self.rows.fetch_add(1, Relaxed);
+            Ok(dead
+                .get(seq)
+                .map_err(err)?
+                .and_then(|v| Item::decode(v.value()))
+                .filter(|i| i.route == route)
+                .map(|i| (DeadLetter::of(seq.to_string(), &i, now), i)))
+        })
+    }
+
+    /// Deletes the dead letter `id`, or all of the route's, in one write transaction: a replay
+    /// of the same letter runs wholly before or after it, so the letter is replayed or purged,
+    /// never both.
+    pub async fn purge(&self, route: &str, id: Option<&str>) -> Result<u64, StoreError> {
+        let route = route.to_string();
+        let only = match id.map(str::parse::<u64>) {
+            None => None,
+            Some(Ok(seq)) => Some(seq),
+            Some(Err(_)) => return Ok(0),
+        };
+        self.write(true, move |txn, rows| {
+            let mut dead = txn.open_table(DEAD).map_err(err)?;
+            let chosen: Vec<u64> = match only {
+                Some(seq) => dead
+                    .get(seq)
+                    .map_err(err)?
+                    .and_then(|v| Item::decode(v.value()))
+                    .filter(|i| i.route == route)
+                    .map(|_| seq)
+                    .into_iter()
+                    .collect(),
+                None => dead
+                    .iter()
+                    .map_err(err)?
+                    .filter_map(|e| e.ok())
+                    .filter(|(_, v)| Item::decode(v.value()).is_some_and(|i| i.route == route))
+                    .map(|(k, _)| k.value())
+                    .collect(),
+            };
+            let mut t = Tables::open(txn)?;
+            for seq in &chosen {
+                dead.remove(*seq).map_err(err)?;
+                t.count(&route, DEAD_N, -1)?;
+            }
+            rows.fetch_add(t.rows + chosen.len() as u64, Relaxed);
             Ok(chosen.len() as u64)
         })
         .await
@@ -515,6 +574,12 @@ impl Backend for EmbeddedQueue {
     fn replay<'a>(&'a self, route: &'a str, id: Option<&'a str>) -> StoreFuture<'a, u64> {
         Box::pin(EmbeddedQueue::replay(self, route, id))
     }
+    fn dead_letter<'a>(&'a self, route: &'a str, id: &'a str) -> StoreFuture<'a, Option<(DeadLetter, Item)>> {
+        Box::pin(EmbeddedQueue::dead_letter(self, route, id))
+    }
+    fn purge<'a>(&'a self, route: &'a str, id: Option<&'a str>) -> StoreFuture<'a, u64> {
+        Box::pin(EmbeddedQueue::purge(self, route, id))
+    }
 }
 
 #[cfg(test)]
@@ -534,6 +599,7 @@ mod tests {
             last_error: String::new(),
             origin: String::new(),
             order: None,
+            dead_at_ms: None,
         }
     }
 
@@ -564,11 +630,55 @@ mod tests {
         assert_eq!((s.depth, s.in_retry, s.dead), (1, 1, 0));
         q.bury("/r", &taken[1].0, &again).await.unwrap();
         assert_eq!(q.dead_letters("/r").await.unwrap().len(), 1);
+        let (letter, held) = q.dead_letter("/r", &taken[1].0).await.unwrap().unwrap();
+        assert_eq!((letter.attempts, held.body.as_slice()), (1, b"{}".as_slice()));
+        assert!(q.dead_letter("/other", &taken[1].0).await.unwrap().is_none(), "another route's");
+        assert_eq!(q.purge("/other", None).await.unwrap(), 0);
         assert_eq!(q.replay("/r", None).await.unwrap(), 1);
         let back = q.take("/r", 10, stale).await.unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].1.attempts, 0);
         assert_eq!(q.take("/other", 10, stale).await.unwrap().len(), 1);
+        // Buried again, then purged: gone for good, and the count follows.
+        q.bury("/r", &back[0].0, &back[0].1).await.unwrap();
+        assert_eq!(q.purge("/r", Some(&back[0].0)).await.unwrap(), 1);
+        assert_eq!(q.purge("/r", Some(&back[0].0)).await.unwrap(), 0);
+        assert_eq!(q.replay("/r", None).await.unwrap(), 0);
+        assert_eq!(q.stats("/r").await.unwrap().dead, 0);
+        drop(q);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_purge_racing_a_replay_neither_loses_nor_duplicates_a_dead_letter() {
+        let p = path();
+        let q = Arc::new(EmbeddedQueue::open(&p).unwrap());
+        let n = 50u64;
+        q.push_many("/r", (0..n).map(|i| item("/r", &format!("d{i}"))).collect()).await.unwrap();
+        for (id, item) in q.take("/r", n as usize, Duration::from_secs(60)).await.unwrap() {
+            q.bury("/r", &id, &item).await.unwrap();
+        }
+        let ids: Vec<String> = q.dead_letters("/r").await.unwrap().into_iter().map(|d| d.id).collect();
+        let (replayer, purger) = (q.clone(), q.clone());
+        let ids2 = ids.clone();
+        let replays = tokio::spawn(async move {
+            let mut n = 0;
+            for id in &ids {
+                n += replayer.replay("/r", Some(id)).await.unwrap();
+            }
+            n
+        });
+        let purges = tokio::spawn(async move {
+            let mut n = 0;
+            for id in ids2.iter().rev() {
+                n += purger.purge("/r", Some(id)).await.unwrap();
+            }
+            n
+        });
+        let (replayed, purged) = (replays.await.unwrap(), purges.await.unwrap());
+        assert_eq!(replayed + purged, n, "each letter replayed or purged, once");
+        let s = q.stats("/r").await.unwrap();
+        assert_eq!((s.depth, s.dead), (replayed, 0), "{s:?}");
         drop(q);
         let _ = std::fs::remove_file(p);
     }

@@ -23,6 +23,10 @@ pub struct Item {
     pub origin: String,
     /// The ordering value (`queue.order_by`), when the route orders deliveries.
     pub order: Option<String>,
+    /// When the delivery was moved to the dead-letter list, unix ms. Encoded after every
+    /// older field, and only when set, so that items queued by an older version still decode
+    /// (as `None`) and an older version still reads the items this one writes.
+    pub dead_at_ms: Option<u64>,
 }
 
 fn put(out: &mut Vec<u8>, b: &[u8]) {
@@ -93,6 +97,10 @@ impl Item {
         put(&mut out, self.last_error.as_bytes());
         put(&mut out, self.origin.as_bytes());
         put_opt(&mut out, self.order.as_deref());
+        if let Some(at) = self.dead_at_ms {
+            out.push(1); // trailing field: dead_at_ms
+            out.extend_from_slice(&at.to_le_bytes());
+        }
         out
     }
 
@@ -116,6 +124,11 @@ impl Item {
         let last_error = r.string()?;
         let origin = r.string()?;
         let order = r.opt_string()?;
+        // Trailing fields a newer version may have added; absent in older items.
+        let dead_at_ms = match r.take(1) {
+            Some([1]) => Some(r.u64()?),
+            _ => None,
+        };
         Some(Item {
             route,
             method,
@@ -128,6 +141,7 @@ impl Item {
             last_error,
             origin,
             order,
+            dead_at_ms,
         })
     }
 
@@ -149,7 +163,17 @@ impl Item {
                 .and_then(|q| q.order_by.as_ref())
                 .and_then(|p| p.lookup(&o.body).ok().flatten())
                 .map(|v| v.into_owned()),
+            dead_at_ms: None,
         }
+    }
+
+    /// The request id the delivery arrived with (its `X-Request-Id` header), if any.
+    pub fn request_id(&self) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-request-id"))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .map(str::to_owned)
     }
 
     pub(super) fn to_outgoing(&self) -> Option<Outgoing> {
@@ -185,8 +209,13 @@ mod tests {
             last_error: "upstream answered 500".into(),
             origin: "1-0".into(),
             order: Some("obj_1".into()),
+            dead_at_ms: None,
         };
         assert_eq!(Item::decode(&item.encode()), Some(item.clone()));
+        let dead = Item { dead_at_ms: Some(7), ..item.clone() };
+        assert_eq!(Item::decode(&dead.encode()), Some(dead.clone()));
+        // An item written before `dead_at_ms` existed is the same bytes as one without it.
+        assert_eq!(dead.encode()[..item.encode().len()], item.encode()[..]);
         assert_eq!(Item::decode(&item.encode()[..10]), None);
         assert_eq!(Item::decode(b""), None);
     }

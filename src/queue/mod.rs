@@ -48,6 +48,8 @@ pub struct DeadLetter {
     pub attempts: u32,
     pub age_secs: u64,
     pub last_error: String,
+    /// When it was buried, unix ms (`None` for one buried by a version that did not note it).
+    pub dead_at_ms: Option<u64>,
 }
 
 impl DeadLetter {
@@ -59,6 +61,7 @@ impl DeadLetter {
             attempts: i.attempts,
             age_secs: now_ms.saturating_sub(i.first_seen_ms) / 1000,
             last_error: i.last_error.clone(),
+            dead_at_ms: i.dead_at_ms,
         }
     }
 }
@@ -91,6 +94,12 @@ pub trait Backend: Send + Sync + 'static {
     fn dead_letters<'a>(&'a self, route: &'a str) -> StoreFuture<'a, Vec<DeadLetter>>;
     /// Moves dead letters back to the queue, attempts reset: the one with this id, or all.
     fn replay<'a>(&'a self, route: &'a str, id: Option<&'a str>) -> StoreFuture<'a, u64>;
+    /// One dead letter of `route` and the delivery it holds (headers, body), by id.
+    fn dead_letter<'a>(&'a self, route: &'a str, id: &'a str) -> StoreFuture<'a, Option<(DeadLetter, Item)>>;
+    /// Deletes dead letters for good: the one with this id, or all of the route's. Returns how
+    /// many. Atomic against [`Backend::replay`]: a dead letter is either replayed or purged,
+    /// never both, never neither.
+    fn purge<'a>(&'a self, route: &'a str, id: Option<&'a str>) -> StoreFuture<'a, u64>;
 }
 
 /// The queue of a gateway: Redis Streams when instances share a Redis, or an embedded file

@@ -78,16 +78,31 @@ return #due
 });
 
 /// Moves dead letters back to the stream: ARGV holds pairs of (the stored bytes to remove,
-/// the fresh bytes to queue).
+/// the fresh bytes to queue). Returns the 0-based places of the pairs it moved: a letter a
+/// purge (or another replay) took meanwhile is not in the list any more and is skipped.
 static REPLAY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local n = 0
+local moved = {}
 for i = 1, #ARGV, 2 do
   if redis.call('LREM', KEYS[1], 1, ARGV[i]) > 0 then
     redis.call('XADD', KEYS[2], '*', 'd', ARGV[i + 1])
-    n = n + 1
+    table.insert(moved, (i - 1) / 2)
   end
+end
+return moved
+",
+    )
+});
+
+/// Deletes dead letters: ARGV holds the stored bytes of each; a letter that a replay (or
+/// another purge) moved meanwhile is no longer in the list and is not counted.
+static PURGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local n = 0
+for i = 1, #ARGV do
+  n = n + redis.call('LREM', KEYS[1], 1, ARGV[i])
 end
 return n
 ",
@@ -336,26 +351,62 @@ impl RedisQueue {
         let mut c = self.conn().await?;
         let mut inv = REPLAY.prepare_invoke();
         inv.key(&dead).key(&stream);
+        let mut items = Vec::with_capacity(chosen.len());
         for raw in chosen {
             let Some(mut item) = Item::decode(raw) else { continue };
             item.attempts = 0;
             item.first_seen_ms = now_ms();
             item.last_error.clear();
+            item.dead_at_ms = None;
             inv.arg(raw.as_slice()).arg(item.encode());
+            items.push(item);
         }
-        let n: u64 = bounded(self.timeout, c.invoke(&inv)).await?;
-        // A replayed ordered delivery joins the end of its line again.
-        for raw in raws.iter().filter(|r| id.is_none_or(|id| Item::decode(r).is_some_and(|i| i.origin == id)))
-        {
-            if let Some(item) = Item::decode(raw) {
-                if let Some(order) = &item.order {
-                    let _: i64 = c
-                        .query(redis::cmd("RPUSH").arg(self.order_key(route, order)).arg(&item.origin))
-                        .await?;
-                }
+        let moved: Vec<usize> = bounded(self.timeout, c.invoke(&inv)).await?;
+        // A replayed ordered delivery joins the end of its line again; one that was purged
+        // meanwhile must not (it would hold the line forever).
+        for item in moved.iter().filter_map(|&i| items.get(i)) {
+            if let Some(order) = &item.order {
+                let _: i64 =
+                    c.query(redis::cmd("RPUSH").arg(self.order_key(route, order)).arg(&item.origin)).await?;
             }
         }
-        Ok(n)
+        Ok(moved.len() as u64)
+    }
+}
+
+impl RedisQueue {
+    /// The dead letter whose id (its first stream id) is `id`, and its delivery.
+    pub async fn dead_letter(&self, route: &str, id: &str) -> Result<Option<(DeadLetter, Item)>, StoreError> {
+        let now = now_ms();
+        Ok(self
+            .dead_raw(route)
+            .await?
+            .iter()
+            .filter_map(|raw| Item::decode(raw))
+            .find(|i| i.origin == id)
+            .map(|i| (DeadLetter::of(i.origin.clone(), &i, now), i)))
+    }
+
+    /// Deletes the dead letter `id`, or all of the route's (those listed when the call began:
+    /// one buried meanwhile stays). One script removes them by their stored bytes, so a
+    /// replay of the same letter removes it once, for one of the two.
+    pub async fn purge(&self, route: &str, id: Option<&str>) -> Result<u64, StoreError> {
+        let (_, _, dead) = self.keys(route);
+        let raws = self.dead_raw(route).await?;
+        let chosen: Vec<&Vec<u8>> = raws
+            .iter()
+            .filter(|r| id.is_none_or(|id| Item::decode(r).is_some_and(|i| i.origin == id)))
+            .collect();
+        if chosen.is_empty() {
+            return Ok(0);
+        }
+        let mut c = self.conn().await?;
+        let mut inv = PURGE.prepare_invoke();
+        inv.key(&dead);
+        for raw in chosen {
+            inv.arg(raw.as_slice());
+        }
+        bounded(self.timeout, c.invoke(&inv)).await
     }
 }
 
@@ -397,5 +448,11 @@ impl Backend for RedisQueue {
     }
     fn replay<'a>(&'a self, route: &'a str, id: Option<&'a str>) -> StoreFuture<'a, u64> {
         Box::pin(RedisQueue::replay(self, route, id))
+    }
+    fn dead_letter<'a>(&'a self, route: &'a str, id: &'a str) -> StoreFuture<'a, Option<(DeadLetter, Item)>> {
+        Box::pin(RedisQueue::dead_letter(self, route, id))
+    }
+    fn purge<'a>(&'a self, route: &'a str, id: Option<&'a str>) -> StoreFuture<'a, u64> {
+        Box::pin(RedisQueue::purge(self, route, id))
     }
 }

@@ -5,8 +5,10 @@
 
 use super::{now_ms, Item, Queue};
 use crate::config::Route;
+use crate::event_log::{Entry, Event, Recorder};
 use crate::forward::UpstreamClient;
 use crate::metrics::{Metrics, QueueGauges};
+use crate::outcome::attempt;
 use crate::store_conn::StoreError;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
@@ -24,6 +26,9 @@ pub struct QueueWorkers {
     pub client: UpstreamClient,
     pub metrics: Arc<Metrics>,
     pub routes: QueuedRoutes,
+    /// Where each attempt is recorded for the admin API (outcome `delivered`, `retry` or
+    /// `dead`); `None` records nothing.
+    pub events: Option<Arc<Recorder>>,
 }
 
 impl QueueWorkers {
@@ -176,6 +181,7 @@ async fn deliver(workers: &QueueWorkers, route: &Route, id: &str, mut item: Item
             return;
         }
     }
+    let (started_ms, sent) = (now_ms(), tokio::time::Instant::now());
     let result = match item.to_outgoing().map(|o| crate::forward::to_request(route, o)) {
         Some(Ok(req)) => crate::forward::send(&workers.client, route, req)
             .await
@@ -183,10 +189,13 @@ async fn deliver(workers: &QueueWorkers, route: &Route, id: &str, mut item: Item
             .map_err(|e| e.to_string()),
         _ => Err("the queued delivery cannot be decoded".to_string()),
     };
+    let attempt_latency = sent.elapsed();
+    let upstream_status = result.as_ref().ok().map(|s| s.as_u16());
     item.attempts += 1;
     let outcome = match result {
         Ok(status) if status.is_success() => {
             m.queue_attempts[0].fetch_add(1, Relaxed);
+            record(workers, route, &item, started_ms, attempt::DELIVERED, upstream_status, attempt_latency);
             acknowledge(workers, route, id, &item, taken + ack_window(route)).await
         }
         other => {
@@ -197,6 +206,8 @@ async fn deliver(workers: &QueueWorkers, route: &Route, id: &str, mut item: Item
             let age = Duration::from_millis(now_ms().saturating_sub(item.first_seen_ms));
             if item.attempts >= settings.max_attempts || age >= settings.max_age {
                 m.queue_attempts[2].fetch_add(1, Relaxed);
+                item.dead_at_ms = Some(now_ms());
+                record(workers, route, &item, started_ms, attempt::DEAD, upstream_status, attempt_latency);
                 // `id` is the dead letter's id, as `queue dead list` shows and `queue replay` takes.
                 tracing::warn!(route = %route.name, id = %item.origin, attempts = item.attempts,
                     error = %item.last_error,
@@ -204,6 +215,7 @@ async fn deliver(workers: &QueueWorkers, route: &Route, id: &str, mut item: Item
                 queue.bury(&route.name, id, &item).await
             } else {
                 m.queue_attempts[1].fetch_add(1, Relaxed);
+                record(workers, route, &item, started_ms, attempt::RETRY, upstream_status, attempt_latency);
                 let wait = backoff(settings.backoff, settings.max_backoff, item.attempts - 1);
                 queue.retry(&route.name, id, &item, now_ms() + wait.as_millis() as u64).await
             }
@@ -215,6 +227,53 @@ async fn deliver(workers: &QueueWorkers, route: &Route, id: &str, mut item: Item
         // worst, with the same idempotency key.
         tracing::warn!(route = %route.name, id = %item.origin, error = %e,
             "could not record a queued delivery's outcome");
+    }
+}
+
+/// Records one attempt in the event log, without waiting (a full log drops it and counts it,
+/// as for requests): the delivery's route, provider and event key, its request id if it
+/// arrived with one, the attempt's number and the upstream's answer. A failed attempt's
+/// detail is its error; a buried one's also names its dead-letter id.
+fn record(
+    workers: &QueueWorkers,
+    route: &Route,
+    item: &Item,
+    time_ms: u64,
+    outcome: &'static str,
+    upstream_status: Option<u16>,
+    latency: Duration,
+) {
+    let Some(recorder) = &workers.events else { return };
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    let detail = match outcome {
+        attempt::DELIVERED => None,
+        attempt::DEAD => Some(format!("{}; dead letter {}", item.last_error, item.origin)),
+        _ => Some(item.last_error.clone()),
+    };
+    let event = Event {
+        id: String::new(),
+        time_ms,
+        route: route.name.clone(),
+        provider: route.provider().to_owned(),
+        method: item.method.clone(),
+        path: route.path.clone(),
+        client: None,
+        request_id: item.request_id(),
+        outcome: outcome.into(),
+        // No sender is answered by an attempt: the upstream's status, 0 when it did not answer.
+        status: upstream_status.unwrap_or(0),
+        event_key: Some(String::from_utf8_lossy(&item.id).into_owned()),
+        secret_index: None,
+        latency_ms,
+        upstream_status,
+        upstream_latency_ms: upstream_status.map(|_| latency_ms),
+        detail,
+        attempts: Some(item.attempts),
+        captured: false,
+        replay_of: None,
+    };
+    if !recorder.record(Entry { event, capture: None }) {
+        workers.metrics.event_log_dropped.fetch_add(1, Relaxed);
     }
 }
 
