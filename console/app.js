@@ -279,6 +279,11 @@
     let timer = null;
     async function poll() {
       if (stopped || myGen !== gen) return;
+      if (document.hidden) {
+        // A tab in the background asks for nothing; it catches up when shown again.
+        timer = setTimeout(poll, POLL_MS);
+        return;
+      }
       try {
         const since = Math.max(baseSince || 0, newest ? newest - 60000 : 0) || null;
         const page = await api('GET', `/api/deliveries${queryOf({ ...base, since, limit: 100 })}`);
@@ -342,7 +347,7 @@
     if (!diag) {
       return h('p', { class: 'muted' }, d.detail ? `Reason: ${d.detail}` : 'No diagnosis for this delivery.');
     }
-    if (typeof diag === 'string') return h('p', { class: 'diagnosis-summary' }, diag);
+    if (typeof diag === 'string') return h('div', { class: 'diagnosis' }, h('p', { class: 'diagnosis-summary' }, diag));
     const steps = diag.steps || diag.lines || [];
     return h('div', { class: 'diagnosis' },
       h('p', { class: 'diagnosis-summary' }, diag.summary || d.detail || ''),

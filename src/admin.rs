@@ -474,7 +474,21 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
 
 #[cfg(test)]
 mod tests {
-    use super::local_host;
+    use super::{local_host, session_cookie, session_value};
+    use http::header::{HeaderValue, COOKIE};
+
+    #[test]
+    fn the_session_cookie_is_found_among_others_and_never_holds_the_token() {
+        let mut h = http::HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1; portcullis_session2=no"));
+        h.append(COOKIE, HeaderValue::from_static("b=2;portcullis_session=abc; c=3"));
+        assert_eq!(session_cookie(&h), Some(&b"abc"[..]));
+        assert_eq!(session_cookie(&http::HeaderMap::new()), None);
+        let v = session_value(b"token-aaaaaaaaaaaaaaaa");
+        assert_eq!(v.len(), 64);
+        assert!(!v.contains("token"));
+        assert_ne!(v, session_value(b"token-aaaaaaaaaaaaaaab"));
+    }
 
     #[test]
     fn only_ip_literals_and_localhost_are_local_hosts() {
