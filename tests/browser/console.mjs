@@ -174,6 +174,7 @@ async function run() {
     await page.waitForSelector('#replay-result .result, #replay-result .error');
     const result = await page.textContent('#replay-result');
     log(`replay: ${result}`);
+    await shot('replay');
     check(await page.$('#replay-result .badge[data-outcome="forwarded"]'), `the replay is delivered (${result})`);
     await page.click('a[href="#/deliveries"]');
     await page.waitForSelector('#deliveries tr[data-outcome="forwarded"] >> text=replay');
