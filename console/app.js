@@ -348,26 +348,32 @@
       return h('p', { class: 'muted' }, d.detail ? `Reason: ${d.detail}` : 'No diagnosis for this delivery.');
     }
     if (typeof diag === 'string') return h('div', { class: 'diagnosis' }, h('p', { class: 'diagnosis-summary' }, diag));
-    const steps = diag.steps || diag.lines || [];
+    const lines = diag.lines || diag.steps || [];
+    const source = diag.source === 'capture'
+      ? 'Checked again on the captured bytes with the route\'s current secrets.'
+      : diag.not_on_capture_because ? `From the record only: ${diag.not_on_capture_because}.` : null;
     return h('div', { class: 'diagnosis' },
       h('p', { class: 'diagnosis-summary' }, diag.summary || d.detail || ''),
-      steps.length ? h('ol', { class: 'steps' }, steps.map((st) => h('li', {}, stepText(st)))) : null);
+      diag.step ? h('p', {}, 'Failing check: ', h('strong', {}, diag.step)) : null,
+      lines.length ? h('ul', { class: 'steps' }, lines.map((st) => h('li', {}, stepText(st)))) : null,
+      source ? h('p', { class: 'muted small' }, source) : null);
   }
   function timelineView(items) {
     if (!Array.isArray(items) || items.length === 0) return h('p', { class: 'muted' }, 'No timeline.');
     return h('ol', { class: 'timeline' }, items.map((t) => {
-      const what = t.label || t.what || t.event || t.outcome || t.kind || '';
-      const extra = [
+      const steps = Array.isArray(t.steps) ? t.steps.map(stepText).join(' → ') : '';
+      const extra = steps || [
         t.status !== undefined && t.status !== null ? `status ${t.status}` : null,
         t.upstream_status !== undefined && t.upstream_status !== null ? `upstream ${t.upstream_status}` : null,
-        t.attempts ? `attempt ${t.attempts}` : null,
         t.detail || null,
       ].filter(Boolean).join(' · ');
-      const link = t.id ? h('a', { href: `#/deliveries/${encodeURIComponent(t.id)}`, class: 'mono small' }, t.id.slice(-10)) : null;
-      return h('li', {},
+      const label = t.kind || t.label || '';
+      const link = t.id && !t.this ? h('a', { href: `#/deliveries/${encodeURIComponent(t.id)}`, class: 'mono small' }, t.id.slice(-10)) : null;
+      return h('li', { class: t.this ? 'this' : null },
         h('time', {}, t.time_ms ? fmtClock(t.time_ms) : ''),
-        h('span', { class: 'what' }, t.outcome ? badge(t.outcome) : what, t.outcome && what !== t.outcome ? ` ${what}` : ''),
-        extra ? h('span', { class: 'muted' }, ` ${extra}`) : null, ' ', link);
+        label ? h('strong', {}, `${label} `) : null,
+        t.outcome ? badge(t.outcome) : null,
+        extra ? h('span', { class: 'muted' }, ` ${extra} `) : null, link);
     }));
   }
   function captureView(c) {
@@ -488,17 +494,19 @@
     show(h('p', {}, h('a', { href: '#/dead-letters' }, '← Dead letters')), err);
     try {
       const l = await api('GET', `/api/dead-letters/${encodeURIComponent(id)}`);
-      const headers = Array.isArray(l.headers)
-        ? l.headers.map((p) => (Array.isArray(p) ? `${p[0]}: ${p[1]}` : `${p.name}: ${p.value}`)).join('\n')
-        : Object.entries(l.headers || {}).map(([k, v]) => `${k}: ${v}`).join('\n');
-      const body = typeof l.body_text === 'string' ? l.body_text : `(binary, base64)\n${l.body || ''}`;
+      const rq = l.request || l;
+      const headers = Array.isArray(rq.headers)
+        ? rq.headers.map((p) => (Array.isArray(p) ? `${p[0]}: ${p[1]}` : `${p.name}: ${p.value}`)).join('\n')
+        : Object.entries(rq.headers || {}).map(([k, v]) => `${k}: ${v}`).join('\n');
+      const body = typeof rq.body_text === 'string' ? rq.body_text : `(binary, base64)\n${rq.body || ''}`;
       main.append(
         h('div', { class: 'bar' }, h('h1', {}, 'Dead letter ', h('span', { class: 'mono' }, l.id)),
           deadActions(l.id, l.route, err, () => { location.hash = '#/dead-letters'; })),
         h('section', { class: 'card' }, fields([
           ['Route', l.route], ['Event id', l.event_id], ['Attempts', l.attempts],
           ['Age', l.age_secs !== undefined ? `${l.age_secs} s` : undefined], ['Dead since', l.dead_at_ms ? fmtTime(l.dead_at_ms) : undefined],
-          ['Last error', l.last_error],
+          ['Last error', l.last_error], ['Request', rq.method ? `${rq.method}${rq.query ? ` ?${rq.query}` : ''}` : undefined],
+          ['First seen', l.first_seen_ms ? fmtTime(l.first_seen_ms) : undefined], ['Request id', l.request_id],
         ])),
         h('section', { class: 'card' },
           h('div', { class: 'bar' }, h('h3', {}, 'Headers'), copyButton('Copy headers', headers)),
