@@ -154,6 +154,15 @@ async function run() {
     check(!(await page.$('main .error')), `the dead letters list (${await page.textContent('main')})`);
     check(await page.$('tr[data-id]'), 'a dead letter is listed');
 
+    step = 'a dead letter: its request, then purge it (confirmed)';
+    await page.click('tr[data-id] a');
+    await page.waitForSelector('main pre.code');
+    check((await page.textContent('main')).includes('evt_ledger_1'), 'the dead letter shows its body');
+    page.once('dialog', (d) => d.accept());
+    await page.click('main button.danger');
+    await page.waitForFunction(() => location.hash === '#/dead-letters');
+    await page.waitForSelector('text=No dead letters.');
+
     step = 'open the forged delivery and read its diagnosis';
     await page.click('nav a[data-section=deliveries]');
     await page.click('#deliveries tr[data-outcome="invalid_signature"] a');
