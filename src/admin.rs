@@ -9,9 +9,21 @@
 //! - `POST /queue/replay?id=ID` or `?all=1` (`&route=R`): dead letters back to the queue.
 //! - `GET /api/...`: the admin API ([`crate::console`]): recorded deliveries and routes.
 //!
-//! With `admin.token` set, `/api` and `/queue` need `Authorization: Bearer <token>` (401
-//! otherwise); the probes and `/metrics` stay open. Without one (allowed on loopback only)
-//! they are open to whoever can reach the listener.
+//! - `GET /`, `GET /console/*`: the operator's console, a static page ([`crate::console_ui`]).
+//! - `POST /api/session` (`{"token": "..."}`), `GET` and `DELETE /api/session`: the console's
+//!   sign-in, its state and sign-out ([`session`]).
+//!
+//! With `admin.token` set, `/api` and `/queue` need `Authorization: Bearer <token>`, or the
+//! console's session cookie (401 otherwise); the probes, `/metrics` and the console's static
+//! files stay open. Without one (allowed on loopback only) they are open to whoever can reach
+//! the listener.
+//!
+//! The session cookie holds `HMAC-SHA256(token, "portcullis-session")`, not the token: a
+//! cookie read off a browser's disk is not a bearer token for the CLI, and the token is
+//! never echoed into a response header; yet nothing is stored server-side, so every instance
+//! of a fleet accepts it, and removing a token from `admin.token` ends its sessions. The
+//! cookie is `HttpOnly; SameSite=Strict`, and a call it authenticates that changes something
+//! must carry this listener's own `Origin` (a missing one is refused too).
 //!
 //! A browser page of another site can send requests here, and a DNS name rebound to this
 //! address lets its scripts read the answers. So, before any endpoint ([`cross_site`]):
@@ -22,12 +34,13 @@
 //! only as `application/json` (415), which a page can send only with the CORS preflight this
 //! listener never answers.
 
+use crate::config::AdminTokens;
 use crate::gateway::Gateway;
 use crate::idempotency::bounded;
 use crate::response::{full, json_response, Body};
 use http::header::{
-    HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, TRANSFER_ENCODING,
-    WWW_AUTHENTICATE,
+    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, COOKIE as COOKIE_HEADER, HOST,
+    ORIGIN, SET_COOKIE, TRANSFER_ENCODING, WWW_AUTHENTICATE,
 };
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -42,6 +55,14 @@ use tokio::net::TcpListener;
 
 /// Answers one admin request.
 pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if req.uri().path() == SESSION_PATH {
+        let (parts, body) = req.into_parts();
+        let body = match read_body(body).await {
+            Ok(b) => b,
+            Err(res) => return Ok(res),
+        };
+        return Ok(session(&gateway, &parts.method, &parts.headers, &body));
+    }
     if guarded(req.uri().path()) {
         if let Some(refused) = unauthorized(&gateway, &req) {
             return Ok(refused);
@@ -68,6 +89,9 @@ pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Result<Res
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#));
+    }
+    if let Some(page) = crate::console_ui::serve(req.uri().path(), req.headers()) {
+        return Ok(page);
     }
     Ok(match req.uri().path() {
         "/healthz" => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
@@ -107,17 +131,13 @@ async fn read_body(body: Incoming) -> Result<bytes::Bytes, Response<Body>> {
 }
 
 /// Who made an authorized admin call, for the audit log: `token#N` for the N-th configured
-/// token (never the token), or `loopback` when no token is configured.
+/// token (never the token), whether given as a bearer token or through the console's
+/// session cookie, or `loopback` when no token is configured.
 fn actor(gateway: &Gateway, headers: &http::HeaderMap) -> String {
     let routing = gateway.routing();
-    let tokens = &routing.config.admin_tokens;
-    let given = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .map(|t| t.trim_ascii());
-    match given.and_then(|t| tokens.index_of(t)) {
-        Some(i) => format!("token#{i}"),
-        None => "loopback".to_owned(),
+    match credential(&routing.config.admin_tokens, headers) {
+        Credential::Bearer(Some(i)) | Credential::Cookie(Some(i)) => format!("token#{i}"),
+        _ => "loopback".to_owned(),
     }
 }
 
@@ -127,28 +147,159 @@ fn guarded(path: &str) -> bool {
     path.starts_with("/queue") || path == "/api" || path.starts_with("/api/")
 }
 
-/// 401 for a request to a guarded path without one of the configured bearer tokens; `None`
-/// when it has one, or when no token is configured (a loopback listener).
+/// The console's sign-in endpoint; open (it is where a token is given), but under the same
+/// Host, Origin and JSON-body rules as the rest of `/api`.
+const SESSION_PATH: &str = "/api/session";
+
+/// The session cookie's name.
+const COOKIE: &str = "portcullis_session";
+
+/// What a request offers to prove who sent it, and which configured token it matches.
+enum Credential {
+    /// An `Authorization: Bearer` header (it wins over a cookie, which is then not looked at).
+    Bearer(Option<usize>),
+    /// The console's session cookie, and no `Authorization` header.
+    Cookie(Option<usize>),
+    None,
+}
+
+/// The request's credential, compared in constant time against every configured token.
+fn credential(tokens: &AdminTokens, headers: &http::HeaderMap) -> Credential {
+    if let Some(auth) = headers.get(AUTHORIZATION) {
+        let given = auth.as_bytes().strip_prefix(b"Bearer ").map(|t| t.trim_ascii());
+        return Credential::Bearer(given.and_then(|t| tokens.index_of(t)));
+    }
+    match session_cookie(headers) {
+        Some(value) => Credential::Cookie(session_index(tokens, value)),
+        None => Credential::None,
+    }
+}
+
+/// The value of the `portcullis_session` cookie, if the request carries one.
+fn session_cookie(headers: &http::HeaderMap) -> Option<&[u8]> {
+    headers.get_all(COOKIE_HEADER).iter().flat_map(|v| v.as_bytes().split(|&b| b == b';')).find_map(|pair| {
+        let pair = pair.trim_ascii();
+        pair.strip_prefix(COOKIE.as_bytes()).and_then(|rest| rest.strip_prefix(b"="))
+    })
+}
+
+/// The session value of a token: hex `HMAC-SHA256(token, "portcullis-session")`.
+fn session_value(token: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(token).expect("HMAC takes any key length");
+    mac.update(b"portcullis-session");
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Which token a session cookie was made from, compared in constant time against each.
+fn session_index(tokens: &AdminTokens, value: &[u8]) -> Option<usize> {
+    use subtle::ConstantTimeEq;
+    let mut found = None;
+    for (i, t) in tokens.iter().enumerate() {
+        if bool::from(session_value(t.as_bytes()).as_bytes().ct_eq(value)) {
+            found = Some(i);
+        }
+    }
+    found
+}
+
+/// `/api/session`: `POST {"token": "..."}` signs in (204 and the cookie; 401 for a wrong
+/// token), `DELETE` signs out (the cookie expired), `GET` says whether the caller is signed
+/// in and whether a token is needed at all (`{"signed_in", "token_required", "actor"}`).
+fn session(gateway: &Gateway, method: &Method, headers: &http::HeaderMap, body: &[u8]) -> Response<Body> {
+    let routing = gateway.routing();
+    let tokens = &routing.config.admin_tokens;
+    let cookie = |value: &str, max_age: Option<u32>| {
+        let mut c = format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/");
+        if let Some(age) = max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        HeaderValue::from_str(&c).expect("a cookie of hex digits is a valid header")
+    };
+    let no_content = |cookie: HeaderValue| {
+        let mut res = Response::new(full(""));
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        res.headers_mut().insert(SET_COOKIE, cookie);
+        res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    };
+    match *method {
+        Method::GET | Method::HEAD => {
+            let who = match credential(tokens, headers) {
+                Credential::Bearer(Some(i)) | Credential::Cookie(Some(i)) => Some(format!("token#{i}")),
+                _ if tokens.is_empty() => Some("loopback".to_owned()),
+                _ => None,
+            };
+            let body = serde_json::json!({
+                "signed_in": who.is_some(),
+                "token_required": !tokens.is_empty(),
+                "actor": who,
+            });
+            json_response(StatusCode::OK, body.to_string())
+        }
+        Method::POST => {
+            #[derive(serde::Deserialize)]
+            struct SignIn {
+                token: String,
+            }
+            let Ok(given) = serde_json::from_slice::<SignIn>(body) else {
+                return json_response(StatusCode::BAD_REQUEST, r#"{"error":"give {\"token\": \"...\"}"}"#);
+            };
+            if tokens.is_empty() {
+                // Nothing to prove: the listener is open on loopback. No cookie is needed.
+                return no_content(cookie("", Some(0)));
+            }
+            match tokens.index_of(given.token.trim().as_bytes()) {
+                Some(i) => {
+                    tracing::info!(actor = %format!("token#{i}"), "console sign-in");
+                    no_content(cookie(&session_value(given.token.trim().as_bytes()), None))
+                }
+                None => {
+                    tracing::warn!(reason = "wrong token", "console sign-in refused");
+                    json_response(StatusCode::UNAUTHORIZED, r#"{"error":"wrong token"}"#)
+                }
+            }
+        }
+        Method::DELETE => no_content(cookie("", Some(0))),
+        _ => json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#),
+    }
+}
+
+/// 401 for a request to a guarded path without one of the configured tokens (as a bearer
+/// token or a session cookie); 403 for a cookie-authenticated call that changes something
+/// without this listener's `Origin` (the page of the console always sends it; a cookie
+/// alone might have been attached by a browser to a request it was tricked into making).
+/// `None` when the request may go on, or when no token is configured (a loopback listener).
 fn unauthorized<B>(gateway: &Gateway, req: &Request<B>) -> Option<Response<Body>> {
     let routing = gateway.routing();
     let tokens = &routing.config.admin_tokens;
     if tokens.is_empty() {
         return None;
     }
-    let given = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .map(|t| t.trim_ascii());
-    if given.is_some_and(|t| tokens.accepts(t)) {
-        return None;
-    }
-    tracing::warn!(
-        method = %req.method(),
-        path = req.uri().path(),
-        reason = if given.is_some() { "wrong bearer token" } else { "no bearer token" },
-        "admin request refused"
-    );
+    let reason = match credential(tokens, req.headers()) {
+        Credential::Bearer(Some(_)) => return None,
+        Credential::Cookie(Some(_)) => {
+            let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+            // `cross_site` has already refused an Origin that is not this listener's own.
+            if safe || req.headers().contains_key(ORIGIN) {
+                return None;
+            }
+            tracing::warn!(
+                method = %req.method(),
+                path = req.uri().path(),
+                reason = "a session cookie without Origin on a call that changes something",
+                "admin request refused"
+            );
+            return Some(json_response(
+                StatusCode::FORBIDDEN,
+                r#"{"error":"forbidden: a call made with the session cookie needs this listener's Origin"}"#,
+            ));
+        }
+        Credential::Bearer(None) => "wrong bearer token",
+        Credential::Cookie(None) => "stale or wrong session cookie",
+        Credential::None => "no bearer token or session cookie",
+    };
+    tracing::warn!(method = %req.method(), path = req.uri().path(), reason, "admin request refused");
     let mut res = json_response(StatusCode::UNAUTHORIZED, r#"{"error":"unauthorized"}"#);
     res.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     Some(res)
@@ -323,7 +474,21 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
 
 #[cfg(test)]
 mod tests {
-    use super::local_host;
+    use super::{local_host, session_cookie, session_value};
+    use http::header::{HeaderValue, COOKIE};
+
+    #[test]
+    fn the_session_cookie_is_found_among_others_and_never_holds_the_token() {
+        let mut h = http::HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1; portcullis_session2=no"));
+        h.append(COOKIE, HeaderValue::from_static("b=2;portcullis_session=abc; c=3"));
+        assert_eq!(session_cookie(&h), Some(&b"abc"[..]));
+        assert_eq!(session_cookie(&http::HeaderMap::new()), None);
+        let v = session_value(b"token-aaaaaaaaaaaaaaaa");
+        assert_eq!(v.len(), 64);
+        assert!(!v.contains("token"));
+        assert_ne!(v, session_value(b"token-aaaaaaaaaaaaaaab"));
+    }
 
     #[test]
     fn only_ip_literals_and_localhost_are_local_hosts() {

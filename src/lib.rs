@@ -11,6 +11,7 @@
 //! - [`output`]: the commands' standard output, where a closed pipe ends the output quietly;
 //! - [`admin`]: health, readiness, metrics and the admin API on their own listener;
 //! - [`console`]: the admin API's JSON (`/api/deliveries`, `/api/routes`);
+//! - [`console_ui`]: the operator's console, static files embedded in the binary;
 //! - [`event_log`]: the delivery records the admin API lists, kept off the request path;
 //! - [`config`]: gateway YAML as written, `${VAR}` expansion, validated into routes, store
 //!   settings and edge limits;
@@ -53,6 +54,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod console;
+pub mod console_ui;
 pub mod delivery;
 pub mod event_log;
 pub mod forward;

@@ -1,12 +1,11 @@
 //! The integration tests: one binary, real sockets, a real upstream, the real gateway.
 
-mod util;
-
 mod admin_security;
 mod certificates;
 mod chaos;
 mod cli;
 mod console_api;
+mod console_browser;
 mod console_dead;
 mod core;
 mod event_log_stores;
@@ -22,3 +21,5 @@ mod queue_faults;
 mod queued;
 mod recovery;
 mod stores;
+mod util;
+

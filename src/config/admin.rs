@@ -21,6 +21,11 @@ impl AdminTokens {
         self.0.is_empty()
     }
 
+    /// The tokens in configuration order (the console derives its session values from them).
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
     /// True when `given` is one of the tokens, compared in constant time (every token is
     /// compared, so the time says nothing of which one nearly matched).
     pub fn accepts(&self, given: &[u8]) -> bool {
