@@ -38,6 +38,7 @@
 //! - [`clock`]: the wall clock, one `now`, fixed in tests;
 //! - [`tls`]: the listener's certificate and key;
 //! - [`metrics`]: Prometheus counters and histograms;
+//! - [`process_metrics`]: the `process_*` series and `portcullis_build_info`;
 //! - [`outcome`]: the outcome table, what metrics count and logs say of each request;
 //! - [`response`]: how the gateway answers: rejections and the log record.
 
@@ -63,6 +64,7 @@ pub mod layer;
 pub mod metrics;
 pub mod outcome;
 pub mod output;
+pub mod process_metrics;
 pub mod queue;
 pub mod reload;
 pub mod response;
