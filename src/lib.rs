@@ -34,7 +34,8 @@
 //! - [`gateway`]: shared state (routing, store, upstream clients, clock, limits, queue);
 //! - [`server`]: listener, connections, connection workers;
 //! - [`shutdown`]: the request to stop (signals) and the drain that follows;
-//! - [`reload`]: SIGHUP puts a new configuration in force;
+//! - [`reload`]: a new configuration put in force (SIGHUP, a changed file, the admin API);
+//! - [`watch`]: the configuration's files watched for changes;
 //! - [`clock`]: the wall clock, one `now`, fixed in tests;
 //! - [`tls`]: the listener's certificate and key;
 //! - [`metrics`]: Prometheus counters and histograms;
@@ -76,3 +77,4 @@ pub mod stack;
 pub mod store_conn;
 pub mod tls;
 pub mod verify;
+pub mod watch;

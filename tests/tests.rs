@@ -8,6 +8,7 @@ mod chaos;
 mod cli;
 mod console_api;
 mod core;
+mod file_reload;
 mod forwarding;
 mod handshakes;
 mod hardening;

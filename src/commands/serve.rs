@@ -34,7 +34,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         let running =
             runtime::start(&config, Clock::System, Listeners { webhook, admin }, tls.clone(), shutdown)
                 .await?;
-        running.reload_on_sighup(path.to_path_buf(), tls.clone());
+        running.reload_on_change(path.to_path_buf(), tls.clone());
         crate::err!("{}", super::check::summary(&config));
         if let Some(admin_addr) = running.admin {
             crate::errln!("admin http://{admin_addr} (/healthz /readyz /metrics)");

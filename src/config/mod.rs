@@ -35,6 +35,9 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Every file this configuration was read from besides its own: `secret_files`, the TLS
+    /// certificate and key. A change to one of them is reloaded (`reload.rs`).
+    pub files: Vec<std::path::PathBuf>,
     pub listen: SocketAddr,
     pub admin: Option<SocketAddr>,
     /// The bearer tokens the admin API needs; none: it is open (loopback listeners only).
@@ -180,7 +183,8 @@ impl RawConfig {
         if self.routes.is_empty() {
             return Err("routes: at least one route is needed".into());
         }
-        let cx = route::Context { profiles: &profiles, env, base };
+        let files = std::cell::RefCell::new(Vec::new());
+        let cx = route::Context { profiles: &profiles, env, base, files: &files };
         let mut paths = HashSet::new();
         let mut names = HashSet::new();
         let mut routes = Vec::with_capacity(self.routes.len());
@@ -203,7 +207,14 @@ impl RawConfig {
                 "delivery: queued needs a durable queue: store.kind redis, redis-cluster or embedded".into(),
             );
         }
+        let mut files = files.into_inner();
+        if let Some(t) = &tls {
+            files.extend([t.cert_file.clone(), t.key_file.clone()]);
+        }
+        files.sort();
+        files.dedup();
         Ok(Config {
+            files,
             listen,
             admin,
             admin_tokens,

@@ -124,6 +124,8 @@ pub(super) struct Context<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// The directory relative paths (`secret_files`) are taken from.
     pub base: &'a Path,
+    /// Every file read, as it is read (see `Config::files`).
+    pub files: &'a std::cell::RefCell<Vec<PathBuf>>,
 }
 
 /// What differs between the variants of a route: the rest is the route's.
@@ -399,6 +401,7 @@ fn secrets(raw: &[RawSecret], files: &[PathBuf], cx: &Context<'_>) -> Result<Vec
     }
     for (i, f) in files.iter().enumerate() {
         let path = cx.base.join(f);
+        cx.files.borrow_mut().push(path.clone());
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("secret_files[{i}]: {}: {e}", path.display()))?;
         let v = text.trim_end_matches(['\n', '\r']).to_string();
