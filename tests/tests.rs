@@ -15,6 +15,7 @@ mod hardening;
 mod inprocess;
 mod layout;
 mod limits;
+mod logs;
 mod operations;
 mod properties;
 mod queue_faults;
