@@ -14,9 +14,21 @@ fn main() {
         (out.status.success() && !c.is_empty()).then_some(c)
     });
     println!("cargo:rustc-env=PORTCULLIS_COMMIT={}", commit.as_deref().unwrap_or("unknown"));
-    if let Ok(head) = std::process::Command::new("git").args(["rev-parse", "--git-path", "HEAD"]).output() {
-        if let Ok(path) = String::from_utf8(head.stdout) {
-            println!("cargo:rerun-if-changed={}", path.trim());
+    // Built again when HEAD moves: the checked-out ref, and the branch it names.
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+    };
+    let mut watched = vec!["HEAD".to_owned()];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for r in watched {
+        if let Some(path) = git(&["rev-parse", "--git-path", &r]) {
+            println!("cargo:rerun-if-changed={path}");
         }
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("providers");
