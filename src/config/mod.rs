@@ -220,8 +220,7 @@ impl RawConfig {
                 demo.join(", "),
                 if demo.len() == 1 { "is" } else { "are" },
                 if demo.len() == 1 { "it" } else { "them" },
-            )
-            .into());
+            ));
         }
         let mut files = files.into_inner();
         if let Some(t) = &tls {
