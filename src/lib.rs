@@ -35,10 +35,12 @@
 //! - [`gateway`]: shared state (routing, store, upstream clients, clock, limits, queue);
 //! - [`server`]: listener, connections, connection workers;
 //! - [`shutdown`]: the request to stop (signals) and the drain that follows;
-//! - [`reload`]: SIGHUP puts a new configuration in force;
+//! - [`reload`]: a new configuration put in force (SIGHUP, a changed file, the admin API);
+//! - [`watch`]: the configuration's files watched for changes;
 //! - [`clock`]: the wall clock, one `now`, fixed in tests;
 //! - [`tls`]: the listener's certificate and key;
 //! - [`metrics`]: Prometheus counters and histograms;
+//! - [`process_metrics`]: the `process_*` series and `portcullis_build_info`;
 //! - [`outcome`]: the outcome table, what metrics count and logs say of each request;
 //! - [`response`]: how the gateway answers: rejections and the log record.
 
@@ -65,6 +67,7 @@ pub mod layer;
 pub mod metrics;
 pub mod outcome;
 pub mod output;
+pub mod process_metrics;
 pub mod queue;
 pub mod reload;
 pub mod response;
@@ -76,3 +79,4 @@ pub mod stack;
 pub mod store_conn;
 pub mod tls;
 pub mod verify;
+pub mod watch;

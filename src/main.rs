@@ -19,13 +19,14 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // `portcullis providers | head -1`: the reader had what it wanted.
         Err(e) if portcullis::output::is_closed(&e) => ExitCode::SUCCESS,
-        Err(e) if e.is::<Usage>() => {
-            portcullis::errln!("error: {e:#}");
-            ExitCode::from(2)
-        }
         Err(e) => {
-            portcullis::errln!("error: {e:#}");
-            ExitCode::from(1)
+            if commands::json_logs() {
+                // stderr carries JSON lines only.
+                tracing::error!(error = format!("{e:#}"), "portcullis stopped");
+            } else {
+                portcullis::errln!("error: {e:#}");
+            }
+            ExitCode::from(if e.is::<Usage>() { 2 } else { 1 })
         }
     }
 }

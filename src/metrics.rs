@@ -199,9 +199,11 @@ impl Metrics {
         out.push_str("# HELP portcullis_requests_total Requests by route and outcome.\n");
         out.push_str("# TYPE portcullis_requests_total counter\n");
         for (name, m) in &all {
+            // A series appears once it has been counted: most outcomes can never happen on
+            // a given route (`not_found` on any route, `queued` on a sync one…).
             for o in Outcome::ALL {
                 let n = m.outcome(o.index());
-                if n > 0 || *name != "-" {
+                if n > 0 {
                     let _ = writeln!(
                         out,
                         "portcullis_requests_total{{route=\"{}\",outcome=\"{}\"}} {n}",
@@ -304,6 +306,7 @@ impl Metrics {
             let _ =
                 writeln!(out, "portcullis_queue_attempts_total{{outcome=\"{label}\"}} {}", n.load(Relaxed));
         }
+        crate::process_metrics::render(&mut out);
         out
     }
 }
@@ -332,6 +335,9 @@ mod tests {
         assert!(text.contains("portcullis_upstream_duration_seconds_count{route=\"/p\"} 1"));
         assert!(text.contains("portcullis_secret_matches_total{route=\"/p\",index=\"1\"} 1"));
         assert!(Arc::ptr_eq(&m.route("/p"), &r), "kept across lookups (and reloads)");
+        // Outcomes never counted are not exported.
+        assert!(!text.contains("outcome=\"not_found\""), "{text}");
+        assert!(!text.contains("outcome=\"queued\""), "{text}");
     }
 
     #[test]

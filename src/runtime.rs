@@ -93,8 +93,14 @@ impl Running {
     }
 
     /// Reloads the configuration from `path` on SIGHUP ([`crate::reload`]).
-    pub fn reload_on_sighup(&self, path: PathBuf, tls: Option<TlsHandle>) {
-        crate::reload::on_sighup(path, self.gateway.clone(), tls);
+    /// Reloads the configuration at `path` on SIGHUP and when a file it was read from
+    /// changes (see [`crate::watch`]).
+    pub fn reload_on_change(&self, path: PathBuf, tls: Option<TlsHandle>) {
+        let reloader = crate::reload::Reloader::new(path, &self.gateway, tls);
+        crate::reload::on_sighup(reloader.clone());
+        if let Err(e) = crate::watch::spawn(reloader, crate::watch::DEBOUNCE) {
+            tracing::warn!(error = %e, "cannot watch the configuration's files; reload with SIGHUP");
+        }
     }
 
     /// Waits until the gateway has stopped: shutdown asked, drained, workers told to stop.

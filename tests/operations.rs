@@ -172,7 +172,7 @@ async fn sighup_adds_a_route_without_dropping_a_request_and_refuses_a_broken_con
     std::fs::write(&gw.config, format!("{base}{a}  - path: /c\n    provider: nosuch\n")).unwrap();
     gw.signal("HUP");
     let deadline = Deadline::new("the broken configuration to be refused", PATIENCE);
-    while reloads("error").await != 1.0 {
+    while reloads("error").await < 1.0 {
         deadline.tick().await;
     }
     assert_eq!(deliver(&c, &gw.url("/b"), "b2").await.status, 200, "the old configuration still serves");
@@ -185,8 +185,9 @@ async fn sighup_adds_a_route_without_dropping_a_request_and_refuses_a_broken_con
     flow.await.unwrap();
     assert!(sent.load(Ordering::Relaxed) > 10);
     assert_eq!(failures.load(Ordering::Relaxed), 0, "no request failed across the reloads");
-    assert_eq!(reloads("ok").await, 1.0);
-    assert_eq!(reloads("error").await, 1.0);
+    // The file watcher may have put each change in force before the signal came.
+    assert!((1.0..=2.0).contains(&reloads("ok").await));
+    assert!((1.0..=2.0).contains(&reloads("error").await));
 }
 
 #[tokio::test]

@@ -42,6 +42,32 @@ pub(super) fn summary(config: &Config) -> String {
     out
 }
 
+/// The summary as log events, one per route, for JSON logs.
+pub(super) fn log_summary(config: &Config) {
+    tracing::info!(
+        listen = %config.listen,
+        tls = config.tls.is_some(),
+        store = describe_store(&config.store.kind),
+        admin = config.admin.map(|a| a.to_string()),
+        routes = config.routes.len(),
+        "configuration loaded"
+    );
+    for r in &config.routes {
+        tracing::info!(
+            route = r.name,
+            path = r.path,
+            selector = r.selector.as_ref().map(|(h, v)| format!("{h}: {v}")),
+            methods = r.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
+            upstream = %redact_url(&r.upstream.url),
+            provider = r.provider(),
+            max_body = r.max_body,
+            timeout_ms = r.upstream_timeout.as_millis() as u64,
+            ttl_secs = r.ttl.as_secs(),
+            "route"
+        );
+    }
+}
+
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     crate::out!("{}", summary(&config))?;

@@ -34,12 +34,26 @@ use std::sync::Arc;
 #[error("{0}")]
 pub struct Usage(pub String);
 
+/// The log format chosen at start (`--log-format`).
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// True when logs are JSON lines: then nothing else may be written to stderr.
+pub fn json_logs() -> bool {
+    matches!(LOG_FORMAT.get(), Some(LogFormat::Json))
+}
+
+/// Logs to stderr: JSON lines, or readable lines, coloured only on a terminal and only
+/// when `NO_COLOR` is unset (<https://no-color.org>).
 pub fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
+    let _ = LOG_FORMAT.set(format);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         // A failed write to stderr (closed pipe) is dropped; reporting it would `eprintln!`,
         // which panics on the same closed stderr.
         .log_internal_errors(false);

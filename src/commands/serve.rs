@@ -34,10 +34,20 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         let running =
             runtime::start(&config, Clock::System, Listeners { webhook, admin }, tls.clone(), shutdown)
                 .await?;
-        running.reload_on_sighup(path.to_path_buf(), tls.clone());
-        crate::err!("{}", super::check::summary(&config));
+        running.reload_on_change(path.to_path_buf(), tls.clone());
+        if super::json_logs() {
+            // JSON logs: stderr carries JSON lines only, so the summary is log events.
+            super::check::log_summary(&config);
+            if let Some(admin_addr) = running.admin {
+                tracing::info!(admin = %admin_addr, "admin listener: /healthz /readyz /metrics /api");
+            }
+        } else {
+            crate::err!("{}", super::check::summary(&config));
+            if let Some(admin_addr) = running.admin {
+                crate::errln!("admin http://{admin_addr} (/healthz /readyz /metrics)");
+            }
+        }
         if let Some(admin_addr) = running.admin {
-            crate::errln!("admin http://{admin_addr} (/healthz /readyz /metrics)");
             // On stdout too, before `listening on`, for scripts and tests that bind port 0.
             let _ = crate::outln!("admin listening on {admin_addr}");
         }

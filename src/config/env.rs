@@ -2,6 +2,16 @@
 
 /// Expands `${VAR}` and `${VAR:-default}` in `s`. An unset `${VAR}` is an error.
 pub fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    expand_env_noting(s, env, &mut Vec::new())
+}
+
+/// [`expand_env`], adding to `defaulted` the name of each variable whose non-empty default
+/// was used (it was unset): a value written in the configuration file, such as a demo secret.
+pub fn expand_env_noting(
+    s: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    defaulted: &mut Vec<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -18,7 +28,12 @@ pub fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
         }
         match (env(name).filter(|v| !v.is_empty()), default) {
             (Some(v), _) => out.push_str(&v),
-            (None, Some(d)) => out.push_str(d),
+            (None, Some(d)) => {
+                if !d.is_empty() {
+                    defaulted.push(name.to_owned());
+                }
+                out.push_str(d)
+            }
             (None, None) => return Err(format!("environment variable {name} is not set")),
         }
         rest = &after[end + 1..];
@@ -44,5 +59,8 @@ mod tests {
         assert_eq!(expand_env("${B:-d}", &env).unwrap(), "d");
         assert!(expand_env("${B}", &env).is_err());
         assert!(expand_env("${A", &env).is_err());
+        let mut defaulted = Vec::new();
+        assert_eq!(expand_env_noting("${A:-x}${B:-d}${C:-}", &env, &mut defaulted).unwrap(), "1d");
+        assert_eq!(defaulted, ["B"]);
     }
 }

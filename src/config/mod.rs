@@ -35,6 +35,9 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Every file this configuration was read from besides its own: `secret_files`, the TLS
+    /// certificate and key. A change to one of them is reloaded (`reload.rs`).
+    pub files: Vec<std::path::PathBuf>,
     pub listen: SocketAddr,
     pub admin: Option<SocketAddr>,
     /// The bearer tokens the admin API needs; none: it is open (loopback listeners only).
@@ -220,7 +223,10 @@ impl RawConfig {
         if self.routes.is_empty() {
             return Err("routes: at least one route is needed".into());
         }
-        let cx = route::Context { profiles: &profiles, env, base };
+        let files = std::cell::RefCell::new(Vec::new());
+        let demo_secrets = std::cell::RefCell::new(Vec::new());
+        let cx =
+            route::Context { profiles: &profiles, env, base, files: &files, demo_secrets: &demo_secrets };
         let mut paths = HashSet::new();
         let mut names = HashSet::new();
         let mut routes = Vec::with_capacity(self.routes.len());
@@ -243,7 +249,27 @@ impl RawConfig {
                 "delivery: queued needs a durable queue: store.kind redis, redis-cluster or embedded".into(),
             );
         }
+        let mut demo = demo_secrets.into_inner();
+        if !demo.is_empty() && !listen.ip().is_loopback() {
+            demo.sort();
+            demo.dedup();
+            return Err(format!(
+                "listen: {listen} is reachable from other hosts, but secrets fall back to the values \
+                 written in the configuration because {} {} unset; those are demo values anyone can \
+                 read: set {}, or listen on 127.0.0.1",
+                demo.join(", "),
+                if demo.len() == 1 { "is" } else { "are" },
+                if demo.len() == 1 { "it" } else { "them" },
+            ));
+        }
+        let mut files = files.into_inner();
+        if let Some(t) = &tls {
+            files.extend([t.cert_file.clone(), t.key_file.clone()]);
+        }
+        files.sort();
+        files.dedup();
         Ok(Config {
+            files,
             listen,
             admin,
             admin_tokens,
@@ -271,6 +297,53 @@ mod tests {
     }
 
     const ROUTE: &str = "  - path: /p\n    provider: paylent\n    secrets: ['${SECRET}']\n    upstream: http://127.0.0.1:3000/x\n";
+
+    #[test]
+    fn optional_secret_files_may_be_absent_and_are_watched() {
+        let dir = std::env::temp_dir().join(format!("portcullis-sf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("current"), "whsec_current\n").unwrap();
+        let yaml = |previous: &str| {
+            format!(
+                "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secret_files:\n      - current\n      - {previous}\n    upstream: http://127.0.0.1:3000/x\n"
+            )
+        };
+        let env = |_: &str| None;
+        let load = |y: String| Config::from_yaml("gw.yaml", &y, &dir, &env);
+        let c = load(yaml("{path: previous, optional: true}")).unwrap();
+        assert_eq!(c.routes[0].verifier.secret_expiries().len(), 1);
+        assert_eq!(c.files, vec![dir.join("current"), dir.join("previous")], "the absent one is watched");
+        let e = load(yaml("previous")).unwrap_err().message;
+        assert!(e.contains("secret_files[1]") && e.contains("previous"), "{e}");
+        std::fs::write(dir.join("previous"), "whsec_previous").unwrap();
+        assert_eq!(
+            load(yaml("{path: previous, optional: true}")).unwrap().routes[0]
+                .verifier
+                .secret_expiries()
+                .len(),
+            2
+        );
+        assert!(load(yaml("{path: previous, optonal: true}")).is_err(), "unknown keys refused");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn demo_secrets_serve_on_loopback_only() {
+        let with = |listen: &str, secret: &str| {
+            load(&format!(
+                "listen: {listen}\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: ['{secret}', '${{OLD:-}}']\n    upstream: http://127.0.0.1:3000/x\n"
+            ))
+        };
+        let e = with("0.0.0.0:8080", "${DEMO_SECRET:-whsec_try}").unwrap_err().message;
+        assert!(
+            e.contains("0.0.0.0:8080") && e.contains("DEMO_SECRET is unset") && e.contains("demo"),
+            "{e}"
+        );
+        assert!(with("127.0.0.1:8080", "${DEMO_SECRET:-whsec_try}").is_ok(), "a demo on loopback");
+        assert!(with("'[::1]:8080'", "${DEMO_SECRET:-whsec_try}").is_ok());
+        assert!(with("0.0.0.0:8080", "${SECRET:-whsec_try}").is_ok(), "the variable is set");
+        assert!(with("0.0.0.0:8080", "${SECRET}").is_ok());
+    }
 
     #[test]
     fn minimal_config_loads_with_defaults() {

@@ -127,7 +127,7 @@ pub(super) struct RawRoute {
     pub secrets: Vec<RawSecret>,
     /// Files holding one secret each (as Kubernetes mounts them); read at load and reload.
     #[serde(default)]
-    pub secret_files: Vec<PathBuf>,
+    pub secret_files: Vec<RawSecretFile>,
     pub upstream: Option<String>,
     /// A header whose value picks one of `variants` (Payable's `X-Live-Mode`).
     pub select_by: Option<String>,
@@ -217,7 +217,7 @@ pub(super) struct RawVariant {
     #[serde(default)]
     pub secrets: Vec<RawSecret>,
     #[serde(default)]
-    pub secret_files: Vec<PathBuf>,
+    pub secret_files: Vec<RawSecretFile>,
     pub upstream: String,
 }
 
@@ -259,6 +259,35 @@ pub(super) struct RawSecretExpiry {
     pub value: String,
     /// RFC 3339, e.g. `2026-12-31T00:00:00Z`; after it the secret no longer verifies.
     pub expires_at: String,
+}
+
+/// A secret file: its path, or `{path, optional: true}` for one that may be absent (the
+/// previous secret, removed at the end of a rotation).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawSecretFile {
+    Path(PathBuf),
+    Entry(RawSecretFileEntry),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecretFileEntry {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub optional: bool,
+}
+
+impl RawSecretFile {
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            RawSecretFile::Path(p) | RawSecretFile::Entry(RawSecretFileEntry { path: p, .. }) => p,
+        }
+    }
+
+    pub fn optional(&self) -> bool {
+        matches!(self, RawSecretFile::Entry(RawSecretFileEntry { optional: true, .. }))
+    }
 }
 
 /// A byte size: an integer, or a string such as `"1MiB"`, `"512KiB"`.

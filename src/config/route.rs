@@ -1,9 +1,9 @@
 //! Routes: a raw route validated into one [`Route`] per variant, by small validators whose
 //! errors name the field (`secrets[1]: is empty`, `queue.order_by: …`).
 
-use super::env::{expand_env, is_optional};
+use super::env::{expand_env, expand_env_noting, is_optional};
 use super::parse_net;
-use super::raw::{RawForwardSigning, RawQueue, RawRoute, RawSecret, Size};
+use super::raw::{RawForwardSigning, RawQueue, RawRoute, RawSecret, RawSecretFile, Size};
 use super::redact_url;
 use crate::verify::certificate::CertScheme;
 use crate::verify::handshake::VerifyToken;
@@ -124,13 +124,18 @@ pub(super) struct Context<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// The directory relative paths (`secret_files`) are taken from.
     pub base: &'a Path,
+    /// Every file read, as it is read (see `Config::files`).
+    pub files: &'a std::cell::RefCell<Vec<PathBuf>>,
+    /// The variables of secrets that fell back to the default written in the file (a demo
+    /// value, public in the README): such a gateway serves on loopback only.
+    pub demo_secrets: &'a std::cell::RefCell<Vec<String>>,
 }
 
 /// What differs between the variants of a route: the rest is the route's.
 struct Target<'a> {
     name: String,
     secrets: &'a [RawSecret],
-    secret_files: &'a [PathBuf],
+    secret_files: &'a [RawSecretFile],
     upstream: &'a str,
     selector: Option<(HeaderName, String)>,
 }
@@ -373,7 +378,7 @@ impl RawRoute {
 
 /// `secrets` (values, `${VAR}` expanded, with optional expiry) then `secret_files`; at
 /// least one.
-fn secrets(raw: &[RawSecret], files: &[PathBuf], cx: &Context<'_>) -> Result<Vec<Secret>, String> {
+fn secrets(raw: &[RawSecret], files: &[RawSecretFile], cx: &Context<'_>) -> Result<Vec<Secret>, String> {
     let mut secrets = Vec::with_capacity(raw.len() + files.len());
     for (i, raw) in raw.iter().enumerate() {
         let (s, expires_at) = match raw {
@@ -386,7 +391,8 @@ fn secrets(raw: &[RawSecret], files: &[PathBuf], cx: &Context<'_>) -> Result<Vec
                 (&e.value, Some(unix))
             }
         };
-        let v = expand_env(s, cx.env).map_err(|e| format!("secrets[{i}]: {e}"))?;
+        let v = expand_env_noting(s, cx.env, &mut cx.demo_secrets.borrow_mut())
+            .map_err(|e| format!("secrets[{i}]: {e}"))?;
         // `${VAR:-}` marks an optional secret (a previous one during rotation): dropped
         // when unset. Any other empty secret is an error.
         if v.is_empty() {
@@ -398,11 +404,19 @@ fn secrets(raw: &[RawSecret], files: &[PathBuf], cx: &Context<'_>) -> Result<Vec
         secrets.push(Secret { value: v, expires_at });
     }
     for (i, f) in files.iter().enumerate() {
-        let path = cx.base.join(f);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("secret_files[{i}]: {}: {e}", path.display()))?;
+        let path = cx.base.join(f.path());
+        // Watched even when absent: an optional file that appears is a new secret.
+        cx.files.borrow_mut().push(path.clone());
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if f.optional() && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("secret_files[{i}]: {}: {e}", path.display())),
+        };
         let v = text.trim_end_matches(['\n', '\r']).to_string();
         if v.is_empty() {
+            if f.optional() {
+                continue;
+            }
             return Err(format!("secret_files[{i}]: {} is empty", path.display()));
         }
         secrets.push(Secret { value: v, expires_at: None });

@@ -1,0 +1,118 @@
+//! Watches the files the configuration was read from (the configuration itself, its
+//! `secret_files`, the TLS certificate and key) and reloads when their contents change.
+//!
+//! The directories holding them are watched, not the files: Kubernetes updates a mounted
+//! secret by swapping a `..data` symlink in the directory, and editors and cert-manager
+//! replace files by renaming, so a watch on the old file would see nothing. An event only
+//! wakes the watcher: once the directory has been quiet for the debounce, the files' contents
+//! are hashed and the gateway reloads only when the hash changed (an editor's temporary file
+//! or an unrelated file in the same directory reloads nothing).
+
+use crate::reload::Reloader;
+use notify::Watcher;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the watched directories must be quiet before the files are read.
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// The longest a stream of events can hold a reload back.
+const MAX_HOLD: Duration = Duration::from_secs(3);
+
+/// Starts watching `reloader`'s files; runs until the gateway stops. An error means the
+/// platform cannot watch (reloads by SIGHUP and the admin API still work).
+pub fn spawn(reloader: Arc<Reloader>, debounce: Duration) -> notify::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    // notify calls this on its own thread; a full channel already holds a wake-up.
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.try_send(());
+        }
+    })?;
+    let mut dirs = BTreeSet::new();
+    rewatch(&mut watcher, &mut dirs, &reloader.watched_files());
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            let start = tokio::time::Instant::now();
+            loop {
+                match tokio::time::timeout(debounce, rx.recv()).await {
+                    Ok(Some(())) if start.elapsed() < MAX_HOLD => continue,
+                    Ok(None) => return,
+                    _ => break,
+                }
+            }
+            if !reloader.files_changed() {
+                continue;
+            }
+            match reloader.reload("a watched file changed").await {
+                Ok(_) => rewatch(&mut watcher, &mut dirs, &reloader.watched_files()),
+                // The running configuration stays; the next change is tried again.
+                Err(e) if e == crate::reload::STOPPED => return,
+                Err(_) => {}
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Watches the directories of `files` (and no others).
+fn rewatch(watcher: &mut impl Watcher, dirs: &mut BTreeSet<PathBuf>, files: &[PathBuf]) {
+    let wanted: BTreeSet<PathBuf> = files.iter().map(|f| parent(f)).collect();
+    for gone in dirs.difference(&wanted) {
+        let _ = watcher.unwatch(gone);
+    }
+    for new in wanted.difference(dirs) {
+        if let Err(e) = watcher.watch(new, notify::RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %new.display(), error = %e, "cannot watch for changes; reload with SIGHUP");
+        }
+    }
+    *dirs = wanted;
+}
+
+fn parent(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A hash of the files' contents (a missing or unreadable file hashes as such), read through
+/// symlinks.
+pub fn fingerprint(files: &[PathBuf]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.as_os_str().as_encoded_bytes());
+        match std::fs::read(f) {
+            Ok(bytes) => {
+                h.update([1]);
+                h.update((bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+            Err(_) => h.update([0]),
+        }
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_changes_with_contents_not_with_reading() {
+        let dir = std::env::temp_dir().join(format!("portcullis-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = dir.join("a");
+        std::fs::write(&a, "one").unwrap();
+        let files = vec![a.clone(), dir.join("missing")];
+        let first = fingerprint(&files);
+        assert_eq!(first, fingerprint(&files));
+        std::fs::write(&a, "two").unwrap();
+        assert_ne!(first, fingerprint(&files));
+        assert_eq!(parent(Path::new("config.yaml")), PathBuf::from("."));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
