@@ -7,6 +7,7 @@ mod certificates;
 mod chaos;
 mod cli;
 mod console_api;
+mod console_replay;
 mod core;
 mod forwarding;
 mod handshakes;
