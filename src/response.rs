@@ -88,10 +88,20 @@ pub struct Captured {
     pub body: Bytes,
 }
 
+/// What a captured header holding a route's secret reads instead.
+pub const REDACTED: &str = "[redacted: the route's secret]";
+
 impl Captured {
     /// The event log's capture: the body cut at `max_bytes` (marked truncated), `verified`
-    /// telling whether the signature verified.
-    pub fn to_capture(&self, max_bytes: u64, verified: bool) -> crate::event_log::Capture {
+    /// telling whether the signature verified, and the values of the `redact` headers
+    /// replaced by [`REDACTED`]: a scheme that sends the route's secret itself (a static
+    /// token, Basic credentials) would otherwise put it in the log.
+    pub fn to_capture(
+        &self,
+        max_bytes: u64,
+        verified: bool,
+        redact: &[http::HeaderName],
+    ) -> crate::event_log::Capture {
         let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
         let truncated = self.body.len() > max;
         crate::event_log::Capture {
@@ -100,7 +110,14 @@ impl Captured {
             headers: self
                 .headers
                 .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    let v = if redact.contains(k) {
+                        REDACTED.to_owned()
+                    } else {
+                        String::from_utf8_lossy(v.as_bytes()).into_owned()
+                    };
+                    (k.as_str().to_owned(), v)
+                })
                 .collect(),
             body: if truncated { self.body.slice(..max) } else { self.body.clone() },
             truncated,

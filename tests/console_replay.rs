@@ -383,3 +383,22 @@ fn capture_settings_are_validated() {
     let e = load("    capture_body: all\n").unwrap_err();
     assert!(e.contains("capture_body"), "unknown keys are refused: {e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheme_that_sends_its_secret_is_captured_without_it() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(
+        &yaml(false, &[route("/g", "gitlab", &[SECRET], &up.url("/g"), "    capture: all\n")]),
+        Clock::System,
+    )
+    .await;
+    let b = body("evt_g");
+    let h = sign("gitlab", SECRET, &b, "evt_g", now());
+    assert_eq!(post(&client(), &gw.url("/g"), &h, b).await.status, 200);
+    let e = &recorded(&gw, "/g", 1).await[0];
+    assert_eq!(e["captured"], true);
+    // `api` fails on the secret anywhere in an answer.
+    let d = detail(&gw, e["id"].as_str().unwrap()).await;
+    assert_eq!(captured_header(&d, "x-gitlab-token"), Some("[redacted: the route's secret]"), "{d}");
+    assert_eq!(d["diagnosis"]["source"], "record", "{d}");
+}

@@ -15,7 +15,7 @@ use crate::gateway::Gateway;
 use crate::layer::dedupe::DedupeLayer;
 use crate::layer::forward::Forward;
 use crate::outcome::Outcome;
-use crate::response::{json_response, Body, Record};
+use crate::response::{json_response, Body, Record, REDACTED};
 use crate::routing::RouteEntry;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use serde::Deserialize;
@@ -254,7 +254,8 @@ pub(super) async fn replay(gateway: &Gateway, id: &str, req: &ApiRequest<'_>) ->
 }
 
 /// The captured request as the request path had it once its body was read: method, target,
-/// headers in order and the body; a new request id; sent from the client it came from.
+/// headers in order (but a redacted secret) and the body; a new request id; sent from the
+/// client it came from.
 fn rebuild(
     capture: &Capture,
     event: &Event,
@@ -263,6 +264,10 @@ fn rebuild(
 ) -> Result<Received, String> {
     let mut headers = HeaderMap::with_capacity(capture.headers.len());
     for (name, value) in &capture.headers {
+        // A header that held the route's secret was not kept: it is not sent either.
+        if value == REDACTED {
+            continue;
+        }
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("header name '{name}'"))?;
         let value = HeaderValue::from_str(value).map_err(|_| format!("the value of {name}"))?;
         headers.append(name, value);

@@ -185,7 +185,11 @@ where
             let capture = match (&r.capture, captured) {
                 (Some(settings), Some(c)) if settings.wants(status, record.outcome) => {
                     let verified = record.secret_index.is_some() || record.key.is_some();
-                    Some((c.to_capture(settings.max_bytes, verified), settings.ttl))
+                    // Shared-value schemes send the secret itself as the "signature".
+                    let profile = r.verifier.profile();
+                    let redact =
+                        if profile.algorithm.is_shared_secret() { &profile.headers[..] } else { &[] };
+                    Some((c.to_capture(settings.max_bytes, verified, redact), settings.ttl))
                 }
                 _ => None,
             };

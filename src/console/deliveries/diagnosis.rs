@@ -24,6 +24,9 @@ pub(super) async fn run(event: &Event, capture: Option<&Capture>, route: Option<
             Some("the capture was cut at capture_max_bytes; the signature covers the whole body")
         }
         (_, None) => Some("the route is no longer configured"),
+        (_, Some(r)) if r.verifier.profile().algorithm.is_shared_secret() => {
+            Some("the route's scheme sends its secret in the request, which a capture never keeps")
+        }
         (_, Some(r)) if r.verifier.profile().certificate.is_some() => {
             Some("certificate-URL schemes are not re-checked from the console (it would fetch a certificate)")
         }
