@@ -533,3 +533,26 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
     let path_and_query = PathAndQuery::try_from(uri.path()).map_err(|e| format!("'{shown}': {e}"))?;
     Ok(Upstream { scheme, authority, path: uri.path().to_string(), path_and_query, url: s.to_string() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Outcome;
+
+    #[test]
+    fn each_capture_mode_keeps_its_outcomes() {
+        let s = |mode| CaptureSettings { mode, max_bytes: 1, ttl: Duration::from_secs(1) };
+        let cases = [
+            (200, Outcome::Forwarded),
+            (401, Outcome::InvalidSignature),
+            (500, Outcome::UpstreamError),
+            (302, Outcome::UpstreamError),
+            (503, Outcome::StoreError),
+        ];
+        let kept = |mode| cases.iter().map(|&(st, o)| s(mode).wants(st, o)).collect::<Vec<_>>();
+        assert_eq!(kept(CaptureMode::None), [false; 5]);
+        assert_eq!(kept(CaptureMode::Refused), [false, true, false, false, false]);
+        assert_eq!(kept(CaptureMode::Failed), [false, true, true, true, true]);
+        assert_eq!(kept(CaptureMode::All), [true; 5]);
+    }
+}
