@@ -118,10 +118,16 @@ pub fn forwarded_id(route: &str, event: &str) -> HeaderValue {
 /// The request id: forwarded to the upstream as `X-Request-Id`, written in the delivery's log
 /// line and its event. Taken from the request only when the connection's peer is a trusted
 /// proxy (which set it); any other sender's value is replaced, so that an id in the logs was
-/// made by the gateway or by a proxy it trusts. Carried in the request's extensions from the
-/// observe layer to the forwarder.
+/// made by the gateway or by a proxy it trusts. The observe layer decides it and writes it
+/// into the request's own headers (which the forwarder passes on), so that it travels down
+/// the stack without an extension map being allocated for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(HeaderValue);
+pub enum RequestId {
+    /// Made by the gateway: 16 random bytes in lower-case hex, kept inline.
+    Made([u8; 32]),
+    /// A trusted proxy's (a shared reference to the received value).
+    Taken(HeaderValue),
+}
 
 /// A trusted proxy's `X-Request-Id` longer than this is not taken (a new one is made).
 const MAX_REQUEST_ID: usize = 128;
@@ -138,26 +144,46 @@ impl RequestId {
             if let (Some(v), None) = (all.next(), all.next()) {
                 let b = v.as_bytes();
                 if !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| (b'!'..=b'~').contains(c)) {
-                    return RequestId(v.clone());
+                    return RequestId::Taken(v.clone());
                 }
             }
         }
         Self::new()
     }
 
-    /// A new id: 16 random bytes as 32 lower-case hex digits (one allocation).
+    /// A new id: 16 random bytes as 32 lower-case hex digits, without allocating.
     pub fn new() -> Self {
-        let hex = format!("{:032x}", rand::random::<u128>());
-        RequestId(HeaderValue::from_maybe_shared(Bytes::from(hex)).expect("hex digits"))
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let r = rand::random::<u128>();
+        let mut out = [0u8; 32];
+        for (i, c) in out.iter_mut().enumerate() {
+            *c = HEX[((r >> (124 - 4 * i)) & 15) as usize];
+        }
+        RequestId::Made(out)
     }
 
-    pub fn value(&self) -> &HeaderValue {
-        &self.0
+    /// The id as a header value (a copy of a made one: the one allocation of the id).
+    pub fn value(&self) -> HeaderValue {
+        match self {
+            RequestId::Made(b) => HeaderValue::from_bytes(b).expect("hex digits"),
+            RequestId::Taken(v) => v.clone(),
+        }
+    }
+
+    /// Writes the id into `headers` as `X-Request-Id`, replacing a sender's; a trusted
+    /// proxy's id is there already.
+    pub fn set(&self, headers: &mut http::HeaderMap) {
+        if let RequestId::Made(_) = self {
+            headers.insert(Self::HEADER, self.value());
+        }
     }
 
     pub fn as_str(&self) -> &str {
         // Visible ASCII only: made here, or checked when taken.
-        self.0.to_str().unwrap_or_default()
+        match self {
+            RequestId::Made(b) => std::str::from_utf8(b).unwrap_or_default(),
+            RequestId::Taken(v) => v.to_str().unwrap_or_default(),
+        }
     }
 }
 

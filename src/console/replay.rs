@@ -278,8 +278,9 @@ fn rebuild(
         .body(())
         .map_err(|e| format!("method or target: {e}"))?
         .into_parts();
+    // The capture holds the original's id: the replay has its own.
+    headers.insert(RequestId::HEADER, id.value());
     parts.headers = headers;
-    parts.extensions.insert(id);
     let client = event.client.map_or_else(|| "unknown".to_owned(), |c| c.to_string());
     let peer = HeaderValue::from_str(&client).map_err(|_| "the client address".to_owned())?;
     Ok(Received { route: route.clone(), parts, body: capture.body.clone(), peer, tls: false })

@@ -91,9 +91,10 @@ where
             (r.clone(), client, req.uri().path().to_owned(), now_ms())
         });
         // The request id is decided here, outermost, so that every answer's log line has it;
-        // the forwarder reads it from the extensions.
+        // it goes down in the request's own `X-Request-Id` (a sender's replaced), which the
+        // forwarder passes on and a capture keeps.
         let request_id = RequestId::of(req.headers(), from_trusted_proxy);
-        req.extensions_mut().insert(request_id.clone());
+        request_id.set(req.headers_mut());
         ResponseFuture {
             request_id,
             fut: self.inner.call(req),
