@@ -115,6 +115,84 @@ pub fn forwarded_id(route: &str, event: &str) -> HeaderValue {
     HeaderValue::from_maybe_shared(Bytes::from(out)).expect("visible ASCII only")
 }
 
+/// The request id: forwarded to the upstream as `X-Request-Id`, written in the delivery's log
+/// line and its event. Taken from the request only when the connection's peer is a trusted
+/// proxy (which set it); any other sender's value is replaced, so that an id in the logs was
+/// made by the gateway or by a proxy it trusts. The observe layer decides it and writes it
+/// into the request's own headers (which the forwarder passes on), so that it travels down
+/// the stack without an extension map being allocated for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestId {
+    /// Made by the gateway: 16 random bytes in lower-case hex, kept inline.
+    Made([u8; 32]),
+    /// A trusted proxy's (a shared reference to the received value).
+    Taken(HeaderValue),
+}
+
+/// A trusted proxy's `X-Request-Id` longer than this is not taken (a new one is made).
+const MAX_REQUEST_ID: usize = 128;
+
+impl RequestId {
+    /// The header's name.
+    pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+    /// The id of a request with `headers`: a trusted proxy's single `X-Request-Id` of visible
+    /// ASCII (at most 128 bytes), or else a new one.
+    pub fn of(headers: &http::HeaderMap, from_trusted_proxy: bool) -> Self {
+        if from_trusted_proxy {
+            let mut all = headers.get_all(&Self::HEADER).iter();
+            if let (Some(v), None) = (all.next(), all.next()) {
+                let b = v.as_bytes();
+                if !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| (b'!'..=b'~').contains(c)) {
+                    return RequestId::Taken(v.clone());
+                }
+            }
+        }
+        Self::new()
+    }
+
+    /// A new id: 16 random bytes as 32 lower-case hex digits, without allocating.
+    pub fn new() -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let r = rand::random::<u128>();
+        let mut out = [0u8; 32];
+        for (i, c) in out.iter_mut().enumerate() {
+            *c = HEX[((r >> (124 - 4 * i)) & 15) as usize];
+        }
+        RequestId::Made(out)
+    }
+
+    /// The id as a header value (a copy of a made one: the one allocation of the id).
+    pub fn value(&self) -> HeaderValue {
+        match self {
+            RequestId::Made(b) => HeaderValue::from_bytes(b).expect("hex digits"),
+            RequestId::Taken(v) => v.clone(),
+        }
+    }
+
+    /// Writes the id into `headers` as `X-Request-Id`, replacing a sender's; a trusted
+    /// proxy's id is there already.
+    pub fn set(&self, headers: &mut http::HeaderMap) {
+        if let RequestId::Made(_) = self {
+            headers.insert(Self::HEADER, self.value());
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Visible ASCII only: made here, or checked when taken.
+        match self {
+            RequestId::Made(b) => std::str::from_utf8(b).unwrap_or_default(),
+            RequestId::Taken(v) => v.to_str().unwrap_or_default(),
+        }
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// One item of a batched body.
 #[derive(Debug, Clone)]
 pub struct BatchKey {
@@ -140,6 +218,25 @@ mod tests {
         assert_ne!(forwarded_id("a:b", "c"), forwarded_id("a", "b:c"));
         assert_ne!(forwarded_id("/a", "e"), forwarded_id("/b", "e"));
         assert!(forwarded_id("/p", "ü\u{7f}\0").to_str().is_ok());
+    }
+
+    #[test]
+    fn a_request_id_is_taken_from_a_trusted_proxy_only() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("proxy-id-1"));
+        assert_eq!(RequestId::of(&h, true).as_str(), "proxy-id-1");
+        let made = RequestId::of(&h, false);
+        assert_ne!(made.as_str(), "proxy-id-1");
+        assert_eq!(made.as_str().len(), 32);
+        assert!(made.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(RequestId::new(), RequestId::new());
+        // Repeated, empty, too long or not visible ASCII: a new one.
+        h.append("x-request-id", HeaderValue::from_static("proxy-id-2"));
+        assert_eq!(RequestId::of(&h, true).as_str().len(), 32);
+        for bad in ["", "a b", &"x".repeat(MAX_REQUEST_ID + 1)] {
+            h.insert("x-request-id", HeaderValue::from_str(bad).unwrap());
+            assert_eq!(RequestId::of(&h, true).as_str().len(), 32, "{bad:?}");
+        }
     }
 
     #[test]

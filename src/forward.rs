@@ -3,7 +3,7 @@
 //! and the re-signing for the upstream. The service that uses them is `layer::forward`.
 
 use crate::config::Route;
-use crate::delivery::Verified;
+use crate::delivery::{RequestId, Verified};
 use crate::response::Rejection;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -107,7 +107,7 @@ pub struct Outgoing {
 
 /// Cleans a verified delivery's headers for the upstream: hop-by-hop, client-sent
 /// `Portcullis-*` and the sender's claims of the client address (`Forwarded`, `X-Real-IP`)
-/// out, one framing, `X-Forwarded-*` and `Portcullis-*` in.
+/// out, one framing, `X-Forwarded-*`, `X-Request-Id` and `Portcullis-*` in.
 pub fn prepare(v: Verified) -> Outgoing {
     let d = v.request;
     let route = &d.route;
@@ -152,6 +152,11 @@ pub fn prepare(v: Verified) -> Outgoing {
     headers.insert(PORTCULLIS_PROVIDER.clone(), route.provider_value.clone());
     let id = v.event.forwarded_id();
     headers.insert(PORTCULLIS_KEY.clone(), id.clone());
+    // The observe layer put the request id in the headers (a sender's own replaced unless a
+    // trusted proxy set it); a request that did not pass there (a unit test's) gets one here.
+    if !headers.contains_key(&RequestId::HEADER) {
+        headers.insert(RequestId::HEADER, RequestId::new().value());
+    }
     Outgoing {
         method: d.parts.method,
         query: d.parts.uri.query().map(str::to_string),
@@ -163,8 +168,9 @@ pub fn prepare(v: Verified) -> Outgoing {
 
 /// Headers the gateway sets on what it forwards, the connection owns, or only the gateway
 /// may tell (the client's address), by exact name.
-const SET_BY_GATEWAY: [&str; 8] = [
+const SET_BY_GATEWAY: [&str; 9] = [
     "host",
+    "x-request-id",
     "content-length",
     "upgrade",
     "webhook-id",

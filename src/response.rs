@@ -75,6 +75,57 @@ impl Record {
     }
 }
 
+/// A capturing route's request as it arrived (headers in order, the whole body), carried in
+/// the response's extensions from where the body is read to the observe layer, which keeps
+/// it in the event log when the route's `capture:` wants this outcome. Made only for routes
+/// that capture: the body is a reference-counted `Bytes`, the headers a copy.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub method: http::Method,
+    /// The path and query string, as received.
+    pub target: Option<http::uri::PathAndQuery>,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// What a captured header holding a route's secret reads instead.
+pub const REDACTED: &str = "[redacted: the route's secret]";
+
+impl Captured {
+    /// The event log's capture: the body cut at `max_bytes` (marked truncated), `verified`
+    /// telling whether the signature verified, and the values of the `redact` headers
+    /// replaced by [`REDACTED`]: a scheme that sends the route's secret itself (a static
+    /// token, Basic credentials) would otherwise put it in the log.
+    pub fn to_capture(
+        &self,
+        max_bytes: u64,
+        verified: bool,
+        redact: &[http::HeaderName],
+    ) -> crate::event_log::Capture {
+        let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        let truncated = self.body.len() > max;
+        crate::event_log::Capture {
+            method: self.method.to_string(),
+            target: self.target.as_ref().map_or("/", |t| t.as_str()).to_owned(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    let v = if redact.contains(k) {
+                        REDACTED.to_owned()
+                    } else {
+                        String::from_utf8_lossy(v.as_bytes()).into_owned()
+                    };
+                    (k.as_str().to_owned(), v)
+                })
+                .collect(),
+            body: if truncated { self.body.slice(..max) } else { self.body.clone() },
+            truncated,
+            verified,
+        }
+    }
+}
+
 /// Why a request was not forwarded: each becomes a generic answer to the caller and a precise
 /// reason for the log line.
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ mod cli;
 mod console_api;
 mod console_browser;
 mod console_dead;
+mod console_replay;
 mod core;
 mod event_log_stores;
 mod file_reload;

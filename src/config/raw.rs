@@ -1,7 +1,7 @@
 //! The gateway YAML as written: serde types that refuse unknown keys, before `${VAR}`
 //! expansion and validation. None has `Debug`: most hold secrets.
 
-use super::route::{DeliveryMode, OnStoreError};
+use super::route::{CaptureMode, DeliveryMode, OnStoreError};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -163,6 +163,14 @@ pub(super) struct RawRoute {
     /// FOR TESTS ONLY: certificate-URL schemes may also fetch from these hosts, and trust
     /// this CA (for the fetch and the signing certificate's chain).
     pub certificate_test_override: Option<RawCertificateOverride>,
+    /// Which requests are kept whole for the console: none (default), refused, failed, all.
+    #[serde(default)]
+    pub capture: CaptureMode,
+    /// Body bytes a capture keeps (64 KiB); past it the capture is marked truncated.
+    pub capture_max_bytes: Option<Size>,
+    /// How long a capture is kept (24h).
+    #[serde(default, with = "humantime_serde")]
+    pub capture_ttl: Option<Duration>,
 }
 
 /// A route's test-only extra source of signing certificates.

@@ -20,6 +20,10 @@ pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 pub const DEFAULT_TTL: Duration = Duration::from_secs(72 * 3600);
+/// Bytes of a captured body kept by default (`capture_max_bytes`).
+pub const DEFAULT_CAPTURE_MAX_BYTES: u64 = 64 * 1024;
+/// How long a captured request is kept by default (`capture_ttl`).
+pub const DEFAULT_CAPTURE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// One validated route. It holds configuration only: the routing table pairs it with its
 /// runtime counters ([`crate::routing::RouteEntry`]).
@@ -52,6 +56,9 @@ pub struct Route {
     pub verify_token: Option<VerifyToken>,
     /// FOR TESTS ONLY (`certificate_test_override`): an extra CA and certificate hosts.
     pub certificate_test: Option<std::sync::Arc<crate::cert_fetch::TestTrust>>,
+    /// Which requests are kept whole for the console (`capture:`); `None` for `capture: none`
+    /// (the default), so the request path of such a route copies nothing.
+    pub capture: Option<CaptureSettings>,
 }
 
 impl Route {
@@ -102,6 +109,47 @@ pub struct QueueSettings {
     pub max_backoff: Duration,
     /// Deliveries with the same value here go one at a time, in the order accepted.
     pub order_by: Option<crate::jsonptr::Pointer>,
+}
+
+/// Which of a route's requests are captured (`capture:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaptureMode {
+    /// Nothing is captured. The default: a request holds payment data, personal data.
+    #[default]
+    None,
+    /// Requests the gateway refused (a 4xx verdict: signature, timestamp, replay, …).
+    Refused,
+    /// Refused ones, and those whose delivery failed (upstream error or timeout, 5xx, store
+    /// down).
+    Failed,
+    All,
+}
+
+/// A capturing route's settings: which requests, how many body bytes, for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureSettings {
+    pub mode: CaptureMode,
+    /// Body bytes kept; a longer body is cut here and marked truncated (readable, not
+    /// replayable).
+    pub max_bytes: u64,
+    /// How long the event log keeps the capture.
+    pub ttl: Duration,
+}
+
+impl CaptureSettings {
+    /// Whether a request answered `status` (with this `outcome`) is captured: `refused` for a
+    /// 4xx verdict, `failed` for that or a delivery that did not succeed.
+    pub fn wants(&self, status: u16, outcome: crate::outcome::Outcome) -> bool {
+        let refused = (400..500).contains(&status);
+        let failed = refused || status >= 500 || outcome == crate::outcome::Outcome::UpstreamError;
+        match self.mode {
+            CaptureMode::None => false,
+            CaptureMode::Refused => refused,
+            CaptureMode::Failed => failed,
+            CaptureMode::All => true,
+        }
+    }
 }
 
 /// What a route does when the idempotency store cannot answer.
@@ -265,6 +313,7 @@ impl RawRoute {
             self.forward_signing.as_ref().map(|f| forward_signing(f, cx.env)).transpose()?;
         let queue = self.queue_settings(profile)?;
         let verify_token = self.verify_token(cx, profile)?;
+        let capture = self.capture_settings()?;
         let provider_value = HeaderValue::from_str(&profile.name)
             .map_err(|_| format!("provider: '{}' cannot be a header value", profile.name))?;
         Ok(Route {
@@ -286,7 +335,28 @@ impl RawRoute {
             queue,
             verify_token,
             certificate_test,
+            capture,
         })
+    }
+
+    /// `capture`, `capture_max_bytes` and `capture_ttl`: `None` for `capture: none`.
+    fn capture_settings(&self) -> Result<Option<CaptureSettings>, String> {
+        let max_bytes = match &self.capture_max_bytes {
+            Some(s) => s.bytes().map_err(|e| format!("capture_max_bytes: {e}"))?,
+            None => DEFAULT_CAPTURE_MAX_BYTES,
+        };
+        if max_bytes == 0 {
+            return Err("capture_max_bytes must be more than zero (capture: none captures nothing)".into());
+        }
+        let ttl = self.capture_ttl.unwrap_or(DEFAULT_CAPTURE_TTL);
+        if ttl.is_zero() {
+            return Err("capture_ttl must be more than zero (capture: none captures nothing)".into());
+        }
+        Ok((self.capture != CaptureMode::None).then_some(CaptureSettings {
+            mode: self.capture,
+            max_bytes,
+            ttl,
+        }))
     }
 
     /// `verify_token` (`${VAR}` expanded): needed exactly when the profile's handshake checks one.
@@ -476,4 +546,27 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
     }
     let path_and_query = PathAndQuery::try_from(uri.path()).map_err(|e| format!("'{shown}': {e}"))?;
     Ok(Upstream { scheme, authority, path: uri.path().to_string(), path_and_query, url: s.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Outcome;
+
+    #[test]
+    fn each_capture_mode_keeps_its_outcomes() {
+        let s = |mode| CaptureSettings { mode, max_bytes: 1, ttl: Duration::from_secs(1) };
+        let cases = [
+            (200, Outcome::Forwarded),
+            (401, Outcome::InvalidSignature),
+            (500, Outcome::UpstreamError),
+            (302, Outcome::UpstreamError),
+            (503, Outcome::StoreError),
+        ];
+        let kept = |mode| cases.iter().map(|&(st, o)| s(mode).wants(st, o)).collect::<Vec<_>>();
+        assert_eq!(kept(CaptureMode::None), [false; 5]);
+        assert_eq!(kept(CaptureMode::Refused), [false, true, false, false, false]);
+        assert_eq!(kept(CaptureMode::Failed), [false, true, true, true, true]);
+        assert_eq!(kept(CaptureMode::All), [true; 5]);
+    }
 }

@@ -1,11 +1,14 @@
 //! `GET /api/deliveries` and `GET /api/deliveries/{id}`.
 
+mod diagnosis;
+
+use super::replay::{refusal, route_of};
 use super::{bad_request, ok, params, unavailable, ApiRequest};
-use crate::event_log::Filter;
+use crate::event_log::{Capture, Event, Filter};
 use crate::gateway::Gateway;
 use crate::response::{json_response, Body};
 use http::{Response, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// `GET /api/deliveries`.
@@ -54,11 +57,78 @@ pub(super) fn filter(params: &HashMap<String, String>) -> Result<Filter, String>
     })
 }
 
-/// `GET /api/deliveries/{id}`.
+/// `GET /api/deliveries/{id}`: the event's fields, and `capture` (the request as captured,
+/// `body` base64 and `body_text` when it is UTF-8; null when none is kept), `diagnosis` (the
+/// verification re-run on the captured bytes with the route's current secrets, or the record
+/// in plain words), `timeline` (every event with its key, oldest first: arrivals, queue
+/// attempts, replays), `replayable` and `replay_refused_because`.
 pub(super) async fn show(gateway: &Gateway, id: &str) -> Response<Body> {
-    match gateway.events.log.get(id).await {
-        Ok(Some(e)) => ok(&e),
-        Ok(None) => json_response(StatusCode::NOT_FOUND, r#"{"error":"no delivery with this id"}"#),
-        Err(e) => unavailable(e),
-    }
+    let log = &gateway.events.log;
+    let event = match log.get(id).await {
+        Ok(Some(e)) => e,
+        Ok(None) => return json_response(StatusCode::NOT_FOUND, r#"{"error":"no delivery with this id"}"#),
+        Err(e) => return unavailable(e),
+    };
+    let capture = match log.capture(id).await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e),
+    };
+    let chain = match &event.event_key {
+        Some(key) => {
+            let filter =
+                Filter { event_id: Some(key.clone()), limit: Filter::MAX_LIMIT, ..Filter::default() };
+            match log.list(&filter).await {
+                Ok(mut all) => {
+                    // Listings are newest first; a key's own events only (not another key
+                    // ending in this one).
+                    all.retain(|e| e.event_key.as_deref() == Some(key.as_str()));
+                    all.reverse();
+                    all
+                }
+                Err(e) => return unavailable(e),
+            }
+        }
+        None => vec![event.clone()],
+    };
+    let route = route_of(gateway, &event);
+    let refused = refusal(&event, capture.as_ref(), route.as_ref());
+    let diagnosis = diagnosis::run(&event, capture.as_ref(), route).await;
+    let mut v = serde_json::to_value(&event).unwrap_or_default();
+    v["capture"] = capture.as_ref().map_or(Value::Null, capture_json);
+    v["diagnosis"] = diagnosis;
+    v["timeline"] = Value::Array(chain.iter().map(|e| timeline_item(e, &event.id)).collect());
+    v["replayable"] = refused.is_none().into();
+    v["replay_refused_because"] = refused.map(|r| r.reason).into();
+    ok(&v)
+}
+
+/// A capture as JSON: its fields (the body base64), and `body_text` when the body is UTF-8.
+fn capture_json(c: &Capture) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or_default();
+    v["body_text"] = std::str::from_utf8(&c.body).ok().map(str::to_owned).into();
+    v
+}
+
+/// One event of a delivery's timeline, with its steps in words.
+fn timeline_item(e: &Event, this: &str) -> Value {
+    let kind = if e.replay_of.is_some() {
+        "replay"
+    } else if matches!(&*e.outcome, "delivered" | "retry" | "dead") {
+        "attempt"
+    } else {
+        "arrival"
+    };
+    json!({
+        "id": e.id,
+        "this": e.id == this,
+        "kind": kind,
+        "time_ms": e.time_ms,
+        "outcome": e.outcome,
+        "status": e.status,
+        "upstream_status": e.upstream_status,
+        "attempts": e.attempts,
+        "request_id": e.request_id,
+        "replay_of": e.replay_of,
+        "steps": diagnosis::steps(e, kind),
+    })
 }

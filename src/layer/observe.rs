@@ -1,11 +1,15 @@
-//! Records one structured log line per request: route, provider, outcome, event key, status
-//! and latency; and, for a request that reached a route, an [`Event`] for the event log
-//! (handed over without waiting). Never a secret or a signature value.
+//! Records one structured log line per request: route, provider, outcome, event key, request
+//! id, status and latency; and, for a request that reached a route, an [`Event`] for the
+//! event log (handed over without waiting), with the request itself when the route's
+//! `capture:` wants this outcome. Decides the request id (see [`RequestId`]). Never a secret
+//! in the log line or the event; a capture keeps the request's own headers, signature
+//! values included.
 
+use crate::delivery::RequestId;
 use crate::event_log::{now_ms, Entry, Event, Recorder};
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
-use crate::response::{Body, Record};
+use crate::response::{Body, Captured, Record};
 use crate::routing::SharedRouting;
 use http::{Request, Response};
 use std::convert::Infallible;
@@ -74,16 +78,25 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let start = Instant::now();
         let method = req.method().clone();
         self.metrics.add_in_flight(self.shard, 1);
         // The path is copied only when there is a log to record it in.
+        let mut from_trusted_proxy = false;
         let events = self.events.as_ref().map(|(r, routing, peer)| {
-            let client = routing.load().client_ip(*peer, req.headers());
+            let routing = routing.load();
+            from_trusted_proxy = routing.config.trusted_proxies.iter().any(|n| n.contains(peer));
+            let client = routing.client_ip(*peer, req.headers());
             (r.clone(), client, req.uri().path().to_owned(), now_ms())
         });
+        // The request id is decided here, outermost, so that every answer's log line has it;
+        // it goes down in the request's own `X-Request-Id` (a sender's replaced), which the
+        // forwarder passes on and a capture keeps.
+        let request_id = RequestId::of(req.headers(), from_trusted_proxy);
+        request_id.set(req.headers_mut());
         ResponseFuture {
+            request_id,
             fut: self.inner.call(req),
             start,
             method,
@@ -105,6 +118,7 @@ pin_project_lite::pin_project! {
         metrics: Arc<Metrics>,
         shard: usize,
         done: bool,
+        request_id: RequestId,
         // The recorder, the client address, the path and the arrival time (unix ms).
         events: Option<(Arc<Recorder>, IpAddr, String, u64)>,
     }
@@ -133,6 +147,7 @@ where
         metrics.add_in_flight(*this.shard, -1);
         *this.done = true;
         let record = res.extensions_mut().remove::<Record>().unwrap_or_else(|| Record::new(Outcome::Panic));
+        let captured = res.extensions_mut().remove::<Captured>();
         let elapsed = this.start.elapsed();
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         let route = record.route.as_deref();
@@ -152,6 +167,7 @@ where
                     key = record.key.as_deref().unwrap_or("-"),
                     secret_index = record.secret_index,
                     method = %method,
+                    request_id = this.request_id.as_str(),
                     status,
                     latency_ms,
                     detail = record.detail.as_deref(),
@@ -165,6 +181,19 @@ where
             line!(info);
         }
         if let (Some(r), Some((recorder, client, path, time_ms))) = (route, this.events.take()) {
+            // Kept when the route captures this outcome. The signature verified when the
+            // request got its key or matched a secret (both come only after verification).
+            let capture = match (&r.capture, captured) {
+                (Some(settings), Some(c)) if settings.wants(status, record.outcome) => {
+                    let verified = record.secret_index.is_some() || record.key.is_some();
+                    // Shared-value schemes send the secret itself as the "signature".
+                    let profile = r.verifier.profile();
+                    let redact =
+                        if profile.algorithm.is_shared_secret() { &profile.headers[..] } else { &[] };
+                    Some((c.to_capture(settings.max_bytes, verified, redact), settings.ttl))
+                }
+                _ => None,
+            };
             let event = Event {
                 id: String::new(),
                 time_ms,
@@ -173,7 +202,7 @@ where
                 method: method.to_string(),
                 path,
                 client: Some(client),
-                request_id: None,
+                request_id: Some(this.request_id.as_str().to_owned()),
                 outcome: record.outcome.as_str().into(),
                 status,
                 event_key: record.key.as_deref().map(str::to_owned),
@@ -183,10 +212,10 @@ where
                 upstream_latency_ms: record.upstream_latency.map(|d| d.as_secs_f64() * 1000.0),
                 detail: record.detail.clone(),
                 attempts: None,
-                captured: false,
+                captured: capture.is_some(),
                 replay_of: None,
             };
-            if !recorder.record(Entry { event, capture: None }) {
+            if !recorder.record(Entry { event, capture }) {
                 metrics.event_log_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }

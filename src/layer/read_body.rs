@@ -1,11 +1,11 @@
 //! Reads the body under the route's size limit and the body read timeout, into one buffer.
 //! An over-long `Content-Length` is refused before a byte is read, and so is a body past the
 //! reads one client may have going at once; a body that arrives slower than the minimum rate
-//! is cut off.
+//! is cut off. A route with `capture:` keeps the request's parts and body for the event log.
 
 use super::BoxFuture;
 use crate::delivery::{Received, Routed};
-use crate::response::{Body, BoxError, Rejection};
+use crate::response::{Body, BoxError, Captured, Rejection};
 use http::header::CONTENT_LENGTH;
 use http::Response;
 use http_body::Frame;
@@ -255,7 +255,20 @@ where
                 }
                 Ok(Ok(collected)) => collected.to_bytes(),
             };
-            inner.call(Received { route: r.route, parts, body, peer: r.peer, tls: r.tls }).await
+            // A capturing route keeps the request as it arrived for the observe layer, which
+            // decides by the outcome whether the event log keeps it; other routes copy nothing.
+            let captured = r.route.capture.is_some().then(|| Captured {
+                method: parts.method.clone(),
+                target: parts.uri.path_and_query().cloned(),
+                headers: parts.headers.clone(),
+                body: body.clone(),
+            });
+            let Ok(mut res) =
+                inner.call(Received { route: r.route, parts, body, peer: r.peer, tls: r.tls }).await;
+            if let Some(c) = captured {
+                res.extensions_mut().insert(c);
+            }
+            Ok(res)
         })
     }
 }
