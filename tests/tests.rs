@@ -25,4 +25,3 @@ mod queued;
 mod recovery;
 mod stores;
 mod util;
-

@@ -81,11 +81,6 @@ fn params(query: &str) -> HashMap<String, String> {
     form_urlencoded::parse(query.as_bytes()).into_owned().collect()
 }
 
-/// 501 for an endpoint whose handler is still being built (none is, once this lands).
-fn not_built() -> Response<Body> {
-    json_response(StatusCode::NOT_IMPLEMENTED, r#"{"error":"not built yet"}"#)
-}
-
 fn method_not_allowed() -> Response<Body> {
     json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed"}"#)
 }
