@@ -8,6 +8,7 @@
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::server::TlsHandle;
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
@@ -51,13 +52,13 @@ impl Reloader {
 
     /// Notes the files' contents as read now.
     fn note_read(&self) {
-        let now = crate::watch::fingerprint(&self.watched_files());
+        let now = fingerprint(&self.watched_files());
         *self.read.lock().unwrap_or_else(|e| e.into_inner()) = now;
     }
 
     /// True when the files' contents differ from what the last reload read.
     pub fn files_changed(&self) -> bool {
-        let now = crate::watch::fingerprint(&self.watched_files());
+        let now = fingerprint(&self.watched_files());
         *self.read.lock().unwrap_or_else(|e| e.into_inner()) != now
     }
 
@@ -130,4 +131,41 @@ pub fn on_sighup(reloader: Arc<Reloader>) {
     }
     #[cfg(not(unix))]
     let _ = reloader;
+}
+
+/// A hash of the files' contents (a missing or unreadable file hashes as such), read through
+/// symlinks.
+fn fingerprint(files: &[PathBuf]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.as_os_str().as_encoded_bytes());
+        match std::fs::read(f) {
+            Ok(bytes) => {
+                h.update([1]);
+                h.update((bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+            Err(_) => h.update([0]),
+        }
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_changes_with_contents_not_with_reading() {
+        let dir = std::env::temp_dir().join(format!("portcullis-fp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = dir.join("a");
+        std::fs::write(&a, "one").unwrap();
+        let files = vec![a.clone(), dir.join("missing")];
+        let first = fingerprint(&files);
+        assert_eq!(first, fingerprint(&files));
+        std::fs::write(&a, "two").unwrap();
+        assert_ne!(first, fingerprint(&files));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

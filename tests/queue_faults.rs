@@ -122,26 +122,26 @@ impl LoggedGateway {
             .spawn()
             .unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let (admin_tx, admin_rx) = std::sync::mpsc::channel();
         let stderr = BufReader::new(child.stderr.take().unwrap());
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
-                if let Some(a) = line.strip_prefix("admin http://").and_then(|r| r.split(' ').next()) {
-                    let _ = admin_tx.send(format!("http://{a}"));
-                }
                 sink.lock().unwrap().push(line);
             }
         });
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut admin = None;
         let addr = loop {
             let line = stdout.next().expect("gateway exited before listening").unwrap();
+            if let Some(a) = line.strip_prefix("admin listening on ") {
+                admin = Some(format!("http://{a}"));
+            }
             if let Some(a) = line.strip_prefix("listening on ") {
                 break format!("http://{a}");
             }
         };
         std::thread::spawn(move || for _ in stdout {});
-        let admin = admin_rx.recv_timeout(Duration::from_secs(30)).expect("the admin address");
+        let admin = admin.expect("the admin address, printed before `listening on`");
         LoggedGateway { child, addr, admin, logs }
     }
 
