@@ -251,7 +251,13 @@ async fn the_console_in_a_real_browser() {
         delivery("genuine", gw.url("/payments"), SECRET, "evt_genuine_1"),
         delivery("failing", gw.url("/invoices"), SECRET, "evt_failing_1"),
     ]);
-    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs");
+    // The README's screenshots are refreshed on request; otherwise they go to target/.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let docs = match std::env::var_os("PORTCULLIS_UPDATE_SCREENSHOTS") {
+        Some(_) => root.join("docs"),
+        None => root.join("target").join("console-screenshots"),
+    };
+    std::fs::create_dir_all(&docs).unwrap();
     let mut child = tokio::process::Command::new("node")
         .arg(dir.join("console.mjs"))
         .env("CONSOLE_ADMIN_URL", &admin)
