@@ -36,6 +36,9 @@ pub struct Gateway {
     pub body_reads: Arc<crate::layer::read_body::BodyReads>,
     /// The delivery queue of `delivery: queued` routes.
     pub queue: Option<Arc<crate::queue::Queue>>,
+    /// Puts the configuration file in force again, for `POST /api/reload`: set by `serve`
+    /// (a gateway started without a file has none).
+    pub reloader: std::sync::OnceLock<Arc<dyn Reload>>,
     /// Where the observe layer records each delivery for the admin API.
     pub events: Arc<crate::event_log::Recorder>,
     /// False when `event_log: {enabled: false}`: the observe layer is given no recorder.
@@ -68,6 +71,7 @@ impl Gateway {
                     .with_max_age(config.event_log.max_age),
             ))),
             recording: config.event_log.enabled,
+            reloader: std::sync::OnceLock::new(),
         }
     }
 
@@ -103,4 +107,21 @@ impl Gateway {
         self.metrics.reloads_ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ignored
     }
+}
+
+/// What a reload that was put in force changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reloaded {
+    pub routes: usize,
+    /// Settings that changed but take effect only after a restart.
+    pub restart_needed: Vec<String>,
+}
+
+/// Loads the configuration file again and puts it in force (`reload.rs`); an error says why
+/// it was refused, and the running configuration stays.
+pub trait Reload: Send + Sync {
+    fn reload<'a>(
+        &'a self,
+        trigger: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reloaded, String>> + Send + 'a>>;
 }

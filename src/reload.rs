@@ -6,7 +6,7 @@
 //! and the running one stays.
 
 use crate::config::Config;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Reload, Reloaded};
 use crate::server::TlsHandle;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -25,14 +25,6 @@ pub struct Reloader {
     /// The contents' hash of the files the last reload (or the start) read, whether or not
     /// that reload was put in force: the watcher reloads only what no trigger has read yet.
     read: std::sync::Mutex<[u8; 32]>,
-}
-
-/// What a reload that was put in force changed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Reloaded {
-    pub routes: usize,
-    /// Settings that changed but take effect only after a restart.
-    pub restart_needed: Vec<String>,
 }
 
 impl Reloader {
@@ -111,6 +103,15 @@ impl Reloader {
                 Err(e)
             }
         }
+    }
+}
+
+impl Reload for Reloader {
+    fn reload<'a>(
+        &'a self,
+        trigger: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reloaded, String>> + Send + 'a>> {
+        Box::pin(Reloader::reload(self, trigger))
     }
 }
 

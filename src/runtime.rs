@@ -92,11 +92,11 @@ impl Running {
         &self.shutdown
     }
 
-    /// Reloads the configuration from `path` on SIGHUP ([`crate::reload`]).
-    /// Reloads the configuration at `path` on SIGHUP and when a file it was read from
-    /// changes (see [`crate::watch`]).
+    /// Reloads the configuration at `path` on SIGHUP, on `POST /api/reload`, and when a
+    /// file it was read from changes (see [`crate::reload`], [`crate::watch`]).
     pub fn reload_on_change(&self, path: PathBuf, tls: Option<TlsHandle>) {
         let reloader = crate::reload::Reloader::new(path, &self.gateway, tls);
+        let _ = self.gateway.reloader.set(reloader.clone());
         crate::reload::on_sighup(reloader.clone());
         if let Err(e) = crate::watch::spawn(reloader, crate::watch::DEBOUNCE) {
             tracing::warn!(error = %e, "cannot watch the configuration's files; reload with SIGHUP");

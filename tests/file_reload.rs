@@ -97,3 +97,30 @@ async fn until_accepted_or_404(c: &HttpClient, url: &str, secret: &str) {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_reloads_with_the_token_and_says_why_a_config_is_refused() {
+    let up = Upstream::start().await;
+    let token = "reload-token-0123456789";
+    let base = format!("listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token: {token}\nroutes:\n");
+    let a = route("/a", "paylent", &[OLD], &up.url("/a"), "");
+    let gw = GatewayProcess::start(&format!("{base}{a}"));
+    let c = client();
+    let url = format!("{}/api/reload", gw.admin_url());
+    let bearer = [("authorization".to_string(), format!("Bearer {token}"))];
+    assert_eq!(send(&c, http::Method::POST, &url, &[], "").await.status, 401, "the token is needed");
+    let ok = send(&c, http::Method::POST, &url, &bearer, "").await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let v: serde_json::Value = serde_json::from_str(&ok.text()).unwrap();
+    assert_eq!(v["reloaded"], true);
+    assert_eq!(v["routes"], 1);
+    assert_eq!(send(&c, http::Method::GET, &url, &bearer, "").await.status, 405);
+
+    std::fs::write(&gw.config, format!("{base}{a}  - path: /c\n    provider: nosuch\n")).unwrap();
+    let refused = send(&c, http::Method::POST, &url, &bearer, "").await;
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    let v: serde_json::Value = serde_json::from_str(&refused.text()).unwrap();
+    assert_eq!(v["reloaded"], false);
+    assert!(v["error"].as_str().unwrap().contains("routes[1]"), "{v}");
+    assert_eq!(deliver(&c, &gw.url("/a"), OLD, "still").await, 200, "the running configuration stays");
+}

@@ -12,7 +12,8 @@
 //! - `GET /api/queue`: depth, oldest age, in retry and dead, per queued route;
 //! - `GET /api/stats?minutes=60`: outcomes per minute per route;
 //! - `GET /api/routes`: each route's path, provider, upstream (password hidden), delivery
-//!   mode, and its secrets' expiries and last matches. Never a secret.
+//!   mode, and its secrets' expiries and last matches. Never a secret;
+//! - `POST /api/reload`: the configuration file put in force again, as on SIGHUP.
 //!
 //! # Layout
 //! - this file: the dispatch and the answers every endpoint shares;
@@ -69,10 +70,34 @@ pub async fn handle(gateway: &Arc<Gateway>, req: ApiRequest<'_>) -> Response<Bod
         ["queue"] if get => dead::stats(gateway, &req).await,
         ["stats"] if get => stats::outcomes(gateway, &req).await,
         ["routes"] if get => routes::list(gateway).await,
-        ["deliveries" | "dead-letters" | "queue" | "stats" | "routes"]
+        ["reload"] if post => reload(gateway, &req).await,
+        ["deliveries" | "dead-letters" | "queue" | "stats" | "routes" | "reload"]
         | ["deliveries" | "dead-letters", _]
         | ["deliveries" | "dead-letters", _, "replay"] => method_not_allowed(),
         _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
+    }
+}
+
+/// `POST /api/reload`: loads the configuration file again, as SIGHUP does. 200 with what
+/// changed; 422 with the reason when it is refused (the running configuration stays).
+async fn reload(gateway: &Gateway, req: &ApiRequest<'_>) -> Response<Body> {
+    let Some(reloader) = gateway.reloader.get() else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            r#"{"error":"this gateway was not started from a configuration file"}"#,
+        );
+    };
+    tracing::info!(actor = req.actor, action = "reload", "admin action");
+    match reloader.reload("the admin API").await {
+        Ok(r) => json_response(
+            StatusCode::OK,
+            serde_json::json!({ "reloaded": true, "routes": r.routes, "restart_needed": r.restart_needed })
+                .to_string(),
+        ),
+        Err(e) => json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({ "reloaded": false, "error": e }).to_string(),
+        ),
     }
 }
 
