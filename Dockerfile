@@ -1,6 +1,11 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t portcullis .
 # Run:   docker run -p 8080:8080 -p 9090:9090 -e PORTCULLIS_ADMIN_TOKEN=$(openssl rand -hex 24) -v $PWD/config.yaml:/etc/portcullis/config.yaml:ro portcullis
+# The built-in config (config.example.yaml) listens on 0.0.0.0, where its demo secrets are
+# refused: without your own config, set every route's secret:
+#        docker run -p 8080:8080 -p 9090:9090 -e PORTCULLIS_ADMIN_TOKEN=$(openssl rand -hex 24) \
+#          -e PAYLENT_SECRET=… -e PAYMENTO_SECRET=… -e PAYABLE_SECRET=… -e PAYSAFE_SECRET=… \
+#          -e PAYNETWORX_SECRET=… -v portcullis-data:/var/lib/portcullis portcullis
 
 FROM rust:1-bookworm AS build
 # The commit `portcullis_build_info` names (the build context has no .git):
