@@ -6,11 +6,20 @@
 # the portable SHA-256, not the SHA-NI one used natively, so it is shown apart).
 #
 #   bash bench/callgrind.sh            # 8 s of load per target, 8 connections
+#   TARGETS="portcullis-memory portcullis-memory-log-off" bash bench/callgrind.sh
+#   CALLGRIND_KEEP=/tmp/cg bash bench/callgrind.sh   # keep the profiles for callgrind_annotate
+#
+# Targets: floor (per core); portcullis with the memory store and the event log on (the
+# default), with the log off (`event_log: {enabled: false}`), and with the log on and the
+# route capturing every request (`capture: all`). The ratios against the log off close the
+# table: what the event log, and capture, cost each delivery.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SECS=${SECONDS_PER_RUN:-8}
 SECRET=bench-secret
+TARGETS=${TARGETS:-floor portcullis-memory portcullis-memory-log-off portcullis-memory-capture-all}
+KEEP=${CALLGRIND_KEEP:-}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need nginx || ! need valgrind; then
@@ -49,16 +58,23 @@ http {
 }
 CONF
 nginx -c "$WORK/nginx.conf" -g 'daemon on;'
-cat > "$WORK/memory.yaml" <<CONF
+memory_config() { # top-level-extra route-extra
+  cat <<CONF
 listen: "127.0.0.1:$PORT"
 store:
   kind: memory
+$1
 routes:
   - path: /webhooks/paylent
     provider: paylent
     secrets: ["$SECRET"]
     upstream: "http://127.0.0.1:$UP/paylent"
+$2
 CONF
+}
+memory_config "" "" > "$WORK/memory.yaml"
+memory_config "event_log: {enabled: false}" "" > "$WORK/memory-log-off.yaml"
+memory_config "" "    capture: all" > "$WORK/memory-capture-all.yaml"
 
 count() { # name command...
   local name=$1; shift
@@ -70,25 +86,55 @@ count() { # name command...
   "$LOADGEN" "http://127.0.0.1:$PORT/webhooks/paylent" "$SECRET" 8 2 0 "cg-warm-$name-$$" >/dev/null
   callgrind_control -i on >/dev/null 2>&1
   local out
-  out=$("$LOADGEN" "http://127.0.0.1:$PORT/webhooks/paylent" "$SECRET" 8 "$SECS" 0 "cg-$name-$$")
+  # The event ids' prefix is the same length for every target: the body, and so its SHA-256
+  # blocks, must not differ between targets (a longer name cost one more block).
+  RUN=$((RUN + 1))
+  out=$("$LOADGEN" "http://127.0.0.1:$PORT/webhooks/paylent" "$SECRET" 8 "$SECS" 0 "cg-$(printf %02d "$RUN")-$$")
   callgrind_control -d >/dev/null 2>&1
   sleep 2
   pkill -9 -f "callgrind-out-file=$WORK/$name" || true
   sleep 1
   local file
   file=$(ls -S "$WORK/$name".[0-9]* | head -1)
-  python3 - "$name" "$out" "$file" <<'PY'
+  if [ -n "$KEEP" ]; then mkdir -p "$KEEP" && cp "$file" "$KEEP/$name.callgrind" && echo "$out" > "$KEEP/$name.json"; fi
+  python3 - "$name" "$out" "$file" "$WORK/results" <<'PY'
 import json, re, subprocess, sys
-name, out, path = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+name, out, path, results = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 text = subprocess.run(["callgrind_annotate", path], capture_output=True, text=True).stdout
 num = lambda s: int(s.replace(",", ""))
 total = num(re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", text).group(1))
 sha = sum(num(m.group(1)) for m in re.finditer(r"^\s*([\d,]+) \([^)]*\)\s+\S*sha256::soft::compress", text, re.M))
 n = out["requests"]
 print(f"| {name} | {n} | {total / n:,.0f} | {(total - sha) / n:,.0f} |")
+with open(results, "a") as f:
+    f.write(f"{name} {total / n} {(total - sha) / n}\n")
 PY
 }
+run() { # target
+  case $1 in
+    floor) count floor "$ROOT/bench/target/release/floor" "127.0.0.1:$PORT" "http://127.0.0.1:$UP" "$SECRET" per-core ;;
+    portcullis-memory) count portcullis-memory "$ROOT/target/release/portcullis" serve --config "$WORK/memory.yaml" ;;
+    portcullis-memory-log-off) count portcullis-memory-log-off "$ROOT/target/release/portcullis" serve --config "$WORK/memory-log-off.yaml" ;;
+    portcullis-memory-capture-all) count portcullis-memory-capture-all "$ROOT/target/release/portcullis" serve --config "$WORK/memory-capture-all.yaml" ;;
+    *) echo "unknown target $1" >&2; exit 2 ;;
+  esac
+}
+: > "$WORK/results"
+RUN=0
 echo "| target | deliveries counted | instructions / delivery | without SHA-256 |"
 echo "|---|---:|---:|---:|"
-count floor "$ROOT/bench/target/release/floor" "127.0.0.1:$PORT" "http://127.0.0.1:$UP" "$SECRET" per-core
-count portcullis-memory "$ROOT/target/release/portcullis" serve --config "$WORK/memory.yaml"
+for t in $TARGETS; do run "$t"; done
+# Against the log off, in the same run: what the event log (and capture) add per delivery.
+python3 - "$WORK/results" <<'PY'
+import sys
+rows = {n: (float(a), float(b)) for n, a, b in (l.split() for l in open(sys.argv[1]))}
+off = rows.get("portcullis-memory-log-off")
+if off:
+    print()
+    print("| against the event log off | + instructions / delivery | ratio | ratio without SHA-256 |")
+    print("|---|---:|---:|---:|")
+    for n in ("portcullis-memory", "portcullis-memory-capture-all"):
+        if n in rows:
+            a, b = rows[n]
+            print(f"| {n} | {a - off[0]:+,.0f} | {a / off[0]:.3f} | {b / off[1]:.3f} |")
+PY

@@ -6,10 +6,11 @@
 #
 # Starts: an upstream (nginx `return 200`), the nginx proxy in front of it (keep-alive to the
 # upstream, worker_processes auto), the floor proxy (bench/src/bin/floor.rs), a Redis server,
-# and portcullis with the memory store and with the Redis store. Each is driven with the same
+# and portcullis with the memory store (event log on, the default, and off: `event_log:
+# {enabled: false}`), with the Redis store and queued. Each is driven with the same
 # load of unique, validly signed ~1 KB Paylent deliveries (bench/src/bin/loadgen.rs),
 # alternating the targets, and the table prints requests per second, p50 and p99, and the
-# ratios against nginx and the floor proxy.
+# ratios against nginx and the floor proxy, and the memory store's ratio event log on / off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -41,7 +42,7 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); NGX=$(free_port); FLR=$(free_port); FPC=$(free_port); RDS=$(free_port); PCM=$(free_port); PCR=$(free_port); PCQ=$(free_port)
+UP=$(free_port); NGX=$(free_port); FLR=$(free_port); FPC=$(free_port); RDS=$(free_port); PCM=$(free_port); PCN=$(free_port); PCR=$(free_port); PCQ=$(free_port)
 
 # Two nginx instances, so that the proxy's workers are not also the upstream's: the upstream
 # is another server, as a real backend is.
@@ -83,13 +84,14 @@ PIDS+=($!); FLOOR_PID=$!
 "$FLOOR" "127.0.0.1:$FPC" "http://127.0.0.1:$UP" "$SECRET" per-core &
 PIDS+=($!); FLOOR_PC_PID=$!
 
-gateway_config() { # port store-yaml [route-extra]
+gateway_config() { # port store-yaml [route-extra] [top-level-extra]
   cat <<EOF
 listen: "127.0.0.1:$1"
 store:
 $2
 limits:
   max_in_flight: 100000
+${4:-}
 routes:
   - path: /webhooks/paylent
     provider: paylent
@@ -103,6 +105,10 @@ gateway_config "$PCR" "  kind: redis
   url: \"redis://127.0.0.1:$RDS/\"" > "$WORK/redis.yaml"
 RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/memory.yaml" >/dev/null 2>"$WORK/pc-memory.log" &
 PIDS+=($!); PCM_PID=$!
+# The same with the event log off: the pair measures what the log costs the request path.
+gateway_config "$PCN" "  kind: memory" "" "event_log: {enabled: false}" > "$WORK/memory-log-off.yaml"
+RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/memory-log-off.yaml" >/dev/null 2>"$WORK/pc-memory-log-off.log" &
+PIDS+=($!); PCN_PID=$!
 RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/redis.yaml" >/dev/null 2>"$WORK/pc-redis.log" &
 PIDS+=($!); PCR_PID=$!
 # Accept-then-deliver: answered once the Redis stream holds the delivery; its workers deliver
@@ -113,7 +119,7 @@ gateway_config "$PCQ" "  kind: redis
 RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/queued.yaml" >/dev/null 2>"$WORK/pc-queued.log" &
 PIDS+=($!); PCQ_PID=$!
 
-for p in $UP $NGX $FLR $FPC $RDS $PCM $PCR $PCQ; do
+for p in $UP $NGX $FLR $FPC $RDS $PCM $PCN $PCR $PCQ; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done
 done
 
@@ -122,6 +128,7 @@ declare -A URL=(
   [floor]="http://127.0.0.1:$FLR/webhooks/paylent"
   [floor-per-core]="http://127.0.0.1:$FPC/webhooks/paylent"
   [portcullis-memory]="http://127.0.0.1:$PCM/webhooks/paylent"
+  [portcullis-memory-log-off]="http://127.0.0.1:$PCN/webhooks/paylent"
   [portcullis-redis]="http://127.0.0.1:$PCR/webhooks/paylent"
   [portcullis-queued]="http://127.0.0.1:$PCQ/webhooks/paylent"
 )
@@ -132,6 +139,7 @@ declare -A CPU_PIDS=(
   [floor]="$FLOOR_PID"
   [floor-per-core]="$FLOOR_PC_PID"
   [portcullis-memory]="$PCM_PID"
+  [portcullis-memory-log-off]="$PCN_PID"
   [portcullis-redis]="$PCR_PID $REDIS_PID"
   [portcullis-queued]="$PCQ_PID $REDIS_PID"
 )
@@ -144,7 +152,7 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 for round in $(seq "$ROUNDS"); do
   # Alternate the order so that no target always runs first or last. The queued gateway
   # runs last: its workers go on delivering the backlog afterwards, which is waited out.
-  if (( round % 2 == 0 )); then ORDER=(portcullis-redis portcullis-memory floor-per-core floor nginx); else ORDER=(nginx floor floor-per-core portcullis-memory portcullis-redis); fi
+  if (( round % 2 == 0 )); then ORDER=(portcullis-redis portcullis-memory-log-off portcullis-memory floor-per-core floor nginx); else ORDER=(nginx floor floor-per-core portcullis-memory portcullis-memory-log-off portcullis-redis); fi
   for t in "${ORDER[@]}" portcullis-queued; do
     "$LOADGEN" "${URL[$t]}" "$SECRET" "$CONNS" "$SECS" "$WARMUP" "r${round}-${t}" > "$WORK/out" &
     lg=$!
@@ -170,7 +178,7 @@ for r in rows:
     by.setdefault(r["target"], []).append(dict(r["result"], cpu_us=r["cpu_us"]))
 def agg(t, k):
     return statistics.mean(x[k] for x in by[t])
-order = ["nginx", "floor", "floor-per-core", "portcullis-memory", "portcullis-redis", "portcullis-queued"]
+order = ["nginx", "floor", "floor-per-core", "portcullis-memory", "portcullis-memory-log-off", "portcullis-redis", "portcullis-queued"]
 n_rps, f_rps, n_p99 = agg("nginx", "rps"), agg("floor", "rps"), agg("nginx", "p99_ms")
 print()
 print(f"| target | req/s | p50 ms | p99 ms | errors | CPU µs/req | ×nginx | ×floor |")
@@ -184,4 +192,9 @@ print(f"targets: memory/nginx {m / n_rps:.2f} (≥ 1.2), redis/nginx {r / n_rps:
       f"memory/floor-per-core {m / agg('floor-per-core', 'rps'):.2f}, "
       f"p99 memory {agg('portcullis-memory', 'p99_ms'):.2f} ms vs nginx {n_p99:.2f} + 1 ms; "
       f"queued: {agg('portcullis-queued', 'rps'):,.0f} accepted/s (≥ 10,000), p99 {agg('portcullis-queued', 'p99_ms'):.2f} ms (< 10)")
+# The event log's cost, same run: the pair ran back to back in every round.
+on, off = by["portcullis-memory"], by["portcullis-memory-log-off"]
+per_round = ", ".join(f"{a['rps'] / b['rps']:.2f}" for a, b in zip(on, off))
+print(f"event log on/off (memory store): req/s {agg('portcullis-memory', 'rps') / agg('portcullis-memory-log-off', 'rps'):.3f} "
+      f"(by round: {per_round}), CPU µs/req {agg('portcullis-memory', 'cpu_us') / agg('portcullis-memory-log-off', 'cpu_us'):.3f}")
 EOF
