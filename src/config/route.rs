@@ -636,4 +636,36 @@ mod tests {
         assert_eq!(kept(CaptureMode::Failed), [false, true, true, true, true]);
         assert_eq!(kept(CaptureMode::All), [true; 5]);
     }
+
+    #[test]
+    fn expiring_secrets_are_warned_about_without_their_value() {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber =
+            tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let now = 1_796_083_200; // 2026-12-01T00:00:00Z
+        let secrets = [
+            Secret { value: "keep-me-secret".into(), expires_at: Some(now + 86_400) },
+            Secret { value: "other".into(), expires_at: None },
+        ];
+        tracing::subscriber::with_default(subscriber, || check_expiry(&secrets, now, "pay")).unwrap();
+        let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("expires within 7 days"), "{log}");
+        assert!(log.contains("route=\"pay\"") || log.contains("route=pay"), "{log}");
+        assert!(log.contains("index=0") && log.contains("2026-12-02T00:00:00Z"), "{log}");
+        assert!(!log.contains("keep-me-secret") && !log.contains("index=1"), "{log}");
+        let all_expired = [Secret { value: "x".into(), expires_at: Some(now) }];
+        assert!(check_expiry(&all_expired, now, "pay").unwrap_err().contains("2026-12-01T00:00:00Z"));
+    }
 }
