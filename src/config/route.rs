@@ -272,10 +272,14 @@ impl RawRoute {
     fn build(&self, cx: &Context<'_>, t: Target<'_>) -> Result<Route, String> {
         let profile = cx.profiles.get(&self.provider).ok_or_else(|| {
             let names = cx.profiles.names();
-            let guess = super::hints::closest(&self.provider, names.iter().copied())
-                .map(|m| format!("did you mean '{m}'? "))
-                .unwrap_or_default();
-            format!("provider: unknown provider '{}' ({guess}known: {})", self.provider, names.join(", "))
+            match super::hints::closest(&self.provider, names.iter().copied()) {
+                // With a likely match, the full list (100 names) would only bury it.
+                Some(m) => format!(
+                    "provider: unknown provider '{}': did you mean '{m}'? (`portcullis providers` lists them all)",
+                    self.provider
+                ),
+                None => format!("provider: unknown provider '{}' (known: {})", self.provider, names.join(", ")),
+            }
         })?;
         let secrets = match (profile.certificate.as_ref().map(|c| c.scheme), &self.topic_arn) {
             // SNS signs with Amazon's key: what a route pins is the topic it accepts.
