@@ -4,6 +4,9 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// The environment variable that supplies `--config` to every command that takes one.
+pub const CONFIG_ENV: &str = "PORTCULLIS_CONFIG";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "portcullis",
@@ -28,13 +31,25 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the gateway.
     Serve {
-        #[arg(long, short)]
+        /// The configuration file (or PORTCULLIS_CONFIG).
+        #[arg(long, short, env = CONFIG_ENV)]
         config: PathBuf,
     },
     /// Validate a configuration and print what it holds.
     Check {
-        #[arg(long, short)]
+        /// The configuration file (or PORTCULLIS_CONFIG).
+        #[arg(long, short, env = CONFIG_ENV)]
         config: PathBuf,
+    },
+    /// Exit 0 when a gateway's admin listener answers /healthz with 200 in time, 1 otherwise
+    /// (with the reason on one line): a container's health check, without curl.
+    Health {
+        /// The admin listener of the gateway.
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// List the built-in provider profiles.
     Providers {
@@ -156,15 +171,31 @@ pub enum DeadCommand {
     List,
 }
 
-// The flags of `verify` (no doc comment: the variant's is the command's help).
+// The flags of `verify` (no doc comment: the variant's is the command's help). The secrets
+// come from one place: `--config` and `--route` (the route's, as the gateway holds them),
+// `--secret-file`, or `--secret` (which `ps` and the shell's history see).
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["secrets", "secret_files", "route"])))]
 pub struct VerifyArgs {
-    #[arg(long)]
-    pub provider: String,
+    /// The provider profile; with --route, the route's (given, it must match).
+    #[arg(long, required_unless_present = "route")]
+    pub provider: Option<String>,
     /// A secret to try (for public-key schemes, the provider's public key as published, PEM
     /// included; paypal: the webhook id; amazon-sns: the topic ARN); repeat for several.
-    #[arg(long = "secret", required = true, allow_hyphen_values = true)]
+    /// Prefer --secret-file or --config: a flag's value shows in the process list.
+    #[arg(long = "secret", allow_hyphen_values = true)]
     pub secrets: Vec<String>,
+    /// A file holding one secret (trailing newline ignored); repeat for several.
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_files: Vec<PathBuf>,
+    /// A gateway configuration (or PORTCULLIS_CONFIG): with --route, verify with that route's
+    /// secrets, tolerance and public URL.
+    #[arg(long, short, env = CONFIG_ENV, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The route of --config whose secrets are used: its path or its name (a variant:
+    /// `name[value]`).
+    #[arg(long, value_name = "PATH", requires = "config", conflicts_with_all = ["secrets", "secret_files", "providers_dir"])]
+    pub route: Option<String>,
     /// A request header, "Name: value"; repeat for several.
     #[arg(long = "header")]
     pub headers: Vec<String>,

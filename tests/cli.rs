@@ -1,4 +1,4 @@
-//! The command line: verify, sign, check, providers, and the shared test vectors.
+//! The command line: verify, sign, check, providers, health, and the shared test vectors.
 
 use crate::util::bin;
 use base64::Engine;
@@ -6,8 +6,14 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn run(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    run_env(args, &[], stdin)
+}
+
+fn run_env(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> (i32, String, String) {
     let mut child = Command::new(bin())
         .args(args)
+        .env_remove("PORTCULLIS_CONFIG")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -401,4 +407,97 @@ fn check_refuses_an_upstream_port_that_does_not_fit_in_u16() {
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = check_upstream("http://[::1]/");
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn portcullis_config_supplies_the_config_flag() {
+    let dir = tempdir();
+    let cfg = dir.join("gw.yaml");
+    std::fs::write(
+        &cfg,
+        "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [a]\n    upstream: http://127.0.0.1:1/\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_env(&["check"], &[("PORTCULLIS_CONFIG", cfg.to_str().unwrap())], b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok:"), "{out}");
+    let (code, _, err) = run(&["check"], b"");
+    assert_eq!(code, 2, "no config at all is a usage error");
+    assert!(err.contains("--config"), "{err}");
+}
+
+#[test]
+fn verify_takes_secrets_from_a_route_of_the_config_or_from_files() {
+    let body = b"{\"event_id\":\"e1\"}";
+    let (_, out, _) = run(&["sign", "--provider", "paylent", "--secret", "current"], body);
+    let header = out.lines().next().unwrap().to_string();
+    let dir = tempdir();
+    std::fs::write(dir.join("current"), "current\n").unwrap();
+    let cfg = dir.join("gw.yaml");
+    std::fs::write(
+        &cfg,
+        "listen: 127.0.0.1:0\nroutes:\n  - path: /pay\n    name: payments\n    provider: paylent\n    secrets: [old]\n    secret_files: [current]\n    upstream: http://127.0.0.1:1/\n",
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    for route in ["/pay", "payments"] {
+        let (code, out, err) = run(&["verify", "--config", c, "--route", route, "--header", &header], body);
+        assert_eq!(code, 0, "{route}: {err}");
+        assert!(out.contains("secret 1 matched"), "{out}");
+    }
+    let (code, _, _) =
+        run_env(&["verify", "--route", "/pay", "--header", &header], &[("PORTCULLIS_CONFIG", c)], body);
+    assert_eq!(code, 0, "the config from PORTCULLIS_CONFIG");
+    let (code, _, err) = run(&["verify", "--config", c, "--route", "/nope", "--header", &header], body);
+    assert_eq!(code, 2);
+    assert!(err.contains("no route '/nope'") && err.contains("payments"), "{err}");
+    let (code, _, err) =
+        run(&["verify", "--config", c, "--route", "/pay", "--provider", "stripe", "--header", &header], body);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) =
+        run(&["verify", "--config", c, "--route", "/pay", "--secret", "x", "--header", &header], body);
+    assert_eq!(code, 2, "secrets come from one place: {err}");
+
+    let file = dir.join("current");
+    let (code, out, err) = run(
+        &["verify", "--provider", "paylent", "--secret-file", file.to_str().unwrap(), "--header", &header],
+        body,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("secret 0 matched"), "the trailing newline is not part of it: {out}");
+    let missing = dir.join("missing");
+    let (code, _, err) = run(
+        &["verify", "--provider", "paylent", "--secret-file", missing.to_str().unwrap(), "--header", &header],
+        body,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--secret-file") && err.contains("missing"), "{err}");
+}
+
+#[test]
+fn health_exits_0_on_a_healthy_admin_listener_and_1_with_a_reason_otherwise() {
+    let gw = crate::util::process::GatewayProcess::start(
+        "listen: 127.0.0.1:0\nadmin: {listen: 127.0.0.1:0}\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [a]\n    upstream: http://127.0.0.1:1/\n",
+    );
+    let (code, out, err) = run(&["health", "--admin", &gw.admin_url()], b"");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("healthy:"), "{out}");
+    gw.terminate();
+
+    // Nothing listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (code, _, err) = run(&["health", "--admin", &url], b"");
+    assert_eq!(code, 1);
+    assert!(err.starts_with("unhealthy:") && err.trim().lines().count() == 1, "{err}");
+
+    // A listener that never answers: the timeout decides.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let (code, _, err) = run(&["health", "--admin", &url, "--timeout", "300ms"], b"");
+    assert_eq!(code, 1);
+    assert!(err.contains("did not answer within 300ms"), "{err}");
+    let (code, _, _) = run(&["health", "--admin", "nonsense"], b"");
+    assert_eq!(code, 2);
 }

@@ -4,6 +4,7 @@ mod admin_security;
 mod certificates;
 mod chaos;
 mod cli;
+mod config_errors;
 mod console_api;
 mod console_browser;
 mod console_dead;

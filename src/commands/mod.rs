@@ -8,12 +8,14 @@
 //! - [`queue`]: the delivery queue and its dead letters, through a running gateway's admin API;
 //! - [`deliveries`]: the deliveries a running gateway recorded, through its admin API
 //!   ([`admin_client`] is their client);
-//! - [`echo`]: a demo upstream for the quick start.
+//! - [`echo`]: a demo upstream for the quick start;
+//! - [`health`]: a gateway's health, for a container's health check.
 
 pub mod admin_client;
 pub mod check;
 pub mod deliveries;
 pub mod echo;
+pub mod health;
 pub mod providers;
 pub mod queue;
 pub mod serve;
@@ -71,6 +73,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Providers { json, providers_dir } => providers::run(json, providers_dir.as_deref()),
         Command::Verify(args) => verify::run(args),
         Command::Echo { listen } => echo::run(listen),
+        Command::Health { admin, timeout } => health::run(&admin, timeout),
         Command::Queue { admin, route, command } => queue::run(&admin, route.as_deref(), command),
         Command::Deliveries { admin, command } => deliveries::run(&admin, command),
         Command::Sign(args) => sign::run(args),

@@ -1,19 +1,26 @@
 //! `portcullis verify`: check one request's signature offline; exit 0 when valid, 1 when
-//! invalid (with `--explain`, the near misses), 2 on a usage error.
+//! invalid (with `--explain`, the near misses), 2 on a usage error. The secrets come from a
+//! route of the gateway's configuration (`--config --route`), from files (`--secret-file`), or
+//! from `--secret`: the first two keep them out of the process list and the shell's history.
 
 use super::{lookup_profile, parse_method, read_body, Usage};
 use crate::cert_fetch::{self, Fetcher, TestTrust};
 use crate::cli::VerifyArgs;
 use crate::clock::Clock;
+use crate::config::Config;
 use crate::verify::certificate::{self, ExtraHosts, PinnedOnly, SigningCert};
 use crate::verify::{Input, Secret, Verifier, VerifyError};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let VerifyArgs {
         provider,
         secrets,
+        secret_files,
+        config,
+        route,
         headers,
         method,
         url,
@@ -25,9 +32,20 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         test_ca,
         test_cert_hosts,
     } = args;
-    let profile = lookup_profile(&provider, providers_dir.as_deref())?;
-    let secrets: Vec<Secret> = secrets.into_iter().map(Secret::from).collect();
-    let verifier = Verifier::new(profile, &secrets, None).map_err(|e| Usage(format!("--secret: {e}")))?;
+    let (verifier, url) = match (route, config) {
+        (Some(route), Some(config)) => from_route(&config, &route, provider.as_deref(), url)?,
+        _ => {
+            let provider =
+                provider.ok_or_else(|| Usage("--provider is needed (or --config and --route)".into()))?;
+            let profile = lookup_profile(&provider, providers_dir.as_deref())?;
+            let mut all: Vec<Secret> = secrets.into_iter().map(Secret::from).collect();
+            for f in &secret_files {
+                all.push(Secret::from(read_secret_file(f)?));
+            }
+            let verifier = Verifier::new(profile, &all, None).map_err(|e| Usage(format!("--secret: {e}")))?;
+            (verifier, url)
+        }
+    };
     let headers = parse_headers(&headers)?;
     let method = parse_method(&method)?;
     let body = read_body(body_file.as_deref())?;
@@ -56,6 +74,52 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// The verifier of the route of `config` whose path or name is `route`: its profile,
+/// secrets and tolerance, as the gateway holds them. The URL defaults to its `public_url`.
+fn from_route(
+    config: &Path,
+    route: &str,
+    provider: Option<&str>,
+    url: String,
+) -> anyhow::Result<(Verifier, String)> {
+    let config = Config::load(config).map_err(|e| Usage(e.to_string()))?;
+    let by_name: Vec<_> = config.routes.iter().filter(|r| r.name == route).collect();
+    let found =
+        if by_name.is_empty() { config.routes.iter().filter(|r| r.path == route).collect() } else { by_name };
+    let r = match found.as_slice() {
+        [r] => r,
+        [] => {
+            let names: Vec<_> = config.routes.iter().map(|r| r.name.as_str()).collect();
+            return Err(Usage(format!("--route: no route '{route}' (routes: {})", names.join(", "))).into());
+        }
+        many => {
+            let names: Vec<_> = many.iter().map(|r| r.name.as_str()).collect();
+            return Err(
+                Usage(format!("--route: '{route}' has variants; name one: {}", names.join(", "))).into()
+            );
+        }
+    };
+    if let Some(p) = provider.filter(|p| *p != r.provider()) {
+        return Err(Usage(format!("--provider {p}: route '{}' is a {} route", r.name, r.provider())).into());
+    }
+    let url = match (url.is_empty(), &r.public_url) {
+        (true, Some(public)) => public.clone(),
+        _ => url,
+    };
+    Ok((r.verifier.clone(), url))
+}
+
+/// One secret from a file (a trailing newline is not part of it).
+fn read_secret_file(path: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Usage(format!("--secret-file {}: {e}", path.display())))?;
+    let v = text.trim_end_matches(['\n', '\r']).to_string();
+    if v.is_empty() {
+        return Err(Usage(format!("--secret-file {}: the file is empty", path.display())).into());
+    }
+    Ok(v)
 }
 
 /// A certificate-URL scheme: the certificate from `--certificate` or fetched, then checked.

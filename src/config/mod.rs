@@ -12,7 +12,9 @@
 
 mod admin;
 mod env;
+mod hints;
 mod limits;
+mod locate;
 mod raw;
 mod route;
 mod store;
@@ -21,11 +23,12 @@ pub use admin::AdminTokens;
 pub use env::expand_env;
 pub use limits::Limits;
 pub use route::{
-    DeliveryMode, OnStoreError, QueueSettings, Route, Upstream, DEFAULT_LEASE, DEFAULT_MAX_BODY, DEFAULT_TTL,
-    DEFAULT_UPSTREAM_TIMEOUT,
+    expiry, DeliveryMode, Expiry, OnStoreError, QueueSettings, Route, Upstream, DEFAULT_LEASE,
+    DEFAULT_MAX_BODY, DEFAULT_TTL, DEFAULT_UPSTREAM_TIMEOUT, EXPIRY_WARNING,
 };
 pub use store::{queue_path, StoreConfig, StoreKind, DEFAULT_MAX_KEYS, DEFAULT_STORE_TIMEOUT};
 
+use crate::clock::Clock;
 use crate::verify::profile::{yaml_message, ProfileSet};
 use raw::RawConfig;
 use std::collections::HashSet;
@@ -131,9 +134,29 @@ impl Config {
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        Config::from_yaml_at(file, text, base, env, &Clock::System)
+    }
+
+    /// [`Config::from_yaml`] with the time secrets' `expires_at` are compared to taken from
+    /// `clock` (tests fix it).
+    pub fn from_yaml_at(
+        file: &str,
+        text: &str,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        clock: &Clock,
+    ) -> Result<Config, ConfigError> {
         let err = |message: String| ConfigError { file: file.to_string(), message };
-        let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|e| err(yaml_message(&e)))?;
-        raw.validate(base, env).map_err(err)
+        let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|e| err(hints::hint(yaml_message(&e))))?;
+        raw.validate(base, env, clock.now()).map_err(|e| {
+            // A semantic error names its line as a syntax error does (looked up only now: the
+            // text is parsed a second time only when there is an error to place).
+            let e = hints::hint(e);
+            err(match locate::line_of_error(text, &e) {
+                Some(line) => format!("line {line}: {e}"),
+                None => e,
+            })
+        })
     }
 
     /// The settings `new` changes that only a restart applies (a reload keeps the running
@@ -190,7 +213,7 @@ pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
 }
 
 impl RawConfig {
-    fn validate(self, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+    fn validate(self, base: &Path, env: &dyn Fn(&str) -> Option<String>, now: u64) -> Result<Config, String> {
         let listen_s = expand_env(&self.listen, env).map_err(|e| format!("listen: {e}"))?;
         let listen: SocketAddr = listen_s
             .parse()
@@ -225,8 +248,14 @@ impl RawConfig {
         }
         let files = std::cell::RefCell::new(Vec::new());
         let demo_secrets = std::cell::RefCell::new(Vec::new());
-        let cx =
-            route::Context { profiles: &profiles, env, base, files: &files, demo_secrets: &demo_secrets };
+        let cx = route::Context {
+            profiles: &profiles,
+            env,
+            base,
+            files: &files,
+            demo_secrets: &demo_secrets,
+            now,
+        };
         let mut paths = HashSet::new();
         let mut names = HashSet::new();
         let mut routes = Vec::with_capacity(self.routes.len());

@@ -298,7 +298,7 @@ impl RawSecretFile {
     }
 }
 
-/// A byte size: an integer, or a string such as `"1MiB"`, `"512KiB"`.
+/// A byte size: an integer, or a string such as `"1MiB"`, `"1.5MiB"`, `"2MB"`.
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub(super) enum Size {
@@ -307,22 +307,14 @@ pub(super) enum Size {
 }
 
 impl Size {
+    /// The size in bytes: `512KiB`, `1.5MiB`, `1GiB` (powers of 1024) or `2MB`, `500kB` (powers
+    /// of 1000), as `bytesize` reads them.
     pub fn bytes(&self) -> Result<u64, String> {
         match self {
             Size::Bytes(b) => Ok(*b),
-            Size::Text(t) => {
-                let t = t.trim();
-                let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-                let (num, unit) = t.split_at(split);
-                let n: u64 = num.parse().map_err(|_| format!("'{t}' is not a size"))?;
-                let mult = match unit.trim() {
-                    "" | "B" => 1,
-                    "KiB" | "KB" | "K" => 1024,
-                    "MiB" | "MB" | "M" => 1024 * 1024,
-                    other => return Err(format!("unknown size unit '{other}' (use B, KiB or MiB)")),
-                };
-                Ok(n * mult)
-            }
+            Size::Text(t) => t.trim().parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|_| {
+                format!("'{t}' is not a size: write a number and a unit, such as 512KiB, 1.5MiB, 1GiB or 2MB")
+            }),
         }
     }
 }
@@ -336,6 +328,10 @@ mod tests {
         assert_eq!(Size::Text("1MiB".into()).bytes().unwrap(), 1 << 20);
         assert_eq!(Size::Text("512 KiB".into()).bytes().unwrap(), 512 << 10);
         assert_eq!(Size::Bytes(7).bytes().unwrap(), 7);
-        assert!(Size::Text("1 parsec".into()).bytes().is_err());
+        assert_eq!(Size::Text("1.5MiB".into()).bytes().unwrap(), 3 << 19);
+        assert_eq!(Size::Text("1GiB".into()).bytes().unwrap(), 1 << 30);
+        assert_eq!(Size::Text("2MB".into()).bytes().unwrap(), 2_000_000);
+        let e = Size::Text("1 parsec".into()).bytes().unwrap_err();
+        assert!(e.contains("1.5MiB"), "{e}");
     }
 }

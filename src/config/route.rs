@@ -24,6 +24,34 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(72 * 3600);
 pub const DEFAULT_CAPTURE_MAX_BYTES: u64 = 64 * 1024;
 /// How long a captured request is kept by default (`capture_ttl`).
 pub const DEFAULT_CAPTURE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// A secret this close to its `expires_at` is warned about at load and shown in `/api/routes`:
+/// a week leaves time to roll the next one out.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Where a secret stands against its `expires_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// No expiry, or more than [`EXPIRY_WARNING`] away.
+    Valid,
+    /// Within [`EXPIRY_WARNING`] of it.
+    Soon,
+    /// Past it: the secret no longer verifies.
+    Expired,
+}
+
+/// Where a secret expiring at `expires_at` (Unix seconds) stands at `now`.
+pub fn expiry(expires_at: Option<u64>, now: u64) -> Expiry {
+    match expires_at {
+        Some(t) if t <= now => Expiry::Expired,
+        Some(t) if t - now <= EXPIRY_WARNING.as_secs() => Expiry::Soon,
+        _ => Expiry::Valid,
+    }
+}
+
+/// Unix seconds as RFC 3339, for messages.
+fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+}
 
 /// One validated route. It holds configuration only: the routing table pairs it with its
 /// runtime counters ([`crate::routing::RouteEntry`]).
@@ -177,6 +205,8 @@ pub(super) struct Context<'a> {
     /// The variables of secrets that fell back to the default written in the file (a demo
     /// value, public in the README): such a gateway serves on loopback only.
     pub demo_secrets: &'a std::cell::RefCell<Vec<String>>,
+    /// Unix seconds secrets' `expires_at` are compared to.
+    pub now: u64,
 }
 
 /// What differs between the variants of a route: the rest is the route's.
@@ -241,11 +271,15 @@ impl RawRoute {
     /// The route, or one of its variants.
     fn build(&self, cx: &Context<'_>, t: Target<'_>) -> Result<Route, String> {
         let profile = cx.profiles.get(&self.provider).ok_or_else(|| {
-            format!(
-                "provider: unknown provider '{}' (known: {})",
-                self.provider,
-                cx.profiles.names().join(", ")
-            )
+            let names = cx.profiles.names();
+            match super::hints::closest(&self.provider, names.iter().copied()) {
+                // With a likely match, the full list (100 names) would only bury it.
+                Some(m) => format!(
+                    "provider: unknown provider '{}': did you mean '{m}'? (`portcullis providers` lists them all)",
+                    self.provider
+                ),
+                None => format!("provider: unknown provider '{}' (known: {})", self.provider, names.join(", ")),
+            }
         })?;
         let secrets = match (profile.certificate.as_ref().map(|c| c.scheme), &self.topic_arn) {
             // SNS signs with Amazon's key: what a route pins is the topic it accepts.
@@ -260,7 +294,7 @@ impl RawRoute {
                 return Err("topic_arn: an amazon-sns route names its topic (and no secrets)".into())
             }
             (_, Some(_)) => return Err("topic_arn: only amazon-sns routes have one".into()),
-            _ => secrets(t.secrets, t.secret_files, cx)?,
+            _ => secrets(t.secrets, t.secret_files, cx, &t.name)?,
         };
         let certificate_test = match (&self.certificate_test_override, &profile.certificate) {
             (None, _) => None,
@@ -447,8 +481,13 @@ impl RawRoute {
 }
 
 /// `secrets` (values, `${VAR}` expanded, with optional expiry) then `secret_files`; at
-/// least one.
-fn secrets(raw: &[RawSecret], files: &[RawSecretFile], cx: &Context<'_>) -> Result<Vec<Secret>, String> {
+/// least one, and not all expired.
+fn secrets(
+    raw: &[RawSecret],
+    files: &[RawSecretFile],
+    cx: &Context<'_>,
+    route: &str,
+) -> Result<Vec<Secret>, String> {
     let mut secrets = Vec::with_capacity(raw.len() + files.len());
     for (i, raw) in raw.iter().enumerate() {
         let (s, expires_at) = match raw {
@@ -494,7 +533,35 @@ fn secrets(raw: &[RawSecret], files: &[RawSecretFile], cx: &Context<'_>) -> Resu
     if secrets.is_empty() {
         return Err("secrets: at least one non-empty secret is needed".into());
     }
+    check_expiry(&secrets, cx.now, route)?;
     Ok(secrets)
+}
+
+/// Refuses a route whose secrets have all expired (it could verify nothing), and warns about
+/// each secret expired or within [`EXPIRY_WARNING`] of expiring. `index` is the secret's place
+/// in the route's list, as `/api/routes` numbers them; the value is never logged.
+fn check_expiry(secrets: &[Secret], now: u64, route: &str) -> Result<(), String> {
+    let states: Vec<_> = secrets.iter().map(|s| expiry(s.expires_at, now)).collect();
+    if states.iter().all(|s| *s == Expiry::Expired) {
+        let last = secrets.iter().filter_map(|s| s.expires_at).max().unwrap_or_default();
+        return Err(format!(
+            "secrets: every secret of the route has expired (the last at {}): add a current secret",
+            rfc3339(last)
+        ));
+    }
+    for (index, (s, state)) in secrets.iter().zip(states).enumerate() {
+        let expires_at = rfc3339(s.expires_at.unwrap_or_default());
+        match state {
+            Expiry::Soon => {
+                tracing::warn!(route, index, %expires_at, "a secret of the route expires within 7 days")
+            }
+            Expiry::Expired => {
+                tracing::warn!(route, index, %expires_at, "a secret of the route has expired and no longer verifies")
+            }
+            Expiry::Valid => {}
+        }
+    }
+    Ok(())
 }
 
 fn max_body(raw: Option<&Size>) -> Result<u64, String> {
@@ -526,6 +593,10 @@ fn forward_signing(f: &RawForwardSigning, env: &dyn Fn(&str) -> Option<String>) 
 fn parse_upstream(s: &str) -> Result<Upstream, String> {
     // Every message names the URL with its password hidden.
     let shown = redact_url(s);
+    // `127.0.0.1:3000/x`, `backend:3000`: a URL without its scheme.
+    if !s.contains("://") && !s.starts_with('/') && !s.trim().is_empty() {
+        return Err(format!("'{shown}' has no scheme: write http://{shown}"));
+    }
     let uri: Uri = s.parse().map_err(|e| format!("'{shown}' is not a URL: {e}"))?;
     let scheme = uri.scheme().cloned().ok_or_else(|| format!("'{shown}' has no scheme"))?;
     if scheme != Scheme::HTTP {
@@ -568,5 +639,37 @@ mod tests {
         assert_eq!(kept(CaptureMode::Refused), [false, true, false, false, false]);
         assert_eq!(kept(CaptureMode::Failed), [false, true, true, true, true]);
         assert_eq!(kept(CaptureMode::All), [true; 5]);
+    }
+
+    #[test]
+    fn expiring_secrets_are_warned_about_without_their_value() {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber =
+            tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let now = 1_796_083_200; // 2026-12-01T00:00:00Z
+        let secrets = [
+            Secret { value: "keep-me-secret".into(), expires_at: Some(now + 86_400) },
+            Secret { value: "other".into(), expires_at: None },
+        ];
+        tracing::subscriber::with_default(subscriber, || check_expiry(&secrets, now, "pay")).unwrap();
+        let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("expires within 7 days"), "{log}");
+        assert!(log.contains("route=\"pay\"") || log.contains("route=pay"), "{log}");
+        assert!(log.contains("index=0") && log.contains("2026-12-02T00:00:00Z"), "{log}");
+        assert!(!log.contains("keep-me-secret") && !log.contains("index=1"), "{log}");
+        let all_expired = [Secret { value: "x".into(), expires_at: Some(now) }];
+        assert!(check_expiry(&all_expired, now, "pay").unwrap_err().contains("2026-12-01T00:00:00Z"));
     }
 }

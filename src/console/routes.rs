@@ -1,7 +1,7 @@
 //! `GET /api/routes`: what each route is and its secrets' rotation state, never a secret.
 
 use super::{ok, unavailable};
-use crate::config::redact_url;
+use crate::config::{expiry, redact_url, Expiry};
 use crate::gateway::Gateway;
 use crate::response::Body;
 use http::Response;
@@ -18,6 +18,7 @@ pub(super) async fn list(gateway: &Gateway) -> Response<Body> {
             Err(e) => return unavailable(e),
         }
     }
+    let now = gateway.clock.now();
     let all: Vec<_> = routes
         .iter()
         .zip(last_matches)
@@ -34,7 +35,16 @@ pub(super) async fn list(gateway: &Gateway) -> Response<Body> {
                         .to_string()
                     });
                     let last_matched_ms = last.iter().find(|m| m.index == index).map(|m| m.time_ms);
-                    json!({ "index": index, "expires_at": expires_at, "last_matched_ms": last_matched_ms })
+                    // Rotation state, as the log warned at load: expired (no longer verifies) or
+                    // within `EXPIRY_WARNING` of it.
+                    let state = expiry(*exp, now);
+                    json!({
+                        "index": index,
+                        "expires_at": expires_at,
+                        "expires_soon": state == Expiry::Soon,
+                        "expired": state == Expiry::Expired,
+                        "last_matched_ms": last_matched_ms,
+                    })
                 })
                 .collect();
             json!({
