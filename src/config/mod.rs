@@ -16,6 +16,7 @@ mod limits;
 mod raw;
 mod route;
 mod store;
+mod telemetry;
 
 pub use admin::AdminTokens;
 pub use env::expand_env;
@@ -25,6 +26,7 @@ pub use route::{
     DEFAULT_UPSTREAM_TIMEOUT,
 };
 pub use store::{queue_path, StoreConfig, StoreKind, DEFAULT_MAX_KEYS, DEFAULT_STORE_TIMEOUT};
+pub use telemetry::TelemetryConfig;
 
 use crate::verify::profile::{yaml_message, ProfileSet};
 use raw::RawConfig;
@@ -44,6 +46,8 @@ pub struct Config {
     pub admin_tokens: AdminTokens,
     /// Where delivery events are kept for the admin API, and for how long.
     pub event_log: EventLogConfig,
+    /// Where trace spans are exported; none: trace context is only passed on.
+    pub telemetry: Option<TelemetryConfig>,
     pub tls: Option<TlsFiles>,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub store: StoreConfig,
@@ -149,6 +153,9 @@ impl Config {
         if self.event_log != new.event_log {
             changed.push("event_log");
         }
+        if self.telemetry != new.telemetry {
+            changed.push("telemetry");
+        }
         if self.store != new.store {
             changed.push("store");
         }
@@ -209,6 +216,7 @@ impl RawConfig {
             None => (None, AdminTokens::default()),
         };
         let event_log = self.event_log.validate()?;
+        let telemetry = self.telemetry.map(|t| telemetry::validate(t, env)).transpose()?;
         let tls =
             self.tls.map(|t| TlsFiles { cert_file: base.join(t.cert_file), key_file: base.join(t.key_file) });
         let trusted_proxies = self
@@ -274,6 +282,7 @@ impl RawConfig {
             admin,
             admin_tokens,
             event_log,
+            telemetry,
             tls,
             trusted_proxies,
             store,
