@@ -239,7 +239,9 @@ fn flush_and_stop(e: Arc<Exporter>) {
 /// exported, the span itself (ended by [`RequestSpan::end`] or on drop).
 pub struct RequestSpan {
     pub trace: Trace,
-    span: Option<opentelemetry_sdk::trace::Span>,
+    /// Boxed: the SDK's span is large, and the observe layer's future, which holds this,
+    /// lives inline in every connection's future; the box is only allocated when exporting.
+    span: Option<Box<opentelemetry_sdk::trace::Span>>,
 }
 
 impl RequestSpan {
@@ -263,7 +265,7 @@ impl RequestSpan {
         let parent = TraceParent::of(span.span_context());
         // A new trace's `tracestate` is the gateway's (none); a sender's is passed on.
         let state = if sender.is_some() { state() } else { None };
-        Some(RequestSpan { trace: Trace { parent, state }, span: Some(span) })
+        Some(RequestSpan { trace: Trace { parent, state }, span: Some(Box::new(span)) })
     }
 
     /// Whether the span records attributes (exported and sampled).

@@ -39,9 +39,11 @@ pub(super) fn validate(
         Some("http") => {}
         // The exporter's client is plain hyper: no TLS stack of its own. A collector is a
         // sidecar or a node agent, reached over loopback or the pod network.
-        Some("https") => return Err(format!(
+        Some("https") => {
+            return Err(format!(
             "telemetry.otlp_endpoint: '{e}': https is not supported; export to a local collector over http"
-        )),
+        ))
+        }
         _ => return Err(format!("telemetry.otlp_endpoint: '{e}' needs a scheme: write http://{e}")),
     }
     if uri.authority().is_none() {
