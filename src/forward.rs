@@ -107,7 +107,7 @@ pub struct Outgoing {
 
 /// Cleans a verified delivery's headers for the upstream: hop-by-hop, client-sent
 /// `Portcullis-*` and the sender's claims of the client address (`Forwarded`, `X-Real-IP`)
-/// out, one framing, `X-Forwarded-*`, `X-Request-Id` and `Portcullis-*` in.
+/// out, one framing, `X-Forwarded-*`, `X-Request-Id`, `traceparent` and `Portcullis-*` in.
 pub fn prepare(v: Verified) -> Outgoing {
     let d = v.request;
     let route = &d.route;
@@ -156,6 +156,12 @@ pub fn prepare(v: Verified) -> Outgoing {
     // trusted proxy set it); a request that did not pass there (a unit test's) gets one here.
     if !headers.contains_key(&RequestId::HEADER) {
         headers.insert(RequestId::HEADER, RequestId::new().value());
+    }
+    // The trace goes on with the gateway's span as the parent; a sender's invalid
+    // `traceparent` (or a `tracestate` alone) does not reach the upstream.
+    match d.parts.extensions.get::<crate::telemetry::Trace>() {
+        Some(t) => t.set(&mut headers, None),
+        None => crate::telemetry::Trace::clear(&mut headers),
     }
     Outgoing {
         method: d.parts.method,

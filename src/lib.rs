@@ -41,6 +41,7 @@
 //! - [`tls`]: the listener's certificate and key;
 //! - [`metrics`]: Prometheus counters and histograms;
 //! - [`process_metrics`]: the `process_*` series and `portcullis_build_info`;
+//! - [`telemetry`]: W3C trace context passed on to the upstream, and the optional OTLP span export;
 //! - [`outcome`]: the outcome table, what metrics count and logs say of each request;
 //! - [`response`]: how the gateway answers: rejections and the log record.
 
@@ -77,6 +78,7 @@ pub mod server;
 pub mod shutdown;
 pub mod stack;
 pub mod store_conn;
+pub mod telemetry;
 pub mod tls;
 pub mod verify;
 pub mod watch;

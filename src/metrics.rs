@@ -18,6 +18,19 @@ const BUCKETS: [f64; 14] =
 /// Matched secret indexes counted individually; higher ones share the last slot.
 const SECRET_SLOTS: usize = 8;
 
+/// The `code` label of `portcullis_requests_total`: the answer's status class. A class, not
+/// the exact status: an upstream's answer passes through, so exact codes would be an
+/// unbounded set of series.
+const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The class of `status` among [`CODE_CLASSES`] (a status outside 100..=599 counts as 5xx).
+fn code_class(status: u16) -> usize {
+    match status / 100 {
+        1..=5 => usize::from(status / 100) - 1,
+        _ => 4,
+    }
+}
+
 #[derive(Default)]
 pub struct Histogram {
     buckets: [AtomicU64; BUCKETS.len()],
@@ -68,10 +81,20 @@ struct Padded<T>(T);
 #[derive(Default)]
 #[repr(align(128))]
 struct RouteShard {
-    outcomes: [AtomicU64; Outcome::ALL.len()],
+    /// By outcome, then status class: `outcome.index() * CODE_CLASSES.len() + class`.
+    outcomes: Counters<{ Outcome::ALL.len() * CODE_CLASSES.len() }>,
     secret_index: [AtomicU64; SECRET_SLOTS],
     request: Histogram,
     upstream: Histogram,
+}
+
+/// `N` counters (`Default` for any `N`, which arrays of more than 32 lack).
+struct Counters<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for Counters<N> {
+    fn default() -> Self {
+        Counters(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
 }
 
 /// The metrics of one route (or of requests that matched none).
@@ -87,10 +110,17 @@ impl std::fmt::Debug for RouteMetrics {
 }
 
 impl RouteMetrics {
-    /// Counts one answered request in `shard` (see [`Metrics::shard`]).
-    pub fn record(&self, shard: usize, outcome: Outcome, latency: Duration, secret_index: Option<usize>) {
+    /// Counts one request answered with `status` in `shard` (see [`Metrics::shard`]).
+    pub fn record(
+        &self,
+        shard: usize,
+        outcome: Outcome,
+        status: u16,
+        latency: Duration,
+        secret_index: Option<usize>,
+    ) {
         let shard = &self.shards[shard % SHARDS];
-        shard.outcomes[outcome.index()].fetch_add(1, Relaxed);
+        shard.outcomes.0[outcome.index() * CODE_CLASSES.len() + code_class(status)].fetch_add(1, Relaxed);
         shard.request.observe(latency);
         if let (Some(i), Outcome::Forwarded | Outcome::Duplicate | Outcome::UpstreamError) =
             (secret_index, outcome)
@@ -105,7 +135,7 @@ impl RouteMetrics {
     }
 
     fn outcome(&self, i: usize) -> u64 {
-        self.shards.iter().map(|s| s.outcomes[i].load(Relaxed)).sum()
+        self.shards.iter().map(|s| s.outcomes.0[i].load(Relaxed)).sum()
     }
 
     fn secret_index(&self, i: usize) -> u64 {
@@ -143,6 +173,8 @@ pub struct QueueGauges {
     pub dead: u64,
     /// Age of the oldest undelivered delivery, in seconds.
     pub oldest_age_secs: u64,
+    /// Deliveries waiting for their next attempt after a failed one (part of `depth`).
+    pub in_retry: u64,
 }
 
 /// Labels of `portcullis_queue_attempts_total`.
@@ -196,20 +228,22 @@ impl Metrics {
         let all = routes.iter().map(|(k, v)| (k.as_str(), v)).chain(std::iter::once(("-", &self.unmatched)));
         let all: Vec<(&str, &Arc<RouteMetrics>)> = all.collect();
         let mut out = String::with_capacity(16 * 1024);
-        out.push_str("# HELP portcullis_requests_total Requests by route and outcome.\n");
+        out.push_str("# HELP portcullis_requests_total Requests by route, outcome and status class.\n");
         out.push_str("# TYPE portcullis_requests_total counter\n");
         for (name, m) in &all {
             // A series appears once it has been counted: most outcomes can never happen on
             // a given route (`not_found` on any route, `queued` on a sync one…).
             for o in Outcome::ALL {
-                let n = m.outcome(o.index());
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "portcullis_requests_total{{route=\"{}\",outcome=\"{}\"}} {n}",
-                        escape(name),
-                        o.as_str()
-                    );
+                for (c, code) in CODE_CLASSES.iter().enumerate() {
+                    let n = m.outcome(o.index() * CODE_CLASSES.len() + c);
+                    if n > 0 {
+                        let _ = writeln!(
+                            out,
+                            "portcullis_requests_total{{route=\"{}\",outcome=\"{}\",code=\"{code}\"}} {n}",
+                            escape(name),
+                            o.as_str()
+                        );
+                    }
                 }
             }
         }
@@ -275,8 +309,11 @@ impl Metrics {
             let q = self.queues.lock().unwrap_or_else(|e| e.into_inner());
             q.iter().map(|(k, v)| (k.clone(), *v)).collect()
         };
-        let queue_gauges: [QueueGauge; 3] = [
+        let queue_gauges: [QueueGauge; 4] = [
             ("portcullis_queue_depth", "Accepted deliveries not yet delivered.", |g| g.depth),
+            ("portcullis_queue_in_retry", "Deliveries waiting to be retried after a failed attempt.", |g| {
+                g.in_retry
+            }),
             ("portcullis_queue_oldest_age_seconds", "Age of the oldest undelivered delivery.", |g| {
                 g.oldest_age_secs
             }),
@@ -324,14 +361,27 @@ mod tests {
     fn renders_counters_and_histograms() {
         let m = Metrics::default();
         let r = m.route("/p");
-        r.record(0, Outcome::Forwarded, Duration::from_millis(3), Some(1));
-        r.record(3, Outcome::InvalidSignature, Duration::from_micros(100), None);
+        r.record(0, Outcome::Forwarded, 200, Duration::from_millis(3), Some(1));
+        r.record(3, Outcome::InvalidSignature, 401, Duration::from_micros(100), None);
+        r.record(2, Outcome::UpstreamError, 502, Duration::from_micros(100), None);
+        r.record(5, Outcome::UpstreamError, 404, Duration::from_micros(100), None);
         r.observe_upstream(0, Duration::from_millis(2));
         let text = m.render();
-        assert!(text.contains("portcullis_requests_total{route=\"/p\",outcome=\"forwarded\"} 1"), "{text}");
-        assert!(text.contains("portcullis_requests_total{route=\"/p\",outcome=\"invalid_signature\"} 1"));
-        assert!(text.contains("portcullis_request_duration_seconds_bucket{route=\"/p\",le=\"0.005\"} 2"));
-        assert!(text.contains("portcullis_request_duration_seconds_count{route=\"/p\"} 2"));
+        assert!(
+            text.contains("portcullis_requests_total{route=\"/p\",outcome=\"forwarded\",code=\"2xx\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "portcullis_requests_total{route=\"/p\",outcome=\"invalid_signature\",code=\"4xx\"} 1\n"
+        ));
+        // One outcome, two classes: an upstream's 404 and a 502.
+        assert!(text
+            .contains("portcullis_requests_total{route=\"/p\",outcome=\"upstream_error\",code=\"5xx\"} 1\n"));
+        assert!(text
+            .contains("portcullis_requests_total{route=\"/p\",outcome=\"upstream_error\",code=\"4xx\"} 1\n"));
+        assert!(!text.contains("code=\"1xx\""), "{text}");
+        assert!(text.contains("portcullis_request_duration_seconds_bucket{route=\"/p\",le=\"0.005\"} 4"));
+        assert!(text.contains("portcullis_request_duration_seconds_count{route=\"/p\"} 4"));
         assert!(text.contains("portcullis_upstream_duration_seconds_count{route=\"/p\"} 1"));
         assert!(text.contains("portcullis_secret_matches_total{route=\"/p\",index=\"1\"} 1"));
         assert!(Arc::ptr_eq(&m.route("/p"), &r), "kept across lookups (and reloads)");
@@ -343,13 +393,14 @@ mod tests {
     #[test]
     fn queue_gauges_are_one_series_per_route() {
         let m = Metrics::default();
-        m.set_queue("/a", QueueGauges { depth: 3, dead: 1, oldest_age_secs: 9 });
-        m.set_queue("/b", QueueGauges { depth: 7, dead: 0, oldest_age_secs: 2 });
-        m.set_queue("/a", QueueGauges { depth: 4, dead: 1, oldest_age_secs: 10 });
+        m.set_queue("/a", QueueGauges { depth: 3, dead: 1, oldest_age_secs: 9, in_retry: 1 });
+        m.set_queue("/b", QueueGauges { depth: 7, dead: 0, oldest_age_secs: 2, in_retry: 0 });
+        m.set_queue("/a", QueueGauges { depth: 4, dead: 1, oldest_age_secs: 10, in_retry: 2 });
         let text = m.render();
         assert!(text.contains("portcullis_queue_depth{route=\"/a\"} 4\n"), "{text}");
         assert!(text.contains("portcullis_queue_depth{route=\"/b\"} 7\n"), "{text}");
         assert!(text.contains("portcullis_queue_dead{route=\"/a\"} 1\n"), "{text}");
         assert!(text.contains("portcullis_queue_oldest_age_seconds{route=\"/b\"} 2\n"), "{text}");
+        assert!(text.contains("portcullis_queue_in_retry{route=\"/a\"} 2\n"), "{text}");
     }
 }

@@ -33,6 +33,8 @@ pub struct Running {
     pub admin: Option<SocketAddr>,
     shutdown: Shutdown,
     done: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// This gateway started the span exporter (`telemetry:`): it flushes it when stopped.
+    exports_spans: bool,
 }
 
 /// Opens the store and the queue, starts the queue's workers, the admin listener and the
@@ -52,7 +54,14 @@ pub async fn start(
             .with_queue(open_queue(config)?)
             .with_event_log(open_event_log(config)?),
     );
-    serve(gateway, listeners, tls, shutdown)
+    // Spans are exported from the first request on; `telemetry:` is applied at start only
+    // (a reload that changes it says a restart is needed).
+    if let Some(t) = &config.telemetry {
+        crate::telemetry::install(t)?;
+    }
+    let mut running = serve(gateway, listeners, tls, shutdown)?;
+    running.exports_spans = config.telemetry.is_some();
+    Ok(running)
 }
 
 /// [`start`] for a gateway already built (a test that brings its own store): starts the
@@ -83,7 +92,7 @@ pub fn serve(
         drop(stop_admin);
         served
     });
-    Ok(Running { gateway, addr, admin, shutdown, done })
+    Ok(Running { gateway, addr, admin, shutdown, done, exports_spans: false })
 }
 
 impl Running {
@@ -105,7 +114,12 @@ impl Running {
 
     /// Waits until the gateway has stopped: shutdown asked, drained, workers told to stop.
     pub async fn stopped(self) -> anyhow::Result<()> {
-        self.done.await?.map_err(|e| anyhow::anyhow!("starting the connection workers: {e}"))
+        let served = self.done.await;
+        if self.exports_spans {
+            // The spans of the last deliveries are still batched: sent before the exit.
+            crate::telemetry::shutdown().await;
+        }
+        served?.map_err(|e| anyhow::anyhow!("starting the connection workers: {e}"))
     }
 }
 

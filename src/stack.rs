@@ -39,10 +39,11 @@ where
         // in the connection worker's own metric shard, and recorded in the event log (a
         // bounded channel's try_send: the request never waits for the log).
         .layer({
-            let observe = ObserveLayer::new(gateway.metrics.clone(), Some(worker));
+            let observe = ObserveLayer::new(gateway.metrics.clone(), Some(worker))
+                .from_peer(gateway.routing_handle(), peer);
             // `event_log: {enabled: false}`: no recorder at all (the log's cost measured).
             match gateway.recording {
-                true => observe.recording(gateway.events.clone(), gateway.routing_handle(), peer),
+                true => observe.recording(gateway.events.clone()),
                 false => observe,
             }
         })

@@ -25,4 +25,5 @@ mod queue_faults;
 mod queued;
 mod recovery;
 mod stores;
+mod telemetry;
 mod util;

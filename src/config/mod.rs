@@ -18,6 +18,7 @@ mod locate;
 mod raw;
 mod route;
 mod store;
+mod telemetry;
 
 pub use admin::AdminTokens;
 pub use env::expand_env;
@@ -27,6 +28,7 @@ pub use route::{
     DEFAULT_MAX_BODY, DEFAULT_TTL, DEFAULT_UPSTREAM_TIMEOUT, EXPIRY_WARNING,
 };
 pub use store::{queue_path, StoreConfig, StoreKind, DEFAULT_MAX_KEYS, DEFAULT_STORE_TIMEOUT};
+pub use telemetry::TelemetryConfig;
 
 use crate::clock::Clock;
 use crate::verify::profile::{yaml_message, ProfileSet};
@@ -47,6 +49,8 @@ pub struct Config {
     pub admin_tokens: AdminTokens,
     /// Where delivery events are kept for the admin API, and for how long.
     pub event_log: EventLogConfig,
+    /// Where trace spans are exported; none: trace context is only passed on.
+    pub telemetry: Option<TelemetryConfig>,
     pub tls: Option<TlsFiles>,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub store: StoreConfig,
@@ -172,6 +176,9 @@ impl Config {
         if self.event_log != new.event_log {
             changed.push("event_log");
         }
+        if self.telemetry != new.telemetry {
+            changed.push("telemetry");
+        }
         if self.store != new.store {
             changed.push("store");
         }
@@ -232,6 +239,7 @@ impl RawConfig {
             None => (None, AdminTokens::default()),
         };
         let event_log = self.event_log.validate()?;
+        let telemetry = self.telemetry.map(|t| telemetry::validate(t, env)).transpose()?;
         let tls =
             self.tls.map(|t| TlsFiles { cert_file: base.join(t.cert_file), key_file: base.join(t.key_file) });
         let trusted_proxies = self
@@ -303,6 +311,7 @@ impl RawConfig {
             admin,
             admin_tokens,
             event_log,
+            telemetry,
             tls,
             trusted_proxies,
             store,

@@ -15,6 +15,8 @@ pub(super) struct RawConfig {
     pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub event_log: RawEventLog,
+    /// Trace export (OTLP/HTTP); none: trace context is only passed on.
+    pub telemetry: Option<RawTelemetry>,
     pub tls: Option<RawTls>,
     /// Proxies whose `X-Forwarded-For` is believed when checking `allow_ips`.
     #[serde(default)]
@@ -196,6 +198,15 @@ pub(super) struct RawAdmin {
 pub(super) enum RawTokens {
     One(String),
     Many(Vec<String>),
+}
+
+/// Trace export: `{otlp_endpoint, service_name?, sample_ratio?}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTelemetry {
+    pub otlp_endpoint: String,
+    pub service_name: Option<String>,
+    pub sample_ratio: Option<f64>,
 }
 
 /// The delivery event log of the admin API.

@@ -8,7 +8,9 @@ use crate::idempotency::{guarded, Claim, Store, Token};
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
 use crate::response::{duplicate_response, Body, Record, Rejection};
+use crate::telemetry::{ChildSpan, Trace};
 use http::Response;
+use opentelemetry::trace::SpanKind;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -22,22 +24,35 @@ pub struct DedupeLayer {
     abort: watch::Receiver<bool>,
 }
 
-/// How the layer reaches the store: under the store timeout, failures counted.
+/// How the layer reaches the store: under the store timeout, failures counted, each call a
+/// child span of the request's trace when spans are exported.
 #[derive(Clone)]
 struct Calls {
     store: Arc<dyn Store>,
     timeout: Duration,
     metrics: Arc<Metrics>,
+    /// The request's trace (set per request; none without one).
+    trace: Option<Trace>,
 }
 
 impl Calls {
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, crate::idempotency::StoreError> {
-        guarded(&*self.store, self.timeout, &self.metrics, self.store.claim(key, lease)).await
+        let mut span = ChildSpan::start(self.trace.as_ref(), "store.claim", SpanKind::Client);
+        let r = guarded(&*self.store, self.timeout, &self.metrics, self.store.claim(key, lease)).await;
+        if let Some(s) = &mut span {
+            match &r {
+                Ok(c) => s.set(|| opentelemetry::KeyValue::new("portcullis.claim", claim_name(c))),
+                Err(e) => s.fail(e),
+            }
+        }
+        r
     }
 
     /// Completes (`delivered`) or releases the claim, trying a few times: a completion that
     /// never lands would let a retry through after the lease.
     async fn finish(&self, key: &str, token: Token, delivered: bool, ttl: Duration) {
+        let name = if delivered { "store.complete" } else { "store.release" };
+        let mut span = ChildSpan::start(self.trace.as_ref(), name, SpanKind::Client);
         let mut wait = Duration::from_millis(50);
         for attempt in 1..=3 {
             let fut =
@@ -45,6 +60,9 @@ impl Calls {
             match guarded(&*self.store, self.timeout, &self.metrics, fut).await {
                 Ok(()) => return,
                 Err(e) if attempt == 3 => {
+                    if let Some(s) = &mut span {
+                        s.fail(&e);
+                    }
                     tracing::error!(key = %key, error = %e, delivered,
                         "could not record the delivery's outcome; the claim lapses when its lease ends");
                 }
@@ -73,7 +91,7 @@ impl DedupeLayer {
         abort: watch::Receiver<bool>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        DedupeLayer { calls: Calls { store, timeout, metrics }, abort }
+        DedupeLayer { calls: Calls { store, timeout, metrics, trace: None }, abort }
     }
 }
 
@@ -106,9 +124,10 @@ where
 
     fn call(&mut self, d: Verified) -> Self::Future {
         let mut inner = self.inner.clone();
-        let calls = self.calls.clone();
+        let mut calls = self.calls.clone();
         let mut abort = self.abort.clone();
         Box::pin(async move {
+            calls.trace = d.request.parts.extensions.get::<Trace>().cloned();
             let route = d.request.route.clone();
             let key = d.event.store_key().clone();
             // A signed one-time value (Mailgun's token) is claimed first: seen before is a
@@ -173,6 +192,15 @@ where
             });
             Ok(task.await)
         })
+    }
+}
+
+/// The claim's answer, as the store span records it.
+fn claim_name(c: &Claim) -> &'static str {
+    match c {
+        Claim::Acquired(_) => "acquired",
+        Claim::Delivered => "delivered",
+        Claim::InFlight { .. } => "in_flight",
     }
 }
 

@@ -7,8 +7,10 @@ use crate::delivery::Verified;
 use crate::forward::{prepare, send, strip_hop_by_hop, to_request, UpstreamClient};
 use crate::outcome::Outcome;
 use crate::response::{json_response, Body, BoxError, Record, Rejection};
+use crate::telemetry::{ChildSpan, Trace};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
+use opentelemetry::trace::SpanKind;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -45,6 +47,7 @@ impl Service<Verified> for Forward {
             let key = v.event.store_key().clone();
             // The outcome is set once the answer is known.
             let record = Record::verified(Outcome::Forwarded, &v);
+            let trace = v.request.parts.extensions.get::<Trace>().cloned();
             let outgoing = prepare(v);
             if let (Some(q), Some(queue)) = (&route.queue, &queue) {
                 // Accept-then-deliver: answered once the queue holds the delivery.
@@ -56,7 +59,7 @@ impl Service<Verified> for Forward {
                     Err(e) => Rejection::Queue(e).into_response(Some(route), Some(key)),
                 });
             }
-            let req = match to_request(&route, outgoing) {
+            let mut req = match to_request(&route, outgoing) {
                 Ok(r) => r,
                 Err(e) => {
                     return Ok(
@@ -64,11 +67,29 @@ impl Service<Verified> for Forward {
                     )
                 }
             };
+            // The upstream call is a child span, and the upstream's parent in `traceparent`.
+            let mut span = ChildSpan::start(trace.as_ref(), "upstream", SpanKind::Client);
+            if let (Some(t), Some(s)) = (&trace, &span) {
+                t.set(req.headers_mut(), Some(s));
+            }
             let started = std::time::Instant::now();
             let res = match send(&client, &route, req).await {
                 Ok(res) => res,
-                Err(e) => return Ok(e.into_response(Some(route), Some(key))),
+                Err(e) => {
+                    if let Some(s) = &mut span {
+                        s.fail(&e);
+                    }
+                    return Ok(e.into_response(Some(route), Some(key)));
+                }
             };
+            if let Some(s) = &mut span {
+                let status = i64::from(res.status().as_u16());
+                s.set(|| opentelemetry::KeyValue::new("http.response.status_code", status));
+                s.set(|| {
+                    opentelemetry::KeyValue::new("server.address", route.upstream.authority.to_string())
+                });
+            }
+            drop(span);
             let (mut parts, body) = res.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             // The answer to the provider is the gateway's own HTTP/1.1 response, whatever HTTP

@@ -1,9 +1,11 @@
-//! Records one structured log line per request: route, provider, outcome, event key, request
-//! id, status and latency; and, for a request that reached a route, an [`Event`] for the
-//! event log (handed over without waiting), with the request itself when the route's
-//! `capture:` wants this outcome. Decides the request id (see [`RequestId`]). Never a secret
-//! in the log line or the event; a capture keeps the request's own headers, signature
-//! values included.
+//! Records one structured log line per request: route, provider, outcome, event key, the
+//! client (after `trusted_proxies`), method, path, user agent, request id, trace id, status
+//! and latency, each absent from the line when unknown; and, for a request that reached a
+//! route, an [`Event`] for the event log (handed over without waiting), with the request
+//! itself when the route's `capture:` wants this outcome. Decides the request id (see
+//! [`RequestId`]) and opens the gateway's span of the request's trace ([`RequestSpan`]).
+//! Never a secret in the log line or the event; a capture keeps the request's own headers,
+//! signature values included.
 
 use crate::delivery::RequestId;
 use crate::event_log::{now_ms, Entry, Event, Recorder};
@@ -11,6 +13,8 @@ use crate::metrics::Metrics;
 use crate::outcome::Outcome;
 use crate::response::{Body, Captured, Record};
 use crate::routing::SharedRouting;
+use crate::telemetry::RequestSpan;
+use http::header::{HeaderValue, USER_AGENT};
 use http::{Request, Response};
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,21 +30,28 @@ pub struct ObserveLayer {
     metrics: Arc<Metrics>,
     /// The connection worker serving the requests: it writes its own metric shard.
     worker: Option<usize>,
-    /// Where events go, the routing (for the client address behind trusted proxies), and
-    /// the connection's peer.
-    events: Option<(Arc<Recorder>, Arc<SharedRouting>, IpAddr)>,
+    /// The routing (for the client address behind trusted proxies) and the connection's peer.
+    peer: Option<(Arc<SharedRouting>, IpAddr)>,
+    /// Where events go; none: `event_log: {enabled: false}`.
+    events: Option<Arc<Recorder>>,
 }
 
 impl ObserveLayer {
     /// Counting into `metrics`, as connection worker `worker` (`None`: no worker).
     pub fn new(metrics: Arc<Metrics>, worker: Option<usize>) -> Self {
-        ObserveLayer { metrics, worker, events: None }
+        ObserveLayer { metrics, worker, peer: None, events: None }
     }
 
-    /// Also recording each routed request into `events`, as sent from `peer` (or, where
-    /// `routing`'s trusted proxies say so, the client they forwarded for).
-    pub fn recording(mut self, events: Arc<Recorder>, routing: Arc<SharedRouting>, peer: SocketAddr) -> Self {
-        self.events = Some((events, routing, peer.ip().to_canonical()));
+    /// Requests come from `peer` (or, where `routing`'s trusted proxies say so, from the
+    /// client they forwarded for): the log line and the event name that client.
+    pub fn from_peer(mut self, routing: Arc<SharedRouting>, peer: SocketAddr) -> Self {
+        self.peer = Some((routing, peer.ip().to_canonical()));
+        self
+    }
+
+    /// Also recording each routed request into `events`.
+    pub fn recording(mut self, events: Arc<Recorder>) -> Self {
+        self.events = Some(events);
         self
     }
 }
@@ -52,6 +63,7 @@ impl<S> Layer<S> for ObserveLayer {
             inner,
             metrics: self.metrics.clone(),
             shard: Metrics::shard(self.worker),
+            peer: self.peer.clone(),
             events: self.events.clone(),
         }
     }
@@ -62,7 +74,8 @@ pub struct Observe<S> {
     inner: S,
     metrics: Arc<Metrics>,
     shard: usize,
-    events: Option<(Arc<Recorder>, Arc<SharedRouting>, IpAddr)>,
+    peer: Option<(Arc<SharedRouting>, IpAddr)>,
+    events: Option<Arc<Recorder>>,
 }
 
 impl<S, B> Service<Request<B>> for Observe<S>
@@ -80,30 +93,41 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let start = Instant::now();
-        let method = req.method().clone();
         self.metrics.add_in_flight(self.shard, 1);
-        // The path is copied only when there is a log to record it in.
         let mut from_trusted_proxy = false;
-        let events = self.events.as_ref().map(|(r, routing, peer)| {
+        let client = self.peer.as_ref().map(|(routing, peer)| {
             let routing = routing.load();
             from_trusted_proxy = routing.config.trusted_proxies.iter().any(|n| n.contains(peer));
-            let client = routing.client_ip(*peer, req.headers());
-            (r.clone(), client, req.uri().path().to_owned(), now_ms())
+            routing.client_ip(*peer, req.headers())
         });
         // The request id is decided here, outermost, so that every answer's log line has it;
         // it goes down in the request's own `X-Request-Id` (a sender's replaced), which the
         // forwarder passes on and a capture keeps.
         let request_id = RequestId::of(req.headers(), from_trusted_proxy);
         request_id.set(req.headers_mut());
+        // The trace goes down in the extensions: the store and upstream calls are its child
+        // spans, and the forwarder passes it to the upstream.
+        let span = RequestSpan::start(req.headers());
+        if let Some(s) = &span {
+            req.extensions_mut().insert(s.trace.clone());
+        }
+        // What the log line needs from the request, by reference count: the URI and the
+        // header value share the bytes hyper read (no copy of the path or the user agent).
+        let uri = req.uri().clone();
+        let user_agent = req.headers().get(USER_AGENT).cloned();
         ResponseFuture {
             request_id,
+            method: req.method().clone(),
             fut: self.inner.call(req),
             start,
-            method,
+            uri,
+            user_agent,
+            client,
+            span,
             metrics: self.metrics.clone(),
             shard: self.shard,
             done: false,
-            events,
+            events: self.events.as_ref().map(|r| (r.clone(), now_ms())),
         }
     }
 }
@@ -115,12 +139,16 @@ pin_project_lite::pin_project! {
         fut: F,
         start: Instant,
         method: http::Method,
+        uri: http::Uri,
+        user_agent: Option<HeaderValue>,
+        client: Option<IpAddr>,
+        span: Option<RequestSpan>,
         metrics: Arc<Metrics>,
         shard: usize,
         done: bool,
         request_id: RequestId,
-        // The recorder, the client address, the path and the arrival time (unix ms).
-        events: Option<(Arc<Recorder>, IpAddr, String, u64)>,
+        // The recorder and the arrival time (unix ms).
+        events: Option<(Arc<Recorder>, u64)>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -132,6 +160,12 @@ pin_project_lite::pin_project! {
             }
         }
     }
+}
+
+/// A duration in milliseconds to the microsecond (`1.234`), as the log line and the event
+/// show it.
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }
 
 impl<F> Future for ResponseFuture<F>
@@ -149,27 +183,36 @@ where
         let record = res.extensions_mut().remove::<Record>().unwrap_or_else(|| Record::new(Outcome::Panic));
         let captured = res.extensions_mut().remove::<Captured>();
         let elapsed = this.start.elapsed();
-        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        let latency_ms = millis(elapsed);
         let route = record.route.as_deref();
         let rm = route.map_or(metrics.unmatched(), |r| &r.metrics);
-        rm.record(*this.shard, record.outcome, elapsed, record.secret_index);
+        let status = res.status().as_u16();
+        rm.record(*this.shard, record.outcome, status, elapsed, record.secret_index);
         if let Some(up) = record.upstream_latency {
             rm.observe_upstream(*this.shard, up);
         }
-        let status = res.status().as_u16();
         let method = &*this.method;
+        let trace = this.span.as_ref().map(|s| &s.trace);
+        // Fields that are unknown (no route matched, no key derived…) are left out of the
+        // line rather than written as a placeholder.
         macro_rules! line {
             ($level:ident) => {
                 tracing::$level!(
-                    route = route.map(|r| r.name.as_str()).unwrap_or("-"),
-                    provider = route.map(|r| r.provider()).unwrap_or("-"),
+                    route = route.map(|r| r.name.as_str()),
+                    provider = route.map(|r| r.provider()),
                     outcome = record.outcome.as_str(),
-                    key = record.key.as_deref().unwrap_or("-"),
+                    key = record.key.as_deref(),
                     secret_index = record.secret_index,
-                    method = %method,
+                    client = this.client.map(tracing::field::display),
+                    method = method.as_str(),
+                    path = this.uri.path(),
+                    user_agent = this.user_agent.as_ref().and_then(|v| v.to_str().ok()),
                     request_id = this.request_id.as_str(),
+                    trace_id = trace.map(|t| tracing::field::display(t.trace_id())),
                     status,
                     latency_ms,
+                    upstream_status = record.upstream_status,
+                    upstream_latency_ms = record.upstream_latency.map(millis),
                     detail = record.detail.as_deref(),
                     "delivery"
                 )
@@ -180,7 +223,30 @@ where
         } else {
             line!(info);
         }
-        if let (Some(r), Some((recorder, client, path, time_ms))) = (route, this.events.take()) {
+        if let Some(span) = this.span.take() {
+            let request_id = this.request_id.as_str();
+            span.end(
+                || {
+                    use opentelemetry::KeyValue;
+                    let mut kv = Vec::with_capacity(8);
+                    if let Some(r) = route {
+                        kv.push(KeyValue::new("portcullis.route", r.name.clone()));
+                        kv.push(KeyValue::new("portcullis.provider", r.provider().to_owned()));
+                    }
+                    kv.push(KeyValue::new("portcullis.outcome", record.outcome.as_str()));
+                    if let Some(k) = &record.key {
+                        kv.push(KeyValue::new("portcullis.event_key", k.to_string()));
+                    }
+                    kv.push(KeyValue::new("http.request.method", method.as_str().to_owned()));
+                    kv.push(KeyValue::new("url.path", this.uri.path().to_owned()));
+                    kv.push(KeyValue::new("http.response.status_code", i64::from(status)));
+                    kv.push(KeyValue::new("portcullis.request_id", request_id.to_owned()));
+                    kv
+                },
+                status,
+            );
+        }
+        if let (Some(r), Some((recorder, time_ms))) = (route, this.events.take()) {
             // Kept when the route captures this outcome. The signature verified when the
             // request got its key or matched a secret (both come only after verification).
             let capture = match (&r.capture, captured) {
@@ -200,8 +266,8 @@ where
                 route: r.name.clone(),
                 provider: r.provider().to_owned(),
                 method: method.to_string(),
-                path,
-                client: Some(client),
+                path: this.uri.path().to_owned(),
+                client: *this.client,
                 request_id: Some(this.request_id.as_str().to_owned()),
                 outcome: record.outcome.as_str().into(),
                 status,
@@ -209,7 +275,7 @@ where
                 secret_index: record.secret_index,
                 latency_ms,
                 upstream_status: record.upstream_status,
-                upstream_latency_ms: record.upstream_latency.map(|d| d.as_secs_f64() * 1000.0),
+                upstream_latency_ms: record.upstream_latency.map(millis),
                 detail: record.detail.clone(),
                 attempts: None,
                 captured: capture.is_some(),

@@ -90,7 +90,12 @@ async fn maintain(workers: Arc<QueueWorkers>, route: String, mut stop: watch::Re
         if let Ok(s) = queue.stats(&route).await {
             workers.metrics.set_queue(
                 &route,
-                QueueGauges { depth: s.depth, dead: s.dead, oldest_age_secs: s.oldest_age_secs },
+                QueueGauges {
+                    depth: s.depth,
+                    dead: s.dead,
+                    oldest_age_secs: s.oldest_age_secs,
+                    in_retry: s.in_retry,
+                },
             );
         }
         if rest(Duration::from_millis(100), &mut stop).await {

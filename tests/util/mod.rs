@@ -272,13 +272,22 @@ pub fn sample_sum(metrics: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// The value of one sample line of Prometheus text, 0 when absent.
+/// The value of one sample line of Prometheus text, 0 when absent; a series named by some of
+/// its labels (`x_total{route="/p"}` for `x_total{route="/p",code="2xx"}`) sums the series
+/// that have those labels first.
 pub fn sample(metrics: &str, series: &str) -> f64 {
+    let prefix = series.strip_suffix('}').map(|s| format!("{s},"));
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+        .filter_map(|l| {
+            let rest = l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' '));
+            rest.or_else(|| {
+                let more = l.strip_prefix(prefix.as_deref()?)?;
+                more.split_once("} ").map(|(_, v)| v)
+            })
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
 }
 
 impl Drop for TestGateway {
