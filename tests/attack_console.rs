@@ -127,7 +127,6 @@ async fn replay_of_a_forged_delivery_is_refused_even_forced() {
 /// Finding 1: a truncated capture is a `Bytes::slice` of the whole request body, so the event
 /// log keeps every byte of it (1 MiB per forged request by default), not `capture_max_bytes`.
 #[test]
-#[ignore = "finding 1 (attack15): a truncated capture keeps the whole request body alive"]
 fn a_truncated_capture_does_not_keep_the_whole_body() {
     let body = bytes::Bytes::from(vec![b'x'; 1 << 20]);
     let c = Captured { method: http::Method::POST, target: None, headers: http::HeaderMap::new(), body };
@@ -139,6 +138,23 @@ fn a_truncated_capture_does_not_keep_the_whole_body() {
         Err(b) => b.len(),
     };
     assert!(held <= 64 * 1024, "the capture holds {held} bytes");
+}
+
+/// Finding 4: credentials of any scheme (not just the route's secret header) are redacted
+/// in a capture, as in the dead-letter view.
+#[test]
+fn a_capture_redacts_credential_headers_on_any_route() {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("authorization", "Bearer abc".parse().unwrap());
+    headers.insert("cookie", "s=1".parse().unwrap());
+    headers.insert("proxy-authorization", "Basic Zm9v".parse().unwrap());
+    headers.insert("x-sig", "v1=abc".parse().unwrap());
+    let c = Captured { method: http::Method::POST, target: None, headers, body: bytes::Bytes::new() };
+    let capture = c.to_capture(64, true, &[]);
+    for (k, v) in &capture.headers {
+        let secret = k != "x-sig";
+        assert_eq!(v == portcullis::response::REDACTED, secret, "{k}: {v}");
+    }
 }
 
 /// Finding 2: the admin listener has no body-read timeout, and `/api/session` reads a body

@@ -131,9 +131,7 @@ fn detail(gateway: &Gateway, route: &str, letter: DeadLetter, item: &Item) -> se
         .headers
         .iter()
         .map(|(k, v)| {
-            let secret = k.eq_ignore_ascii_case("authorization")
-                || k.eq_ignore_ascii_case("proxy-authorization")
-                || k.eq_ignore_ascii_case("cookie")
+            let secret = crate::response::is_credential_header(k)
                 || secret_headers.iter().any(|h| h.as_str().eq_ignore_ascii_case(k));
             let value = if secret { REDACTED.to_string() } else { String::from_utf8_lossy(v).into_owned() };
             (k.as_str(), value)
