@@ -121,12 +121,34 @@ pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Result<Res
 /// The largest body an admin API call may carry.
 const MAX_API_BODY: usize = 64 * 1024;
 
-/// An admin API call's body, at most [`MAX_API_BODY`] bytes (413 past it).
+/// How long an admin API call's whole body may take to arrive: `/api/session` reads its
+/// body before any authentication, so without this a client trickling a body would hold a
+/// connection (a task, a file descriptor) for as long as it liked.
+const API_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most admin connections served at once; past it a new connection is closed at once.
+/// With [`API_BODY_TIMEOUT`] and the header read timeout this bounds what slow clients of
+/// the (unauthenticated) sign-in endpoint can hold.
+const MAX_ADMIN_CONNECTIONS: usize = 256;
+
+/// An admin API call's body, at most [`MAX_API_BODY`] bytes (413 past it), in at most
+/// [`API_BODY_TIMEOUT`] (408 past it; the connection is then closed).
 async fn read_body(body: Incoming) -> Result<bytes::Bytes, Response<Body>> {
     use http_body_util::BodyExt;
-    match http_body_util::Limited::new(body, MAX_API_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(_) => Err(json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"request body too large"}"#)),
+    let collect = http_body_util::Limited::new(body, MAX_API_BODY).collect();
+    match tokio::time::timeout(API_BODY_TIMEOUT, collect).await {
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(_)) => {
+            Err(json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"request body too large"}"#))
+        }
+        Err(_) => {
+            let mut res = json_response(
+                StatusCode::REQUEST_TIMEOUT,
+                r#"{"error":"request body not received in time"}"#,
+            );
+            res.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            Err(res)
+        }
     }
 }
 
@@ -441,8 +463,9 @@ async fn queue(gateway: Arc<Gateway>, req: &Request<Incoming>) -> Response<Body>
 /// Serves the admin endpoints on `listener` until `shutdown` resolves.
 pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -452,8 +475,14 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, max = MAX_ADMIN_CONNECTIONS, "admin connection refused: too many open");
+            drop(stream);
+            continue;
+        };
         let gw = gateway.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req| {
                 let gw = gw.clone();
                 async move {
