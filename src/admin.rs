@@ -188,11 +188,16 @@ enum Credential {
 /// The request's credential, compared in constant time against every configured token.
 fn credential(tokens: &AdminTokens, headers: &http::HeaderMap) -> Credential {
     if let Some(auth) = headers.get(AUTHORIZATION) {
-        let given = auth.as_bytes().strip_prefix(b"Bearer ").map(|t| t.trim_ascii());
+        // The scheme name is case-insensitive (RFC 7235).
+        let given = auth
+            .as_bytes()
+            .split_at_checked(7)
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
+            .map(|(_, t)| t.trim_ascii());
         return Credential::Bearer(given.and_then(|t| tokens.index_of(t)));
     }
     match session_cookie(headers) {
-        Some(value) => Credential::Cookie(session_index(tokens, value)),
+        Some(value) => Credential::Cookie(session_index(tokens.iter(), value, now_secs())),
         None => Credential::None,
     }
 }
@@ -205,20 +210,39 @@ fn session_cookie(headers: &http::HeaderMap) -> Option<&[u8]> {
     })
 }
 
-/// The session value of a token: hex `HMAC-SHA256(token, "portcullis-session")`.
-fn session_value(token: &[u8]) -> String {
+/// How long a session cookie is good for, from sign-in; its expiry is inside the MAC.
+const SESSION_LIFETIME_SECS: u64 = 12 * 3600;
+
+/// The session value of a token expiring at `exp` (unix seconds):
+/// `<exp>.<hex HMAC-SHA256(token, "portcullis-session|<exp>")>`. Stateless: nothing on the
+/// gateway remembers it, so signing out (`DELETE /api/session`) only clears the browser's
+/// copy; a copied value stays good until its expiry, or until its token is removed from
+/// `admin.tokens` (which ends every session made from it).
+fn session_value(token: &[u8], exp: u64) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(token).expect("HMAC takes any key length");
-    mac.update(b"portcullis-session");
-    hex::encode(mac.finalize().into_bytes())
+    mac.update(b"portcullis-session|");
+    mac.update(exp.to_string().as_bytes());
+    format!("{exp}.{}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Which token a session cookie was made from, compared in constant time against each.
-fn session_index(tokens: &AdminTokens, value: &[u8]) -> Option<usize> {
+/// Now, in unix seconds.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Which token a session cookie was made from, compared in constant time against each;
+/// `None` once its expiry has passed (or when it has none).
+fn session_index<'a>(tokens: impl Iterator<Item = &'a str>, value: &[u8], now: u64) -> Option<usize> {
     use subtle::ConstantTimeEq;
+    let dot = value.iter().position(|&b| b == b'.')?;
+    let exp: u64 = std::str::from_utf8(&value[..dot]).ok()?.parse().ok()?;
+    if exp <= now {
+        return None;
+    }
     let mut found = None;
-    for (i, t) in tokens.iter().enumerate() {
-        if bool::from(session_value(t.as_bytes()).as_bytes().ct_eq(value)) {
+    for (i, t) in tokens.enumerate() {
+        if bool::from(session_value(t.as_bytes(), exp).as_bytes().ct_eq(value)) {
             found = Some(i);
         }
     }
@@ -231,12 +255,12 @@ fn session_index(tokens: &AdminTokens, value: &[u8]) -> Option<usize> {
 fn session(gateway: &Gateway, method: &Method, headers: &http::HeaderMap, body: &[u8]) -> Response<Body> {
     let routing = gateway.routing();
     let tokens = &routing.config.admin_tokens;
-    let cookie = |value: &str, max_age: Option<u32>| {
+    let cookie = |value: &str, max_age: Option<u64>| {
         let mut c = format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/");
         if let Some(age) = max_age {
             c.push_str(&format!("; Max-Age={age}"));
         }
-        HeaderValue::from_str(&c).expect("a cookie of hex digits is a valid header")
+        HeaderValue::from_str(&c).expect("a cookie of digits, '.' and hex digits is a valid header")
     };
     let no_content = |cookie: HeaderValue| {
         let mut res = Response::new(full(""));
@@ -274,7 +298,9 @@ fn session(gateway: &Gateway, method: &Method, headers: &http::HeaderMap, body: 
             match tokens.index_of(given.token.trim().as_bytes()) {
                 Some(i) => {
                     tracing::info!(actor = %format!("token#{i}"), "console sign-in");
-                    no_content(cookie(&session_value(given.token.trim().as_bytes()), None))
+                    let exp = now_secs() + SESSION_LIFETIME_SECS;
+                    let value = session_value(given.token.trim().as_bytes(), exp);
+                    no_content(cookie(&value, Some(SESSION_LIFETIME_SECS)))
                 }
                 None => {
                     tracing::warn!(reason = "wrong token", "console sign-in refused");
@@ -503,7 +529,7 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
 
 #[cfg(test)]
 mod tests {
-    use super::{local_host, session_cookie, session_value};
+    use super::{local_host, session_cookie, session_index, session_value};
     use http::header::{HeaderValue, COOKIE};
 
     #[test]
@@ -513,10 +539,26 @@ mod tests {
         h.append(COOKIE, HeaderValue::from_static("b=2;portcullis_session=abc; c=3"));
         assert_eq!(session_cookie(&h), Some(&b"abc"[..]));
         assert_eq!(session_cookie(&http::HeaderMap::new()), None);
-        let v = session_value(b"token-aaaaaaaaaaaaaaaa");
-        assert_eq!(v.len(), 64);
+        let v = session_value(b"token-aaaaaaaaaaaaaaaa", 2_000);
+        assert!(v.starts_with("2000.") && v.len() == 5 + 64, "{v}");
         assert!(!v.contains("token"));
-        assert_ne!(v, session_value(b"token-aaaaaaaaaaaaaaab"));
+        assert_ne!(v, session_value(b"token-aaaaaaaaaaaaaaab", 2_000));
+        assert_ne!(v, session_value(b"token-aaaaaaaaaaaaaaaa", 2_001));
+    }
+
+    #[test]
+    fn a_session_is_good_until_its_expiry_and_its_expiry_cannot_be_moved() {
+        let token = "token-aaaaaaaaaaaaaaaa";
+        let tokens = || ["other-bbbbbbbbbbbbbbbbbb", token].into_iter();
+        let v = session_value(token.as_bytes(), 2_000);
+        assert_eq!(session_index(tokens(), v.as_bytes(), 1_999), Some(1));
+        assert_eq!(session_index(tokens(), v.as_bytes(), 2_000), None, "expired");
+        // Moving the expiry breaks the MAC.
+        let moved = v.replacen("2000.", "9000.", 1);
+        assert_eq!(session_index(tokens(), moved.as_bytes(), 1_999), None);
+        for junk in ["", ".", "2000", "x.00", "2000.zz"] {
+            assert_eq!(session_index(tokens(), junk.as_bytes(), 1_999), None, "{junk}");
+        }
     }
 
     #[test]

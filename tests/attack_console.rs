@@ -52,6 +52,10 @@ async fn cross_site_and_rebinding_requests_are_refused() {
     let a = gw.admin;
     let cookie = sign_in(a).await;
     let bearer = format!("Authorization: Bearer {TOKEN}");
+    let moved = {
+        let (exp, mac) = cookie.split_once('=').unwrap().1.split_once('.').expect("<exp>.<mac>");
+        format!("portcullis_session={}.{mac}", exp.parse::<u64>().unwrap() + 3600)
+    };
     let cases: Vec<(String, &str, u16)> = vec![
         // DNS rebinding: any name but localhost, no Host, HTTP/1.0 without Host.
         (format!("GET /api/deliveries HTTP/1.1\r\nHost: evil.example\r\n{bearer}"), "", 403),
@@ -83,6 +87,11 @@ async fn cross_site_and_rebinding_requests_are_refused() {
         // What must still work.
         (format!("GET /api/deliveries HTTP/1.1\r\nHost: {a}\r\nCookie: {cookie}"), "", 200),
         (format!("GET /api/deliveries HTTP/1.1\r\nHost: localhost:{}\r\n{bearer}", a.port()), "", 200),
+        // The scheme name is case-insensitive (RFC 7235).
+        (format!("GET /api/deliveries HTTP/1.1\r\nHost: {a}\r\nAuthorization: bearer {TOKEN}"), "", 200),
+        (format!("GET /api/deliveries HTTP/1.1\r\nHost: {a}\r\nAuthorization: BEARER {TOKEN}"), "", 200),
+        // A session value with its expiry moved (the MAC no longer matches).
+        (format!("GET /api/deliveries HTTP/1.1\r\nHost: {a}\r\nCookie: {moved}"), "", 401),
     ];
     for (head, body, want) in cases {
         assert_eq!(raw(a, &head, body).await, want, "{head}");
