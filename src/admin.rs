@@ -465,6 +465,28 @@ async fn queue(gateway: Arc<Gateway>, req: &Request<Incoming>) -> Response<Body>
             if id.is_none() && params.get("all").map(String::as_str) != Some("1") {
                 return json_response(StatusCode::BAD_REQUEST, r#"{"error":"give id=ID or all=1"}"#);
             }
+            // A letter's id is unique only within its route (Redis stream ids): one held by
+            // several routes is not replayed in all of them.
+            if let (Some(id), true) = (id, routes.len() > 1) {
+                let mut holding = Vec::new();
+                for r in &routes {
+                    match q.dead_letter(r, id).await {
+                        Ok(Some(_)) => holding.push(r.as_str()),
+                        Ok(None) => {}
+                        Err(e) => return error(e),
+                    }
+                }
+                if holding.len() > 1 {
+                    let body = serde_json::json!({
+                        "error": format!(
+                            "dead letters with id {id} are in several routes ({}); give route=R to say which",
+                            holding.join(", ")
+                        ),
+                        "routes": holding,
+                    });
+                    return json_response(StatusCode::CONFLICT, body.to_string());
+                }
+            }
             let mut n = 0;
             for r in &routes {
                 match q.replay(r, id).await {
