@@ -83,7 +83,7 @@ macro_rules! routes_or {
 enum Found {
     None,
     /// The route holding it, and the letter.
-    One(String, DeadLetter, Item),
+    One(String, DeadLetter, Box<Item>),
     /// The routes that each hold a letter of that id: a letter's id is unique only within
     /// its route (Redis stream ids are per stream), so the call must name the route.
     Several(Vec<String>),
@@ -96,7 +96,7 @@ async fn find(queue: &Queue, routes: &[String], id: &str) -> Result<Found, Store
     for r in routes {
         if let Some((letter, item)) = queue.dead_letter(r, id).await? {
             found = match found {
-                Found::None => Found::One(r.clone(), letter, item),
+                Found::None => Found::One(r.clone(), letter, Box::new(item)),
                 Found::One(first, ..) => Found::Several(vec![first, r.clone()]),
                 Found::Several(mut all) => {
                     all.push(r.clone());
