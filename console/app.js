@@ -454,7 +454,7 @@
       if (list.length === 0) tbody.append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No dead letters.')));
       for (const l of list) {
         tbody.append(h('tr', { 'data-id': l.id },
-          h('td', {}, h('a', { class: 'mono', href: `#/dead-letters/${encodeURIComponent(l.id)}` }, String(l.id).slice(-12))),
+          h('td', {}, h('a', { class: 'mono', href: `#/dead-letters/${encodeURIComponent(l.id)}?route=${encodeURIComponent(l.route)}` }, String(l.id).slice(-12))),
           h('td', {}, l.route), h('td', { class: 'mono' }, dash(l.event_id)), h('td', {}, dash(l.attempts)),
           h('td', {}, l.age_secs !== undefined ? `${l.age_secs} s` : '—'),
           h('td', {}, dash(l.last_error)),
@@ -489,11 +489,13 @@
     });
     return h('span', { class: 'actions' }, replay, purge);
   }
-  async function deadLetterPage(id) {
+  // A letter's id is unique only within its route: every call names the route.
+  async function deadLetterPage(id, route) {
     const err = h('div', {});
     show(h('p', {}, h('a', { href: '#/dead-letters' }, '← Dead letters')), err);
     try {
-      const l = await api('GET', `/api/dead-letters/${encodeURIComponent(id)}`);
+      const q = route ? `?route=${encodeURIComponent(route)}` : '';
+      const l = await api('GET', `/api/dead-letters/${encodeURIComponent(id)}${q}`);
       const rq = l.request || l;
       const headers = Array.isArray(rq.headers)
         ? rq.headers.map((p) => (Array.isArray(p) ? `${p[0]}: ${p[1]}` : `${p.name}: ${p.value}`)).join('\n')
@@ -608,7 +610,9 @@
     let stop;
     if (parts[0] === 'signin') signInPage();
     else if (parts[0] === 'deliveries' && parts[1]) await deliveryPage(parts[1]);
-    else if (parts[0] === 'dead-letters' && parts[1]) await deadLetterPage(parts[1]);
+    else if (parts[0] === 'dead-letters' && parts[1]) {
+      await deadLetterPage(parts[1], new URLSearchParams(location.hash.split('?')[1] || '').get('route'));
+    }
     else if (parts[0] === 'dead-letters') await deadLettersPage();
     else if (parts[0] === 'routes') await routesPage();
     else stop = await deliveriesPage();

@@ -121,12 +121,34 @@ pub async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Result<Res
 /// The largest body an admin API call may carry.
 const MAX_API_BODY: usize = 64 * 1024;
 
-/// An admin API call's body, at most [`MAX_API_BODY`] bytes (413 past it).
+/// How long an admin API call's whole body may take to arrive: `/api/session` reads its
+/// body before any authentication, so without this a client trickling a body would hold a
+/// connection (a task, a file descriptor) for as long as it liked.
+const API_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most admin connections served at once; past it a new connection is closed at once.
+/// With [`API_BODY_TIMEOUT`] and the header read timeout this bounds what slow clients of
+/// the (unauthenticated) sign-in endpoint can hold.
+const MAX_ADMIN_CONNECTIONS: usize = 256;
+
+/// An admin API call's body, at most [`MAX_API_BODY`] bytes (413 past it), in at most
+/// [`API_BODY_TIMEOUT`] (408 past it; the connection is then closed).
 async fn read_body(body: Incoming) -> Result<bytes::Bytes, Response<Body>> {
     use http_body_util::BodyExt;
-    match http_body_util::Limited::new(body, MAX_API_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(_) => Err(json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"request body too large"}"#)),
+    let collect = http_body_util::Limited::new(body, MAX_API_BODY).collect();
+    match tokio::time::timeout(API_BODY_TIMEOUT, collect).await {
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(_)) => {
+            Err(json_response(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"request body too large"}"#))
+        }
+        Err(_) => {
+            let mut res = json_response(
+                StatusCode::REQUEST_TIMEOUT,
+                r#"{"error":"request body not received in time"}"#,
+            );
+            res.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            Err(res)
+        }
     }
 }
 
@@ -166,11 +188,16 @@ enum Credential {
 /// The request's credential, compared in constant time against every configured token.
 fn credential(tokens: &AdminTokens, headers: &http::HeaderMap) -> Credential {
     if let Some(auth) = headers.get(AUTHORIZATION) {
-        let given = auth.as_bytes().strip_prefix(b"Bearer ").map(|t| t.trim_ascii());
+        // The scheme name is case-insensitive (RFC 7235).
+        let given = auth
+            .as_bytes()
+            .split_at_checked(7)
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
+            .map(|(_, t)| t.trim_ascii());
         return Credential::Bearer(given.and_then(|t| tokens.index_of(t)));
     }
     match session_cookie(headers) {
-        Some(value) => Credential::Cookie(session_index(tokens, value)),
+        Some(value) => Credential::Cookie(session_index(tokens.iter(), value, now_secs())),
         None => Credential::None,
     }
 }
@@ -183,20 +210,39 @@ fn session_cookie(headers: &http::HeaderMap) -> Option<&[u8]> {
     })
 }
 
-/// The session value of a token: hex `HMAC-SHA256(token, "portcullis-session")`.
-fn session_value(token: &[u8]) -> String {
+/// How long a session cookie is good for, from sign-in; its expiry is inside the MAC.
+const SESSION_LIFETIME_SECS: u64 = 12 * 3600;
+
+/// The session value of a token expiring at `exp` (unix seconds):
+/// `<exp>.<hex HMAC-SHA256(token, "portcullis-session|<exp>")>`. Stateless: nothing on the
+/// gateway remembers it, so signing out (`DELETE /api/session`) only clears the browser's
+/// copy; a copied value stays good until its expiry, or until its token is removed from
+/// `admin.tokens` (which ends every session made from it).
+fn session_value(token: &[u8], exp: u64) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(token).expect("HMAC takes any key length");
-    mac.update(b"portcullis-session");
-    hex::encode(mac.finalize().into_bytes())
+    mac.update(b"portcullis-session|");
+    mac.update(exp.to_string().as_bytes());
+    format!("{exp}.{}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Which token a session cookie was made from, compared in constant time against each.
-fn session_index(tokens: &AdminTokens, value: &[u8]) -> Option<usize> {
+/// Now, in unix seconds.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Which token a session cookie was made from, compared in constant time against each;
+/// `None` once its expiry has passed (or when it has none).
+fn session_index<'a>(tokens: impl Iterator<Item = &'a str>, value: &[u8], now: u64) -> Option<usize> {
     use subtle::ConstantTimeEq;
+    let dot = value.iter().position(|&b| b == b'.')?;
+    let exp: u64 = std::str::from_utf8(&value[..dot]).ok()?.parse().ok()?;
+    if exp <= now {
+        return None;
+    }
     let mut found = None;
-    for (i, t) in tokens.iter().enumerate() {
-        if bool::from(session_value(t.as_bytes()).as_bytes().ct_eq(value)) {
+    for (i, t) in tokens.enumerate() {
+        if bool::from(session_value(t.as_bytes(), exp).as_bytes().ct_eq(value)) {
             found = Some(i);
         }
     }
@@ -209,12 +255,12 @@ fn session_index(tokens: &AdminTokens, value: &[u8]) -> Option<usize> {
 fn session(gateway: &Gateway, method: &Method, headers: &http::HeaderMap, body: &[u8]) -> Response<Body> {
     let routing = gateway.routing();
     let tokens = &routing.config.admin_tokens;
-    let cookie = |value: &str, max_age: Option<u32>| {
+    let cookie = |value: &str, max_age: Option<u64>| {
         let mut c = format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/");
         if let Some(age) = max_age {
             c.push_str(&format!("; Max-Age={age}"));
         }
-        HeaderValue::from_str(&c).expect("a cookie of hex digits is a valid header")
+        HeaderValue::from_str(&c).expect("a cookie of digits, '.' and hex digits is a valid header")
     };
     let no_content = |cookie: HeaderValue| {
         let mut res = Response::new(full(""));
@@ -252,7 +298,9 @@ fn session(gateway: &Gateway, method: &Method, headers: &http::HeaderMap, body: 
             match tokens.index_of(given.token.trim().as_bytes()) {
                 Some(i) => {
                     tracing::info!(actor = %format!("token#{i}"), "console sign-in");
-                    no_content(cookie(&session_value(given.token.trim().as_bytes()), None))
+                    let exp = now_secs() + SESSION_LIFETIME_SECS;
+                    let value = session_value(given.token.trim().as_bytes(), exp);
+                    no_content(cookie(&value, Some(SESSION_LIFETIME_SECS)))
                 }
                 None => {
                     tracing::warn!(reason = "wrong token", "console sign-in refused");
@@ -417,6 +465,28 @@ async fn queue(gateway: Arc<Gateway>, req: &Request<Incoming>) -> Response<Body>
             if id.is_none() && params.get("all").map(String::as_str) != Some("1") {
                 return json_response(StatusCode::BAD_REQUEST, r#"{"error":"give id=ID or all=1"}"#);
             }
+            // A letter's id is unique only within its route (Redis stream ids): one held by
+            // several routes is not replayed in all of them.
+            if let (Some(id), true) = (id, routes.len() > 1) {
+                let mut holding = Vec::new();
+                for r in &routes {
+                    match q.dead_letter(r, id).await {
+                        Ok(Some(_)) => holding.push(r.as_str()),
+                        Ok(None) => {}
+                        Err(e) => return error(e),
+                    }
+                }
+                if holding.len() > 1 {
+                    let body = serde_json::json!({
+                        "error": format!(
+                            "dead letters with id {id} are in several routes ({}); give route=R to say which",
+                            holding.join(", ")
+                        ),
+                        "routes": holding,
+                    });
+                    return json_response(StatusCode::CONFLICT, body.to_string());
+                }
+            }
             let mut n = 0;
             for r in &routes {
                 match q.replay(r, id).await {
@@ -441,8 +511,9 @@ async fn queue(gateway: Arc<Gateway>, req: &Request<Incoming>) -> Response<Body>
 /// Serves the admin endpoints on `listener` until `shutdown` resolves.
 pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -452,8 +523,14 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, max = MAX_ADMIN_CONNECTIONS, "admin connection refused: too many open");
+            drop(stream);
+            continue;
+        };
         let gw = gateway.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req| {
                 let gw = gw.clone();
                 async move {
@@ -474,7 +551,7 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
 
 #[cfg(test)]
 mod tests {
-    use super::{local_host, session_cookie, session_value};
+    use super::{local_host, session_cookie, session_index, session_value};
     use http::header::{HeaderValue, COOKIE};
 
     #[test]
@@ -484,10 +561,26 @@ mod tests {
         h.append(COOKIE, HeaderValue::from_static("b=2;portcullis_session=abc; c=3"));
         assert_eq!(session_cookie(&h), Some(&b"abc"[..]));
         assert_eq!(session_cookie(&http::HeaderMap::new()), None);
-        let v = session_value(b"token-aaaaaaaaaaaaaaaa");
-        assert_eq!(v.len(), 64);
+        let v = session_value(b"token-aaaaaaaaaaaaaaaa", 2_000);
+        assert!(v.starts_with("2000.") && v.len() == 5 + 64, "{v}");
         assert!(!v.contains("token"));
-        assert_ne!(v, session_value(b"token-aaaaaaaaaaaaaaab"));
+        assert_ne!(v, session_value(b"token-aaaaaaaaaaaaaaab", 2_000));
+        assert_ne!(v, session_value(b"token-aaaaaaaaaaaaaaaa", 2_001));
+    }
+
+    #[test]
+    fn a_session_is_good_until_its_expiry_and_its_expiry_cannot_be_moved() {
+        let token = "token-aaaaaaaaaaaaaaaa";
+        let tokens = || ["other-bbbbbbbbbbbbbbbbbb", token].into_iter();
+        let v = session_value(token.as_bytes(), 2_000);
+        assert_eq!(session_index(tokens(), v.as_bytes(), 1_999), Some(1));
+        assert_eq!(session_index(tokens(), v.as_bytes(), 2_000), None, "expired");
+        // Moving the expiry breaks the MAC.
+        let moved = v.replacen("2000.", "9000.", 1);
+        assert_eq!(session_index(tokens(), moved.as_bytes(), 1_999), None);
+        for junk in ["", ".", "2000", "x.00", "2000.zz"] {
+            assert_eq!(session_index(tokens(), junk.as_bytes(), 1_999), None, "{junk}");
+        }
     }
 
     #[test]

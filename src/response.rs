@@ -91,11 +91,24 @@ pub struct Captured {
 /// What a captured header holding a route's secret reads instead.
 pub const REDACTED: &str = "[redacted: the route's secret]";
 
+/// Headers that carry credentials whatever the route's scheme (a caller's bearer token,
+/// a proxy's login, a browser's session): never kept in a capture nor shown in the dead
+/// letter view. The one list both use.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
+/// Whether the header `name` carries credentials of any scheme (ASCII case-insensitive).
+pub fn is_credential_header(name: &str) -> bool {
+    CREDENTIAL_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
 impl Captured {
     /// The event log's capture: the body cut at `max_bytes` (marked truncated), `verified`
-    /// telling whether the signature verified, and the values of the `redact` headers
-    /// replaced by [`REDACTED`]: a scheme that sends the route's secret itself (a static
-    /// token, Basic credentials) would otherwise put it in the log.
+    /// telling whether the signature verified, and the values of the `redact` headers and
+    /// of the [credential headers](is_credential_header) replaced by [`REDACTED`]: a scheme
+    /// that sends the route's secret itself (a static token, Basic credentials) would
+    /// otherwise put it in the log. The body is copied, never sliced: a slice would keep the
+    /// whole request buffer (up to `max_body`, or a larger hyper chunk) alive as long as the
+    /// capture is kept.
     pub fn to_capture(
         &self,
         max_bytes: u64,
@@ -111,7 +124,7 @@ impl Captured {
                 .headers
                 .iter()
                 .map(|(k, v)| {
-                    let v = if redact.contains(k) {
+                    let v = if redact.contains(k) || is_credential_header(k.as_str()) {
                         REDACTED.to_owned()
                     } else {
                         String::from_utf8_lossy(v.as_bytes()).into_owned()
@@ -119,7 +132,7 @@ impl Captured {
                     (k.as_str().to_owned(), v)
                 })
                 .collect(),
-            body: if truncated { self.body.slice(..max) } else { self.body.clone() },
+            body: Bytes::copy_from_slice(&self.body[..self.body.len().min(max)]),
             truncated,
             verified,
         }

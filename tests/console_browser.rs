@@ -62,7 +62,7 @@ async fn the_session_cookie_authenticates_like_the_bearer_token() {
     assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.text());
     let (cookie, header) = set_cookie(&a);
     assert!(cookie.starts_with("portcullis_session=") && cookie.len() > 40, "{header}");
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
         assert!(header.contains(attr), "{attr} in {header}");
     }
     assert!(!header.contains("Secure"), "the listener is plain HTTP: {header}");

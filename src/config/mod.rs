@@ -189,9 +189,18 @@ impl Config {
     }
 }
 
-/// `url` with the password of its user information, if any, replaced by `***`: the one
-/// way every URL is printed (`check`, `serve`, `Debug`).
+/// `url` with the password of its user information, if any, and the values of its
+/// credential-named query parameters replaced by `***`: the one way every URL is printed
+/// (`check`, `serve`, `Debug`).
 pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let shown = redact_userinfo(url);
+    match redact_query(&shown) {
+        Some(q) => q.into(),
+        None => shown,
+    }
+}
+
+fn redact_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
     let Some(start) = url.find("://").map(|i| i + 3) else { return url.into() };
     let authority_end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
     let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else { return url.into() };
@@ -200,6 +209,40 @@ pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
         // A user name alone is often a token (`redis://token@host`): hidden too.
         None => format!("{}***{}", &url[..start], &url[at..]).into(),
     }
+}
+
+/// Query parameters whose name holds one of these (ASCII case-insensitive) carry a
+/// credential by the usual naming (`api_key`, `access_token`, `sig`, `password`...): their
+/// values are hidden. A rule on names only: a credential under another name is not found.
+const SECRET_QUERY_NAMES: [&str; 6] = ["token", "key", "secret", "pass", "sig", "auth"];
+
+/// `url` with the values of its credential-named query parameters replaced by `***`;
+/// `None` when it has none.
+fn redact_query(url: &str) -> Option<String> {
+    let end = url.find('#').unwrap_or(url.len());
+    let q = url[..end].find('?')? + 1;
+    let secret = |name: &str| {
+        let name = name.to_ascii_lowercase();
+        SECRET_QUERY_NAMES.iter().any(|s| name.contains(s))
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(&url[..q]);
+    let mut changed = false;
+    for (i, pair) in url[q..end].split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, value)) if !value.is_empty() && secret(name) => {
+                out.push_str(name);
+                out.push_str("=***");
+                changed = true;
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    out.push_str(&url[end..]);
+    changed.then_some(out)
 }
 
 /// Parses `10.0.0.0/8` or a single address. An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`)
@@ -467,6 +510,11 @@ mod tests {
         assert_eq!(redact_url("redis://token@h"), "redis://***@h");
         assert_eq!(redact_url("http://host/path@x?q=a:b@c"), "http://host/path@x?q=a:b@c");
         assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(
+            redact_url("https://u:p@h/x?a=1&api_key=abc&Access_Token=t&sig=&SIGNATURE=s#f?key=z"),
+            "https://u:***@h/x?a=1&api_key=***&Access_Token=***&sig=&SIGNATURE=***#f?key=z"
+        );
+        assert!(matches!(redact_url("http://h/x?page=2"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! - `GET /api/queue[?route=R]` → `{"queues":[…]}`, per queued route.
 //!
 //! A letter's id is the one the backend gave it (a stream id in Redis, a sequence number in
-//! the embedded queue); without `?route=` every queued route is searched for it. The backend
+//! the embedded queue); without `?route=` every queued route is searched for it, and an id
+//! found in more than one route is refused (409 naming them: give `?route=`). The backend
 //! makes a replay and a purge of one letter exclusive (one script, one transaction), so the
 //! two racing neither lose nor duplicate it. Every mutating call is logged with its actor.
 
@@ -78,18 +79,48 @@ macro_rules! routes_or {
     };
 }
 
-/// The route holding the dead letter `id`, and the letter.
-async fn find(
-    queue: &Queue,
-    routes: &[String],
-    id: &str,
-) -> Result<Option<(String, DeadLetter, Item)>, StoreError> {
+/// What looking a dead letter up by its id found.
+enum Found {
+    None,
+    /// The route holding it, and the letter.
+    One(String, DeadLetter, Box<Item>),
+    /// The routes that each hold a letter of that id: a letter's id is unique only within
+    /// its route (Redis stream ids are per stream), so the call must name the route.
+    Several(Vec<String>),
+}
+
+/// The dead letter `id` among `routes`: every route is searched, so that an id two routes
+/// share is never taken for the first one's.
+async fn find(queue: &Queue, routes: &[String], id: &str) -> Result<Found, StoreError> {
+    let mut found = Found::None;
     for r in routes {
         if let Some((letter, item)) = queue.dead_letter(r, id).await? {
-            return Ok(Some((r.clone(), letter, item)));
+            found = match found {
+                Found::None => Found::One(r.clone(), letter, Box::new(item)),
+                Found::One(first, ..) => Found::Several(vec![first, r.clone()]),
+                Found::Several(mut all) => {
+                    all.push(r.clone());
+                    Found::Several(all)
+                }
+            };
         }
     }
-    Ok(None)
+    Ok(found)
+}
+
+/// 409 for an id held by a dead letter in each of `routes`: `?route=` must say which.
+fn ambiguous(id: &str, routes: &[String]) -> Response<Body> {
+    json_response(
+        StatusCode::CONFLICT,
+        json!({
+            "error": format!(
+                "dead letters with id {id} are in several routes ({}); give ?route= to say which",
+                routes.join(", ")
+            ),
+            "routes": routes,
+        })
+        .to_string(),
+    )
 }
 
 /// `GET /api/dead-letters`.
@@ -109,8 +140,9 @@ pub(super) async fn list(gateway: &Gateway, req: &ApiRequest<'_>) -> Response<Bo
 pub(super) async fn show(gateway: &Gateway, id: &str, req: &ApiRequest<'_>) -> Response<Body> {
     let (queue, routes) = routes_or!(gateway, req, not_found(format!("no dead letter with id {id}")));
     match find(&queue, &routes, id).await {
-        Ok(Some((route, letter, item))) => ok(&detail(gateway, &route, letter, &item)),
-        Ok(None) => not_found(format!("no dead letter with id {id}")),
+        Ok(Found::One(route, letter, item)) => ok(&detail(gateway, &route, letter, &item)),
+        Ok(Found::Several(routes)) => ambiguous(id, &routes),
+        Ok(Found::None) => not_found(format!("no dead letter with id {id}")),
         Err(e) => unavailable(e),
     }
 }
@@ -131,9 +163,7 @@ fn detail(gateway: &Gateway, route: &str, letter: DeadLetter, item: &Item) -> se
         .headers
         .iter()
         .map(|(k, v)| {
-            let secret = k.eq_ignore_ascii_case("authorization")
-                || k.eq_ignore_ascii_case("proxy-authorization")
-                || k.eq_ignore_ascii_case("cookie")
+            let secret = crate::response::is_credential_header(k)
                 || secret_headers.iter().any(|h| h.as_str().eq_ignore_ascii_case(k));
             let value = if secret { REDACTED.to_string() } else { String::from_utf8_lossy(v).into_owned() };
             (k.as_str(), value)
@@ -219,8 +249,9 @@ impl Action {
 async fn one(gateway: &Gateway, id: &str, req: &ApiRequest<'_>, action: Action) -> Response<Body> {
     let (queue, routes) = routes_or!(gateway, req, not_found(format!("no dead letter with id {id}")));
     let route = match find(&queue, &routes, id).await {
-        Ok(Some((route, _, _))) => route,
-        Ok(None) => return not_found(format!("no dead letter with id {id}")),
+        Ok(Found::One(route, ..)) => route,
+        Ok(Found::Several(routes)) => return ambiguous(id, &routes),
+        Ok(Found::None) => return not_found(format!("no dead letter with id {id}")),
         Err(e) => return unavailable(e),
     };
     match action.run(&queue, &route, Some(id)).await {

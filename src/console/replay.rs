@@ -219,6 +219,7 @@ pub(super) async fn replay(gateway: &Gateway, id: &str, req: &ApiRequest<'_>) ->
         "replay sent"
     );
     let replay_id = replay_id(gateway, key, id, request_id.as_str()).await;
+
     let answer = |code: StatusCode, error: Option<&str>| {
         let mut v = json!({
             "replay_id": replay_id,
@@ -235,6 +236,11 @@ pub(super) async fn replay(gateway: &Gateway, id: &str, req: &ApiRequest<'_>) ->
     match record.outcome {
         Outcome::Forwarded => answer(StatusCode::OK, None),
         Outcome::Queued => answer(StatusCode::ACCEPTED, None),
+        // A queued route holds the key from acceptance on, whether the queue delivered the
+        // event, still retries it or gave up on it: "already delivered" would mislead.
+        Outcome::Duplicate if route.queue.is_some() => {
+            answer(StatusCode::CONFLICT, Some(&queued_held(&route.name)))
+        }
         Outcome::Duplicate => {
             answer(StatusCode::CONFLICT, Some("already delivered; force: true sends it again"))
         }
@@ -251,6 +257,14 @@ pub(super) async fn replay(gateway: &Gateway, id: &str, req: &ApiRequest<'_>) ->
         }
         _ => answer(StatusCode::BAD_GATEWAY, Some("the upstream did not accept the delivery")),
     }
+}
+
+/// Why a queued route's event held by its key is not replayed: the queue owns it.
+fn queued_held(route: &str) -> String {
+    format!(
+        "queued deliveries are retried by the queue; if it went dead, replay the dead letter (GET /api/dead-letters?route={})",
+        form_urlencoded::byte_serialize(route.as_bytes()).collect::<String>()
+    )
 }
 
 /// The captured request as the request path had it once its body was read: method, target,

@@ -19,7 +19,9 @@
 //!   oldest (first) go when there are more than `keep` or they are older than `max_age`;
 //! - `captures`: ULID → expiry (8 bytes, unix ms, big-endian) + capture JSON; never served
 //!   once expired, swept every [`SWEEP_EVERY`], and dropped with their event;
-//! - `last_matches`: (route, secret index) → unix ms of the last match (newest wins).
+//! - `last_matches`: (route, secret index) → unix ms of the last match (newest wins);
+//! - `meta`: `capture_bytes` → the stored captures' total size; past
+//!   [`super::memory::CAPTURE_BUDGET`] the oldest captures go (their events stay).
 
 use super::{Capture, Entry, Event, EventLog, Filter, LastMatch, LogError, LogFuture, Ulids};
 use crate::store_conn::redb_file;
@@ -33,6 +35,23 @@ use std::time::Duration;
 const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
 const CAPTURES: TableDefinition<&str, &[u8]> = TableDefinition::new("captures");
 const LAST: TableDefinition<(&str, u64), u64> = TableDefinition::new("last_matches");
+/// `capture_bytes` → the sum of the stored captures' sizes, kept under
+/// [`super::memory::CAPTURE_BUDGET`] by evicting the oldest captures. A file written before
+/// this total existed starts it at 0 (its older captures go with their events or ttl).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const CAPTURE_BYTES: &str = "capture_bytes";
+
+/// Removes the capture `id`, taking its size off `total`.
+fn remove_capture(
+    captures: &mut redb::Table<'_, &str, &[u8]>,
+    id: &str,
+    total: &mut u64,
+) -> Result<(), LogError> {
+    if let Some(v) = captures.remove(id).map_err(err)? {
+        *total = total.saturating_sub(v.value().len() as u64);
+    }
+    Ok(())
+}
 
 /// How often lazily committed log writes are made durable.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
@@ -180,14 +199,18 @@ impl Inner {
             let mut events = txn.open_table(EVENTS).map_err(err)?;
             let mut captures = txn.open_table(CAPTURES).map_err(err)?;
             let mut last = txn.open_table(LAST).map_err(err)?;
+            let mut meta = txn.open_table(META).map_err(err)?;
+            let mut total = meta.get(CAPTURE_BYTES).map_err(err)?.map_or(0, |v| v.value());
             for Entry { event, capture } in entries {
                 let json = serde_json::to_vec(event).map_err(err)?;
                 events.insert(event.id.as_str(), json.as_slice()).map_err(err)?;
                 if let Some((c, ttl)) = capture {
                     let expires = now.saturating_add(ttl.as_millis().min(u64::MAX as u128) as u64);
-                    captures
-                        .insert(event.id.as_str(), encode_capture(expires, c)?.as_slice())
-                        .map_err(err)?;
+                    let v = encode_capture(expires, c)?;
+                    total += v.len() as u64;
+                    if let Some(old) = captures.insert(event.id.as_str(), v.as_slice()).map_err(err)? {
+                        total = total.saturating_sub(old.value().len() as u64);
+                    }
                 }
                 if let Some(i) = event.secret_index {
                     let key = (event.route.as_str(), i as u64);
@@ -208,8 +231,17 @@ impl Inner {
                     break;
                 }
                 events.remove(first.as_str()).map_err(err)?;
-                captures.remove(first.as_str()).map_err(err)?;
+                remove_capture(&mut captures, &first, &mut total)?;
             }
+            // Past the byte budget: the oldest captures go (ULID keys ascend).
+            while total > super::memory::CAPTURE_BUDGET as u64 {
+                let Some(first) = captures.first().map_err(err)?.map(|(k, _)| k.value().to_string()) else {
+                    total = 0;
+                    break;
+                };
+                remove_capture(&mut captures, &first, &mut total)?;
+            }
+            meta.insert(CAPTURE_BYTES, total).map_err(err)?;
         }
         txn.commit().map_err(err)?;
         self.dirty.store(true, Ordering::Release);
@@ -256,13 +288,16 @@ impl Inner {
                 .take(SWEEP_LIMIT)
                 .collect();
             removed = expired.len() + old.len();
+            let mut meta = txn.open_table(META).map_err(err)?;
+            let mut total = meta.get(CAPTURE_BYTES).map_err(err)?.map_or(0, |v| v.value());
             for id in &expired {
-                captures.remove(id.as_str()).map_err(err)?;
+                remove_capture(&mut captures, id, &mut total)?;
             }
             for id in &old {
                 events.remove(id.as_str()).map_err(err)?;
-                captures.remove(id.as_str()).map_err(err)?;
+                remove_capture(&mut captures, id, &mut total)?;
             }
+            meta.insert(CAPTURE_BYTES, total).map_err(err)?;
         }
         txn.commit().map_err(err)?;
         if removed > 0 {

@@ -3,14 +3,21 @@
 //! secrets last matched.
 
 use super::{Capture, Entry, Event, EventLog, Filter, LastMatch, LogFuture};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
+
+/// The sum of captured body bytes the memory log keeps by default: past it the oldest
+/// captures go (their events stay), so `keep` × `capture.max_bytes` cannot grow the process
+/// without bound however large each route's settings are.
+pub const CAPTURE_BUDGET: usize = 64 << 20;
 
 /// The last `keep` events, oldest evicted first. Appended by one task; listings copy out
 /// the page under the lock.
 pub struct MemoryLog {
     keep: usize,
+    /// The most captured body bytes kept at once; the oldest captures are evicted past it.
+    capture_budget: usize,
     /// Events whose arrival is older than this (unix ms) go; none: kept however old.
     max_age_ms: Option<u64>,
     inner: Mutex<Inner>,
@@ -20,16 +27,30 @@ pub struct MemoryLog {
 struct Inner {
     /// Oldest first, so ids ascend.
     events: VecDeque<Event>,
-    /// Event id → its captured request and when that expires. Dropped with its event, or at
-    /// its ttl (swept as events are appended, and never served once expired).
-    captures: HashMap<String, (Capture, Instant)>,
+    /// Event id → its captured request and when that expires. Dropped with its event, at
+    /// its ttl (swept as events are appended, and never served once expired), or when the
+    /// bytes kept pass the budget (oldest first: ids ascend, so the map's first is oldest).
+    captures: BTreeMap<String, (Capture, Instant)>,
+    /// The sum of the kept captures' body lengths.
+    capture_bytes: usize,
     /// Route → (secret index → last match, unix ms).
     last: HashMap<String, HashMap<usize, u64>>,
 }
 
 impl MemoryLog {
     pub fn new(keep: usize) -> Self {
-        MemoryLog { keep: keep.max(1), max_age_ms: None, inner: Mutex::new(Inner::default()) }
+        MemoryLog {
+            keep: keep.max(1),
+            capture_budget: CAPTURE_BUDGET,
+            max_age_ms: None,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Keeps at most `bytes` of captured bodies at once (default [`CAPTURE_BUDGET`]).
+    pub fn with_capture_budget(mut self, bytes: usize) -> Self {
+        self.capture_budget = bytes;
+        self
     }
 
     /// Also drops events older than `max_age` (by their arrival time).
@@ -57,11 +78,18 @@ impl MemoryLog {
             }
             if inner.events.len() >= self.keep {
                 if let Some(old) = inner.events.pop_front() {
-                    inner.captures.remove(&old.id);
+                    inner.remove_capture(&old.id);
                 }
             }
             if let Some((c, ttl)) = capture {
-                inner.captures.insert(event.id.clone(), (c.clone(), now + *ttl));
+                // A single capture larger than the whole budget is not kept at all.
+                if c.body.len() <= self.capture_budget {
+                    inner.capture_bytes += c.body.len();
+                    let old = inner.captures.insert(event.id.clone(), (c.clone(), now + *ttl));
+                    if let Some((old, _)) = old {
+                        inner.capture_bytes -= old.body.len();
+                    }
+                }
             }
             inner.events.push_back(event.clone());
         }
@@ -69,9 +97,31 @@ impl MemoryLog {
         while let Some(old) = inner.events.front().filter(|e| e.time_ms < oldest) {
             let id = old.id.clone();
             inner.events.pop_front();
-            inner.captures.remove(&id);
+            inner.remove_capture(&id);
         }
-        inner.captures.retain(|_, (_, until)| *until > now);
+        let mut freed = 0;
+        inner.captures.retain(|_, (c, until)| {
+            let keep = *until > now;
+            if !keep {
+                freed += c.body.len();
+            }
+            keep
+        });
+        inner.capture_bytes -= freed;
+        while inner.capture_bytes > self.capture_budget {
+            match inner.captures.pop_first() {
+                Some((_, (c, _))) => inner.capture_bytes -= c.body.len(),
+                None => break,
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn remove_capture(&mut self, id: &str) {
+        if let Some((c, _)) = self.captures.remove(id) {
+            self.capture_bytes -= c.body.len();
+        }
     }
 }
 
@@ -240,6 +290,39 @@ pub(crate) mod tests {
         assert!(!inner.captures.contains_key(&old));
         assert_eq!(inner.captures.len(), 1);
         assert_eq!(inner.events.len(), 2);
+    }
+
+    #[test]
+    fn the_oldest_captures_go_past_the_byte_budget() {
+        let log = MemoryLog::new(100).with_capture_budget(10);
+        let mut ids = Ulids::default();
+        let hour = std::time::Duration::from_secs(3600);
+        let mut made = Vec::new();
+        for i in 0..4u64 {
+            let mut e = event("a", "forwarded");
+            e.id = ids.next(1_000 + i);
+            e.captured = true;
+            made.push(e.id.clone());
+            let mut c = capture_of("/c");
+            c.body = bytes::Bytes::from(vec![b'x'; 4]);
+            run(log.append(&[Entry { event: e, capture: Some((c, hour)) }]));
+        }
+        // 4 × 4 bytes against a budget of 10: the two oldest captures went, their events stay.
+        assert!(run(log.capture(&made[0])).is_none());
+        assert!(run(log.capture(&made[1])).is_none());
+        assert!(run(log.capture(&made[2])).is_some());
+        assert!(run(log.capture(&made[3])).is_some());
+        assert_eq!(log.lock().capture_bytes, 8);
+        assert_eq!(log.lock().events.len(), 4);
+        // One larger than the whole budget is not kept.
+        let mut e = event("a", "forwarded");
+        e.id = ids.next(2_000);
+        let big = e.id.clone();
+        let mut c = capture_of("/big");
+        c.body = bytes::Bytes::from(vec![b'x'; 11]);
+        run(log.append(&[Entry { event: e, capture: Some((c, hour)) }]));
+        assert!(run(log.capture(&big)).is_none());
+        assert_eq!(log.lock().capture_bytes, 8);
     }
 
     #[test]
