@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// How often expired captures are swept (they are never served once expired).
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The sum of captured body bytes the memory log keeps by default: past it the oldest
 /// captures go (their events stay), so `keep` × `capture.max_bytes` cannot grow the process
 /// without bound however large each route's settings are.
@@ -33,6 +36,9 @@ struct Inner {
     captures: BTreeMap<String, (Capture, Instant)>,
     /// The sum of the kept captures' body lengths.
     capture_bytes: usize,
+    /// When expired captures are next swept: at most once a second, not at every batch
+    /// (a sweep walks every capture kept).
+    next_sweep: Option<Instant>,
     /// Route → (secret index → last match, unix ms).
     last: HashMap<String, HashMap<usize, u64>>,
 }
@@ -99,15 +105,18 @@ impl MemoryLog {
             inner.events.pop_front();
             inner.remove_capture(&id);
         }
-        let mut freed = 0;
-        inner.captures.retain(|_, (c, until)| {
-            let keep = *until > now;
-            if !keep {
-                freed += c.body.len();
-            }
-            keep
-        });
-        inner.capture_bytes -= freed;
+        if inner.next_sweep.is_none_or(|t| now >= t) {
+            inner.next_sweep = Some(now + SWEEP_EVERY);
+            let mut freed = 0;
+            inner.captures.retain(|_, (c, until)| {
+                let keep = *until > now;
+                if !keep {
+                    freed += c.body.len();
+                }
+                keep
+            });
+            inner.capture_bytes -= freed;
+        }
         while inner.capture_bytes > self.capture_budget {
             match inner.captures.pop_first() {
                 Some((_, (c, _))) => inner.capture_bytes -= c.body.len(),
@@ -280,6 +289,8 @@ pub(crate) mod tests {
         log.lock().captures.get_mut(&old).unwrap().1 = Instant::now();
         assert!(run(log.capture(&old)).is_none(), "an expired capture is never served");
         assert!(log.lock().captures.contains_key(&old), "not yet swept");
+        // The next sweep is due (moved by hand too).
+        log.lock().next_sweep = Some(Instant::now());
         let mut e = event("a", "forwarded");
         e.id = ids.next(1_001);
         let new = e.id.clone();

@@ -39,6 +39,10 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Events waiting for the appender; past it, events are dropped and counted.
 const CHANNEL: usize = 4096;
 
+/// How often the appender takes what the request path recorded: an event shows in the
+/// console this long after its answer at most (plus the write).
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// Events the appender writes in one call at most.
 const BATCH: usize = 256;
 
@@ -224,28 +228,56 @@ impl Recorder {
         self.tx.try_send(entry).is_ok()
     }
 
-    /// Starts the task that ids and appends events, up to [`BATCH`] per write; once only
-    /// (later calls do nothing). It ends when the recorder is dropped. A write that fails is
-    /// logged and its events are lost (the log is for the operator's eyes, never the
-    /// delivery's state).
+    /// Starts the task that ids and appends events, every [`DRAIN_EVERY`], up to [`BATCH`]
+    /// per write; once only (later calls do nothing). It ends when the recorder is dropped.
     pub fn spawn_appender(&self) {
         let Some(mut rx) = self.rx.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
         let log = self.log.clone();
         tokio::spawn(async move {
             let mut ids = Ulids::default();
             let mut batch = Vec::with_capacity(BATCH);
-            while rx.recv_many(&mut batch, BATCH).await > 0 {
-                let ms = now_ms();
-                for entry in &mut batch {
-                    entry.event.id = ids.next(ms);
+            // Drained on a tick, not awaited per event: a connection worker's `try_send`
+            // then never has a parked appender to wake on another thread (that wake-up cost
+            // more than the record itself).
+            let mut tick = tokio::time::interval(DRAIN_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let open = loop {
+                    match rx.try_recv() {
+                        Ok(entry) => {
+                            batch.push(entry);
+                            if batch.len() == BATCH {
+                                append(&*log, &mut ids, &mut batch).await;
+                            }
+                        }
+                        Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break true,
+                        Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break false,
+                    }
+                };
+                append(&*log, &mut ids, &mut batch).await;
+                if !open {
+                    return;
                 }
-                if let Err(e) = log.append(&batch).await {
-                    tracing::warn!(error = %e, lost = batch.len(), "event log write failed");
-                }
-                batch.clear();
             }
         });
     }
+}
+
+/// Ids and appends `batch` (if any), then empties it. A write that fails is logged and its
+/// events are lost (the log is for the operator's eyes, never the delivery's state).
+async fn append(log: &dyn EventLog, ids: &mut Ulids, batch: &mut Vec<Entry>) {
+    if batch.is_empty() {
+        return;
+    }
+    let ms = now_ms();
+    for entry in batch.iter_mut() {
+        entry.event.id = ids.next(ms);
+    }
+    if let Err(e) = log.append(batch).await {
+        tracing::warn!(error = %e, lost = batch.len(), "event log write failed");
+    }
+    batch.clear();
 }
 
 /// The wall clock in unix milliseconds.
