@@ -33,6 +33,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
  && useradd --system --uid 10001 --home-dir /var/lib/portcullis --create-home portcullis
 COPY --from=build /usr/local/bin/portcullis /usr/local/bin/portcullis
 COPY config.example.yaml /etc/portcullis/config.yaml
+# UID 10001: deploy/kubernetes.yaml runs it as this user, with a read-only root file system
+# (it writes only to its data directory, a volume).
 USER portcullis
 ENV PORTCULLIS_LISTEN=0.0.0.0:8080 PORTCULLIS_ADMIN=0.0.0.0:9090 PORTCULLIS_DATA=/var/lib/portcullis
 WORKDIR /var/lib/portcullis
