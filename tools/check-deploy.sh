@@ -12,21 +12,23 @@ K8S_MIN=1.30.0
 MAX_EXPOSURE=2.0
 
 fail() { echo "check-deploy: $*" >&2; exit 1; }
-for tool in yamllint kubernetes-validate python3; do
-  command -v "$tool" >/dev/null 2>&1 \
-    || fail "$tool not found; pip install -r tools/requirements-deploy.txt"
+# As modules of the python3 on PATH (a pyenv shim has no console script until a rehash).
+PY=${PYTHON:-python3}
+for module in yaml yamllint kubernetes_validate; do
+  "$PY" -c "import $module" 2>/dev/null \
+    || fail "python module $module not found; $PY -m pip install -r tools/requirements-deploy.txt"
 done
 
-yamllint --strict -d '{extends: default, rules: {line-length: {max: 110}, document-start: disable, comments: {min-spaces-from-content: 1}, truthy: {check-keys: false}, braces: {max-spaces-inside: 1}}}' deploy/
+"$PY" -m yamllint --strict -d '{extends: default, rules: {line-length: {max: 110}, document-start: disable, comments: {min-spaces-from-content: 1}, truthy: {check-keys: false}, braces: {max-spaces-inside: 1}}}' deploy/
 echo "check-deploy: yamllint ok"
 
 # --strict: an unknown field (a typo) is an error, not silently dropped.
-kubernetes-validate --strict --quiet -k "$K8S_MIN" deploy/kubernetes.yaml
-kubernetes-validate --strict --quiet deploy/kubernetes.yaml
+"$PY" -m kubernetes_validate --strict --quiet -k "$K8S_MIN" deploy/kubernetes.yaml
+"$PY" -m kubernetes_validate --strict --quiet deploy/kubernetes.yaml
 echo "check-deploy: kubernetes schemas ok (${K8S_MIN} and the newest bundled)"
 
 # What a schema cannot see: the references between the objects and the security rules.
-python3 - <<'PY'
+"$PY" - <<'PY'
 import re
 import sys
 
