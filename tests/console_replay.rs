@@ -344,7 +344,14 @@ async fn a_queued_route_replays_into_its_queue() {
     let gw = TestGateway::start(&cfg, Clock::System).await;
     assert_eq!(deliver(&gw, "/q", "evt_q", SECRET, &[]).await.status, StatusCode::ACCEPTED);
     wait_until("the queued delivery", PATIENCE, || up.count() == 1).await;
-    let e = recorded(&gw, "/q", 1).await.into_iter().find(|e| e["outcome"] == "queued").unwrap();
+    // The worker's attempt may be recorded before the request's own answer: wait for both.
+    let deadline = Deadline::new("the queued delivery's record", PATIENCE);
+    let e = loop {
+        if let Some(e) = recorded(&gw, "/q", 1).await.into_iter().find(|e| e["outcome"] == "queued") {
+            break e;
+        }
+        deadline.tick().await;
+    };
     let id = e["id"].as_str().unwrap();
     // Accepted into the queue is delivered, for the key: only a forced replay goes again.
     let (status, v) = replay(&gw, id, "").await;
