@@ -35,12 +35,26 @@ pub enum Command {
         #[arg(long, short, env = CONFIG_ENV)]
         config: PathBuf,
     },
-    /// Validate a configuration and print what it holds.
+    /// Validate a configuration (TLS certificate and key included) and print what it holds;
+    /// exit 1 when it is invalid or, with --connect, when anything it needs is unreachable.
     Check {
         /// The configuration file (or PORTCULLIS_CONFIG).
         #[arg(long, short, env = CONFIG_ENV)]
         config: PathBuf,
+        /// Also reach the store (open and ping it within store.timeout) and each upstream (a
+        /// TCP connect, nothing sent), one line per check.
+        #[arg(long)]
+        connect: bool,
     },
+    /// Print a shell completion script to stdout, e.g.
+    /// `portcullis completions bash > /etc/bash_completion.d/portcullis`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, e.g. `portcullis man > portcullis.1`.
+    Man,
     /// Exit 0 when a gateway's admin listener answers /healthz with 200 in time, 1 otherwise
     /// (with the reason on one line): a container's health check, without curl.
     Health {

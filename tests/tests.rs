@@ -4,6 +4,7 @@ mod admin_security;
 mod attack_console;
 mod certificates;
 mod chaos;
+mod check_connect;
 mod cli;
 mod config_errors;
 mod console_api;

@@ -68,9 +68,30 @@ pub(super) fn log_summary(config: &Config) {
     }
 }
 
-pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+/// Validates the configuration and reads the TLS certificate and key with the loader `serve`
+/// uses, so a missing or mismatched file is found here rather than at start; with `connect`,
+/// also reaches the store and the upstreams ([`super::connect`]) and exits 1 when any fails.
+pub fn run(path: &Path, connect: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
+    if let Some(files) = &config.tls {
+        crate::tls::server_config(files).map_err(anyhow::Error::msg)?;
+    }
     crate::out!("{}", summary(&config))?;
+    if let Some(files) = &config.tls {
+        crate::outln!("tls {} + {}: ok", files.cert_file.display(), files.key_file.display())?;
+    }
+    if connect {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let found = runtime.block_on(super::connect::reach(&config));
+        let failed = found.iter().filter(|f| f.result.is_err()).count();
+        for f in &found {
+            crate::outln!("{f}")?;
+        }
+        if failed > 0 {
+            crate::outln!("failed: {failed} of {} checks", found.len())?;
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     crate::outln!("ok: {} routes valid", config.routes.len())?;
     Ok(ExitCode::SUCCESS)
 }

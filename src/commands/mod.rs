@@ -2,7 +2,10 @@
 //! and maps the result to an exit code.
 //!
 //! - [`serve`]: run the gateway;
-//! - [`check`]: validate a configuration and print what it holds;
+//! - [`check`]: validate a configuration and print what it holds ([`connect`]: with
+//!   `--connect`, reach the store and the upstreams);
+//! - [`completions`], [`man`]: the shell completion scripts and the man page, generated from
+//!   [`crate::cli`] so they never drift from the flags;
 //! - [`providers`]: list the provider profiles;
 //! - [`verify`], [`sign`]: check or make one request's signature offline;
 //! - [`queue`]: the delivery queue and its dead letters, through a running gateway's admin API;
@@ -13,9 +16,12 @@
 
 pub mod admin_client;
 pub mod check;
+pub mod completions;
+pub mod connect;
 pub mod deliveries;
 pub mod echo;
 pub mod health;
+pub mod man;
 pub mod providers;
 pub mod queue;
 pub mod serve;
@@ -69,7 +75,9 @@ pub fn init_tracing(format: LogFormat) {
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { config } => serve::run(&config),
-        Command::Check { config } => check::run(&config),
+        Command::Check { config, connect } => check::run(&config, connect),
+        Command::Completions { shell } => completions::run(shell),
+        Command::Man => man::run(),
         Command::Providers { json, providers_dir } => providers::run(json, providers_dir.as_deref()),
         Command::Verify(args) => verify::run(args),
         Command::Echo { listen } => echo::run(listen),
