@@ -139,14 +139,51 @@ async fn a_repeated_claim_with_its_own_token_is_acquired_not_in_flight() {
     }
     use portcullis::idempotency::{redis::RedisStore, Claim, Store, Token};
     let redis = RedisServer::start();
+    // The native claim (SET NX PX GET, this machine's Redis is 7.0 or later) and the script
+    // an older server gets answer alike.
+    for (scripted, key) in [(false, "r:evt"), (true, "r:evt_scripted")] {
+        let store = RedisStore::single(&redis.url(), "t:", Duration::from_secs(2), 1).unwrap();
+        let store = if scripted { store.scripted() } else { store };
+        let (ours, theirs, lease) = (Token(7), Token(8), Duration::from_secs(30));
+        // The retry of a claim whose answer was lost with the connection: still ours.
+        assert_eq!(store.claim_as(key, ours, lease).await.unwrap(), Claim::Acquired(ours));
+        assert_eq!(store.claim_as(key, ours, lease).await.unwrap(), Claim::Acquired(ours));
+        match store.claim_as(key, theirs, lease).await.unwrap() {
+            Claim::InFlight { retry_after } => {
+                assert!(retry_after > Duration::from_secs(20) && retry_after <= lease, "{retry_after:?}")
+            }
+            other => panic!("scripted {scripted}: {other:?}"),
+        }
+        store.complete(key, ours, lease).await.unwrap();
+        assert_eq!(store.claim_as(key, ours, lease).await.unwrap(), Claim::Delivered);
+        assert_eq!(store.claim_as(key, theirs, lease).await.unwrap(), Claim::Delivered);
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_whose_lease_lapsed_still_marks_its_event_delivered() {
+    if !redis_or_skip("a_delivery_whose_lease_lapsed_still_marks_its_event_delivered") {
+        return;
+    }
+    use portcullis::idempotency::{redis::RedisStore, Claim, Store, Token};
+    let redis = RedisServer::start();
     let store = RedisStore::single(&redis.url(), "t:", Duration::from_secs(2), 1).unwrap();
-    let (ours, theirs, lease) = (Token(7), Token(8), Duration::from_secs(30));
-    // The retry of a claim whose answer was lost with the connection: still ours.
-    assert_eq!(store.claim_as("r:evt", ours, lease).await.unwrap(), Claim::Acquired(ours));
-    assert_eq!(store.claim_as("r:evt", ours, lease).await.unwrap(), Claim::Acquired(ours));
-    assert!(matches!(store.claim_as("r:evt", theirs, lease).await.unwrap(), Claim::InFlight { .. }));
-    store.complete("r:evt", ours, lease).await.unwrap();
-    assert_eq!(store.claim_as("r:evt", ours, lease).await.unwrap(), Claim::Delivered);
+    let (first, second) = (Token(1), Token(2));
+    // The first delivery's lease lapses while its upstream is slow; a retry claims the key.
+    assert_eq!(
+        store.claim_as("r:lapse", first, Duration::from_millis(50)).await.unwrap(),
+        Claim::Acquired(first)
+    );
+    let d = Deadline::new("the short lease to lapse", Duration::from_secs(10));
+    while store.claim_as("r:lapse", second, Duration::from_secs(30)).await.unwrap() != Claim::Acquired(second)
+    {
+        d.tick().await;
+    }
+    // The first upstream answers 2xx: the event was delivered, whoever holds the claim.
+    store.complete("r:lapse", first, Duration::from_secs(60)).await.unwrap();
+    // The retry's upstream fails: its release leaves the delivered mark alone.
+    store.release("r:lapse", second).await.unwrap();
+    assert_eq!(store.claim_as("r:lapse", Token(3), Duration::from_secs(30)).await.unwrap(), Claim::Delivered);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

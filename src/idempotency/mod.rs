@@ -42,8 +42,9 @@ pub enum Claim {
 pub trait Store: Send + Sync + 'static {
     /// Creates `key` as in flight for `lease`, unless it exists.
     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim>;
-    /// Marks our claim on `key` delivered, kept for `ttl`. A claim that is no longer ours
-    /// is left alone.
+    /// Marks `key` delivered, kept for `ttl`, once the upstream accepted the event. The
+    /// in-process stores leave a claim that is no longer ours alone; the Redis store marks
+    /// the key delivered whoever holds it (one native command; see its `complete`).
     fn complete<'a>(&'a self, key: &'a str, token: Token, ttl: Duration) -> StoreFuture<'a, ()>;
     /// Deletes `key` if it still holds `token`.
     fn release<'a>(&'a self, key: &'a str, token: Token) -> StoreFuture<'a, ()>;

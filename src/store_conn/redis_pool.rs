@@ -40,9 +40,15 @@ pub enum Conn {
 impl Conn {
     /// Runs a command, once more after a connection-level failure.
     pub async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        self.query_redis(cmd).await.map_err(backend)
+    }
+
+    /// [`Conn::query`] with Redis' own error, for a caller that tells the server's refusals
+    /// apart.
+    pub async fn query_redis<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
         match self.query_once(cmd).await {
-            Err(e) if connection_level(&e) => self.query_once(cmd).await.map_err(backend),
-            r => r.map_err(backend),
+            Err(e) if connection_level(&e) => self.query_once(cmd).await,
+            r => r,
         }
     }
 
