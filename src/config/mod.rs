@@ -10,6 +10,7 @@
 //! Validated types hold configuration only, no runtime state: the routing table
 //! ([`crate::routing`]) pairs each route with its counters.
 
+pub mod destination;
 mod admin;
 mod env;
 mod hints;
