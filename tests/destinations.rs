@@ -279,3 +279,38 @@ fn destinations_parse_with_defaults() {
     assert!(mq.wants(br#"{"type":"a"}"#) && mq.wants(br#"{"type":1}"#) && mq.wants(br#"{"type":true}"#));
     assert!(!mq.wants(br#"{"type":"b"}"#) && !mq.wants(b"not json") && !mq.wants(b"{}"));
 }
+
+/// A TCP port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_cannot_be_reached_is_503_and_the_http_destination_is_not_sent_twice() {
+    let web = Upstream::start().await;
+    let dests = http_dest("web", &web, "/w", "")
+        + &format!("      - name: bus\n        nats: {{url: \"nats://127.0.0.1:{}\", subject: dest.down}}\n", closed_port());
+    let gw = TestGateway::start(&fanout("/bd", &dests, "    timeout: 2s\n"), Clock::System).await;
+    let c = client();
+    let sent = body("evt_bd_1", "payment.succeeded");
+    for _ in 0..2 {
+        let r = deliver(&c, &gw.url("/bd"), &sent).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+        assert!(r.headers.contains_key("retry-after"));
+    }
+    assert_eq!(web.count(), 1, "the upstream that accepted is remembered across the provider's retries");
+    let m = gw.metrics().await;
+    assert!(m.contains(r#"outcome="destination_unavailable""#), "{m}");
+    // One broker destination alone: 503, its key released (a retry is not a duplicate).
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nroutes:\n  - path: /a\n    provider: paylent\n    secrets: [{SECRET:?}]\n    timeout: 2s\n    destination: {{amqp: {{url: \"amqp://guest:guest@127.0.0.1:{}/%2f\", routing_key: k}}}}\n",
+        closed_port()
+    );
+    let gw = TestGateway::start(&yaml, Clock::System).await;
+    for _ in 0..2 {
+        let r = deliver(&c, &gw.url("/a"), &sent).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+        assert!(!r.text().contains("guest"), "{}", r.text());
+    }
+}

@@ -235,6 +235,8 @@ pub(super) async fn replay(gateway: &Gateway, id: &str, req: &ApiRequest<'_>) ->
     };
     match record.outcome {
         Outcome::Forwarded => answer(StatusCode::OK, None),
+        // No destination of the route wants it (their `when:` filters): nothing was sent.
+        Outcome::Filtered => answer(StatusCode::OK, None),
         Outcome::Queued => answer(StatusCode::ACCEPTED, None),
         // A queued route holds the key from acceptance on, whether the queue delivered the
         // event, still retries it or gave up on it: "already delivered" would mislead.
@@ -247,7 +249,7 @@ pub(super) async fn replay(gateway: &Gateway, id: &str, req: &ApiRequest<'_>) ->
         Outcome::InFlight => {
             answer(StatusCode::CONFLICT, Some("the event is being delivered now; try again later"))
         }
-        Outcome::StoreError | Outcome::QueueError | Outcome::Draining => {
+        Outcome::StoreError | Outcome::QueueError | Outcome::Draining | Outcome::DestinationUnavailable => {
             let mut res = answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily unavailable; try again"));
             res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
             res
