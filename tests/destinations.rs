@@ -255,6 +255,9 @@ fn destination_errors_name_the_field() {
         ),
         ("    upstream: 'ftp://h/'\n", "only http:// and https:// upstreams are supported"),
     ];
+    // The error is placed at its line (the second destination's, line 8).
+    let e = config_error(cases[7].0);
+    assert!(e.contains("gw.yaml: line 8: routes[0] (route): destinations[1].nats.subject"), "{e}");
     for (yaml, want) in cases {
         let e = config_error(yaml);
         assert!(e.contains(want), "{yaml}\n→ {e}\n(wanted: {want})");
@@ -290,7 +293,10 @@ fn closed_port() -> u16 {
 async fn a_broker_that_cannot_be_reached_is_503_and_the_http_destination_is_not_sent_twice() {
     let web = Upstream::start().await;
     let dests = http_dest("web", &web, "/w", "")
-        + &format!("      - name: bus\n        nats: {{url: \"nats://127.0.0.1:{}\", subject: dest.down}}\n", closed_port());
+        + &format!(
+            "      - name: bus\n        nats: {{url: \"nats://127.0.0.1:{}\", subject: dest.down}}\n",
+            closed_port()
+        );
     let gw = TestGateway::start(&fanout("/bd", &dests, "    timeout: 2s\n"), Clock::System).await;
     let c = client();
     let sent = body("evt_bd_1", "payment.succeeded");

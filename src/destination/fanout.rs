@@ -231,8 +231,8 @@ pub async fn send(
     };
     match published {
         Ok(Ok(())) => Ok(None),
-        Ok(Err(e)) => Err(Rejection::Destination(e)),
-        Err(_) => Err(Rejection::Destination(PublishError::Timeout(timeout))),
+        Ok(Err(e)) => Err(Rejection::Destination(e.to_string())),
+        Err(_) => Err(Rejection::Destination(PublishError::Timeout(timeout).to_string())),
     }
 }
 
