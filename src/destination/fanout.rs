@@ -285,6 +285,37 @@ mod tests {
         }
     }
 
+    fn nats(name: &str) -> Destination {
+        let s = crate::config::destination::NatsSettings {
+            url: "nats://h".into(),
+            subject: "s".into(),
+            headers: true,
+        };
+        Destination { name: name.into(), target: Target::Nats(s), when: None }
+    }
+
+    #[test]
+    fn the_first_failure_in_the_routes_order_decides_and_the_detail_names_each() {
+        let (a, b, c, d) = (nats("a"), nats("b"), nats("c"), nats("d"));
+        let report = Report {
+            fates: vec![
+                (&a, Fate::Filtered),
+                (&b, Fate::Earlier),
+                (&c, Fate::Failed(Rejection::UpstreamStatus(500))),
+                (&d, Fate::Failed(Rejection::Destination("no stream".into()))),
+            ],
+        };
+        assert!(!report.none_wanted() && !report.all_accepted());
+        assert_eq!(report.accepted().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(
+            report.detail(),
+            "a: filtered; b: accepted earlier; c: upstream answered 500; d: no stream"
+        );
+        assert!(matches!(report.into_first_failure(), Some(Rejection::UpstreamStatus(500))));
+        let none = Report { fates: vec![(&a, Fate::Filtered)] };
+        assert!(none.none_wanted() && none.all_accepted());
+    }
+
     #[test]
     fn sub_keys_stay_apart_from_event_keys() {
         let e = EventKey::new("/p", "evt_1");
