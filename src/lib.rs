@@ -29,6 +29,9 @@
 //! - [`queue`]: the durable delivery queue of `delivery: queued` routes, and its workers;
 //! - [`layer`]: one tower layer per phase of the request path, and the innermost `Forward`;
 //! - [`forward`]: the pooled upstream client and the header hygiene of what is forwarded;
+//! - [`destination`]: a route's destinations (HTTP(S), NATS JetStream, RabbitMQ), fan-out and
+//!   filters;
+//! - [`upstream_tls`]: HTTPS upstreams' TLS: private CAs, client certificates;
 //! - [`stack`]: the one place the layers are assembled;
 //! - [`routing`]: the route table, each route paired with its metrics, and the handle a reload
 //!   swaps;
@@ -59,6 +62,7 @@ pub mod config;
 pub mod console;
 pub mod console_ui;
 pub mod delivery;
+pub mod destination;
 pub mod event_log;
 pub mod forward;
 pub mod gateway;
@@ -80,5 +84,6 @@ pub mod stack;
 pub mod store_conn;
 pub mod telemetry;
 pub mod tls;
+pub mod upstream_tls;
 pub mod verify;
 pub mod watch;

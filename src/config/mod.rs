@@ -11,6 +11,7 @@
 //! ([`crate::routing`]) pairs each route with its counters.
 
 mod admin;
+pub mod destination;
 mod env;
 mod hints;
 mod limits;
