@@ -21,6 +21,7 @@ mod inprocess;
 mod layout;
 mod limits;
 mod logs;
+mod nats;
 mod operations;
 mod properties;
 mod queue_faults;

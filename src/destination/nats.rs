@@ -24,6 +24,7 @@ use crate::config::redact_url;
 use async_nats::connection::State;
 use async_nats::header::{HeaderMap as NatsHeaders, HeaderName as NatsName, HeaderValue as NatsValue};
 use async_nats::jetstream::{self, context::PublishErrorKind};
+use bytes::Bytes;
 use std::borrow::Cow;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -45,6 +46,9 @@ const PING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A backstop only: every publish is bounded by its route's timeout, every ping by its own.
 const CONTEXT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// JetStream's account information: the round trip of [`Nats::ping`].
+const JS_INFO: &str = "$JS.API.INFO";
 
 /// The connection to one NATS server URL, shared by every destination that names it; made on
 /// first use (no I/O in `new`), reconnected when lost.
@@ -121,10 +125,29 @@ impl Nats {
             }
         };
         self.connected(conn)?;
-        match tokio::time::timeout_at(deadline, conn.js.query_account()).await {
-            Ok(Ok(_account)) => Ok(()),
-            Ok(Err(e)) => Err(PublishError::Unavailable(format!("JetStream at {}: {e}", self.shown))),
-            Err(_) => Err(PublishError::Timeout(timeout)),
+        // The raw account-info request, not `query_account`: its typed answer follows the
+        // newest servers' and fails to parse an older server's (2.9) perfectly good one.
+        let reply = match tokio::time::timeout_at(deadline, conn.client.request(JS_INFO, Bytes::new())).await
+        {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                return Err(PublishError::Unavailable(format!("JetStream is not enabled at {}", self.shown)))
+            }
+            Ok(Err(e)) => return Err(PublishError::Unavailable(format!("JetStream at {}: {e}", self.shown))),
+            Err(_) => return Err(PublishError::Timeout(timeout)),
+        };
+        let info: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
+        match info.get("error") {
+            None if info.is_object() => Ok(()),
+            None => Err(PublishError::Unavailable(format!(
+                "JetStream at {}: an answer that is not JSON",
+                self.shown
+            ))),
+            Some(e) => Err(PublishError::Unavailable(format!(
+                "JetStream at {}: {}",
+                self.shown,
+                e.get("description").and_then(|d| d.as_str()).unwrap_or("an error")
+            ))),
         }
     }
 
