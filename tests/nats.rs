@@ -204,3 +204,49 @@ async fn a_server_stopped_is_unavailable_and_back_once_it_restarts() {
     let bodies: Vec<&[u8]> = all.iter().map(|m| m.payload.as_ref()).collect();
     assert_eq!(bodies, [b"before".as_slice(), b"during".as_slice()], "each once, nothing lost");
 }
+
+/// A quick bounded load for bench/README.md, not part of the suite: 64 publishers for 3 s on
+/// one shared connection to the machine's server, ~1 KB bodies, each answered on its PubAck.
+/// `cargo test --release --test tests nats::publish_rate -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run it by name"]
+async fn publish_rate() {
+    assert!(nats_or_skip("publish_rate"), "a measurement needs the server");
+    let stream = TestStream::create(SHARED, "rate").await;
+    let nats = std::sync::Arc::new(Nats::new(SHARED, CONNECT));
+    let s = std::sync::Arc::new(settings(SHARED, &stream.subject));
+    let until = Instant::now() + Duration::from_secs(3);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..64)
+        .map(|w| {
+            let (nats, s) = (nats.clone(), s.clone());
+            tokio::spawn(async move {
+                let body = Bytes::from(vec![b'x'; 1024]);
+                let headers = HeaderMap::new();
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    let key = HeaderValue::from_str(&format!("/rate:{w}:{n}")).unwrap();
+                    let event_id = format!("{w}:{n}");
+                    let m = Message {
+                        provider: "paylent",
+                        event_id: &event_id,
+                        key: &key,
+                        headers: &headers,
+                        body: &body,
+                        timeout: Duration::from_secs(5),
+                    };
+                    nats.publish(&s, &m).await.expect("a PubAck");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for w in workers {
+        total += w.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("NATS publisher: {total} PubAcks in {secs:.2} s = {:.0}/s", total as f64 / secs);
+    assert_eq!(stream.count().await, total, "every PubAck is a message in the stream");
+}
