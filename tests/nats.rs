@@ -4,7 +4,7 @@
 use crate::util::nats::{nats_or_skip, NatsServer, TestStream, SHARED};
 use crate::util::*;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use portcullis::config::destination::NatsSettings;
 use portcullis::destination::nats::Nats;
 use portcullis::destination::{Message, PublishError};
@@ -249,4 +249,172 @@ async fn publish_rate() {
     let secs = started.elapsed().as_secs_f64();
     println!("NATS publisher: {total} PubAcks in {secs:.2} s = {:.0}/s", total as f64 / secs);
     assert_eq!(stream.count().await, total, "every PubAck is a message in the stream");
+}
+
+// ---- Through the gateway -------------------------------------------------------------
+
+const SECRET: &str = "whsec_nats_test";
+
+/// A gateway with one route `/n` whose destination(s) are `dest` (YAML at the route's
+/// indentation), `extra` route keys after it, and the admin listener for queue stats.
+async fn gateway(store: &str, dest: &str, extra: &str) -> TestGateway {
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n{store}routes:\n  - path: /n\n    provider: paylent\n    secrets: [{SECRET:?}]\n    timeout: 2s\n{dest}{extra}"
+    );
+    TestGateway::start(&yaml, portcullis::clock::Clock::System).await
+}
+
+fn nats_destination(url: &str, subject: &str) -> String {
+    format!("    destination:\n      nats: {{url: {url:?}, subject: {subject:?}, headers: true}}\n")
+}
+
+fn paylent_body(id: &str) -> Vec<u8> {
+    format!(r#"{{"event":"payment.succeeded","event_id":"{id}","data":{{"amount":42}}}}"#).into_bytes()
+}
+
+async fn deliver(c: &HttpClient, gw: &TestGateway, id: &str) -> Answer {
+    let body = paylent_body(id);
+    let mut headers = sign("paylent", SECRET, &body, "", 0);
+    headers.push(("X-Paylent-Event".into(), "payment.succeeded".into()));
+    post(c, &gw.url("/n"), &headers, body).await
+}
+
+fn assert_503_retry_after(a: &Answer, what: &str) {
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{what}: {}", a.text());
+    assert!(a.headers.contains_key("retry-after"), "{what}: 503 without Retry-After");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_answers_after_the_puback_and_the_retry_is_a_duplicate() {
+    if !nats_or_skip("gateway_answers_after_the_puback_and_the_retry_is_a_duplicate") {
+        return;
+    }
+    let stream = TestStream::create(SHARED, "gw").await;
+    let gw = gateway("", &nats_destination(SHARED, &stream.subject), "").await;
+    let c = client();
+    let a = deliver(&c, &gw, "evt_gw1").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    // Answered only after the PubAck: the stream holds it already, no waiting.
+    assert_eq!(stream.count().await, 1, "in the stream when the 200 came");
+    let all = stream.read_all().await;
+    assert_eq!(all[0].payload.as_ref(), paylent_body("evt_gw1").as_slice(), "body byte-identical");
+    let h = all[0].headers.as_ref().expect("headers");
+    let key = h.get("Portcullis-Idempotency-Key").expect("the key").as_str();
+    assert!(key.starts_with("/n:"), "{key}");
+    assert_eq!(h.get("Nats-Msg-Id").map(|v| v.as_str()), Some(key));
+    assert_eq!(h.get("Portcullis-Provider").map(|v| v.as_str()), Some("paylent"));
+    assert_eq!(h.get("Portcullis-Event-Id").map(|v| v.as_str()), Some("evt_gw1"));
+    assert_eq!(h.get("x-paylent-event").map(|v| v.as_str()), Some("payment.succeeded"));
+
+    let a = deliver(&c, &gw, "evt_gw1").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.text().contains("duplicate"), "{}", a.text());
+    assert_eq!(stream.count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_answers_503_while_nats_is_down_and_the_retry_lands_once() {
+    if !nats_or_skip("gateway_answers_503_while_nats_is_down_and_the_retry_lands_once") {
+        return;
+    }
+    let mut server = NatsServer::start();
+    let stream = TestStream::create(&server.url(), "gwdown").await;
+    let gw = gateway("", &nats_destination(&server.url(), &stream.subject), "").await;
+    let c = client();
+    assert_eq!(deliver(&c, &gw, "evt_up").await.status, StatusCode::OK);
+    server.kill();
+    let started = Instant::now();
+    let a = deliver(&c, &gw, "evt_down").await;
+    assert_503_retry_after(&a, "NATS down");
+    assert!(started.elapsed() < Duration::from_secs(4), "bounded by the timeout: {:?}", started.elapsed());
+    // The key was released: the provider's retries are tried again, and fail while it is down.
+    assert_503_retry_after(&deliver(&c, &gw, "evt_down").await, "the retry while down");
+    server.restart();
+    let deadline = Deadline::new("the retry accepted after the restart", PATIENCE);
+    loop {
+        let a = deliver(&c, &gw, "evt_down").await;
+        if a.status == StatusCode::OK {
+            break;
+        }
+        assert_503_retry_after(&a, "reconnecting");
+        deadline.tick().await;
+    }
+    assert!(deliver(&c, &gw, "evt_down").await.text().contains("duplicate"));
+    let bodies: Vec<Vec<u8>> = stream.read_all().await.iter().map(|m| m.payload.to_vec()).collect();
+    assert_eq!(bodies, [paylent_body("evt_up"), paylent_body("evt_down")], "each once, nothing lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_deliveries_to_nats_land_once_even_when_it_was_down() {
+    if !nats_or_skip("queued_deliveries_to_nats_land_once_even_when_it_was_down") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(crate::util::nats::unique("portcullis-nats-queued"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = format!("store:\n  kind: embedded\n  path: {:?}\n", dir.join("claims.redb"));
+    let mut server = NatsServer::start();
+    let stream = TestStream::create(&server.url(), "queued").await;
+    let queue = "    delivery: queued\n    lease: 5s\n    queue:\n      backoff: 100ms\n      max_backoff: 500ms\n      max_attempts: 100\n";
+    let gw = gateway(&store, &nats_destination(&server.url(), &stream.subject), queue).await;
+    let c = client();
+    let a = deliver(&c, &gw, "evt_q1").await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text());
+    let deadline = Deadline::new("the queued delivery in the stream", PATIENCE);
+    while stream.count().await < 1 {
+        deadline.tick().await;
+    }
+    // Down first: accepted all the same, delivered once the server is back.
+    server.kill();
+    assert_eq!(deliver(&c, &gw, "evt_q2").await.status, StatusCode::ACCEPTED);
+    // Tried and failed while it is down (the queue's retry), not merely waiting.
+    let deadline = Deadline::new("a failed attempt while NATS is down", PATIENCE);
+    while sample(&gw.metrics().await, "portcullis_queue_attempts_total{outcome=\"retry\"}") < 1.0 {
+        deadline.tick().await;
+    }
+    server.restart();
+    let deadline = Deadline::new("the queue to drain into the stream", PATIENCE);
+    while !queue_drained(&gw.queue_stats().await) {
+        deadline.tick().await;
+    }
+    let bodies: Vec<Vec<u8>> = stream.read_all().await.iter().map(|m| m.payload.to_vec()).collect();
+    assert_eq!(bodies, [paylent_body("evt_q1"), paylent_body("evt_q2")], "each once");
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_to_nats_and_http_with_nats_down_first_lands_once_in_each() {
+    if !nats_or_skip("fan_out_to_nats_and_http_with_nats_down_first_lands_once_in_each") {
+        return;
+    }
+    let mut server = NatsServer::start();
+    let stream = TestStream::create(&server.url(), "fanout").await;
+    let up = Upstream::start().await;
+    let dest = format!(
+        "    destinations:\n      - name: bus\n        nats: {{url: {:?}, subject: {:?}}}\n      - name: web\n        upstream: {:?}\n",
+        server.url(),
+        stream.subject,
+        up.url("/web")
+    );
+    let gw = gateway("", &dest, "").await;
+    let c = client();
+    server.kill();
+    let a = deliver(&c, &gw, "evt_f1").await;
+    assert_503_retry_after(&a, "one destination down");
+    // A partial failure: the HTTP destination took it (the destinations are tried together).
+    assert_eq!(up.count(), 1, "the HTTP destination on the first attempt");
+    server.restart();
+    let deadline = Deadline::new("the retry accepted by both", PATIENCE);
+    loop {
+        let a = deliver(&c, &gw, "evt_f1").await;
+        if a.status == StatusCode::OK {
+            break;
+        }
+        assert_503_retry_after(&a, "reconnecting");
+        deadline.tick().await;
+    }
+    assert!(deliver(&c, &gw, "evt_f1").await.text().contains("duplicate"));
+    assert_eq!(up.count(), 1, "the HTTP destination got it once: {:?}", up.delivered());
+    assert_eq!(up.seen()[0].body.as_ref(), paylent_body("evt_f1").as_slice());
+    assert_eq!(stream.count().await, 1, "the NATS destination holds it once");
 }
