@@ -22,6 +22,7 @@ mod inprocess;
 mod layout;
 mod limits;
 mod logs;
+mod nats;
 mod operations;
 mod properties;
 mod queue_faults;
