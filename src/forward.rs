@@ -265,12 +265,10 @@ pub async fn send(
             let mut timed_out = false;
             let mut src = std::error::Error::source(&e);
             while let Some(s) = src {
-                let io = s.downcast_ref::<std::io::Error>();
-                // hyper-rustls and tokio-rustls hand rustls' error on inside an `io::Error`.
-                let tls = io.and_then(|io| io.get_ref()).is_some_and(|inner| inner.is::<rustls::Error>())
-                    || s.is::<rustls::Error>();
-                msg = if tls { format!("{msg}: TLS: {s}") } else { format!("{msg}: {s}") };
-                timed_out |= io.is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+                msg = if is_tls(s) { format!("{msg}: TLS: {s}") } else { format!("{msg}: {s}") };
+                timed_out |= s
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
                 src = s.source();
             }
             Err(if timed_out {
@@ -280,6 +278,20 @@ pub async fn send(
             })
         }
         Ok(Ok(res)) => Ok(res),
+    }
+}
+
+/// Whether an error is rustls' own, which tokio-rustls and hyper-rustls hand on inside one
+/// `io::Error` or two (whose `source()` skips it: its text is theirs).
+fn is_tls(mut e: &(dyn std::error::Error + 'static)) -> bool {
+    loop {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        match e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(inner) => e = inner,
+            None => return false,
+        }
     }
 }
 

@@ -1,0 +1,380 @@
+//! HTTPS upstreams (issue 17): a private CA trusted instead of the system's roots, mTLS, a
+//! server name override, load errors naming their field, against a local TLS server with
+//! certificates the test makes (rcgen).
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use portcullis::forward;
+use portcullis::upstream_tls::{client, ClientOptions, HttpsClient, TlsFiles, UpstreamTls};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_rustls::rustls;
+
+/// A certificate authority the test made: its PEM and what signs with it.
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let pem = params.self_signed(&key).unwrap().pem();
+        Ca { pem, issuer: Issuer::new(params, key) }
+    }
+
+    /// A leaf for `names` (DNS names or IP addresses): its certificate PEM and key PEM.
+    fn leaf(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        params.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*n).try_into().unwrap()),
+            })
+            .collect();
+        (params.signed_by(&key, &self.issuer).unwrap().pem(), key.serialize_pem())
+    }
+}
+
+fn der_chain(pem: &str) -> Vec<CertificateDer<'static>> {
+    use rustls_pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().unwrap()
+}
+
+fn der_key(pem: &str) -> PrivateKeyDer<'static> {
+    use rustls_pki_types::pem::PemObject;
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap()
+}
+
+/// What the TLS server received: one request, with the connection's SNI and ALPN.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: http::HeaderMap,
+    body: Bytes,
+    sni: Option<String>,
+    alpn: Option<Vec<u8>>,
+    client_cert: bool,
+}
+
+/// A local HTTPS server answering 200 `ok` and recording what it received. Its certificate
+/// can be replaced while it runs (a rotation); every answer closes the connection, so each
+/// request is a new handshake with the server's current certificate.
+struct TlsServer {
+    addr: SocketAddr,
+    config: Arc<Mutex<Arc<rustls::ServerConfig>>>,
+    received: Arc<Mutex<Vec<Received>>>,
+    /// Handshakes the server refused, with rustls' reason.
+    refused: Arc<Mutex<Vec<String>>>,
+}
+
+fn server_config(cert: &str, key: &str, client_ca: Option<&Ca>) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(der_chain(&ca.pem).remove(0)).unwrap();
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(der_chain(cert), der_key(key)).unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+impl TlsServer {
+    async fn start(config: Arc<rustls::ServerConfig>) -> TlsServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = Arc::new(Mutex::new(config));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let (cfg, rec, refu) = (config.clone(), received.clone(), refused.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = tokio_rustls::TlsAcceptor::from(cfg.lock().unwrap().clone());
+                let (rec, refu) = (rec.clone(), refu.clone());
+                tokio::spawn(async move {
+                    let tls = match acceptor.accept(tcp).await {
+                        Ok(tls) => tls,
+                        Err(e) => return refu.lock().unwrap().push(e.to_string()),
+                    };
+                    let conn = tls.get_ref().1;
+                    let sni = conn.server_name().map(str::to_string);
+                    let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+                    let client_cert = conn.peer_certificates().is_some_and(|c| !c.is_empty());
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (rec, sni, alpn) = (rec.clone(), sni.clone(), alpn.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await?.to_bytes();
+                            rec.lock().unwrap().push(Received {
+                                path: parts.uri.path().to_string(),
+                                headers: parts.headers,
+                                body,
+                                sni,
+                                alpn,
+                                client_cert,
+                            });
+                            Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .keep_alive(false)
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        TlsServer { addr, config, received, refused }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
+    }
+
+    fn rotate(&self, config: Arc<rustls::ServerConfig>) {
+        *self.config.lock().unwrap() = config;
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// The certificates of one test, written as PEM files in a directory of its own.
+struct Pki {
+    dir: PathBuf,
+    ca: Ca,
+    client_ca: Ca,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = std::env::temp_dir().join(format!(
+            "portcullis-https-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = Pki { dir, ca: Ca::new("upstream test CA"), client_ca: Ca::new("client test CA") };
+        pki.write("ca.pem", &pki.ca.pem);
+        pki.write("other-ca.pem", &Ca::new("someone else's CA").pem);
+        let (cert, key) = pki.client_ca.leaf(&["portcullis.client"]);
+        pki.write("client.pem", &cert);
+        pki.write("client.key", &key);
+        let (_, other_key) = pki.client_ca.leaf(&["another.client"]);
+        pki.write("other.key", &other_key);
+        pki.write("junk.pem", "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n");
+        pki
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A server for 127.0.0.1 and `backend.internal`, signed by the test's CA.
+    fn server(&self, mtls: bool) -> Arc<rustls::ServerConfig> {
+        let (cert, key) = self.ca.leaf(&["127.0.0.1", "backend.internal"]);
+        server_config(&cert, &key, mtls.then_some(&self.client_ca))
+    }
+}
+
+fn load(
+    ca: Option<&Path>,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    name: Option<&str>,
+) -> Result<UpstreamTls, String> {
+    UpstreamTls::load(&TlsFiles {
+        ca_file: ca,
+        client_cert_file: cert,
+        client_key_file: key,
+        server_name: name,
+    })
+}
+
+const OPTS: ClientOptions = ClientOptions { connect_timeout: Duration::from_secs(5), max_idle_per_host: 4 };
+
+/// A route to give `forward::send` its timeout.
+fn route() -> Arc<portcullis::config::Route> {
+    let yaml = crate::util::config(&[crate::util::route("/p", "paylent", &["s"], "http://127.0.0.1:1/", "")]);
+    let cfg = portcullis::config::Config::from_yaml("t.yaml", &yaml, Path::new("."), &|_| None).unwrap();
+    cfg.routes[0].clone()
+}
+
+/// POSTs `body` to `url` through `client` with `forward::send`: the status, or the reason.
+async fn post(client: &HttpsClient, url: &str, body: &'static [u8]) -> Result<StatusCode, String> {
+    let req = Request::post(url).header("x-test", "1").body(Full::new(Bytes::from_static(body))).unwrap();
+    match forward::send(client, &route(), req).await {
+        Ok(res) => Ok(res.status()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn a_private_ca_is_trusted_and_another_is_refused() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server(false)).await;
+    let tls = load(Some(&pki.path("ca.pem")), None, None, None).unwrap();
+    assert_eq!(post(tls.client(&OPTS), &server.url("/hook?x=1"), b"{\"a\":1}").await, Ok(StatusCode::OK));
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/hook");
+    assert_eq!(&got[0].body[..], b"{\"a\":1}");
+    assert_eq!(got[0].headers["x-test"], "1");
+    assert_eq!(got[0].alpn.as_deref(), Some(&b"http/1.1"[..]), "ALPN http/1.1");
+    assert_eq!(got[0].sni, None, "no SNI for an IP address");
+
+    // Another CA: refused, and the reason is rustls' own.
+    let wrong = load(Some(&pki.path("other-ca.pem")), None, None, None).unwrap();
+    let e = post(wrong.client(&OPTS), &server.url("/hook"), b"x").await.unwrap_err();
+    assert!(e.contains("TLS: invalid peer certificate: UnknownIssuer"), "{e}");
+    // The system's roots do not know the private CA either.
+    let e = post(&client(None, &OPTS), &server.url("/hook"), b"x").await.unwrap_err();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    assert_eq!(server.received().len(), 1, "nothing reached the server past a refused handshake");
+}
+
+#[tokio::test]
+async fn a_server_name_is_verified_and_sent_instead_of_the_host() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server(false)).await;
+    let named = load(Some(&pki.path("ca.pem")), None, None, Some("backend.internal")).unwrap();
+    assert_eq!(named.server_name.as_deref(), Some("backend.internal"));
+    assert_eq!(post(named.client(&OPTS), &server.url("/n"), b"n").await, Ok(StatusCode::OK));
+    assert_eq!(server.received()[0].sni.as_deref(), Some("backend.internal"));
+    // A name the certificate does not hold: refused.
+    let other = load(Some(&pki.path("ca.pem")), None, None, Some("frontend.internal")).unwrap();
+    let e = post(other.client(&OPTS), &server.url("/n"), b"n").await.unwrap_err();
+    assert!(e.contains("TLS: invalid peer certificate: certificate not valid for name"), "{e}");
+    assert_eq!(server.received().len(), 1);
+}
+
+#[tokio::test]
+async fn mtls_needs_the_client_certificate() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server(true)).await;
+    let ca = pki.path("ca.pem");
+    let without = load(Some(&ca), None, None, None).unwrap();
+    let e = post(without.client(&OPTS), &server.url("/m"), b"m").await.unwrap_err();
+    // TLS 1.3: the client's handshake ends before the server's verdict, which arrives as an
+    // alert when the answer is read ("received fatal alert: CertificateRequired"); a server
+    // that closes at once may reset the connection first, so the alert is not always read.
+    assert!(
+        e.starts_with("upstream unreachable")
+            && (e.contains("TLS: received fatal alert: CertificateRequired")
+                || e.contains("reset")
+                || e.contains("closed")),
+        "{e}"
+    );
+    assert!(server.received().is_empty());
+    let refused = server.refused.lock().unwrap().clone();
+    assert!(refused.iter().any(|r| r.contains("peer sent no certificates")), "{refused:?}");
+
+    let with = load(Some(&ca), Some(&pki.path("client.pem")), Some(&pki.path("client.key")), None).unwrap();
+    assert_eq!(post(with.client(&OPTS), &server.url("/m"), b"m").await, Ok(StatusCode::OK));
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].client_cert);
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_trusted_once_its_ca_is_loaded_again() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server(false)).await;
+    let ca_file = pki.path("ca.pem");
+    let before = load(Some(&ca_file), None, None, None).unwrap();
+    assert_eq!(post(before.client(&OPTS), &server.url("/r"), b"1").await, Ok(StatusCode::OK));
+    // The server's certificate now comes from a new CA; the old settings refuse it.
+    let new_ca = Ca::new("rotated test CA");
+    let (cert, key) = new_ca.leaf(&["127.0.0.1"]);
+    server.rotate(server_config(&cert, &key, None));
+    let e = post(before.client(&OPTS), &server.url("/r"), b"2").await.unwrap_err();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    // The new CA written to the same file and loaded again (what a reload does).
+    pki.write("ca.pem", &new_ca.pem);
+    let after = load(Some(&ca_file), None, None, None).unwrap();
+    assert_eq!(post(after.client(&OPTS), &server.url("/r"), b"3").await, Ok(StatusCode::OK));
+    let bodies: Vec<Bytes> = server.received().into_iter().map(|r| r.body).collect();
+    assert_eq!(bodies, [Bytes::from_static(b"1"), Bytes::from_static(b"3")]);
+}
+
+#[tokio::test]
+async fn plain_http_goes_through_the_same_client() {
+    let up = crate::util::Upstream::start().await;
+    let c = client(None, &OPTS);
+    for _ in 0..3 {
+        assert_eq!(post(&c, &up.url("/plain"), b"p").await, Ok(StatusCode::OK));
+    }
+    assert_eq!(up.count(), 3);
+}
+
+#[test]
+fn load_errors_name_the_field() {
+    let pki = Pki::new();
+    let (ca, cert, key) = (pki.path("ca.pem"), pki.path("client.pem"), pki.path("client.key"));
+    let missing = pki.path("missing.pem");
+    let err = |r: Result<UpstreamTls, String>| r.map(|_| ()).unwrap_err();
+
+    let e = err(load(Some(&missing), None, None, None));
+    assert!(e.starts_with("upstream_tls.ca_file") && e.contains("missing.pem"), "{e}");
+    let e = err(load(Some(&pki.path("junk.pem")), None, None, None));
+    assert!(e.starts_with("upstream_tls.ca_file") && e.contains("junk.pem"), "{e}");
+    // A file with no PEM certificate in it (a key) is no CA.
+    let e = err(load(Some(&key), None, None, None));
+    assert!(e.starts_with("upstream_tls.ca_file") && e.contains("no PEM certificate"), "{e}");
+    let e = err(load(Some(&ca), Some(&missing), Some(&key), None));
+    assert!(e.starts_with("upstream_tls.client_cert_file"), "{e}");
+    let e = err(load(Some(&ca), Some(&pki.path("junk.pem")), Some(&key), None));
+    assert!(e.starts_with("upstream_tls.client_cert_file"), "{e}");
+    let e = err(load(Some(&ca), Some(&cert), Some(&missing), None));
+    assert!(e.starts_with("upstream_tls.client_key_file"), "{e}");
+    let e = err(load(Some(&ca), Some(&cert), Some(&pki.path("junk.pem")), None));
+    assert!(e.starts_with("upstream_tls.client_key_file"), "{e}");
+    // The key of another certificate.
+    let e = err(load(Some(&ca), Some(&cert), Some(&pki.path("other.key")), None));
+    assert!(e.starts_with("upstream_tls.client_key_file") && e.contains("not the key of"), "{e}");
+    // A certificate without its key, and a key without its certificate.
+    let e = err(load(Some(&ca), Some(&cert), None, None));
+    assert!(e.starts_with("upstream_tls.client_key_file"), "{e}");
+    let e = err(load(Some(&ca), None, Some(&key), None));
+    assert!(e.starts_with("upstream_tls.client_cert_file"), "{e}");
+    // No error shows the key.
+    let other_key = std::fs::read_to_string(pki.path("other.key")).unwrap();
+    let e = err(load(Some(&ca), Some(&cert), Some(&pki.path("other.key")), None));
+    assert!(!e.contains(other_key.lines().nth(1).unwrap()), "{e}");
+
+    let ok = load(Some(&ca), Some(&cert), Some(&key), Some("backend.internal")).unwrap();
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    assert!(!format!("{ok:?}").contains(key_text.lines().nth(1).unwrap()), "Debug shows no key material");
+}
