@@ -137,25 +137,25 @@ pub struct TlsFiles<'a> {
 fn certificates(field: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| format!("upstream_tls.{field} {}: {e}", path.display()))?;
+        .map_err(|e| format!("{field} {}: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(format!("upstream_tls.{field} {}: no PEM certificate found", path.display()));
+        return Err(format!("{field} {}: no PEM certificate found", path.display()));
     }
     Ok(certs)
 }
 
 impl UpstreamTls {
     /// Reads and checks the files (PEM; a certificate without its key, or a key of another
-    /// certificate, is an error naming the field).
+    /// certificate, is an error naming the field). An error starts with the field's name
+    /// (`ca_file /etc/x.pem: …`), for the caller to put under `upstream_tls.` and the route.
     pub fn load(files: &TlsFiles<'_>) -> Result<UpstreamTls, String> {
         let sni = files
             .server_name
             .map(|name| {
                 // An IPv6 address may be written as in a URL.
                 let bare = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
-                ServerName::try_from(bare.to_string()).map_err(|_| {
-                    format!("upstream_tls.server_name {name:?}: not a DNS name or an IP address")
-                })
+                ServerName::try_from(bare.to_string())
+                    .map_err(|_| format!("server_name {name:?}: not a DNS name or an IP address"))
             })
             .transpose()?;
         // A private CA is trusted instead of the system's roots, not beside them: an upstream
@@ -164,33 +164,29 @@ impl UpstreamTls {
             Some(path) => {
                 let mut roots = RootCertStore::empty();
                 for cert in certificates("ca_file", path)? {
-                    roots.add(cert).map_err(|e| format!("upstream_tls.ca_file {}: {e}", path.display()))?;
+                    roots.add(cert).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
                 }
                 Arc::new(roots)
             }
             None => system_roots(),
         };
-        let builder = builder().map_err(|e| format!("upstream_tls: {e}"))?.with_root_certificates(roots);
+        let builder = builder().map_err(|e| e.to_string())?.with_root_certificates(roots);
         let config = match (files.client_cert_file, files.client_key_file) {
             (None, None) => builder.with_no_client_auth(),
             (Some(_), None) => {
-                return Err(
-                    "upstream_tls.client_key_file: required with client_cert_file (mTLS needs both)".into()
-                )
+                return Err("client_key_file: required with client_cert_file (mTLS needs both)".into())
             }
             (None, Some(_)) => {
-                return Err(
-                    "upstream_tls.client_cert_file: required with client_key_file (mTLS needs both)".into()
-                )
+                return Err("client_cert_file: required with client_key_file (mTLS needs both)".into())
             }
             (Some(cert_path), Some(key_path)) => {
                 let chain = certificates("client_cert_file", cert_path)?;
                 // The key's own error text: never its content.
                 let key = PrivateKeyDer::from_pem_file(key_path)
-                    .map_err(|e| format!("upstream_tls.client_key_file {}: {e}", key_path.display()))?;
+                    .map_err(|e| format!("client_key_file {}: {e}", key_path.display()))?;
                 builder.with_client_auth_cert(chain, key).map_err(|e| {
                     format!(
-                        "upstream_tls.client_key_file {}: not the key of client_cert_file {}: {e}",
+                        "client_key_file {}: not the key of client_cert_file {}: {e}",
                         key_path.display(),
                         cert_path.display()
                     )
@@ -237,7 +233,7 @@ mod tests {
             server_name: Some(name),
         };
         let e = UpstreamTls::load(&files("bad name!")).unwrap_err();
-        assert!(e.starts_with("upstream_tls.server_name"), "{e}");
+        assert!(e.starts_with("server_name"), "{e}");
         for ok in ["backend.internal", "127.0.0.1", "[::1]"] {
             let tls = UpstreamTls::load(&files(ok)).unwrap();
             assert!(tls.sni.is_some());

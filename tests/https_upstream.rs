@@ -391,28 +391,28 @@ fn load_errors_name_the_field() {
     let err = |r: Result<UpstreamTls, String>| r.map(|_| ()).unwrap_err();
 
     let e = err(load(Some(&missing), None, None, None));
-    assert!(e.starts_with("upstream_tls.ca_file") && e.contains("missing.pem"), "{e}");
+    assert!(e.starts_with("ca_file") && e.contains("missing.pem"), "{e}");
     let e = err(load(Some(&pki.path("junk.pem")), None, None, None));
-    assert!(e.starts_with("upstream_tls.ca_file") && e.contains("junk.pem"), "{e}");
+    assert!(e.starts_with("ca_file") && e.contains("junk.pem"), "{e}");
     // A file with no PEM certificate in it (a key) is no CA.
     let e = err(load(Some(&key), None, None, None));
-    assert!(e.starts_with("upstream_tls.ca_file") && e.contains("no PEM certificate"), "{e}");
+    assert!(e.starts_with("ca_file") && e.contains("no PEM certificate"), "{e}");
     let e = err(load(Some(&ca), Some(&missing), Some(&key), None));
-    assert!(e.starts_with("upstream_tls.client_cert_file"), "{e}");
+    assert!(e.starts_with("client_cert_file"), "{e}");
     let e = err(load(Some(&ca), Some(&pki.path("junk.pem")), Some(&key), None));
-    assert!(e.starts_with("upstream_tls.client_cert_file"), "{e}");
+    assert!(e.starts_with("client_cert_file"), "{e}");
     let e = err(load(Some(&ca), Some(&cert), Some(&missing), None));
-    assert!(e.starts_with("upstream_tls.client_key_file"), "{e}");
+    assert!(e.starts_with("client_key_file"), "{e}");
     let e = err(load(Some(&ca), Some(&cert), Some(&pki.path("junk.pem")), None));
-    assert!(e.starts_with("upstream_tls.client_key_file"), "{e}");
+    assert!(e.starts_with("client_key_file"), "{e}");
     // The key of another certificate.
     let e = err(load(Some(&ca), Some(&cert), Some(&pki.path("other.key")), None));
-    assert!(e.starts_with("upstream_tls.client_key_file") && e.contains("not the key of"), "{e}");
+    assert!(e.starts_with("client_key_file") && e.contains("not the key of"), "{e}");
     // A certificate without its key, and a key without its certificate.
     let e = err(load(Some(&ca), Some(&cert), None, None));
-    assert!(e.starts_with("upstream_tls.client_key_file"), "{e}");
+    assert!(e.starts_with("client_key_file"), "{e}");
     let e = err(load(Some(&ca), None, Some(&key), None));
-    assert!(e.starts_with("upstream_tls.client_cert_file"), "{e}");
+    assert!(e.starts_with("client_cert_file"), "{e}");
     // No error shows the key.
     let other_key = std::fs::read_to_string(pki.path("other.key")).unwrap();
     let e = err(load(Some(&ca), Some(&cert), Some(&pki.path("other.key")), None));
