@@ -163,7 +163,7 @@ pub(super) async fn replay(gateway: &Gateway, id: &str, req: &ApiRequest<'_>) ->
 
     // The request path's own services: the claim (unless forced) and the forward or queue.
     let started = Instant::now();
-    let forward = Forward::new(Arc::new(gateway.client.clone()), gateway.queue.clone());
+    let forward = Forward::new(Arc::new(gateway.client.clone()), gateway.outlets(gateway.store.clone()));
     let res = if force {
         forward.oneshot(verified).await
     } else {
