@@ -10,12 +10,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use http_body_util::Full;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::time::Duration;
+use tokio_rustls::rustls;
 
-pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
+/// The pooled client of upstreams, `http://` and `https://` alike.
+pub type UpstreamClient = crate::upstream_tls::HttpsClient;
 
 static PORTCULLIS_PROVIDER: HeaderName = HeaderName::from_static("portcullis-provider");
 static PORTCULLIS_KEY: HeaderName = HeaderName::from_static("portcullis-idempotency-key");
@@ -25,16 +23,14 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Builds the pooled upstream client; idle connections are kept warm for reuse.
+/// `https://` upstreams are verified against the system's roots (a route's `upstream_tls:`
+/// has a client of its own, [`crate::upstream_tls::UpstreamTls::client`]).
 pub fn client(limits: &crate::config::Limits) -> UpstreamClient {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(limits.upstream_connect_timeout));
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(limits.upstream_max_idle_per_host)
-        .build(http)
+    let opts = crate::upstream_tls::ClientOptions {
+        connect_timeout: limits.upstream_connect_timeout,
+        max_idle_per_host: limits.upstream_max_idle_per_host,
+    };
+    crate::upstream_tls::client(None, &opts)
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
@@ -255,7 +251,10 @@ pub fn to_request(
 }
 
 /// Sends a request to the upstream under the route's timeout; connection failures are 502,
-/// timeouts (connect or answer) 504.
+/// timeouts (connect or answer) 504. The reason (for the log) is the error chain; a TLS
+/// failure is marked `TLS:` and keeps rustls' own text ("invalid peer certificate:
+/// UnknownIssuer", "received fatal alert: CertificateRequired"), which never holds key
+/// material.
 pub async fn send(
     client: &UpstreamClient,
     route: &Route,
@@ -269,7 +268,7 @@ pub async fn send(
             let mut timed_out = false;
             let mut src = std::error::Error::source(&e);
             while let Some(s) = src {
-                msg = format!("{msg}: {s}");
+                msg = if is_tls(s) { format!("{msg}: TLS: {s}") } else { format!("{msg}: {s}") };
                 timed_out |= s
                     .downcast_ref::<std::io::Error>()
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
@@ -282,6 +281,20 @@ pub async fn send(
             })
         }
         Ok(Ok(res)) => Ok(res),
+    }
+}
+
+/// Whether an error is rustls' own, which tokio-rustls and hyper-rustls hand on inside one
+/// `io::Error` or two (whose `source()` skips it: its text is theirs).
+fn is_tls(mut e: &(dyn std::error::Error + 'static)) -> bool {
+    loop {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        match e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(inner) => e = inner,
+            None => return false,
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod file_reload;
 mod forwarding;
 mod handshakes;
 mod hardening;
+mod https_upstream;
 mod inprocess;
 mod layout;
 mod limits;
