@@ -10,8 +10,8 @@
 //! Validated types hold configuration only, no runtime state: the routing table
 //! ([`crate::routing`]) pairs each route with its counters.
 
-pub mod destination;
 mod admin;
+pub mod destination;
 mod env;
 mod hints;
 mod limits;
