@@ -1,0 +1,207 @@
+//! RabbitMQ destinations against the machine's real broker: what a confirmed publish carries,
+//! what is refused or unavailable, the broker going away and coming back (through a proxy the
+//! test cuts), and concurrent publishes each with their own confirm.
+
+use crate::util::amqp::{rabbit_or_skip, url, Proxy, Topology, BROKER};
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::{HeaderMap, HeaderValue};
+use lapin::types::AMQPValue;
+use portcullis::config::destination::AmqpSettings;
+use portcullis::destination::amqp::Amqp;
+use portcullis::destination::{Message, PublishError};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn settings(exchange: &str, routing_key: &str) -> AmqpSettings {
+    AmqpSettings { url: url(BROKER), exchange: exchange.into(), routing_key: routing_key.into() }
+}
+
+/// One delivery's parts, owned, for [`Message`] to borrow.
+struct Parts {
+    key: HeaderValue,
+    headers: HeaderMap,
+    body: Bytes,
+    event_id: String,
+}
+
+impl Parts {
+    fn new(event_id: &str, body: &[u8]) -> Parts {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+        headers.insert("stripe-signature", HeaderValue::from_static("t=1,v1=abc"));
+        headers.insert("x-request-id", HeaderValue::from_static("req-1"));
+        Parts {
+            key: HeaderValue::from_str(&format!("/hooks:{event_id}")).unwrap(),
+            headers,
+            body: Bytes::copy_from_slice(body),
+            event_id: event_id.into(),
+        }
+    }
+
+    fn message(&self) -> Message<'_> {
+        Message {
+            provider: "stripe",
+            event_id: &self.event_id,
+            key: &self.key,
+            headers: &self.headers,
+            body: &self.body,
+            timeout: TIMEOUT,
+        }
+    }
+}
+
+fn header(d: &lapin::message::Delivery, name: &str) -> Option<String> {
+    match d.properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8(s.as_bytes().to_vec()).unwrap()),
+        other => panic!("{name} is not a string: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_publish_lands_byte_identical_persistent_with_its_ids_and_headers() {
+    if !rabbit_or_skip("a_confirmed_publish_lands_byte_identical_persistent_with_its_ids_and_headers") {
+        return;
+    }
+    let t = Topology::declare("publish").await;
+    let amqp = Amqp::new(&url(BROKER), TIMEOUT);
+    // Bytes that a text round trip would change: invalid UTF-8, CR LF, a NUL, trailing space.
+    let body = b"{\"type\":\"payment.succeeded\"}\r\n\x00\xff\xfe ";
+    let p = Parts::new("evt_publish_1", body);
+    amqp.publish(&settings(&t.exchange, &t.routing_key), &p.message()).await.unwrap();
+
+    let got = t.take_all().await;
+    assert_eq!(got.len(), 1, "exactly one message");
+    let d = &got[0];
+    assert_eq!(d.data, body, "body byte-identical");
+    assert_eq!(d.properties.delivery_mode(), &Some(2), "persistent");
+    assert_eq!(d.properties.message_id().as_ref().map(|s| s.as_str()), Some("/hooks:evt_publish_1"));
+    assert_eq!(
+        d.properties.content_type().as_ref().map(|s| s.as_str()),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(header(d, "portcullis-provider").as_deref(), Some("stripe"));
+    assert_eq!(header(d, "portcullis-event-id").as_deref(), Some("evt_publish_1"));
+    assert_eq!(header(d, "portcullis-idempotency-key").as_deref(), Some("/hooks:evt_publish_1"));
+    assert_eq!(header(d, "stripe-signature").as_deref(), Some("t=1,v1=abc"));
+    assert_eq!(header(d, "x-request-id").as_deref(), Some("req-1"));
+    assert_eq!(d.routing_key.as_str(), t.routing_key);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unroutable_message_is_refused_not_dropped() {
+    if !rabbit_or_skip("an_unroutable_message_is_refused_not_dropped") {
+        return;
+    }
+    let t = Topology::declare("unroutable").await;
+    let amqp = Amqp::new(&url(BROKER), TIMEOUT);
+    let p = Parts::new("evt_unroutable", b"{}");
+    // An exchange with no binding at all, and the bound one with a key nothing is bound to.
+    for s in [settings(&t.unbound, &t.routing_key), settings(&t.exchange, "nobody-listens")] {
+        match amqp.publish(&s, &p.message()).await {
+            Err(PublishError::Refused(e)) => assert!(e.contains("unroutable"), "{e}"),
+            other => panic!("{}: {other:?}", s.exchange),
+        }
+    }
+    assert_eq!(t.count().await, 0);
+    // The channel that carried the refusals is still good.
+    amqp.publish(&settings(&t.exchange, &t.routing_key), &p.message()).await.unwrap();
+    assert_eq!(t.count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_exchange_is_unavailable_and_the_next_publish_still_works() {
+    if !rabbit_or_skip("a_missing_exchange_is_unavailable_and_the_next_publish_still_works") {
+        return;
+    }
+    let t = Topology::declare("missing").await;
+    let amqp = Amqp::new(&url(BROKER), TIMEOUT);
+    let p = Parts::new("evt_missing", b"{\"n\":1}");
+    let missing = format!("{}.does-not-exist", t.exchange);
+    match amqp.publish(&settings(&missing, &t.routing_key), &p.message()).await {
+        Err(PublishError::Unavailable(e)) => {
+            assert!(e.contains("does not exist"), "{e}");
+            assert!(!e.contains("guest:guest"), "no password in errors: {e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The broker closed that channel (404); the next publish gets a new one.
+    amqp.publish(&settings(&t.exchange, &t.routing_key), &p.message()).await.unwrap();
+    let got = t.take_all().await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].data, b"{\"n\":1}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_cut_off_is_unavailable_and_the_same_publisher_works_once_it_is_back() {
+    if !rabbit_or_skip("the_broker_cut_off_is_unavailable_and_the_same_publisher_works_once_it_is_back") {
+        return;
+    }
+    let t = Topology::declare("cut").await;
+    let proxy = Proxy::start().await;
+    let amqp = Amqp::new(&proxy.url(), TIMEOUT);
+    let s = AmqpSettings { url: proxy.url(), ..settings(&t.exchange, &t.routing_key) };
+    let first = Parts::new("evt_cut_1", b"one");
+    amqp.publish(&s, &first.message()).await.unwrap();
+    amqp.ping(TIMEOUT).await.unwrap();
+
+    proxy.cut().await;
+    // The connection made is gone, and no new one can be made: both are "unavailable",
+    // answered well within the timeout (not a wait for a confirm that cannot come).
+    let second = Parts::new("evt_cut_2", b"two");
+    for attempt in 0..3 {
+        let started = Instant::now();
+        match amqp.publish(&s, &second.message()).await {
+            Err(PublishError::Unavailable(e)) => assert!(!e.contains("guest:guest"), "{e}"),
+            other => panic!("attempt {attempt}: {other:?}"),
+        }
+        assert!(started.elapsed() < TIMEOUT, "attempt {attempt} took {:?}", started.elapsed());
+    }
+    assert!(matches!(amqp.ping(TIMEOUT).await, Err(PublishError::Unavailable(_))));
+
+    proxy.restore().await;
+    amqp.publish(&s, &second.message()).await.unwrap();
+    let got = t.take_all().await;
+    let bodies: Vec<&[u8]> = got.iter().map(|d| d.data.as_slice()).collect();
+    assert_eq!(bodies, [b"one".as_slice(), b"two".as_slice()], "each publish that was confirmed, once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_each_get_their_own_confirm() {
+    if !rabbit_or_skip("concurrent_publishes_each_get_their_own_confirm") {
+        return;
+    }
+    let t = Topology::declare("concurrent").await;
+    let amqp = Amqp::new(&url(BROKER), TIMEOUT);
+    let good = settings(&t.exchange, &t.routing_key);
+    let unroutable = settings(&t.unbound, &t.routing_key);
+    // 50 routable publishes, with 10 unroutable ones among them: a returned message must
+    // fail its own publish, never another's confirm (the broker acks in batches).
+    let parts: Vec<Parts> =
+        (0..60).map(|i| Parts::new(&format!("evt_c{i}"), format!("body {i}").as_bytes())).collect();
+    let results = join_all(parts.iter().enumerate().map(|(i, p)| {
+        let s = if i % 6 == 5 { &unroutable } else { &good };
+        let amqp = &amqp;
+        async move { (i, amqp.publish(s, &p.message()).await) }
+    }))
+    .await;
+    for (i, r) in &results {
+        if i % 6 == 5 {
+            assert!(matches!(r, Err(PublishError::Refused(_))), "{i}: {r:?}");
+        } else {
+            assert!(r.is_ok(), "{i}: {r:?}");
+        }
+    }
+    let got = t.take_all().await;
+    assert_eq!(got.len(), 50, "50 confirms, 50 messages");
+    let ids: HashSet<String> =
+        got.iter().map(|d| d.properties.message_id().as_ref().unwrap().to_string()).collect();
+    let want: HashSet<String> = (0..60).filter(|i| i % 6 != 5).map(|i| format!("/hooks:evt_c{i}")).collect();
+    assert_eq!(ids, want);
+    for d in &got {
+        let id = header(d, "portcullis-event-id").unwrap();
+        assert_eq!(d.data, format!("body {}", &id["evt_c".len()..]).as_bytes(), "{id}");
+    }
+}
