@@ -58,7 +58,9 @@ pub struct Topology {
 
 impl Topology {
     pub async fn declare(test: &str) -> Topology {
-        let conn = Connection::connect(&url(BROKER), ConnectionProperties::default()).await.expect("connect to RabbitMQ");
+        let conn = Connection::connect(&url(BROKER), ConnectionProperties::default())
+            .await
+            .expect("connect to RabbitMQ");
         let ch = conn.create_channel().await.unwrap();
         let base = unique(test);
         let t = Topology {
@@ -215,7 +217,8 @@ impl Proxy {
 
     /// Listening again on the same port.
     pub async fn restore(&self) {
-        let deadline = super::Deadline::new(format!("the AMQP proxy listening again on {}", self.port), super::PATIENCE);
+        let deadline =
+            super::Deadline::new(format!("the AMQP proxy listening again on {}", self.port), super::PATIENCE);
         loop {
             match TcpListener::bind(("127.0.0.1", self.port)).await {
                 Ok(listener) => return self.serve(listener),
