@@ -227,10 +227,13 @@ fn dashed_prefix(name: &str, prefix: &str) -> bool {
         && name.bytes().zip(prefix.bytes()).all(|(a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
-/// Addresses an outgoing delivery to the route's upstream, and signs it for the upstream
-/// when the route asks for it.
-pub fn to_request(route: &Route, o: Outgoing) -> Result<Request<Full<Bytes>>, http::Error> {
-    let up = &route.upstream;
+/// Addresses an outgoing delivery to one of the route's upstreams, and signs it for the
+/// upstream when the route asks for it.
+pub fn to_request(
+    route: &Route,
+    up: &crate::config::Upstream,
+    o: Outgoing,
+) -> Result<Request<Full<Bytes>>, http::Error> {
     let pq = match &o.query {
         Some(q) => PathAndQuery::try_from(format!("{}?{q}", up.path))?,
         None => up.path_and_query.clone(),

@@ -43,6 +43,9 @@ pub struct Gateway {
     pub events: Arc<crate::event_log::Recorder>,
     /// False when `event_log: {enabled: false}`: the observe layer is given no recorder.
     pub recording: bool,
+    /// The broker connections of NATS and RabbitMQ destinations, one per server URL, kept
+    /// across reloads; shared by the request path and the queue's workers.
+    pub brokers: Arc<crate::destination::Brokers>,
 }
 
 impl Gateway {
@@ -72,7 +75,21 @@ impl Gateway {
             ))),
             recording: config.event_log.enabled,
             reloader: std::sync::OnceLock::new(),
+            brokers: Arc::new(crate::destination::Brokers::new(config.limits.upstream_connect_timeout)),
         }
+    }
+
+    /// What the forwarding service of a stack shares beyond its HTTP client, with `store`
+    /// (the connection worker's) for the fan-out's memory.
+    pub fn outlets(&self, store: Arc<dyn Store>) -> Arc<crate::layer::forward::Outlets> {
+        Arc::new(crate::layer::forward::Outlets {
+            queue: self.queue.clone(),
+            store,
+            store_timeout: self.store_timeout,
+            metrics: self.metrics.clone(),
+            brokers: self.brokers.clone(),
+            options: crate::destination::client_options(&self.limits),
+        })
     }
 
     /// With the event log the store's kind calls for ([`crate::runtime::open_event_log`]);

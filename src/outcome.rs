@@ -50,6 +50,10 @@ outcomes! {
     QueueError => "queue_error",
     /// A certificate-URL scheme's signing certificate could not be fetched (503).
     CertificateUnavailable => "certificate_unavailable",
+    /// No destination of the route wanted the delivery (their `when:` filters): 200.
+    Filtered => "filtered",
+    /// A broker destination (NATS, RabbitMQ) did not accept the delivery: 503.
+    DestinationUnavailable => "destination_unavailable",
     Panic => "internal_error",
 }
 

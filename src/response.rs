@@ -181,6 +181,13 @@ pub enum Rejection {
     UpstreamUnavailable(String),
     #[error("upstream did not answer within {0:?}")]
     UpstreamTimeout(Duration),
+    /// An upstream of a fan-out (or a filtered route) answered other than 2xx: its answer
+    /// cannot be relayed as one route's upstream's is.
+    #[error("upstream answered {0}")]
+    UpstreamStatus(u16),
+    /// A broker destination (NATS, RabbitMQ) did not accept the delivery.
+    #[error("{0}")]
+    Destination(#[from] crate::destination::PublishError),
     /// The signing certificate of a certificate-URL scheme could not be had: not a verdict
     /// on the request, which the provider retries.
     #[error("signing certificate: {0}")]
@@ -224,6 +231,10 @@ impl Rejection {
             InFlight(_) => (StatusCode::CONFLICT, Outcome::InFlight, "delivery in progress"),
             UpstreamUnavailable(_) => (StatusCode::BAD_GATEWAY, Outcome::UpstreamUnavailable, "bad gateway"),
             UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, Outcome::UpstreamTimeout, "gateway timeout"),
+            UpstreamStatus(_) => (StatusCode::BAD_GATEWAY, Outcome::UpstreamError, "bad gateway"),
+            Destination(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, Outcome::DestinationUnavailable, "temporarily unavailable")
+            }
             Certificate(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, Outcome::CertificateUnavailable, "temporarily unavailable")
             }
@@ -234,7 +245,9 @@ impl Rejection {
     /// Seconds the sender should wait before retrying, where a retry can succeed.
     fn retry_after(&self) -> Option<u64> {
         match self {
-            Rejection::Store(_) | Rejection::Queue(_) | Rejection::Draining => Some(5),
+            Rejection::Store(_) | Rejection::Queue(_) | Rejection::Draining | Rejection::Destination(_) => {
+                Some(5)
+            }
             Rejection::Overloaded => Some(1),
             Rejection::Certificate(_) => Some(30),
             Rejection::InFlight(d) => Some(d.as_secs().clamp(1, 60)),
@@ -252,6 +265,19 @@ impl Rejection {
         }
         Record { route, key, detail: Some(self.to_string()), ..Record::new(outcome) }.on(res)
     }
+}
+
+/// The answer to a delivery no destination of its route wanted (their `when:` filters): 200,
+/// so the provider stops; the key is completed, so a retry is a duplicate.
+pub fn filtered_response() -> Response<Body> {
+    json_response(StatusCode::OK, r#"{"status":"filtered"}"#)
+}
+
+/// The answer to a delivery every destination that wanted it accepted: 200 and their names.
+pub fn delivered_response<'a>(names: impl Iterator<Item = &'a str>) -> Response<Body> {
+    let names: Vec<&str> = names.collect();
+    let body = serde_json::json!({"status": "delivered", "destinations": names});
+    json_response(StatusCode::OK, body.to_string())
 }
 
 /// A JSON response with a fixed body.
@@ -298,6 +324,18 @@ mod tests {
         let rec = r.extensions().get::<Record>().unwrap();
         assert_eq!(rec.outcome, Outcome::QueueError);
         assert!(rec.detail.as_deref().unwrap().starts_with("delivery queue:"), "{:?}", rec.detail);
+    }
+
+    #[test]
+    fn broker_failures_ask_for_a_retry_and_upstream_statuses_are_bad_gateway() {
+        let e = crate::destination::PublishError::Unavailable("no stream for subject x".into());
+        let r = Rejection::Destination(e).into_response(None, None);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[RETRY_AFTER], "5");
+        assert_eq!(r.extensions().get::<Record>().unwrap().outcome, Outcome::DestinationUnavailable);
+        let r = Rejection::UpstreamStatus(500).into_response(None, None);
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(r.extensions().get::<Record>().unwrap().outcome, Outcome::UpstreamError);
     }
 
     #[test]

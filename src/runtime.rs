@@ -135,6 +135,8 @@ pub fn start_queue_workers(gateway: &Arc<Gateway>, stop: tokio::sync::watch::Rec
         let workers = crate::queue::QueueWorkers {
             queue: queue.clone(),
             client: gateway.client.clone(),
+            brokers: gateway.brokers.clone(),
+            options: crate::destination::client_options(&gateway.limits),
             metrics: gateway.metrics.clone(),
             routes: Box::new(move || gw.routing().routes().filter(|r| r.queue.is_some()).collect()),
             events: Some(gateway.events.clone()),

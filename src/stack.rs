@@ -82,6 +82,6 @@ where
         // Forward over the pooled upstream client, or queue for delivery (`delivery: queued`).
         .service(Forward::new(
             gateway.worker_clients[worker % gateway.worker_clients.len()].clone(),
-            gateway.queue.clone(),
+            gateway.outlets(crate::idempotency::for_worker(&gateway.store, worker)),
         ))
 }

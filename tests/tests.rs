@@ -13,6 +13,7 @@ mod console_browser;
 mod console_dead;
 mod console_replay;
 mod core;
+mod destinations;
 mod event_log_stores;
 mod file_reload;
 mod forwarding;

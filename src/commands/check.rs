@@ -32,7 +32,7 @@ pub(super) fn summary(config: &Config) -> String {
             r.path,
             r.selector.as_ref().map(|(h, v)| format!(" when {h}: {v}")).unwrap_or_default(),
             r.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
-            redact_url(&r.upstream.url),
+            destinations(r),
             r.provider(),
             r.max_body,
             humantime::format_duration(r.upstream_timeout),
@@ -40,6 +40,15 @@ pub(super) fn summary(config: &Config) -> String {
         ));
     }
     out
+}
+
+/// A route's destinations in one line: the upstream's URL for a plain route, else each one
+/// (`name: kind url …`), separated by `; `.
+fn destinations(r: &crate::config::Route) -> String {
+    match r.direct() {
+        Some(h) => redact_url(&h.upstream.url).into_owned(),
+        None => r.destinations.iter().map(|d| d.describe()).collect::<Vec<_>>().join("; "),
+    }
 }
 
 /// The summary as log events, one per route, for JSON logs.
@@ -58,7 +67,7 @@ pub(super) fn log_summary(config: &Config) {
             path = r.path,
             selector = r.selector.as_ref().map(|(h, v)| format!("{h}: {v}")),
             methods = r.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
-            upstream = %redact_url(&r.upstream.url),
+            destinations = %destinations(r),
             provider = r.provider(),
             max_body = r.max_body,
             timeout_ms = r.upstream_timeout.as_millis() as u64,

@@ -1,7 +1,7 @@
 //! `portcullis check --connect`: reach what the configuration names — the store and every
-//! upstream — and say, one line per check, what was found.
+//! destination — and say, one line per check, what was found.
 //!
-//! An upstream is tried with a TCP connect to its host and port and nothing is sent: a HEAD
+//! A broker is pinged (`Nats::ping`, `Amqp::ping`). An upstream is tried with a TCP connect to its host and port and nothing is sent: a HEAD
 //! or OPTIONS request could trigger work at an upstream that treats any request as an event,
 //! and a connect already finds the usual faults (wrong host, wrong port, firewall, DNS).
 
@@ -29,29 +29,57 @@ impl std::fmt::Display for Found {
 }
 
 /// Runs every check concurrently; the results come back in the configuration's order (the
-/// store first, then each distinct upstream scheme, host and port, named without its path:
-/// routes to the same host share one check).
+/// store first, then each distinct destination: an upstream by scheme, host and port, named
+/// without its path, so routes to the same host share one check; a broker by URL).
 pub async fn reach(config: &Config) -> Vec<Found> {
+    use crate::config::destination::Target;
     let store = ping_store(config);
+    let brokers = crate::destination::Brokers::new(config.limits.upstream_connect_timeout);
     let mut seen = std::collections::HashSet::new();
-    let upstreams = config
-        .routes
-        .iter()
-        .filter(|r| seen.insert((r.upstream.scheme.clone(), r.upstream.authority.clone())))
-        .map(|r| {
-            let u = &r.upstream;
-            let port =
-                u.authority.port_u16().unwrap_or(if u.scheme == http::uri::Scheme::HTTPS { 443 } else { 80 });
-            connect(
-                format!("upstream {}", redact_url(&format!("{}://{}", u.scheme, u.authority))),
-                u.authority.host().trim_start_matches('[').trim_end_matches(']').to_owned(),
-                port,
-                r.upstream_timeout.min(UPSTREAM_CONNECT_LIMIT),
-            )
-        })
-        .collect::<Vec<_>>();
-    let (store, upstreams) = tokio::join!(store, futures_util::future::join_all(upstreams));
-    std::iter::once(store).chain(upstreams).collect()
+    let mut checks: Vec<futures_util::future::BoxFuture<'_, Found>> = Vec::new();
+    for r in &config.routes {
+        let limit = r.upstream_timeout.min(UPSTREAM_CONNECT_LIMIT);
+        for d in r.destinations.iter() {
+            match &d.target {
+                Target::Http(h) => {
+                    let u = &h.upstream;
+                    if !seen.insert(format!("{}://{}", u.scheme, u.authority)) {
+                        continue;
+                    }
+                    let https = u.scheme == http::uri::Scheme::HTTPS;
+                    let port = u.authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+                    checks.push(Box::pin(connect(
+                        format!("upstream {}", redact_url(&format!("{}://{}", u.scheme, u.authority))),
+                        u.authority.host().trim_start_matches('[').trim_end_matches(']').to_owned(),
+                        port,
+                        limit,
+                    )));
+                }
+                Target::Nats(n) if seen.insert(n.url.clone()) => {
+                    let nats = brokers.nats(&n.url);
+                    let what = format!("nats {}", redact_url(&n.url));
+                    checks.push(Box::pin(async move { ping(what, nats.ping(limit)).await }));
+                }
+                Target::Amqp(a) if seen.insert(a.url.clone()) => {
+                    let amqp = brokers.amqp(&a.url);
+                    let what = format!("amqp {}", redact_url(&a.url));
+                    checks.push(Box::pin(async move { ping(what, amqp.ping(limit)).await }));
+                }
+                Target::Nats(_) | Target::Amqp(_) => {}
+            }
+        }
+    }
+    let (store, checks) = tokio::join!(store, futures_util::future::join_all(checks));
+    std::iter::once(store).chain(checks).collect()
+}
+
+/// A broker's ping (it bounds itself by the limit it was given).
+async fn ping(
+    what: String,
+    fut: impl std::future::Future<Output = Result<(), crate::destination::PublishError>>,
+) -> Found {
+    let start = Instant::now();
+    Found { what, result: fut.await.map(|()| start.elapsed()).map_err(|e| e.to_string()) }
 }
 
 /// Opens the store as `serve` does and pings it, all within `store.timeout`.

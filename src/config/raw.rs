@@ -131,6 +131,13 @@ pub(super) struct RawRoute {
     #[serde(default)]
     pub secret_files: Vec<RawSecretFile>,
     pub upstream: Option<String>,
+    /// The TLS of an `https://` `upstream:` (and of each variant's): a private CA, a client
+    /// certificate, a server name.
+    pub upstream_tls: Option<RawUpstreamTls>,
+    /// One destination of any kind (instead of `upstream:`).
+    pub destination: Option<RawDestination>,
+    /// Several destinations: each delivery goes to every one that wants it (fan-out).
+    pub destinations: Option<Vec<RawDestination>>,
     /// A header whose value picks one of `variants` (Payable's `X-Live-Mode`).
     pub select_by: Option<String>,
     #[serde(default)]
@@ -173,6 +180,60 @@ pub(super) struct RawRoute {
     /// How long a capture is kept (24h).
     #[serde(default, with = "humantime_serde")]
     pub capture_ttl: Option<Duration>,
+}
+
+/// `upstream_tls: {ca_file, client_cert_file, client_key_file, server_name}`; paths are
+/// relative to the configuration file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstreamTls {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+}
+
+/// One destination: exactly one of `upstream`, `nats`, `amqp`, and an optional filter.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDestination {
+    pub name: Option<String>,
+    pub upstream: Option<String>,
+    pub upstream_tls: Option<RawUpstreamTls>,
+    pub nats: Option<RawNats>,
+    pub amqp: Option<RawAmqp>,
+    pub when: Option<RawWhen>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNats {
+    pub url: String,
+    pub subject: String,
+    #[serde(default = "yes")]
+    pub headers: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAmqp {
+    pub url: String,
+    #[serde(default)]
+    pub exchange: String,
+    pub routing_key: String,
+}
+
+/// `when: {pointer, in: [..]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWhen {
+    pub pointer: String,
+    #[serde(rename = "in")]
+    pub any_of: Vec<serde_json::Value>,
 }
 
 /// A route's test-only extra source of signing certificates.

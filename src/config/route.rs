@@ -1,6 +1,7 @@
 //! Routes: a raw route validated into one [`Route`] per variant, by small validators whose
 //! errors name the field (`secrets[1]: is empty`, `queue.order_by: …`).
 
+use super::destination::{Destination, HttpSettings, Target as DestTarget};
 use super::env::{expand_env, expand_env_noting, is_optional};
 use super::parse_net;
 use super::raw::{RawForwardSigning, RawQueue, RawRoute, RawSecret, RawSecretFile, Size};
@@ -14,6 +15,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, HeaderValue, Method, Uri};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
@@ -61,7 +63,9 @@ pub struct Route {
     pub name: String,
     pub path: String,
     pub verifier: Verifier,
-    pub upstream: Upstream,
+    /// Where its deliveries go: one or more destinations (`upstream:` is one HTTP(S) one).
+    /// Never empty; names unique.
+    pub destinations: Box<[Destination]>,
     pub methods: Vec<Method>,
     pub max_body: u64,
     pub upstream_timeout: Duration,
@@ -92,6 +96,21 @@ pub struct Route {
 impl Route {
     pub fn provider(&self) -> &str {
         &self.verifier.profile().name
+    }
+
+    /// The route's one HTTP(S) destination when it has no other and no filter: such a route
+    /// forwards as a plain reverse proxy does, the upstream's answer relayed to the provider
+    /// (the request path's fast path; a slice length and a tag to check).
+    pub fn direct(&self) -> Option<&HttpSettings> {
+        match &*self.destinations {
+            [Destination { target: DestTarget::Http(h), when: None, .. }] => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The destination named `name`.
+    pub fn destination(&self, name: &str) -> Option<&Destination> {
+        self.destinations.iter().find(|d| d.name == name)
     }
 }
 
@@ -210,11 +229,12 @@ pub(super) struct Context<'a> {
 }
 
 /// What differs between the variants of a route: the rest is the route's.
-struct Target<'a> {
+struct Variant<'a> {
     name: String,
     secrets: &'a [RawSecret],
     secret_files: &'a [RawSecretFile],
-    upstream: &'a str,
+    /// The variant's upstream; `None`: the route's `destination(s):`.
+    upstream: Option<&'a str>,
     selector: Option<(HeaderName, String)>,
 }
 
@@ -232,35 +252,65 @@ impl RawRoute {
             return Err(format!("path: '{}' must start with '/' and hold no query", self.path));
         }
         let name = self.name.clone().unwrap_or_else(|| self.path.clone());
+        // Sub-keys of fan-out (`destination::sub_key`) put a U+001F after the route's name:
+        // a name holding control characters could make one look like another route's key.
+        if name.chars().any(char::is_control) {
+            return Err(format!("name: '{}' holds control characters", name.escape_debug()));
+        }
+        // `upstream_tls:` of the route applies to `upstream:` (and the variants' upstreams);
+        // a destination of `destination(s):` has its own.
+        let tls = match &self.upstream_tls {
+            None => None,
+            Some(_) if self.destination.is_some() || self.destinations.is_some() => {
+                return Err(
+                    "upstream_tls: with destination(s), each destination has its own upstream_tls".into()
+                )
+            }
+            Some(t) => Some(super::destination::load_tls(t, cx).map_err(|e| format!("upstream_tls.{e}"))?),
+        };
         match (&self.select_by, self.variants.is_empty()) {
             (None, true) => {
-                let upstream = self.upstream.as_deref().ok_or("upstream: is needed")?;
-                let target = Target {
+                let given =
+                    [self.upstream.is_some(), self.destination.is_some(), self.destinations.is_some()];
+                match given.iter().filter(|g| **g).count() {
+                    0 => return Err("upstream: is needed (or destination: / destinations:)".into()),
+                    1 => {}
+                    _ => {
+                        return Err("upstream, destination and destinations: give exactly one of them".into())
+                    }
+                }
+                let target = Variant {
                     name,
                     secrets: &self.secrets,
                     secret_files: &self.secret_files,
-                    upstream,
+                    upstream: self.upstream.as_deref(),
                     selector: None,
                 };
-                Ok(vec![self.build(cx, target)?])
+                Ok(vec![self.build(cx, target, tls.as_ref())?])
             }
             (Some(header), false) => {
                 if self.upstream.is_some() || !self.secrets.is_empty() || !self.secret_files.is_empty() {
                     return Err("with select_by, secrets and upstream belong to each of the variants".into());
+                }
+                if self.destination.is_some() || self.destinations.is_some() {
+                    return Err(
+                        "with select_by, each variant has its upstream (destination(s) cannot be used)"
+                            .into(),
+                    );
                 }
                 let header = HeaderName::from_bytes(header.as_bytes())
                     .map_err(|_| format!("select_by: '{header}' is not a header name"))?;
                 self.variants
                     .iter()
                     .map(|(value, v)| {
-                        let target = Target {
+                        let target = Variant {
                             name: format!("{name}[{value}]"),
                             secrets: &v.secrets,
                             secret_files: &v.secret_files,
-                            upstream: &v.upstream,
+                            upstream: Some(&v.upstream),
                             selector: Some((header.clone(), value.clone())),
                         };
-                        self.build(cx, target).map_err(|e| format!("variants.{value}.{e}"))
+                        self.build(cx, target, tls.as_ref()).map_err(|e| format!("variants.{value}.{e}"))
                     })
                     .collect()
             }
@@ -269,7 +319,12 @@ impl RawRoute {
     }
 
     /// The route, or one of its variants.
-    fn build(&self, cx: &Context<'_>, t: Target<'_>) -> Result<Route, String> {
+    fn build(
+        &self,
+        cx: &Context<'_>,
+        t: Variant<'_>,
+        tls: Option<&Arc<crate::upstream_tls::UpstreamTls>>,
+    ) -> Result<Route, String> {
         let profile = cx.profiles.get(&self.provider).ok_or_else(|| {
             let names = cx.profiles.names();
             match super::hints::closest(&self.provider, names.iter().copied()) {
@@ -323,8 +378,16 @@ impl RawRoute {
         let profile = &profile;
         let verifier =
             Verifier::new(profile.clone(), &secrets, self.tolerance).map_err(|e| format!("secrets: {e}"))?;
-        let up = expand_env(t.upstream, cx.env).map_err(|e| format!("upstream: {e}"))?;
-        let upstream = parse_upstream(&up).map_err(|e| format!("upstream: {e}"))?;
+        let destinations = match t.upstream {
+            Some(up) => {
+                let http = super::destination::http(up, tls.cloned(), cx, "upstream")?;
+                vec![Destination { name: "http".into(), target: DestTarget::Http(http), when: None }]
+                    .into_boxed_slice()
+            }
+            None => {
+                super::destination::validate(self.destination.as_ref(), self.destinations.as_deref(), cx)?
+            }
+        };
         let public_url = self
             .public_url
             .as_ref()
@@ -355,7 +418,7 @@ impl RawRoute {
             name: t.name,
             path: self.path.clone(),
             verifier,
-            upstream,
+            destinations,
             methods,
             max_body,
             upstream_timeout,
@@ -589,8 +652,9 @@ fn forward_signing(f: &RawForwardSigning, env: &dyn Fn(&str) -> Option<String>) 
     Ok(MacKey::new(Algorithm::HmacSha256, &key))
 }
 
-/// An `http://` URL without a query string: the request's query is appended to its path.
-fn parse_upstream(s: &str) -> Result<Upstream, String> {
+/// An `http://` or `https://` URL without a query string: the request's query is appended to
+/// its path.
+pub(super) fn parse_upstream(s: &str) -> Result<Upstream, String> {
     // Every message names the URL with its password hidden.
     let shown = redact_url(s);
     // `127.0.0.1:3000/x`, `backend:3000`: a URL without its scheme.
@@ -599,10 +663,8 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
     }
     let uri: Uri = s.parse().map_err(|e| format!("'{shown}' is not a URL: {e}"))?;
     let scheme = uri.scheme().cloned().ok_or_else(|| format!("'{shown}' has no scheme"))?;
-    if scheme != Scheme::HTTP {
-        return Err(format!(
-            "'{shown}': only http:// upstreams are supported (the upstream is an internal service)"
-        ));
+    if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+        return Err(format!("'{shown}': only http:// and https:// upstreams are supported"));
     }
     let authority = uri.authority().cloned().ok_or_else(|| format!("'{shown}' has no host"))?;
     // `http::Uri` takes any digits as a port (`:99999`) and leaves it unread.

@@ -163,7 +163,7 @@ pub(super) async fn replay(gateway: &Gateway, id: &str, req: &ApiRequest<'_>) ->
 
     // The request path's own services: the claim (unless forced) and the forward or queue.
     let started = Instant::now();
-    let forward = Forward::new(Arc::new(gateway.client.clone()), gateway.queue.clone());
+    let forward = Forward::new(Arc::new(gateway.client.clone()), gateway.outlets(gateway.store.clone()));
     let res = if force {
         forward.oneshot(verified).await
     } else {
@@ -235,6 +235,8 @@ pub(super) async fn replay(gateway: &Gateway, id: &str, req: &ApiRequest<'_>) ->
     };
     match record.outcome {
         Outcome::Forwarded => answer(StatusCode::OK, None),
+        // No destination of the route wants it (their `when:` filters): nothing was sent.
+        Outcome::Filtered => answer(StatusCode::OK, None),
         Outcome::Queued => answer(StatusCode::ACCEPTED, None),
         // A queued route holds the key from acceptance on, whether the queue delivered the
         // event, still retries it or gave up on it: "already delivered" would mislead.
@@ -247,7 +249,7 @@ pub(super) async fn replay(gateway: &Gateway, id: &str, req: &ApiRequest<'_>) ->
         Outcome::InFlight => {
             answer(StatusCode::CONFLICT, Some("the event is being delivered now; try again later"))
         }
-        Outcome::StoreError | Outcome::QueueError | Outcome::Draining => {
+        Outcome::StoreError | Outcome::QueueError | Outcome::Draining | Outcome::DestinationUnavailable => {
             let mut res = answer(StatusCode::SERVICE_UNAVAILABLE, Some("temporarily unavailable; try again"));
             res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
             res

@@ -51,7 +51,9 @@ pub(super) async fn list(gateway: &Gateway) -> Response<Body> {
                 "name": r.name,
                 "path": r.path,
                 "provider": r.provider(),
-                "upstream": redact_url(&r.upstream.url),
+                // The plain route's upstream (as before destinations); null for any other.
+                "upstream": r.direct().map(|h| redact_url(&h.upstream.url)),
+                "destinations": r.destinations.iter().map(|d| d.to_json()).collect::<Vec<_>>(),
                 "delivery": match r.queue { Some(_) => "queued", None => "sync" },
                 "selector": r.selector.as_ref().map(|(h, v)| json!({ "header": h.as_str(), "value": v })),
                 "methods": r.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),

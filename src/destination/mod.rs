@@ -8,7 +8,12 @@
 //! across configuration reloads.
 
 pub mod amqp;
+pub mod brokers;
+pub mod fanout;
 pub mod nats;
+
+pub use brokers::Brokers;
+pub use fanout::{deliver, Fate, Memory, Report, Senders};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
@@ -50,4 +55,12 @@ pub struct Message<'a> {
     /// How long to wait for the broker's acknowledgement (the route's `timeout`), connecting
     /// included.
     pub timeout: Duration,
+}
+
+/// The options of the HTTP(S) clients the gateway makes, from `limits:`.
+pub fn client_options(limits: &crate::config::Limits) -> crate::upstream_tls::ClientOptions {
+    crate::upstream_tls::ClientOptions {
+        connect_timeout: limits.upstream_connect_timeout,
+        max_idle_per_host: limits.upstream_max_idle_per_host,
+    }
 }

@@ -600,6 +600,7 @@ mod tests {
             origin: String::new(),
             order: None,
             dead_at_ms: None,
+            done: Vec::new(),
         }
     }
 

@@ -27,6 +27,9 @@ pub struct Item {
     /// older field, and only when set, so that items queued by an older version still decode
     /// (as `None`) and an older version still reads the items this one writes.
     pub dead_at_ms: Option<u64>,
+    /// The destinations (by name) that accepted the delivery on an earlier attempt: a retry
+    /// skips them. A trailing field like `dead_at_ms`, written only when not empty.
+    pub done: Vec<String>,
 }
 
 fn put(out: &mut Vec<u8>, b: &[u8]) {
@@ -97,9 +100,18 @@ impl Item {
         put(&mut out, self.last_error.as_bytes());
         put(&mut out, self.origin.as_bytes());
         put_opt(&mut out, self.order.as_deref());
+        // Trailing fields, each after a tag byte; a reader stops at a tag it does not know
+        // (an older version reads `dead_at_ms` and ignores `done`).
         if let Some(at) = self.dead_at_ms {
-            out.push(1); // trailing field: dead_at_ms
+            out.push(1); // dead_at_ms
             out.extend_from_slice(&at.to_le_bytes());
+        }
+        if !self.done.is_empty() {
+            out.push(2); // done
+            out.extend_from_slice(&(self.done.len() as u32).to_le_bytes());
+            for d in &self.done {
+                put(&mut out, d.as_bytes());
+            }
         }
         out
     }
@@ -125,10 +137,20 @@ impl Item {
         let origin = r.string()?;
         let order = r.opt_string()?;
         // Trailing fields a newer version may have added; absent in older items.
-        let dead_at_ms = match r.take(1) {
-            Some([1]) => Some(r.u64()?),
-            _ => None,
-        };
+        let (mut dead_at_ms, mut done) = (None, Vec::new());
+        loop {
+            match r.take(1) {
+                Some([1]) => dead_at_ms = Some(r.u64()?),
+                Some([2]) => {
+                    let n = r.u32()? as usize;
+                    done = Vec::with_capacity(n.min(64));
+                    for _ in 0..n {
+                        done.push(r.string()?);
+                    }
+                }
+                _ => break,
+            }
+        }
         Some(Item {
             route,
             method,
@@ -142,6 +164,7 @@ impl Item {
             origin,
             order,
             dead_at_ms,
+            done,
         })
     }
 
@@ -164,6 +187,7 @@ impl Item {
                 .and_then(|p| p.lookup(&o.body).ok().flatten())
                 .map(|v| v.into_owned()),
             dead_at_ms: None,
+            done: Vec::new(),
         }
     }
 
@@ -176,7 +200,7 @@ impl Item {
             .map(str::to_owned)
     }
 
-    pub(super) fn to_outgoing(&self) -> Option<Outgoing> {
+    pub fn to_outgoing(&self) -> Option<Outgoing> {
         let mut headers = HeaderMap::with_capacity(self.headers.len());
         for (k, v) in &self.headers {
             headers.append(HeaderName::from_bytes(k.as_bytes()).ok()?, HeaderValue::from_bytes(v).ok()?);
@@ -210,12 +234,19 @@ mod tests {
             origin: "1-0".into(),
             order: Some("obj_1".into()),
             dead_at_ms: None,
+            done: Vec::new(),
         };
         assert_eq!(Item::decode(&item.encode()), Some(item.clone()));
         let dead = Item { dead_at_ms: Some(7), ..item.clone() };
         assert_eq!(Item::decode(&dead.encode()), Some(dead.clone()));
         // An item written before `dead_at_ms` existed is the same bytes as one without it.
         assert_eq!(dead.encode()[..item.encode().len()], item.encode()[..]);
+        let done = Item { done: vec!["billing".into(), "bus".into()], ..dead.clone() };
+        assert_eq!(Item::decode(&done.encode()), Some(done.clone()));
+        let undead = Item { dead_at_ms: None, ..done.clone() };
+        assert_eq!(Item::decode(&undead.encode()), Some(undead));
+        // What an older version writes still decodes, with nothing done.
+        assert_eq!(done.encode()[..dead.encode().len()], dead.encode()[..]);
         assert_eq!(Item::decode(&item.encode()[..10]), None);
         assert_eq!(Item::decode(b""), None);
     }

@@ -5,6 +5,7 @@
 
 use super::{now_ms, Item, Queue};
 use crate::config::Route;
+use crate::destination::Senders;
 use crate::event_log::{Entry, Event, Recorder};
 use crate::forward::UpstreamClient;
 use crate::metrics::{Metrics, QueueGauges};
@@ -22,8 +23,12 @@ pub type QueuedRoutes = Box<dyn Fn() -> Vec<Arc<Route>> + Send + Sync>;
 /// What the workers need, and nothing more.
 pub struct QueueWorkers {
     pub queue: Arc<Queue>,
-    /// The upstream client the workers deliver with.
+    /// The upstream client the workers deliver with (upstreams without `upstream_tls`).
     pub client: UpstreamClient,
+    /// The broker connections (the gateway's).
+    pub brokers: Arc<crate::destination::Brokers>,
+    /// The options of `upstream_tls:` clients.
+    pub options: crate::upstream_tls::ClientOptions,
     pub metrics: Arc<Metrics>,
     pub routes: QueuedRoutes,
     /// Where each attempt is recorded for the admin API (outcome `delivered`, `retry` or
@@ -187,27 +192,33 @@ async fn deliver(workers: &QueueWorkers, route: &Route, id: &str, mut item: Item
         }
     }
     let (started_ms, sent) = (now_ms(), tokio::time::Instant::now());
-    let result = match item.to_outgoing().map(|o| crate::forward::to_request(route, o)) {
-        Some(Ok(req)) => crate::forward::send(&workers.client, route, req)
-            .await
-            .map(|res| res.status())
-            .map_err(|e| e.to_string()),
-        _ => Err("the queued delivery cannot be decoded".to_string()),
+    let senders = Senders { client: &workers.client, brokers: &workers.brokers, options: &workers.options };
+    // Every destination that wants it and has not accepted it on an earlier attempt.
+    let (result, upstream_status) = match item.to_outgoing() {
+        Some(o) => {
+            let report = crate::destination::deliver(senders, route, &o, &item.done, None).await;
+            let status = upstream_status(&report);
+            item.done = report.accepted().map(str::to_owned).collect();
+            if report.all_accepted() {
+                (Ok(()), status)
+            } else if route.destinations.len() == 1 {
+                (Err(report.into_first_failure().map(|e| e.to_string()).unwrap_or_default()), status)
+            } else {
+                (Err(report.detail()), status)
+            }
+        }
+        None => (Err("the queued delivery cannot be decoded".to_string()), None),
     };
     let attempt_latency = sent.elapsed();
-    let upstream_status = result.as_ref().ok().map(|s| s.as_u16());
     item.attempts += 1;
     let outcome = match result {
-        Ok(status) if status.is_success() => {
+        Ok(()) => {
             m.queue_attempts[0].fetch_add(1, Relaxed);
             record(workers, route, &item, started_ms, attempt::DELIVERED, upstream_status, attempt_latency);
             acknowledge(workers, route, id, &item, taken + ack_window(route)).await
         }
-        other => {
-            item.last_error = match other {
-                Ok(status) => format!("upstream answered {status}"),
-                Err(e) => e,
-            };
+        Err(e) => {
+            item.last_error = e;
             let age = Duration::from_millis(now_ms().saturating_sub(item.first_seen_ms));
             if item.attempts >= settings.max_attempts || age >= settings.max_age {
                 m.queue_attempts[2].fetch_add(1, Relaxed);
@@ -233,6 +244,15 @@ async fn deliver(workers: &QueueWorkers, route: &Route, id: &str, mut item: Item
         tracing::warn!(route = %route.name, id = %item.origin, error = %e,
             "could not record a queued delivery's outcome");
     }
+}
+
+/// The status of the route's first HTTP destination that answered this attempt, if any.
+fn upstream_status(report: &crate::destination::Report<'_>) -> Option<u16> {
+    use crate::destination::Fate;
+    report.fates.iter().find_map(|(_, f)| match f {
+        Fate::Accepted(Some(s)) | Fate::Failed(crate::response::Rejection::UpstreamStatus(s)) => Some(*s),
+        _ => None,
+    })
 }
 
 /// Records one attempt in the event log, without waiting (a full log drops it and counts it,
