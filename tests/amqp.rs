@@ -1,12 +1,15 @@
 //! RabbitMQ destinations against the machine's real broker: what a confirmed publish carries,
 //! what is refused or unavailable, the broker going away and coming back (through a proxy the
-//! test cuts), and concurrent publishes each with their own confirm.
+//! test cuts), concurrent publishes each with their own confirm; then the same through the
+//! real gateway, sync and `delivery: queued`.
 
 use crate::util::amqp::{rabbit_or_skip, url, Proxy, Topology, BROKER};
+use crate::util::*;
 use bytes::Bytes;
 use futures_util::future::join_all;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use lapin::types::AMQPValue;
+use portcullis::clock::Clock;
 use portcullis::config::destination::AmqpSettings;
 use portcullis::destination::amqp::Amqp;
 use portcullis::destination::{Message, PublishError};
@@ -224,4 +227,134 @@ async fn concurrent(test: &str, good: usize, bad: usize) {
         let id = header(d, "portcullis-event-id").unwrap();
         assert_eq!(d.data, format!("body {}", &id["evt_c".len()..]).as_bytes(), "{id}");
     }
+}
+
+// Through the gateway: a route whose destination is the test's exchange, behind the proxy.
+
+const SECRET: &str = "amqp-secret";
+
+/// A route `/mq` publishing to `t`'s exchange through `proxy`; `extra` is more of the route.
+fn gateway_yaml(t: &Topology, proxy: &Proxy, extra: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\nroutes:\n  - path: /mq\n    provider: paylent\n    secrets: [{SECRET:?}]\n    timeout: 2s\n    destination:\n      amqp: {{url: {:?}, exchange: {:?}, routing_key: {:?}}}\n{extra}",
+        proxy.url(),
+        t.exchange,
+        t.routing_key
+    )
+}
+
+async fn deliver(c: &HttpClient, gw: &TestGateway, body: &str) -> Answer {
+    let b = body.as_bytes().to_vec();
+    let mut headers = sign("paylent", SECRET, &b, "", 0);
+    headers.push(("content-type".into(), "application/json".into()));
+    post(c, &gw.url("/mq"), &headers, b).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_is_answered_after_the_confirm_lands_once_and_survives_the_broker_going_away() {
+    if !rabbit_or_skip(
+        "a_delivery_is_answered_after_the_confirm_lands_once_and_survives_the_broker_going_away",
+    ) {
+        return;
+    }
+    let t = Topology::declare("gateway").await;
+    let proxy = Proxy::start().await;
+    let gw = TestGateway::start(&gateway_yaml(&t, &proxy, ""), Clock::System).await;
+    let c = client();
+
+    let first = r#"{"event_id":"evt_gw_1","type":"payment.succeeded","note":"caf\u00e9 \r\n"}"#;
+    let r = deliver(&c, &gw, first).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(t.count().await, 1, "in the queue when the provider is answered");
+    // The provider's retry: a duplicate, not a second message.
+    let r = deliver(&c, &gw, first).await;
+    assert_eq!((r.status, r.text()), (StatusCode::OK, r#"{"status":"duplicate"}"#.to_string()));
+    assert_eq!(t.count().await, 1);
+    let got = t.take_all().await;
+    assert_eq!(got.len(), 1);
+    let d = &got[0];
+    assert_eq!(d.data, first.as_bytes(), "body byte-identical");
+    assert_eq!(d.properties.delivery_mode(), &Some(2));
+    assert_eq!(d.properties.content_type().as_ref().map(|s| s.as_str()), Some("application/json"));
+    assert_eq!(header(d, "portcullis-provider").as_deref(), Some("paylent"));
+    assert_eq!(header(d, "portcullis-event-id").as_deref(), Some("evt_gw_1"));
+    let key = header(d, "portcullis-idempotency-key").expect("the idempotency key");
+    assert!(key.ends_with(":evt_gw_1"), "{key}");
+    assert_eq!(d.properties.message_id().as_ref().map(|s| s.to_string()), Some(key));
+    let names: Vec<String> =
+        d.properties.headers().as_ref().unwrap().inner().keys().map(|k| k.to_string()).collect();
+    for name in ["x-request-id", "x-forwarded-for", "x-paylent-signature", "content-type"] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+
+    // The broker goes away: 503 + Retry-After, the key released (a retry is tried again,
+    // not answered "in flight" or "duplicate").
+    proxy.cut().await;
+    let second = r#"{"event_id":"evt_gw_2","type":"refund.created"}"#;
+    for _ in 0..2 {
+        let r = deliver(&c, &gw, second).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+        assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
+        assert!(!r.text().contains("guest"), "{}", r.text());
+    }
+    assert_eq!(t.count().await, 0);
+    // Back: the provider's retry is delivered, once.
+    proxy.restore().await;
+    let r = deliver(&c, &gw, second).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = deliver(&c, &gw, second).await;
+    assert_eq!(r.text(), r#"{"status":"duplicate"}"#);
+    let got = t.take_all().await;
+    assert_eq!(got.len(), 1, "the retry after the broker came back, once");
+    assert_eq!(got[0].data, second.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_delivery_accepted_while_the_broker_is_down_lands_once_it_is_back() {
+    if !rabbit_or_skip("a_queued_delivery_accepted_while_the_broker_is_down_lands_once_it_is_back") {
+        return;
+    }
+    let t = Topology::declare("queued").await;
+    let proxy = Proxy::start().await;
+    proxy.cut().await;
+    let dir = std::env::temp_dir().join(format!(
+        "portcullis-amqp-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("claims.redb").display().to_string();
+    let yaml = gateway_yaml(
+        &t,
+        &proxy,
+        "    delivery: queued\n    lease: 4s\n    queue: {backoff: 50ms, max_backoff: 200ms, max_attempts: 1000}\n",
+    )
+    .replace("listen: 127.0.0.1:0\n", &format!("listen: 127.0.0.1:0\nstore: {{kind: embedded, path: {path:?}}}\n"));
+    let gw = TestGateway::start(&yaml, Clock::System).await;
+    let c = client();
+    let sent = r#"{"event_id":"evt_q_1","type":"payment.succeeded"}"#;
+    let r = deliver(&c, &gw, sent).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    // The workers try while the broker is down.
+    let deadline = Deadline::new("a failed attempt at the broker", PATIENCE);
+    while sample(&gw.metrics().await, "portcullis_queue_attempts_total{outcome=\"retry\"}") < 1.0 {
+        deadline.tick().await;
+    }
+    assert_eq!(t.count().await, 0);
+
+    proxy.restore().await;
+    let deadline = Deadline::new("the delivery in the AMQP queue", PATIENCE);
+    while t.count().await < 1 {
+        deadline.tick().await;
+    }
+    let deadline = Deadline::new("the gateway's queue to drain", PATIENCE);
+    while !queue_drained(&gw.queue_stats().await) {
+        deadline.tick().await;
+    }
+    let got = t.take_all().await;
+    assert_eq!(got.len(), 1, "exactly once");
+    assert_eq!(got[0].data, sent.as_bytes());
+    assert_eq!(header(&got[0], "portcullis-event-id").as_deref(), Some("evt_q_1"));
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -290,7 +290,10 @@ fn closed_port() -> u16 {
 async fn a_broker_that_cannot_be_reached_is_503_and_the_http_destination_is_not_sent_twice() {
     let web = Upstream::start().await;
     let dests = http_dest("web", &web, "/w", "")
-        + &format!("      - name: bus\n        nats: {{url: \"nats://127.0.0.1:{}\", subject: dest.down}}\n", closed_port());
+        + &format!(
+            "      - name: bus\n        nats: {{url: \"nats://127.0.0.1:{}\", subject: dest.down}}\n",
+            closed_port()
+        );
     let gw = TestGateway::start(&fanout("/bd", &dests, "    timeout: 2s\n"), Clock::System).await;
     let c = client();
     let sent = body("evt_bd_1", "payment.succeeded");
