@@ -358,3 +358,65 @@ async fn a_queued_delivery_accepted_while_the_broker_is_down_lands_once_it_is_ba
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Regression: lapin logs a message the broker returns (unroutable) whole at WARN, body and
+/// headers (the provider's signature among them); the gateway's logs must carry neither,
+/// nor the broker's password, whatever `RUST_LOG` says about everything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returned_message_and_the_broker_password_stay_out_of_the_logs() {
+    if !rabbit_or_skip("a_returned_message_and_the_broker_password_stay_out_of_the_logs") {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let t = Topology::declare("logs").await;
+    let dir = std::env::temp_dir().join(format!("portcullis-amqp-logs-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.yaml");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nroutes:\n  - path: /mq\n    provider: paylent\n    secrets: [{SECRET:?}]\n    timeout: 2s\n    destination:\n      amqp: {{url: {:?}, exchange: {:?}, routing_key: {:?}}}\n",
+        url(BROKER),
+        t.unbound,
+        t.routing_key
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let mut child = Command::new(bin())
+        .args(["--log-format", "json", "serve", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("listening").unwrap();
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.to_string();
+        }
+    };
+    let c = client();
+    let body = br#"{"event_id":"evt_logs_1","card":"body-marker-4242"}"#.to_vec();
+    let headers = sign("paylent", SECRET, &body, "", 0);
+    let r = post(&c, &format!("http://{addr}/mq"), &headers, body).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(stderr.contains("unroutable"), "the refusal is logged: {stderr}");
+    // Plain, and as a Debug of its bytes (`[98, 111, ...]`, how lapin's types print).
+    let forms = |s: &str| {
+        let bytes = format!("{:?}", s.as_bytes());
+        [s.to_string(), bytes.trim_matches(['[', ']']).to_string()]
+    };
+    for secret in forms("body-marker-4242") {
+        assert!(!stderr.contains(&secret), "no body in the logs: {stderr}");
+    }
+    for (name, value) in &headers {
+        for secret in forms(value) {
+            assert!(!stderr.contains(&secret), "no {name} value in the logs: {stderr}");
+        }
+    }
+    assert!(!stderr.contains("guest:guest"), "no broker password in the logs: {stderr}");
+}
