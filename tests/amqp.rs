@@ -420,3 +420,32 @@ async fn a_returned_message_and_the_broker_password_stay_out_of_the_logs() {
     }
     assert!(!stderr.contains("guest:guest"), "no broker password in the logs: {stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_confirm_within_the_timeout_is_a_timeout_and_the_publisher_goes_on() {
+    if !rabbit_or_skip("no_confirm_within_the_timeout_is_a_timeout_and_the_publisher_goes_on") {
+        return;
+    }
+    let t = Topology::declare("timeout").await;
+    let proxy = Proxy::start().await;
+    let amqp = Amqp::new(&proxy.url(), TIMEOUT);
+    let s = AmqpSettings { url: proxy.url(), ..settings(&t.exchange, &t.routing_key) };
+    amqp.publish(&s, &Parts::new("evt_t_1", b"one").message()).await.unwrap();
+
+    proxy.stall();
+    let held = Parts::new("evt_t_2", b"two");
+    let m = Message { timeout: Duration::from_millis(800), ..held.message() };
+    let started = Instant::now();
+    assert_eq!(amqp.publish(&s, &m).await, Err(PublishError::Timeout(Duration::from_millis(800))));
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(3), "{took:?}");
+
+    // The broker had it all along: once its answers flow again, the message unconfirmed in
+    // time is in the queue (the provider's retry would publish it again, same message_id),
+    // and the publisher carries on.
+    proxy.resume();
+    amqp.publish(&s, &Parts::new("evt_t_3", b"three").message()).await.unwrap();
+    let got = t.take_all().await;
+    let ids: Vec<String> = got.iter().map(|d| header(d, "portcullis-event-id").unwrap()).collect();
+    assert_eq!(ids, ["evt_t_1", "evt_t_2", "evt_t_3"]);
+}

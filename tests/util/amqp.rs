@@ -154,12 +154,14 @@ impl Drop for Topology {
 
 /// A TCP proxy on 127.0.0.1 in front of the broker. [`Proxy::cut`] drops every connection
 /// through it and stops listening (connections are refused); [`Proxy::restore`] listens again
-/// on the same port.
+/// on the same port. [`Proxy::stall`] keeps the connections but holds what the broker sends
+/// (a broker that takes a publish and never confirms it) until [`Proxy::resume`].
 pub struct Proxy {
     pub port: u16,
     target: SocketAddr,
     accept: Mutex<Option<JoinHandle<()>>>,
     conns: Arc<Mutex<Vec<AbortHandle>>>,
+    stalled: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Proxy {
@@ -170,7 +172,13 @@ impl Proxy {
         for _ in 0..20 {
             let port = super::redis::redis_port();
             if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)).await {
-                let p = Proxy { port, target, accept: Mutex::new(None), conns: Arc::default() };
+                let p = Proxy {
+                    port,
+                    target,
+                    accept: Mutex::new(None),
+                    conns: Arc::default(),
+                    stalled: Arc::new(tokio::sync::watch::Sender::new(false)),
+                };
                 p.serve(listener);
                 return p;
             }
@@ -187,13 +195,22 @@ impl Proxy {
     }
 
     fn serve(&self, listener: TcpListener) {
-        let (target, conns) = (self.target, self.conns.clone());
+        let (target, conns, stalled) = (self.target, self.conns.clone(), self.stalled.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else { continue };
+                let Ok((client, _)) = listener.accept().await else { continue };
+                let stalled = stalled.subscribe();
                 let conn = tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(target).await else { return };
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    let Ok(server) = TcpStream::connect(target).await else { return };
+                    let (mut from_client, to_client) = client.into_split();
+                    let (mut from_server, mut to_server) = server.into_split();
+                    // Each way to its end, as `copy_bidirectional` does: an end of one way is
+                    // passed on (shutdown) while the other goes on.
+                    let up = async {
+                        let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+                        let _ = tokio::io::AsyncWriteExt::shutdown(&mut to_server).await;
+                    };
+                    tokio::join!(up, downstream(&mut from_server, to_client, stalled));
                 });
                 let mut c = conns.lock().unwrap();
                 c.retain(|h| !h.is_finished());
@@ -215,6 +232,16 @@ impl Proxy {
         }
     }
 
+    /// Holds everything the broker sends from now on (connections stay open).
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    /// Passes on what was held, and all that follows.
+    pub fn resume(&self) {
+        self.stalled.send_replace(false);
+    }
+
     /// Listening again on the same port.
     pub async fn restore(&self) {
         let deadline =
@@ -224,6 +251,28 @@ impl Proxy {
                 Ok(listener) => return self.serve(listener),
                 Err(_) => deadline.tick().await,
             }
+        }
+    }
+}
+
+/// Broker to client, holding each chunk while the proxy is stalled.
+async fn downstream(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut stalled: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stalled.wait_for(|s| !*s).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
         }
     }
 }
