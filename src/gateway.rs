@@ -89,6 +89,7 @@ impl Gateway {
             metrics: self.metrics.clone(),
             brokers: self.brokers.clone(),
             options: crate::destination::client_options(&self.limits),
+            remember: true,
         })
     }
 

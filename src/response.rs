@@ -185,9 +185,10 @@ pub enum Rejection {
     /// cannot be relayed as one route's upstream's is.
     #[error("upstream answered {0}")]
     UpstreamStatus(u16),
-    /// A broker destination (NATS, RabbitMQ) did not accept the delivery.
+    /// A broker destination (NATS, RabbitMQ) did not accept the delivery: the text of its
+    /// `destination::PublishError` (held as text: `response` is below `destination`).
     #[error("{0}")]
-    Destination(#[from] crate::destination::PublishError),
+    Destination(String),
     /// The signing certificate of a certificate-URL scheme could not be had: not a verdict
     /// on the request, which the provider retries.
     #[error("signing certificate: {0}")]
@@ -328,8 +329,7 @@ mod tests {
 
     #[test]
     fn broker_failures_ask_for_a_retry_and_upstream_statuses_are_bad_gateway() {
-        let e = crate::destination::PublishError::Unavailable("no stream for subject x".into());
-        let r = Rejection::Destination(e).into_response(None, None);
+        let r = Rejection::Destination("no stream for subject x".into()).into_response(None, None);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[RETRY_AFTER], "5");
         assert_eq!(r.extensions().get::<Record>().unwrap().outcome, Outcome::DestinationUnavailable);

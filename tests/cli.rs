@@ -383,7 +383,7 @@ fn check_upstream(upstream: &str) -> (i32, String, String) {
 #[test]
 fn config_errors_about_an_upstream_never_print_its_password() {
     for url in [
-        "https://user:hunter2secret@127.0.0.1:1/",
+        "ws://user:hunter2secret@127.0.0.1:1/",
         "http://user:hunter2secret@127.0.0.1:1/?a=b",
         "ftp://user:hunter2secret@127.0.0.1/",
         "http://user:hunter2secret@127.0.0.1:99999/",

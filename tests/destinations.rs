@@ -255,6 +255,9 @@ fn destination_errors_name_the_field() {
         ),
         ("    upstream: 'ftp://h/'\n", "only http:// and https:// upstreams are supported"),
     ];
+    // The error is placed at its line (the second destination's, line 8).
+    let e = config_error(cases[7].0);
+    assert!(e.contains("gw.yaml: line 8: routes[0] (route): destinations[1].nats.subject"), "{e}");
     for (yaml, want) in cases {
         let e = config_error(yaml);
         assert!(e.contains(want), "{yaml}\n→ {e}\n(wanted: {want})");
@@ -316,4 +319,107 @@ async fn a_broker_that_cannot_be_reached_is_503_and_the_http_destination_is_not_
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
         assert!(!r.text().contains("guest"), "{}", r.text());
     }
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "portcullis-destcheck-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `check` lists each destination (passwords hidden); `check --connect` checks each distinct
+/// one: a TCP connect for an upstream, a ping for a broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_lists_and_reaches_each_destination() {
+    let up = Upstream::start().await;
+    let (nats_port, amqp_port) = (closed_port(), closed_port());
+    let dir = tempdir();
+    let yaml = fanout(
+        "/c",
+        &(http_dest("web", &up, "/w", "        when: {pointer: /type, in: [a]}\n")
+            + &format!("      - name: bus\n        nats: {{url: \"nats://u:natspw@127.0.0.1:{nats_port}\", subject: s.one}}\n")
+            + &format!("      - name: mq\n        amqp: {{url: \"amqp://g:amqppw@127.0.0.1:{amqp_port}/%2f\", exchange: x, routing_key: k}}\n")),
+        "",
+    );
+    let path = dir.join("gw.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let path = path.display().to_string();
+    let run = |args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(bin())
+                .args(&args)
+                .env_remove("PORTCULLIS_CONFIG")
+                .output()
+                .unwrap();
+            let text =
+                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            (out.status.code().unwrap_or(-1), text)
+        })
+        .await
+        .unwrap()
+    };
+    let (code, out) = run(vec!["check".into(), "--config".into(), path.clone()]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("web: http ") && out.contains("when /type in [\"a\"]"), "{out}");
+    assert!(out.contains("bus: nats nats://u:***@127.0.0.1") && out.contains("subject s.one"), "{out}");
+    assert!(out.contains("mq: amqp amqp://g:***@127.0.0.1") && out.contains("routing_key 'k'"), "{out}");
+    let (code, out) = run(vec!["check".into(), "--config".into(), path, "--connect".into()]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("{}: ok (", up.url("").trim_end_matches('/'))), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with(&format!("nats nats://u:***@127.0.0.1:{nats_port}: "))),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with(&format!("amqp amqp://g:***@127.0.0.1:{amqp_port}/%2f: "))),
+        "{out}"
+    );
+    assert!(!out.contains("natspw") && !out.contains("amqppw"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `/api/routes` lists each route's destinations, URLs without their passwords.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_lists_each_destination() {
+    let up = Upstream::start().await;
+    let dests = http_dest("web", &up, "/w", "        when: {pointer: /type, in: [a, 2]}\n")
+        + "      - name: bus\n        nats: {url: \"nats://u:natspw@127.0.0.1:1\", subject: s.two, headers: false}\n";
+    let gw = TestGateway::start(&fanout("/r", &dests, ""), Clock::System).await;
+    let text =
+        send(&client(), http::Method::GET, &format!("http://{}/api/routes", gw.admin), &[], "").await.text();
+    assert!(!text.contains("natspw"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect(&text);
+    let r = v["routes"].as_array().unwrap().iter().find(|r| r["path"] == "/r").expect(&text);
+    assert_eq!(r["upstream"], serde_json::Value::Null);
+    let d = &r["destinations"];
+    assert_eq!(d[0]["name"], "web");
+    assert_eq!(d[0]["kind"], "http");
+    assert_eq!(d[0]["when"], serde_json::json!({"pointer": "/type", "in": ["a", 2]}));
+    assert_eq!(d[1]["kind"], "nats");
+    assert_eq!(d[1]["url"], "nats://u:***@127.0.0.1:1");
+    assert_eq!(d[1]["subject"], "s.two");
+    assert_eq!(d[1]["headers"], false);
+}
+
+/// `upstream_tls` files are watched like the other files the configuration reads (real PEM
+/// files: the loader reads and checks them).
+#[test]
+fn upstream_tls_files_are_watched() {
+    let dir = tempdir();
+    let ck = rcgen::generate_simple_self_signed(vec!["h".into()]).unwrap();
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    std::fs::write(dir.join("certs/ca.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("other-ca.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("c.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("k.pem"), ck.signing_key.serialize_pem()).unwrap();
+    let yaml = "listen: 127.0.0.1:0\nroutes:\n  - path: /p\n    provider: paylent\n    secrets: [a]\n    destinations:\n      - name: a\n        upstream: https://h/\n        upstream_tls: {ca_file: certs/ca.pem, client_cert_file: c.pem, client_key_file: k.pem}\n      - {name: b, upstream: 'http://i/'}\n  - path: /q\n    provider: paylent\n    secrets: [a]\n    upstream: https://j/\n    upstream_tls: {ca_file: other-ca.pem}\n";
+    let c = Config::from_yaml("gw.yaml", yaml, &dir, &|_| None).unwrap();
+    for f in ["certs/ca.pem", "c.pem", "k.pem", "other-ca.pem"] {
+        assert!(c.files.contains(&dir.join(f)), "{f}: {:?}", c.files);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

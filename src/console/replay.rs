@@ -163,7 +163,12 @@ pub(super) async fn replay(gateway: &Gateway, id: &str, req: &ApiRequest<'_>) ->
 
     // The request path's own services: the claim (unless forced) and the forward or queue.
     let started = Instant::now();
-    let forward = Forward::new(Arc::new(gateway.client.clone()), gateway.outlets(gateway.store.clone()));
+    let mut outlets = gateway.outlets(gateway.store.clone());
+    if force {
+        // Forced: every destination again, as the route's own key is not claimed either.
+        Arc::get_mut(&mut outlets).expect("just made").remember = false;
+    }
+    let forward = Forward::new(Arc::new(gateway.client.clone()), outlets);
     let res = if force {
         forward.oneshot(verified).await
     } else {

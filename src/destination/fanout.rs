@@ -197,8 +197,9 @@ pub async fn send(
             Some(tls) => tls.client(s.options),
             None => s.client,
         };
-        // The upstream's body is not read: dropping it closes that one connection at worst.
-        let status = crate::forward::send(client, route, req).await?.status();
+        let res = crate::forward::send(client, route, req).await?;
+        let status = res.status();
+        drain(res).await;
         return if status.is_success() {
             Ok(Some(status.as_u16()))
         } else {
@@ -231,8 +232,22 @@ pub async fn send(
     };
     match published {
         Ok(Ok(())) => Ok(None),
-        Ok(Err(e)) => Err(Rejection::Destination(e)),
-        Err(_) => Err(Rejection::Destination(PublishError::Timeout(timeout))),
+        Ok(Err(e)) => Err(Rejection::Destination(e.to_string())),
+        Err(_) => Err(Rejection::Destination(PublishError::Timeout(timeout).to_string())),
+    }
+}
+
+/// Reads a short answer (a known length up to 64 KiB) to its end, briefly, so that its
+/// connection goes back to the pool; a longer or slower one is dropped (closing only that
+/// connection).
+async fn drain(res: http::Response<hyper::body::Incoming>) {
+    use http_body_util::BodyExt;
+    const SHORT: u64 = 64 * 1024;
+    let len =
+        res.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if len.is_some_and(|n| n <= SHORT) {
+        let body = http_body_util::Limited::new(res.into_body(), SHORT as usize);
+        let _ = tokio::time::timeout(Duration::from_millis(500), body.collect()).await;
     }
 }
 
@@ -268,6 +283,37 @@ mod tests {
         for (route, id) in [("/p", "evt_1"), ("a:b", "c:d"), ("/p", "évt 1%\t")] {
             assert_eq!(event_id(&crate::delivery::forwarded_id(route, id)), id);
         }
+    }
+
+    fn nats(name: &str) -> Destination {
+        let s = crate::config::destination::NatsSettings {
+            url: "nats://h".into(),
+            subject: "s".into(),
+            headers: true,
+        };
+        Destination { name: name.into(), target: Target::Nats(s), when: None }
+    }
+
+    #[test]
+    fn the_first_failure_in_the_routes_order_decides_and_the_detail_names_each() {
+        let (a, b, c, d) = (nats("a"), nats("b"), nats("c"), nats("d"));
+        let report = Report {
+            fates: vec![
+                (&a, Fate::Filtered),
+                (&b, Fate::Earlier),
+                (&c, Fate::Failed(Rejection::UpstreamStatus(500))),
+                (&d, Fate::Failed(Rejection::Destination("no stream".into()))),
+            ],
+        };
+        assert!(!report.none_wanted() && !report.all_accepted());
+        assert_eq!(report.accepted().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(
+            report.detail(),
+            "a: filtered; b: accepted earlier; c: upstream answered 500; d: no stream"
+        );
+        assert!(matches!(report.into_first_failure(), Some(Rejection::UpstreamStatus(500))));
+        let none = Report { fates: vec![(&a, Fate::Filtered)] };
+        assert!(none.none_wanted() && none.all_accepted());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! PubAck, RabbitMQ confirmed the publish (and did not return it as unroutable).
 //!
 //! The brokers' connections are made on first use and kept, one per distinct server URL,
-//! across configuration reloads.
+//! across configuration reloads ([`brokers`]). [`fanout`] sends one delivery to every
+//! destination that wants it, for the request path and the queue's workers alike, and
+//! remembers which accepted (sub-keys in the idempotency store; the queued item's `done`).
 
 pub mod amqp;
 pub mod brokers;

@@ -38,6 +38,9 @@ pub struct Outlets {
     pub brokers: Arc<Brokers>,
     /// The options of `upstream_tls:` clients.
     pub options: crate::upstream_tls::ClientOptions,
+    /// Whether a fan-out claims each destination's sub-key (skipping those that accepted
+    /// before). False only for a forced replay, which sends to every destination again.
+    pub remember: bool,
 }
 
 #[derive(Clone)]
@@ -94,7 +97,7 @@ impl Service<Verified> for Forward {
             }
             let senders = Senders { client: &client, brokers: &outlets.brokers, options: &outlets.options };
             // A single destination needs no memory of its own: the route's key is its memory.
-            let memory = (route.destinations.len() > 1).then(|| Memory {
+            let memory = (outlets.remember && route.destinations.len() > 1).then(|| Memory {
                 store: &*outlets.store,
                 timeout: outlets.store_timeout,
                 metrics: &outlets.metrics,
