@@ -1,6 +1,7 @@
 //! The integration tests: one binary, real sockets, a real upstream, the real gateway.
 
 mod admin_security;
+mod amqp;
 mod attack_console;
 mod certificates;
 mod chaos;

@@ -56,7 +56,11 @@ pub fn init_tracing(format: LogFormat) {
     use std::io::IsTerminal;
     let _ = LOG_FORMAT.set(format);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // lapin logs a message RabbitMQ returns (unroutable) whole at WARN: body and headers,
+        // the provider's signature among them. Kept out whatever RUST_LOG says; the delivery
+        // line already names the refusal.
+        .add_directive("lapin::returned_messages=off".parse().expect("a valid directive"));
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

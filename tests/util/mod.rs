@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod amqp;
 pub mod nats;
 pub mod process;
 pub mod redis;
