@@ -1,21 +1,22 @@
 //! The embedded on-disk store (redb), for a single instance that must not forget delivered
-//! events when it restarts. One writer thread applies operations in batches, one transaction
-//! per batch: claims and releases are committed lazily, a batch holding a completion is
-//! committed durably before anyone is answered.
+//! events when it restarts. Its one writer ([`group_commit`]) applies every claim, completion
+//! and release waiting at a moment in one transaction, in order, and answers each once the
+//! commit holding it returned: a batch holding a completion is committed durably (one
+//! `fsync` for the whole batch) before anyone is answered; claims and releases alone are
+//! committed lazily (a lapsed claim costs a retry, never a delivery).
 
 use super::{Claim, Store, StoreError, StoreFuture, Token};
+use crate::store_conn::group_commit::{self, GroupCommit};
 use crate::store_conn::redb_file;
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// key → state (1 byte: 0 in flight, 1 delivered) + token (16 bytes) + expiry (8 bytes, unix ms).
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
 
-/// Most operations applied in one transaction.
-const MAX_BATCH: usize = 256;
 /// Expired entries removed per sweep, so that a sweep never stalls the writer for long.
 const SWEEP_LIMIT: usize = 10_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -27,6 +28,8 @@ enum Op {
     Claim {
         key: Box<str>,
         lease: Duration,
+        /// Decided inside the batch, in order; sent once the commit returned.
+        answer: Option<Claim>,
         reply: oneshot::Sender<Result<Claim, StoreError>>,
     },
     Complete {
@@ -40,20 +43,16 @@ enum Op {
         token: Token,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// Remove expired entries; sent periodically.
-    Sweep,
+}
+
+/// What the writer keeps from batch to batch.
+struct Writer {
+    now: NowMs,
+    swept_at: Instant,
 }
 
 pub struct EmbeddedStore {
-    ops: mpsc::Sender<Op>,
-    sweeper: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for EmbeddedStore {
-    fn drop(&mut self) {
-        // Once every sender is gone the writer thread ends and the file is closed.
-        self.sweeper.abort();
-    }
+    writer: GroupCommit<Op>,
 }
 
 /// Where the writer reads "now" (unix ms). Injected so that a test can move time by hand
@@ -83,8 +82,12 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("embedded store: {e}"))
 }
 
+fn backend(e: String) -> StoreError {
+    db_err(e)
+}
+
 impl EmbeddedStore {
-    /// Opens (or creates) the store file and starts its writer thread. Needs a tokio runtime.
+    /// Opens (or creates) the store file and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Self::open_with_clock(path, Arc::new(now_ms))
     }
@@ -97,29 +100,19 @@ impl EmbeddedStore {
             txn.open_table(TABLE).map_err(db_err)?;
             txn.commit().map_err(db_err)?;
         }
-        let (tx, rx) = mpsc::channel(4096);
-        std::thread::Builder::new()
-            .name("portcullis-embedded-store".into())
-            .spawn(move || writer(db, rx, now))
-            .map_err(db_err)?;
-        let weak = tx.downgrade();
-        let sweeper = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(SWEEP_EVERY).await;
-                match weak.upgrade() {
-                    Some(tx) if tx.send(Op::Sweep).await.is_ok() => {}
-                    _ => return,
-                }
-            }
-        });
-        Ok(EmbeddedStore { ops: tx, sweeper })
+        let state = Writer { now, swept_at: Instant::now() };
+        let writer = GroupCommit::start("embedded-store", Arc::new(db), state, backend)?;
+        Ok(EmbeddedStore { writer })
     }
 
     async fn send<T>(&self, op: Op, rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
-        // The channel is bounded: when the disk falls behind, callers wait here, and the
-        // store timeout turns a long wait into a 503.
-        self.ops.send(op).await.map_err(|_| db_err("writer thread stopped"))?;
+        self.writer.send(op, backend).await?;
         rx.await.map_err(|_| db_err("writer thread stopped"))?
+    }
+
+    /// The batch sizes the writer reached.
+    pub fn batch_stats(&self) -> &group_commit::BatchStats {
+        self.writer.stats()
     }
 }
 
@@ -133,133 +126,96 @@ fn holds(table: &redb::Table<&str, &[u8]>, key: &str, token: Token) -> Result<bo
 }
 
 /// Applies one operation inside the batch's transaction.
-fn apply(table: &mut redb::Table<&str, &[u8]>, op: &Op, now: u64) -> Result<Option<Claim>, StoreError> {
+fn apply(table: &mut redb::Table<&str, &[u8]>, op: &mut Op, now: u64) -> Result<(), StoreError> {
     match op {
-        Op::Claim { key, lease, .. } => {
+        Op::Claim { key, lease, answer, .. } => {
             let existing = table.get(&**key).map_err(db_err)?.and_then(|v| decode(v.value()));
             if let Some((state, _, expires)) = existing.filter(|(_, _, exp)| *exp > now) {
-                return Ok(Some(if state == DELIVERED {
+                *answer = Some(if state == DELIVERED {
                     Claim::Delivered
                 } else {
                     Claim::InFlight { retry_after: Duration::from_millis(expires - now) }
-                }));
+                });
+                return Ok(());
             }
             let token = Token::random();
             let v = encode(IN_FLIGHT, token, now + lease.as_millis() as u64);
             table.insert(&**key, &v[..]).map_err(db_err)?;
-            Ok(Some(Claim::Acquired(token)))
+            *answer = Some(Claim::Acquired(token));
         }
-        Op::Sweep => Ok(None),
         Op::Complete { key, token, ttl, .. } => {
             if holds(table, key, *token)? {
                 let v = encode(DELIVERED, *token, now + ttl.as_millis() as u64);
                 table.insert(&**key, &v[..]).map_err(db_err)?;
             }
-            Ok(None)
         }
         Op::Release { key, token, .. } => {
             if holds(table, key, *token)? {
                 table.remove(&**key).map_err(db_err)?;
             }
-            Ok(None)
+        }
+    }
+    Ok(())
+}
+
+impl group_commit::Write for Op {
+    type State = Writer;
+
+    fn durable(&self) -> bool {
+        // "Delivered" is what a provider's retry is answered from: on disk before anyone
+        // hears of it. A claim or a release lost to a crash costs a retry or a lease.
+        matches!(self, Op::Complete { .. })
+    }
+
+    fn apply(txn: &WriteTransaction, w: &mut Writer, batch: &mut [Op]) -> Result<(), StoreError> {
+        let mut table = txn.open_table(TABLE).map_err(db_err)?;
+        let now = (w.now)();
+        if w.swept_at.elapsed() >= SWEEP_EVERY {
+            w.swept_at = Instant::now();
+            sweep(&mut table, now)?;
+        }
+        for op in batch {
+            apply(&mut table, op, now)?;
+        }
+        Ok(())
+    }
+
+    fn answer(self, committed: Result<(), StoreError>) {
+        match self {
+            Op::Claim { answer, reply, .. } => {
+                let _ = reply.send(committed.map(|_| answer.expect("a claim is answered in its batch")));
+            }
+            Op::Complete { reply, .. } | Op::Release { reply, .. } => {
+                let _ = reply.send(committed);
+            }
         }
     }
 }
 
-fn writer(db: Database, mut rx: mpsc::Receiver<Op>, now: NowMs) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let Some(first) = rx.blocking_recv() else {
-            return;
-        };
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let swept = batch.len();
-        batch.retain(|op| !matches!(op, Op::Sweep));
-        if batch.len() != swept {
-            sweep(&db, now());
-        }
-        let durable = batch.iter().any(|op| matches!(op, Op::Complete { .. }));
-        let results = run_batch(&db, &batch, durable, &*now);
-        for (op, r) in batch.drain(..).zip(results) {
-            match op {
-                Op::Claim { reply, .. } => {
-                    let _ = reply.send(r.map(|c| c.expect("a claim answers")));
-                }
-                Op::Complete { reply, .. } | Op::Release { reply, .. } => {
-                    let _ = reply.send(r.map(|_| ()));
-                }
-                Op::Sweep => {}
-            }
-        }
+/// Removes entries expired at `now` (unix ms), at most `SWEEP_LIMIT` at a time, in the
+/// batch's transaction.
+fn sweep(table: &mut redb::Table<&str, &[u8]>, now: u64) -> Result<(), StoreError> {
+    let expired: Vec<String> = table
+        .iter()
+        .map_err(db_err)?
+        .filter_map(|e| e.ok())
+        .filter(|(_, v)| decode(v.value()).is_none_or(|(_, _, exp)| exp <= now))
+        .take(SWEEP_LIMIT)
+        .map(|(k, _)| k.value().to_string())
+        .collect();
+    for k in &expired {
+        table.remove(k.as_str()).map_err(db_err)?;
     }
-}
-
-/// Applies a batch in one transaction; every operation gets the transaction's fate.
-fn run_batch(
-    db: &Database,
-    batch: &[Op],
-    durable: bool,
-    now: &(dyn Fn() -> u64 + Send + Sync),
-) -> Vec<Result<Option<Claim>, StoreError>> {
-    let attempt = || -> Result<Vec<Option<Claim>>, StoreError> {
-        let txn = redb_file::write(db, durable, db_err)?;
-        let now = now();
-        let mut out = Vec::with_capacity(batch.len());
-        {
-            let mut table = txn.open_table(TABLE).map_err(db_err)?;
-            for op in batch {
-                out.push(apply(&mut table, op, now)?);
-            }
-        }
-        txn.commit().map_err(db_err)?;
-        Ok(out)
-    };
-    match attempt() {
-        Ok(v) => v.into_iter().map(Ok).collect(),
-        Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+    if !expired.is_empty() {
+        tracing::debug!(removed = expired.len(), "embedded store swept expired keys");
     }
-}
-
-/// Removes entries expired at `now` (unix ms), at most `SWEEP_LIMIT` at a time.
-fn sweep(db: &Database, now: u64) {
-    let r = (|| -> Result<usize, StoreError> {
-        let txn = redb_file::write(db, false, db_err)?;
-        let removed;
-        {
-            let mut table = txn.open_table(TABLE).map_err(db_err)?;
-            let expired: Vec<String> = table
-                .iter()
-                .map_err(db_err)?
-                .filter_map(|e| e.ok())
-                .filter(|(_, v)| decode(v.value()).is_none_or(|(_, _, exp)| exp <= now))
-                .take(SWEEP_LIMIT)
-                .map(|(k, _)| k.value().to_string())
-                .collect();
-            removed = expired.len();
-            for k in expired {
-                table.remove(k.as_str()).map_err(db_err)?;
-            }
-        }
-        txn.commit().map_err(db_err)?;
-        Ok(removed)
-    })();
-    match r {
-        Ok(n) if n > 0 => tracing::debug!(removed = n, "embedded store swept expired keys"),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "embedded store sweep failed"),
-    }
+    Ok(())
 }
 
 impl Store for EmbeddedStore {
     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
         let (reply, rx) = oneshot::channel();
-        Box::pin(self.send(Op::Claim { key: key.into(), lease, reply }, rx))
+        Box::pin(self.send(Op::Claim { key: key.into(), lease, answer: None, reply }, rx))
     }
 
     fn complete<'a>(&'a self, key: &'a str, token: Token, ttl: Duration) -> StoreFuture<'a, ()> {
