@@ -915,6 +915,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_worker_asking_before_anything_is_due_costs_no_transaction_and_no_read() {
+        let p = path();
+        let q = EmbeddedQueue::open(&p).unwrap();
+        let stale = Duration::from_secs(60);
+        q.push("/r", &item("/r", "a")).await.unwrap();
+        let taken = q.take("/r", 1, stale).await.unwrap();
+        assert_eq!(taken.len(), 1);
+        let mut failed = taken[0].1.clone();
+        failed.attempts = 1;
+        q.retry("/r", &taken[0].0, &failed, now_ms() + 60_000).await.unwrap();
+        // Nothing due for a minute: the first take learns it, the next ones are answered
+        // from the hint, without a commit or a row read.
+        assert!(q.take("/r", 1, stale).await.unwrap().is_empty());
+        let (commits, rows) = (q.batch_stats().commits.load(Relaxed), q.rows_touched());
+        for _ in 0..50 {
+            assert!(q.take("/r", 1, stale).await.unwrap().is_empty());
+        }
+        assert_eq!(q.batch_stats().commits.load(Relaxed), commits, "no transaction");
+        assert_eq!(q.rows_touched(), rows, "no row read");
+        // A push makes the route due at once, and only the due one is taken.
+        q.push("/r", &item("/r", "b")).await.unwrap();
+        let taken = q.take("/r", 10, stale).await.unwrap();
+        assert_eq!(taken.iter().map(|(_, i)| i.id.clone()).collect::<Vec<_>>(), vec![b"b".to_vec()]);
+        // Another route knows nothing of this one's hint.
+        q.push("/other", &item("/other", "c")).await.unwrap();
+        assert_eq!(q.take("/other", 10, stale).await.unwrap().len(), 1);
+        drop(q);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[tokio::test]
     async fn stats_never_count_a_delivery_twice_while_deliveries_move() {
         let p = path();
         let q = Arc::new(EmbeddedQueue::open(&p).unwrap());
