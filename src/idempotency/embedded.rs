@@ -1,27 +1,34 @@
 //! The embedded on-disk store (redb), for a single instance that must not forget delivered
-//! events when it restarts. Its one writer ([`group_commit`]) applies every claim, completion
-//! and release waiting at a moment in one transaction, in order, and answers each once the
-//! commit holding it returned: a batch holding a completion is committed durably (one
-//! `fsync` for the whole batch) before anyone is answered; claims and releases alone are
-//! committed lazily (a lapsed claim costs a retry, never a delivery).
+//! events when it restarts. Its one writer ([`group_commit`]) takes every claim, completion
+//! and release waiting at a moment as one batch and decides them in order; a batch holding a
+//! completion is one transaction committed durably (one `fsync` for the whole batch) before
+//! anyone in it is answered.
+//!
+//! Only "delivered" is written to the file. The claims in flight (key → token, lease end) live
+//! in the writer's memory: the file is this process's alone (redb locks it), a claim is a
+//! lease that a crash ends anyway, and a claim written to the file would cost a commit and
+//! its pages for nothing a restart may keep. A batch of claims and releases alone reads the
+//! file and commits nothing. (A file written by an earlier version may hold in-flight rows:
+//! they are honoured until their lease ends, and swept.)
 
 use super::{Claim, Store, StoreError, StoreFuture, Token};
 use crate::store_conn::group_commit::{self, GroupCommit};
 use crate::store_conn::redb_file;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// key → state (1 byte: 0 in flight, 1 delivered) + token (16 bytes) + expiry (8 bytes, unix ms).
+/// key → state (1 byte: 1 delivered; 0 in flight, written by earlier versions only) + token
+/// (16 bytes) + expiry (8 bytes, unix ms).
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
 
 /// Expired entries removed per sweep, so that a sweep never stalls the writer for long.
 const SWEEP_LIMIT: usize = 10_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
-const IN_FLIGHT: u8 = 0;
 const DELIVERED: u8 = 1;
 
 enum Op {
@@ -49,6 +56,15 @@ enum Op {
 struct Writer {
     now: NowMs,
     swept_at: Instant,
+    /// The claims in flight: key → (token, lease end in unix ms).
+    in_flight: HashMap<Box<str>, (Token, u64)>,
+    /// What this batch changed in `in_flight`, undone if its transaction fails.
+    undo: Vec<Undo>,
+}
+
+enum Undo {
+    Claimed(Box<str>),
+    Ended(Box<str>, (Token, u64)),
 }
 
 pub struct EmbeddedStore {
@@ -100,7 +116,7 @@ impl EmbeddedStore {
             txn.open_table(TABLE).map_err(db_err)?;
             txn.commit().map_err(db_err)?;
         }
-        let state = Writer { now, swept_at: Instant::now() };
+        let state = Writer { now, swept_at: Instant::now(), in_flight: HashMap::new(), undo: Vec::new() };
         let writer = GroupCommit::start("embedded-store", Arc::new(db), state, backend)?;
         Ok(EmbeddedStore { writer })
     }
@@ -116,46 +132,67 @@ impl EmbeddedStore {
     }
 }
 
-/// Whether `key` is in flight under our `token`.
-fn holds(table: &redb::Table<&str, &[u8]>, key: &str, token: Token) -> Result<bool, StoreError> {
-    Ok(table
-        .get(key)
-        .map_err(db_err)?
-        .and_then(|v| decode(v.value()))
-        .is_some_and(|(s, t, _)| s == IN_FLIGHT && t == token))
-}
-
-/// Applies one operation inside the batch's transaction.
-fn apply(table: &mut redb::Table<&str, &[u8]>, op: &mut Op, now: u64) -> Result<(), StoreError> {
-    match op {
-        Op::Claim { key, lease, answer, .. } => {
-            let existing = table.get(&**key).map_err(db_err)?.and_then(|v| decode(v.value()));
-            if let Some((state, _, expires)) = existing.filter(|(_, _, exp)| *exp > now) {
-                *answer = Some(if state == DELIVERED {
-                    Claim::Delivered
-                } else {
-                    Claim::InFlight { retry_after: Duration::from_millis(expires - now) }
-                });
-                return Ok(());
+impl Writer {
+    /// Ends the claim on `key` if `token` holds it; whether it did.
+    fn end(&mut self, key: &str, token: Token) -> bool {
+        match self.in_flight.get(key) {
+            Some((t, _)) if *t == token => {
+                let (k, v) = self.in_flight.remove_entry(key).expect("just found");
+                self.undo.push(Undo::Ended(k, v));
+                true
             }
-            let token = Token::random();
-            let v = encode(IN_FLIGHT, token, now + lease.as_millis() as u64);
-            table.insert(&**key, &v[..]).map_err(db_err)?;
-            *answer = Some(Claim::Acquired(token));
+            _ => false,
         }
-        Op::Complete { key, token, ttl, .. } => {
-            if holds(table, key, *token)? {
+    }
+
+    /// Decides one operation inside the batch's transaction; whether it wrote to the file.
+    fn apply(
+        &mut self,
+        table: &mut redb::Table<&str, &[u8]>,
+        op: &mut Op,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        match op {
+            Op::Claim { key, lease, answer, .. } => {
+                if let Some((_, expires)) = self.in_flight.get(&**key).filter(|(_, exp)| *exp > now) {
+                    *answer = Some(Claim::InFlight { retry_after: Duration::from_millis(expires - now) });
+                    return Ok(false);
+                }
+                let existing = table.get(&**key).map_err(db_err)?.and_then(|v| decode(v.value()));
+                if let Some((state, _, expires)) = existing.filter(|(_, _, exp)| *exp > now) {
+                    *answer = Some(if state == DELIVERED {
+                        Claim::Delivered
+                    } else {
+                        Claim::InFlight { retry_after: Duration::from_millis(expires - now) }
+                    });
+                    return Ok(false);
+                }
+                let token = Token::random();
+                // The op's key moves into the map: no copy.
+                let key = std::mem::take(key);
+                if let Some(old) = self.in_flight.insert(key.clone(), (token, now + lease.as_millis() as u64))
+                {
+                    // A lapsed claim taken over.
+                    self.undo.push(Undo::Ended(key.clone(), old));
+                }
+                self.undo.push(Undo::Claimed(key));
+                *answer = Some(Claim::Acquired(token));
+                Ok(false)
+            }
+            Op::Complete { key, token, ttl, .. } => {
+                if !self.end(key, *token) {
+                    return Ok(false);
+                }
                 let v = encode(DELIVERED, *token, now + ttl.as_millis() as u64);
                 table.insert(&**key, &v[..]).map_err(db_err)?;
+                Ok(true)
             }
-        }
-        Op::Release { key, token, .. } => {
-            if holds(table, key, *token)? {
-                table.remove(&**key).map_err(db_err)?;
+            Op::Release { key, token, .. } => {
+                self.end(key, *token);
+                Ok(false)
             }
         }
     }
-    Ok(())
 }
 
 impl group_commit::Write for Op {
@@ -167,17 +204,35 @@ impl group_commit::Write for Op {
         matches!(self, Op::Complete { .. })
     }
 
-    fn apply(txn: &WriteTransaction, w: &mut Writer, batch: &mut [Op]) -> Result<(), StoreError> {
+    fn apply(txn: &WriteTransaction, w: &mut Writer, batch: &mut [Op]) -> Result<bool, StoreError> {
         let mut table = txn.open_table(TABLE).map_err(db_err)?;
         let now = (w.now)();
+        w.undo.clear();
+        let mut wrote = false;
         if w.swept_at.elapsed() >= SWEEP_EVERY {
             w.swept_at = Instant::now();
-            sweep(&mut table, now)?;
+            // Claims whose holder never finished: their lease is over.
+            w.in_flight.retain(|_, (_, exp)| *exp > now);
+            wrote = sweep(&mut table, now)?;
         }
         for op in batch {
-            apply(&mut table, op, now)?;
+            wrote |= w.apply(&mut table, op, now)?;
         }
-        Ok(())
+        Ok(wrote)
+    }
+
+    fn aborted(w: &mut Writer) {
+        // The batch's answers are errors: its claims were not taken, its ends did not happen.
+        for u in w.undo.drain(..).rev() {
+            match u {
+                Undo::Claimed(k) => {
+                    w.in_flight.remove(&k);
+                }
+                Undo::Ended(k, v) => {
+                    w.in_flight.insert(k, v);
+                }
+            }
+        }
     }
 
     fn answer(self, committed: Result<(), StoreError>) {
@@ -194,7 +249,7 @@ impl group_commit::Write for Op {
 
 /// Removes entries expired at `now` (unix ms), at most `SWEEP_LIMIT` at a time, in the
 /// batch's transaction.
-fn sweep(table: &mut redb::Table<&str, &[u8]>, now: u64) -> Result<(), StoreError> {
+fn sweep(table: &mut redb::Table<&str, &[u8]>, now: u64) -> Result<bool, StoreError> {
     let expired: Vec<String> = table
         .iter()
         .map_err(db_err)?
@@ -209,7 +264,7 @@ fn sweep(table: &mut redb::Table<&str, &[u8]>, now: u64) -> Result<(), StoreErro
     if !expired.is_empty() {
         tracing::debug!(removed = expired.len(), "embedded store swept expired keys");
     }
-    Ok(())
+    Ok(!expired.is_empty())
 }
 
 impl Store for EmbeddedStore {
@@ -302,6 +357,29 @@ mod tests {
         assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
         s.complete("k", t2, TTL).await.unwrap();
         assert_eq!(s.claim("k", LEASE).await.unwrap(), Claim::Delivered);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[tokio::test]
+    async fn only_a_completion_is_committed_and_it_is_durable() {
+        let p = path();
+        let s = EmbeddedStore::open(&p).unwrap();
+        let stats = || {
+            let b = s.batch_stats();
+            (
+                b.commits.load(std::sync::atomic::Ordering::Relaxed),
+                b.durable_commits.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        };
+        let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else { panic!() };
+        assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
+        s.release("k", t).await.unwrap();
+        assert_eq!(stats(), (0, 0), "claims and releases are decided without a commit");
+        let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else { panic!("released") };
+        s.complete("k", t, TTL).await.unwrap();
+        assert_eq!(stats(), (1, 1));
+        assert_eq!(s.claim("k", LEASE).await.unwrap(), Claim::Delivered);
+        drop(s);
         let _ = std::fs::remove_file(p);
     }
 

@@ -234,13 +234,13 @@ impl group_commit::Write for Box<dyn Job> {
         (**self).durable()
     }
 
-    fn apply(txn: &WriteTransaction, w: &mut Writer, batch: &mut [Self]) -> Result<(), StoreError> {
+    fn apply(txn: &WriteTransaction, w: &mut Writer, batch: &mut [Self]) -> Result<bool, StoreError> {
         let mut t = Tables::open(txn)?;
         for job in batch {
             job.apply(&mut t, &w.hints)?;
         }
         w.rows.fetch_add(t.rows, Relaxed);
-        Ok(())
+        Ok(true)
     }
 
     fn aborted(w: &mut Writer) {

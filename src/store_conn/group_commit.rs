@@ -36,8 +36,11 @@ pub trait Write: Send + Sized + 'static {
     /// Whether the caller may be answered only once this write is on disk.
     fn durable(&self) -> bool;
     /// Applies `batch`, in order, inside one transaction; each write keeps its answer until
-    /// the commit. An error voids the whole transaction.
-    fn apply(txn: &WriteTransaction, state: &mut Self::State, batch: &mut [Self]) -> Result<(), StoreError>;
+    /// the commit. An error voids the whole transaction. `Ok(false)`: nothing was written
+    /// (every answer was decided from memory and reads), so the transaction is dropped instead
+    /// of committed.
+    fn apply(txn: &WriteTransaction, state: &mut Self::State, batch: &mut [Self])
+        -> Result<bool, StoreError>;
     /// The batch's transaction failed: whatever `apply` noted in `state` meanwhile is void.
     fn aborted(_state: &mut Self::State) {}
     /// Answers the caller with the fate of the commit that held the write.
@@ -52,21 +55,26 @@ const QUEUE: usize = 8192;
 /// How often the writer logs its totals (at debug), when it committed anything meanwhile.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 
-/// Batch sizes the writer reached: commits by the number of writes they held.
+/// Batch sizes the writer reached: batches by the number of writes they held.
 #[derive(Debug, Default)]
 pub struct BatchStats {
+    pub batches: AtomicU64,
+    /// Batches that wrote, so were committed (the others were answered from reads).
     pub commits: AtomicU64,
     pub durable_commits: AtomicU64,
     pub writes: AtomicU64,
     pub largest: AtomicU64,
-    /// Commits of 1, 2–3, 4–7, …, 512–1023 and ≥ 1024 writes.
+    /// Batches of 1, 2–3, 4–7, …, 512–1023 and ≥ 1024 writes.
     pub sizes: [AtomicU64; 11],
 }
 
 impl BatchStats {
-    fn record(&self, writes: usize, durable: bool) {
-        self.commits.fetch_add(1, Relaxed);
-        if durable {
+    fn record(&self, writes: usize, committed: bool, durable: bool) {
+        self.batches.fetch_add(1, Relaxed);
+        if committed {
+            self.commits.fetch_add(1, Relaxed);
+        }
+        if committed && durable {
             self.durable_commits.fetch_add(1, Relaxed);
         }
         self.writes.fetch_add(writes as u64, Relaxed);
@@ -75,7 +83,7 @@ impl BatchStats {
         self.sizes[bucket.min(self.sizes.len() - 1)].fetch_add(1, Relaxed);
     }
 
-    /// `1:n 2:n 4:n …`: commits by their smallest power-of-two size, empty buckets left out.
+    /// `1:n 2:n 4:n …`: batches by their smallest power-of-two size, empty buckets left out.
     pub fn histogram(&self) -> String {
         let mut s = String::new();
         for (i, n) in self.sizes.iter().enumerate() {
@@ -161,20 +169,22 @@ fn run<W: Write>(
         if committed.is_err() {
             W::aborted(&mut state);
         }
-        stats.record(batch.len(), durable);
+        stats.record(batch.len(), committed.as_ref().is_ok_and(|c| *c), durable);
+        let committed = committed.map(|_| ());
         for w in batch.drain(..) {
             w.answer(committed.clone());
         }
-        let commits = stats.commits.load(Relaxed);
-        if reported_at.elapsed() >= REPORT_EVERY && commits != reported {
-            (reported_at, reported) = (Instant::now(), commits);
+        let batches = stats.batches.load(Relaxed);
+        if reported_at.elapsed() >= REPORT_EVERY && batches != reported {
+            (reported_at, reported) = (Instant::now(), batches);
             let writes = stats.writes.load(Relaxed);
             tracing::debug!(
                 file = name,
-                commits,
+                batches,
+                commits = stats.commits.load(Relaxed),
                 durable = stats.durable_commits.load(Relaxed),
                 writes,
-                mean = format_args!("{:.1}", writes as f64 / commits as f64),
+                mean = format_args!("{:.1}", writes as f64 / batches as f64),
                 largest = stats.largest.load(Relaxed),
                 sizes = %stats.histogram(),
                 "group commit totals"
@@ -183,25 +193,28 @@ fn run<W: Write>(
     }
 }
 
-/// One transaction for the whole batch.
+/// One transaction for the whole batch; whether it was committed (it wrote).
 fn commit<W: Write>(
     db: &Database,
     durable: bool,
     state: &mut W::State,
     batch: &mut [W],
     err: fn(String) -> StoreError,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let mut txn = db.begin_write().map_err(|e| err(e.to_string()))?;
     txn.set_durability(if durable { Durability::Immediate } else { Durability::None })
         .map_err(|e| err(e.to_string()))?;
     // One fsync per durable commit; see the module's docs.
     txn.set_two_phase_commit(false);
     txn.set_quick_repair(false);
-    if let Err(e) = W::apply(&txn, state, batch) {
-        let _ = txn.abort();
-        return Err(e);
+    match W::apply(&txn, state, batch) {
+        Ok(true) => txn.commit().map(|_| true).map_err(|e| err(e.to_string())),
+        Ok(false) => txn.abort().map(|_| false).map_err(|e| err(e.to_string())),
+        Err(e) => {
+            let _ = txn.abort();
+            Err(e)
+        }
     }
-    txn.commit().map_err(|e| err(e.to_string()))
 }
 
 #[cfg(test)]
@@ -225,13 +238,13 @@ mod tests {
         fn durable(&self) -> bool {
             self.durable
         }
-        fn apply(txn: &WriteTransaction, _: &mut (), batch: &mut [Self]) -> Result<(), StoreError> {
+        fn apply(txn: &WriteTransaction, _: &mut (), batch: &mut [Self]) -> Result<bool, StoreError> {
             let mut t = txn.open_table(T).map_err(|e| StoreError::Backend(e.to_string()))?;
             for w in batch {
                 w.saw = t.get(w.k).map_err(|e| StoreError::Backend(e.to_string()))?.map_or(0, |v| v.value());
                 t.insert(w.k, w.saw + 1).map_err(|e| StoreError::Backend(e.to_string()))?;
             }
-            Ok(())
+            Ok(true)
         }
         fn answer(self, committed: Result<(), StoreError>) {
             let _ = self.reply.send(committed.map(|_| self.saw));
@@ -270,7 +283,8 @@ mod tests {
         assert_eq!(s.writes.load(Relaxed), n);
         // 400 writes sent at once while commits fsync: they share commits.
         assert!(s.commits.load(Relaxed) < n, "{s:?}");
-        assert_eq!(s.sizes.iter().map(|b| b.load(Relaxed)).sum::<u64>(), s.commits.load(Relaxed));
+        assert_eq!(s.commits.load(Relaxed), s.batches.load(Relaxed), "every batch wrote");
+        assert_eq!(s.sizes.iter().map(|b| b.load(Relaxed)).sum::<u64>(), s.batches.load(Relaxed));
         drop(gc);
         // The writer closed the file on drop: it opens again at once.
         let db = Database::create(&p).unwrap();
