@@ -1,23 +1,24 @@
 //! The embedded on-disk store (redb), for a single instance that must not forget delivered
-//! events when it restarts. Its one writer ([`group_commit`]) takes every claim, completion
-//! and release waiting at a moment as one batch and decides them in order; a batch holding a
-//! completion is one transaction committed durably (one `fsync` for the whole batch) before
-//! anyone in it is answered.
+//! events when it restarts. Only "delivered" is written to the file, by its one writer
+//! ([`group_commit`]): every completion waiting at a moment goes into one transaction,
+//! committed durably (one `fsync` for the whole batch) before any of them is answered.
 //!
-//! Only "delivered" is written to the file. The claims in flight (key → token, lease end) live
-//! in the writer's memory: the file is this process's alone (redb locks it), a claim is a
-//! lease that a crash ends anyway, and a claim written to the file would cost a commit and
-//! its pages for nothing a restart may keep. A batch of claims and releases alone reads the
-//! file and commits nothing. (A file written by an earlier version may hold in-flight rows:
-//! they are honoured until their lease ends, and swept.)
+//! The claims in flight (key → token, lease end) live in memory, decided under one lock in the
+//! order they come: the file is this process's alone (redb locks it), a claim is a lease that
+//! a crash ends anyway, and writing it would cost a commit and its pages for nothing a restart
+//! may keep. A claim reads the file (a read transaction sees only durable commits, as every
+//! commit here is durable) and answers at once, never waiting behind an `fsync`. A key being
+//! completed stays in flight until the commit that records it delivered has returned, so no
+//! claim can slip between the two. (A file written by an earlier version may hold in-flight
+//! rows: they are honoured until their lease ends, and swept.)
 
 use super::{Claim, Store, StoreError, StoreFuture, Token};
 use crate::store_conn::group_commit::{self, GroupCommit};
 use crate::store_conn::redb_file;
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -31,47 +32,45 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 const DELIVERED: u8 = 1;
 
-enum Op {
-    Claim {
-        key: Box<str>,
-        lease: Duration,
-        /// Decided inside the batch, in order; sent once the commit returned.
-        answer: Option<Claim>,
-        reply: oneshot::Sender<Result<Claim, StoreError>>,
-    },
-    Complete {
-        key: Box<str>,
-        token: Token,
-        ttl: Duration,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Release {
-        key: Box<str>,
-        token: Token,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
+/// A claim in flight.
+struct Held {
+    token: Token,
+    /// Lease end, unix ms.
+    expires: u64,
+    /// Its completion is being committed: in flight until the commit returned.
+    completing: bool,
+}
+
+type InFlight = Mutex<HashMap<Box<str>, Held>>;
+
+fn lock(m: &InFlight) -> MutexGuard<'_, HashMap<Box<str>, Held>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A completion, for the writer.
+struct Complete {
+    key: Box<str>,
+    token: Token,
+    ttl: Duration,
+    in_flight: Arc<InFlight>,
+    reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
 /// What the writer keeps from batch to batch.
 struct Writer {
     now: NowMs,
     swept_at: Instant,
-    /// The claims in flight: key → (token, lease end in unix ms).
-    in_flight: HashMap<Box<str>, (Token, u64)>,
-    /// What this batch changed in `in_flight`, undone if its transaction fails.
-    undo: Vec<Undo>,
-}
-
-enum Undo {
-    Claimed(Box<str>),
-    Ended(Box<str>, (Token, u64)),
+    in_flight: Arc<InFlight>,
 }
 
 pub struct EmbeddedStore {
-    writer: GroupCommit<Op>,
+    db: Arc<Database>,
+    in_flight: Arc<InFlight>,
+    now: NowMs,
+    writer: GroupCommit<Complete>,
 }
 
-/// Where the writer reads "now" (unix ms). Injected so that a test can move time by hand
+/// Where the store reads "now" (unix ms). Injected so that a test can move time by hand
 /// instead of sleeping past a lease.
 pub type NowMs = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -108,7 +107,7 @@ impl EmbeddedStore {
         Self::open_with_clock(path, Arc::new(now_ms))
     }
 
-    /// [`EmbeddedStore::open`] with the writer's notion of "now" (unix ms) injected.
+    /// [`EmbeddedStore::open`] with the store's notion of "now" (unix ms) injected.
     pub fn open_with_clock(path: &Path, now: NowMs) -> Result<Self, StoreError> {
         let db = redb_file::open(path, db_err)?;
         {
@@ -116,140 +115,126 @@ impl EmbeddedStore {
             txn.open_table(TABLE).map_err(db_err)?;
             txn.commit().map_err(db_err)?;
         }
-        let state = Writer { now, swept_at: Instant::now(), in_flight: HashMap::new(), undo: Vec::new() };
-        let writer = GroupCommit::start("embedded-store", Arc::new(db), state, backend)?;
-        Ok(EmbeddedStore { writer })
-    }
-
-    async fn send<T>(&self, op: Op, rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
-        self.writer.send(op, backend).await?;
-        rx.await.map_err(|_| db_err("writer thread stopped"))?
+        let (db, in_flight) = (Arc::new(db), Arc::new(InFlight::default()));
+        let state = Writer { now: now.clone(), swept_at: Instant::now(), in_flight: in_flight.clone() };
+        let writer = GroupCommit::start("embedded-store", db.clone(), state, backend)?;
+        Ok(EmbeddedStore { db, in_flight, now, writer })
     }
 
     /// The batch sizes the writer reached.
     pub fn batch_stats(&self) -> &group_commit::BatchStats {
         self.writer.stats()
     }
-}
 
-impl Writer {
-    /// Ends the claim on `key` if `token` holds it; whether it did.
-    fn end(&mut self, key: &str, token: Token) -> bool {
-        match self.in_flight.get(key) {
-            Some((t, _)) if *t == token => {
-                let (k, v) = self.in_flight.remove_entry(key).expect("just found");
-                self.undo.push(Undo::Ended(k, v));
-                true
-            }
-            _ => false,
+    /// Decided under the lock, in the order claims come: the first acquires, the next see it
+    /// in flight.
+    fn decide(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let now = (self.now)();
+        let mut held = lock(&self.in_flight);
+        if let Some(h) = held.get(key).filter(|h| h.completing || h.expires > now) {
+            return Ok(Claim::InFlight { retry_after: Duration::from_millis(h.expires.saturating_sub(now)) });
         }
-    }
-
-    /// Decides one operation inside the batch's transaction; whether it wrote to the file.
-    fn apply(
-        &mut self,
-        table: &mut redb::Table<&str, &[u8]>,
-        op: &mut Op,
-        now: u64,
-    ) -> Result<bool, StoreError> {
-        match op {
-            Op::Claim { key, lease, answer, .. } => {
-                if let Some((_, expires)) = self.in_flight.get(&**key).filter(|(_, exp)| *exp > now) {
-                    *answer = Some(Claim::InFlight { retry_after: Duration::from_millis(expires - now) });
-                    return Ok(false);
-                }
-                let existing = table.get(&**key).map_err(db_err)?.and_then(|v| decode(v.value()));
-                if let Some((state, _, expires)) = existing.filter(|(_, _, exp)| *exp > now) {
-                    *answer = Some(if state == DELIVERED {
-                        Claim::Delivered
-                    } else {
-                        Claim::InFlight { retry_after: Duration::from_millis(expires - now) }
-                    });
-                    return Ok(false);
-                }
-                let token = Token::random();
-                // The op's key moves into the map: no copy.
-                let key = std::mem::take(key);
-                if let Some(old) = self.in_flight.insert(key.clone(), (token, now + lease.as_millis() as u64))
-                {
-                    // A lapsed claim taken over.
-                    self.undo.push(Undo::Ended(key.clone(), old));
-                }
-                self.undo.push(Undo::Claimed(key));
-                *answer = Some(Claim::Acquired(token));
-                Ok(false)
-            }
-            Op::Complete { key, token, ttl, .. } => {
-                if !self.end(key, *token) {
-                    return Ok(false);
-                }
-                let v = encode(DELIVERED, *token, now + ttl.as_millis() as u64);
-                table.insert(&**key, &v[..]).map_err(db_err)?;
-                Ok(true)
-            }
-            Op::Release { key, token, .. } => {
-                self.end(key, *token);
-                Ok(false)
+        let stored = {
+            let txn = self.db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(TABLE).map_err(db_err)?;
+            let v = table.get(key).map_err(db_err)?;
+            v.and_then(|v| decode(v.value()))
+        };
+        if let Some((state, _, expires)) = stored.filter(|(_, _, exp)| *exp > now) {
+            return Ok(if state == DELIVERED {
+                Claim::Delivered
+            } else {
+                Claim::InFlight { retry_after: Duration::from_millis(expires - now) }
+            });
+        }
+        let token = Token::random();
+        let h = Held { token, expires: now + lease.as_millis() as u64, completing: false };
+        match held.get_mut(key) {
+            // A lapsed claim taken over.
+            Some(old) => *old = h,
+            None => {
+                held.insert(key.into(), h);
             }
         }
+        Ok(Claim::Acquired(token))
+    }
+
+    async fn complete_held(&self, key: &str, token: Token, ttl: Duration) -> Result<(), StoreError> {
+        {
+            let mut held = lock(&self.in_flight);
+            match held.get_mut(key) {
+                Some(h) if h.token == token && !h.completing => h.completing = true,
+                // No longer ours (the lease lapsed and another took it over), or already
+                // being completed: nothing to record.
+                _ => return Ok(()),
+            }
+        }
+        let (reply, rx) = oneshot::channel();
+        let c = Complete { key: key.into(), token, ttl, in_flight: self.in_flight.clone(), reply };
+        if let Err(e) = self.writer.send(c, backend).await {
+            // Never reached the writer: the claim is ours again, to complete or release.
+            if let Some(h) = lock(&self.in_flight).get_mut(key).filter(|h| h.token == token) {
+                h.completing = false;
+            }
+            return Err(e);
+        }
+        rx.await.map_err(|_| db_err("writer thread stopped"))?
+    }
+
+    fn release_held(&self, key: &str, token: Token) {
+        let mut held = lock(&self.in_flight);
+        if held.get(key).is_some_and(|h| h.token == token && !h.completing) {
+            held.remove(key);
+        }
     }
 }
 
-impl group_commit::Write for Op {
+impl group_commit::Write for Complete {
     type State = Writer;
 
     fn durable(&self) -> bool {
         // "Delivered" is what a provider's retry is answered from: on disk before anyone
-        // hears of it. A claim or a release lost to a crash costs a retry or a lease.
-        matches!(self, Op::Complete { .. })
+        // hears of it.
+        true
     }
 
-    fn apply(txn: &WriteTransaction, w: &mut Writer, batch: &mut [Op]) -> Result<bool, StoreError> {
+    fn apply(txn: &WriteTransaction, w: &mut Writer, batch: &mut [Complete]) -> Result<bool, StoreError> {
         let mut table = txn.open_table(TABLE).map_err(db_err)?;
         let now = (w.now)();
-        w.undo.clear();
-        let mut wrote = false;
         if w.swept_at.elapsed() >= SWEEP_EVERY {
             w.swept_at = Instant::now();
             // Claims whose holder never finished: their lease is over.
-            w.in_flight.retain(|_, (_, exp)| *exp > now);
-            wrote = sweep(&mut table, now)?;
+            lock(&w.in_flight).retain(|_, h| h.completing || h.expires > now);
+            sweep(&mut table, now)?;
         }
-        for op in batch {
-            wrote |= w.apply(&mut table, op, now)?;
+        for c in batch {
+            let v = encode(DELIVERED, c.token, now + c.ttl.as_millis() as u64);
+            table.insert(&*c.key, &v[..]).map_err(db_err)?;
         }
-        Ok(wrote)
-    }
-
-    fn aborted(w: &mut Writer) {
-        // The batch's answers are errors: its claims were not taken, its ends did not happen.
-        for u in w.undo.drain(..).rev() {
-            match u {
-                Undo::Claimed(k) => {
-                    w.in_flight.remove(&k);
-                }
-                Undo::Ended(k, v) => {
-                    w.in_flight.insert(k, v);
-                }
-            }
-        }
+        Ok(true)
     }
 
     fn answer(self, committed: Result<(), StoreError>) {
-        match self {
-            Op::Claim { answer, reply, .. } => {
-                let _ = reply.send(committed.map(|_| answer.expect("a claim is answered in its batch")));
-            }
-            Op::Complete { reply, .. } | Op::Release { reply, .. } => {
-                let _ = reply.send(committed);
+        {
+            let mut held = lock(&self.in_flight);
+            if held.get(&*self.key).is_some_and(|h| h.token == self.token) {
+                if committed.is_ok() {
+                    // Delivered is on disk and read by every claim from now on.
+                    held.remove(&*self.key);
+                } else if let Some(h) = held.get_mut(&*self.key) {
+                    // Not recorded: the claim is ours again, to complete (the caller retries)
+                    // or to lapse.
+                    h.completing = false;
+                }
             }
         }
+        let _ = self.reply.send(committed);
     }
 }
 
 /// Removes entries expired at `now` (unix ms), at most `SWEEP_LIMIT` at a time, in the
 /// batch's transaction.
-fn sweep(table: &mut redb::Table<&str, &[u8]>, now: u64) -> Result<bool, StoreError> {
+fn sweep(table: &mut redb::Table<&str, &[u8]>, now: u64) -> Result<(), StoreError> {
     let expired: Vec<String> = table
         .iter()
         .map_err(db_err)?
@@ -264,23 +249,21 @@ fn sweep(table: &mut redb::Table<&str, &[u8]>, now: u64) -> Result<bool, StoreEr
     if !expired.is_empty() {
         tracing::debug!(removed = expired.len(), "embedded store swept expired keys");
     }
-    Ok(!expired.is_empty())
+    Ok(())
 }
 
 impl Store for EmbeddedStore {
     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
-        let (reply, rx) = oneshot::channel();
-        Box::pin(self.send(Op::Claim { key: key.into(), lease, answer: None, reply }, rx))
+        Box::pin(std::future::ready(self.decide(key, lease)))
     }
 
     fn complete<'a>(&'a self, key: &'a str, token: Token, ttl: Duration) -> StoreFuture<'a, ()> {
-        let (reply, rx) = oneshot::channel();
-        Box::pin(self.send(Op::Complete { key: key.into(), token, ttl, reply }, rx))
+        Box::pin(self.complete_held(key, token, ttl))
     }
 
     fn release<'a>(&'a self, key: &'a str, token: Token) -> StoreFuture<'a, ()> {
-        let (reply, rx) = oneshot::channel();
-        Box::pin(self.send(Op::Release { key: key.into(), token, reply }, rx))
+        self.release_held(key, token);
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {
@@ -361,7 +344,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_a_completion_is_committed_and_it_is_durable() {
+    async fn only_a_completion_is_written_and_it_is_durable() {
         let p = path();
         let s = EmbeddedStore::open(&p).unwrap();
         let stats = || {
@@ -375,6 +358,7 @@ mod tests {
         assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
         s.release("k", t).await.unwrap();
         assert_eq!(stats(), (0, 0), "claims and releases are decided without a commit");
+        // Completed: in flight until its commit returned, delivered after.
         let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else { panic!("released") };
         s.complete("k", t, TTL).await.unwrap();
         assert_eq!(stats(), (1, 1));
