@@ -19,8 +19,8 @@
 //! crash instant; we keep it off and pay the full repair (a checksum walk of the file) on the
 //! rare start after a crash instead of on every commit. A non-durable commit
 //! (`Durability::None`) is visible at once to later transactions and made durable by the next
-//! durable one; a batch that holds only such writes (claims, a worker taking a delivery) skips
-//! the `fsync`.
+//! durable one; a batch that holds only such writes (a worker taking a delivery) skips the
+//! `fsync`, and one that wrote nothing is not committed at all.
 
 use super::StoreError;
 use redb::{Database, Durability, WriteTransaction};
