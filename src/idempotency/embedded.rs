@@ -1,62 +1,76 @@
 //! The embedded on-disk store (redb), for a single instance that must not forget delivered
-//! events when it restarts. One writer thread applies operations in batches, one transaction
-//! per batch: claims and releases are committed lazily, a batch holding a completion is
-//! committed durably before anyone is answered.
+//! events when it restarts. Only "delivered" is written to the file, by its one writer
+//! ([`group_commit`]): every completion waiting at a moment goes into one transaction,
+//! committed durably (one `fsync` for the whole batch) before any of them is answered.
+//!
+//! The claims in flight (key → token, lease end) live in memory, decided under one lock in the
+//! order they come: the file is this process's alone (redb locks it), a claim is a lease that
+//! a crash ends anyway, and writing it would cost a commit and its pages for nothing a restart
+//! may keep. A claim reads the file (a read transaction sees only durable commits, as every
+//! commit here is durable) and answers at once, never waiting behind an `fsync`. A key being
+//! completed stays in flight until the commit that records it delivered has returned, so no
+//! claim can slip between the two. (A file written by an earlier version may hold in-flight
+//! rows: they are honoured until their lease ends, and swept.)
 
 use super::{Claim, Store, StoreError, StoreFuture, Token};
+use crate::store_conn::group_commit::{self, GroupCommit};
 use crate::store_conn::redb_file;
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
-/// key → state (1 byte: 0 in flight, 1 delivered) + token (16 bytes) + expiry (8 bytes, unix ms).
+/// key → state (1 byte: 1 delivered; 0 in flight, written by earlier versions only) + token
+/// (16 bytes) + expiry (8 bytes, unix ms).
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
 
-/// Most operations applied in one transaction.
-const MAX_BATCH: usize = 256;
 /// Expired entries removed per sweep, so that a sweep never stalls the writer for long.
 const SWEEP_LIMIT: usize = 10_000;
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
-const IN_FLIGHT: u8 = 0;
 const DELIVERED: u8 = 1;
 
-enum Op {
-    Claim {
-        key: Box<str>,
-        lease: Duration,
-        reply: oneshot::Sender<Result<Claim, StoreError>>,
-    },
-    Complete {
-        key: Box<str>,
-        token: Token,
-        ttl: Duration,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Release {
-        key: Box<str>,
-        token: Token,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// Remove expired entries; sent periodically.
-    Sweep,
+/// A claim in flight.
+struct Held {
+    token: Token,
+    /// Lease end, unix ms.
+    expires: u64,
+    /// Its completion is being committed: in flight until the commit returned.
+    completing: bool,
+}
+
+type InFlight = Mutex<HashMap<Box<str>, Held>>;
+
+fn lock(m: &InFlight) -> MutexGuard<'_, HashMap<Box<str>, Held>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A completion, for the writer.
+struct Complete {
+    key: Box<str>,
+    token: Token,
+    ttl: Duration,
+    in_flight: Arc<InFlight>,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// What the writer keeps from batch to batch.
+struct Writer {
+    now: NowMs,
+    swept_at: Instant,
+    in_flight: Arc<InFlight>,
 }
 
 pub struct EmbeddedStore {
-    ops: mpsc::Sender<Op>,
-    sweeper: tokio::task::JoinHandle<()>,
+    db: Arc<Database>,
+    in_flight: Arc<InFlight>,
+    now: NowMs,
+    writer: GroupCommit<Complete>,
 }
 
-impl Drop for EmbeddedStore {
-    fn drop(&mut self) {
-        // Once every sender is gone the writer thread ends and the file is closed.
-        self.sweeper.abort();
-    }
-}
-
-/// Where the writer reads "now" (unix ms). Injected so that a test can move time by hand
+/// Where the store reads "now" (unix ms). Injected so that a test can move time by hand
 /// instead of sleeping past a lease.
 pub type NowMs = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -83,13 +97,17 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("embedded store: {e}"))
 }
 
+fn backend(e: String) -> StoreError {
+    db_err(e)
+}
+
 impl EmbeddedStore {
-    /// Opens (or creates) the store file and starts its writer thread. Needs a tokio runtime.
+    /// Opens (or creates) the store file and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Self::open_with_clock(path, Arc::new(now_ms))
     }
 
-    /// [`EmbeddedStore::open`] with the writer's notion of "now" (unix ms) injected.
+    /// [`EmbeddedStore::open`] with the store's notion of "now" (unix ms) injected.
     pub fn open_with_clock(path: &Path, now: NowMs) -> Result<Self, StoreError> {
         let db = redb_file::open(path, db_err)?;
         {
@@ -97,179 +115,155 @@ impl EmbeddedStore {
             txn.open_table(TABLE).map_err(db_err)?;
             txn.commit().map_err(db_err)?;
         }
-        let (tx, rx) = mpsc::channel(4096);
-        std::thread::Builder::new()
-            .name("portcullis-embedded-store".into())
-            .spawn(move || writer(db, rx, now))
-            .map_err(db_err)?;
-        let weak = tx.downgrade();
-        let sweeper = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(SWEEP_EVERY).await;
-                match weak.upgrade() {
-                    Some(tx) if tx.send(Op::Sweep).await.is_ok() => {}
-                    _ => return,
-                }
-            }
-        });
-        Ok(EmbeddedStore { ops: tx, sweeper })
+        let (db, in_flight) = (Arc::new(db), Arc::new(InFlight::default()));
+        let state = Writer { now: now.clone(), swept_at: Instant::now(), in_flight: in_flight.clone() };
+        let writer = GroupCommit::start("embedded-store", db.clone(), state, backend)?;
+        Ok(EmbeddedStore { db, in_flight, now, writer })
     }
 
-    async fn send<T>(&self, op: Op, rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
-        // The channel is bounded: when the disk falls behind, callers wait here, and the
-        // store timeout turns a long wait into a 503.
-        self.ops.send(op).await.map_err(|_| db_err("writer thread stopped"))?;
+    /// The batch sizes the writer reached.
+    pub fn batch_stats(&self) -> &group_commit::BatchStats {
+        self.writer.stats()
+    }
+
+    /// Decided under the lock, in the order claims come: the first acquires, the next see it
+    /// in flight.
+    fn decide(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let now = (self.now)();
+        let mut held = lock(&self.in_flight);
+        if let Some(h) = held.get(key).filter(|h| h.completing || h.expires > now) {
+            return Ok(Claim::InFlight { retry_after: Duration::from_millis(h.expires.saturating_sub(now)) });
+        }
+        let stored = {
+            let txn = self.db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(TABLE).map_err(db_err)?;
+            let v = table.get(key).map_err(db_err)?;
+            v.and_then(|v| decode(v.value()))
+        };
+        if let Some((state, _, expires)) = stored.filter(|(_, _, exp)| *exp > now) {
+            return Ok(if state == DELIVERED {
+                Claim::Delivered
+            } else {
+                Claim::InFlight { retry_after: Duration::from_millis(expires - now) }
+            });
+        }
+        let token = Token::random();
+        let h = Held { token, expires: now + lease.as_millis() as u64, completing: false };
+        match held.get_mut(key) {
+            // A lapsed claim taken over.
+            Some(old) => *old = h,
+            None => {
+                held.insert(key.into(), h);
+            }
+        }
+        Ok(Claim::Acquired(token))
+    }
+
+    async fn complete_held(&self, key: &str, token: Token, ttl: Duration) -> Result<(), StoreError> {
+        {
+            let mut held = lock(&self.in_flight);
+            match held.get_mut(key) {
+                Some(h) if h.token == token && !h.completing => h.completing = true,
+                // No longer ours (the lease lapsed and another took it over), or already
+                // being completed: nothing to record.
+                _ => return Ok(()),
+            }
+        }
+        let (reply, rx) = oneshot::channel();
+        let c = Complete { key: key.into(), token, ttl, in_flight: self.in_flight.clone(), reply };
+        if let Err(e) = self.writer.send(c, backend).await {
+            // Never reached the writer: the claim is ours again, to complete or release.
+            if let Some(h) = lock(&self.in_flight).get_mut(key).filter(|h| h.token == token) {
+                h.completing = false;
+            }
+            return Err(e);
+        }
         rx.await.map_err(|_| db_err("writer thread stopped"))?
     }
+
+    fn release_held(&self, key: &str, token: Token) {
+        let mut held = lock(&self.in_flight);
+        if held.get(key).is_some_and(|h| h.token == token && !h.completing) {
+            held.remove(key);
+        }
+    }
 }
 
-/// Whether `key` is in flight under our `token`.
-fn holds(table: &redb::Table<&str, &[u8]>, key: &str, token: Token) -> Result<bool, StoreError> {
-    Ok(table
-        .get(key)
+impl group_commit::Write for Complete {
+    type State = Writer;
+
+    fn durable(&self) -> bool {
+        // "Delivered" is what a provider's retry is answered from: on disk before anyone
+        // hears of it.
+        true
+    }
+
+    fn apply(txn: &WriteTransaction, w: &mut Writer, batch: &mut [Complete]) -> Result<bool, StoreError> {
+        let mut table = txn.open_table(TABLE).map_err(db_err)?;
+        let now = (w.now)();
+        if w.swept_at.elapsed() >= SWEEP_EVERY {
+            w.swept_at = Instant::now();
+            // Claims whose holder never finished: their lease is over.
+            lock(&w.in_flight).retain(|_, h| h.completing || h.expires > now);
+            sweep(&mut table, now)?;
+        }
+        for c in batch {
+            let v = encode(DELIVERED, c.token, now + c.ttl.as_millis() as u64);
+            table.insert(&*c.key, &v[..]).map_err(db_err)?;
+        }
+        Ok(true)
+    }
+
+    fn answer(self, committed: Result<(), StoreError>) {
+        {
+            let mut held = lock(&self.in_flight);
+            if held.get(&*self.key).is_some_and(|h| h.token == self.token) {
+                if committed.is_ok() {
+                    // Delivered is on disk and read by every claim from now on.
+                    held.remove(&*self.key);
+                } else if let Some(h) = held.get_mut(&*self.key) {
+                    // Not recorded: the claim is ours again, to complete (the caller retries)
+                    // or to lapse.
+                    h.completing = false;
+                }
+            }
+        }
+        let _ = self.reply.send(committed);
+    }
+}
+
+/// Removes entries expired at `now` (unix ms), at most `SWEEP_LIMIT` at a time, in the
+/// batch's transaction.
+fn sweep(table: &mut redb::Table<&str, &[u8]>, now: u64) -> Result<(), StoreError> {
+    let expired: Vec<String> = table
+        .iter()
         .map_err(db_err)?
-        .and_then(|v| decode(v.value()))
-        .is_some_and(|(s, t, _)| s == IN_FLIGHT && t == token))
-}
-
-/// Applies one operation inside the batch's transaction.
-fn apply(table: &mut redb::Table<&str, &[u8]>, op: &Op, now: u64) -> Result<Option<Claim>, StoreError> {
-    match op {
-        Op::Claim { key, lease, .. } => {
-            let existing = table.get(&**key).map_err(db_err)?.and_then(|v| decode(v.value()));
-            if let Some((state, _, expires)) = existing.filter(|(_, _, exp)| *exp > now) {
-                return Ok(Some(if state == DELIVERED {
-                    Claim::Delivered
-                } else {
-                    Claim::InFlight { retry_after: Duration::from_millis(expires - now) }
-                }));
-            }
-            let token = Token::random();
-            let v = encode(IN_FLIGHT, token, now + lease.as_millis() as u64);
-            table.insert(&**key, &v[..]).map_err(db_err)?;
-            Ok(Some(Claim::Acquired(token)))
-        }
-        Op::Sweep => Ok(None),
-        Op::Complete { key, token, ttl, .. } => {
-            if holds(table, key, *token)? {
-                let v = encode(DELIVERED, *token, now + ttl.as_millis() as u64);
-                table.insert(&**key, &v[..]).map_err(db_err)?;
-            }
-            Ok(None)
-        }
-        Op::Release { key, token, .. } => {
-            if holds(table, key, *token)? {
-                table.remove(&**key).map_err(db_err)?;
-            }
-            Ok(None)
-        }
+        .filter_map(|e| e.ok())
+        .filter(|(_, v)| decode(v.value()).is_none_or(|(_, _, exp)| exp <= now))
+        .take(SWEEP_LIMIT)
+        .map(|(k, _)| k.value().to_string())
+        .collect();
+    for k in &expired {
+        table.remove(k.as_str()).map_err(db_err)?;
     }
-}
-
-fn writer(db: Database, mut rx: mpsc::Receiver<Op>, now: NowMs) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let Some(first) = rx.blocking_recv() else {
-            return;
-        };
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let swept = batch.len();
-        batch.retain(|op| !matches!(op, Op::Sweep));
-        if batch.len() != swept {
-            sweep(&db, now());
-        }
-        let durable = batch.iter().any(|op| matches!(op, Op::Complete { .. }));
-        let results = run_batch(&db, &batch, durable, &*now);
-        for (op, r) in batch.drain(..).zip(results) {
-            match op {
-                Op::Claim { reply, .. } => {
-                    let _ = reply.send(r.map(|c| c.expect("a claim answers")));
-                }
-                Op::Complete { reply, .. } | Op::Release { reply, .. } => {
-                    let _ = reply.send(r.map(|_| ()));
-                }
-                Op::Sweep => {}
-            }
-        }
+    if !expired.is_empty() {
+        tracing::debug!(removed = expired.len(), "embedded store swept expired keys");
     }
-}
-
-/// Applies a batch in one transaction; every operation gets the transaction's fate.
-fn run_batch(
-    db: &Database,
-    batch: &[Op],
-    durable: bool,
-    now: &(dyn Fn() -> u64 + Send + Sync),
-) -> Vec<Result<Option<Claim>, StoreError>> {
-    let attempt = || -> Result<Vec<Option<Claim>>, StoreError> {
-        let txn = redb_file::write(db, durable, db_err)?;
-        let now = now();
-        let mut out = Vec::with_capacity(batch.len());
-        {
-            let mut table = txn.open_table(TABLE).map_err(db_err)?;
-            for op in batch {
-                out.push(apply(&mut table, op, now)?);
-            }
-        }
-        txn.commit().map_err(db_err)?;
-        Ok(out)
-    };
-    match attempt() {
-        Ok(v) => v.into_iter().map(Ok).collect(),
-        Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
-    }
-}
-
-/// Removes entries expired at `now` (unix ms), at most `SWEEP_LIMIT` at a time.
-fn sweep(db: &Database, now: u64) {
-    let r = (|| -> Result<usize, StoreError> {
-        let txn = redb_file::write(db, false, db_err)?;
-        let removed;
-        {
-            let mut table = txn.open_table(TABLE).map_err(db_err)?;
-            let expired: Vec<String> = table
-                .iter()
-                .map_err(db_err)?
-                .filter_map(|e| e.ok())
-                .filter(|(_, v)| decode(v.value()).is_none_or(|(_, _, exp)| exp <= now))
-                .take(SWEEP_LIMIT)
-                .map(|(k, _)| k.value().to_string())
-                .collect();
-            removed = expired.len();
-            for k in expired {
-                table.remove(k.as_str()).map_err(db_err)?;
-            }
-        }
-        txn.commit().map_err(db_err)?;
-        Ok(removed)
-    })();
-    match r {
-        Ok(n) if n > 0 => tracing::debug!(removed = n, "embedded store swept expired keys"),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "embedded store sweep failed"),
-    }
+    Ok(())
 }
 
 impl Store for EmbeddedStore {
     fn claim<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Claim> {
-        let (reply, rx) = oneshot::channel();
-        Box::pin(self.send(Op::Claim { key: key.into(), lease, reply }, rx))
+        Box::pin(std::future::ready(self.decide(key, lease)))
     }
 
     fn complete<'a>(&'a self, key: &'a str, token: Token, ttl: Duration) -> StoreFuture<'a, ()> {
-        let (reply, rx) = oneshot::channel();
-        Box::pin(self.send(Op::Complete { key: key.into(), token, ttl, reply }, rx))
+        Box::pin(self.complete_held(key, token, ttl))
     }
 
     fn release<'a>(&'a self, key: &'a str, token: Token) -> StoreFuture<'a, ()> {
-        let (reply, rx) = oneshot::channel();
-        Box::pin(self.send(Op::Release { key: key.into(), token, reply }, rx))
+        self.release_held(key, token);
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {
@@ -346,6 +340,30 @@ mod tests {
         assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
         s.complete("k", t2, TTL).await.unwrap();
         assert_eq!(s.claim("k", LEASE).await.unwrap(), Claim::Delivered);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[tokio::test]
+    async fn only_a_completion_is_written_and_it_is_durable() {
+        let p = path();
+        let s = EmbeddedStore::open(&p).unwrap();
+        let stats = || {
+            let b = s.batch_stats();
+            (
+                b.commits.load(std::sync::atomic::Ordering::Relaxed),
+                b.durable_commits.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        };
+        let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else { panic!() };
+        assert!(matches!(s.claim("k", LEASE).await.unwrap(), Claim::InFlight { .. }));
+        s.release("k", t).await.unwrap();
+        assert_eq!(stats(), (0, 0), "claims and releases are decided without a commit");
+        // Completed: in flight until its commit returned, delivered after.
+        let Claim::Acquired(t) = s.claim("k", LEASE).await.unwrap() else { panic!("released") };
+        s.complete("k", t, TTL).await.unwrap();
+        assert_eq!(stats(), (1, 1));
+        assert_eq!(s.claim("k", LEASE).await.unwrap(), Claim::Delivered);
+        drop(s);
         let _ = std::fs::remove_file(p);
     }
 

@@ -15,16 +15,24 @@
 //! - `dead`: sequence number → the encoded delivery, the dead-letter list.
 //!
 //! Every operation touches rows in proportion to what it takes or moves, never to the backlog
-//! (`rows_touched` counts them, for the tests). A push is committed durably (fsync) before the
-//! provider is answered.
+//! (`rows_touched` counts them, for the tests). Every write goes through the file's one writer
+//! ([`group_commit`]): the pushes, takes and acknowledgements waiting at a moment share one
+//! transaction, and a batch holding a push, an acknowledgement, a retry or a burial is
+//! committed durably (one `fsync` for the batch) before any of them is answered, so a provider
+//! hears 202 only once its delivery is on disk. The writer also keeps, per route, the earliest
+//! due time left after each move (`hints`): a worker asking for work before then is answered
+//! from memory, without a transaction or a read of what is not due.
 
 use super::{now_ms, Backend, DeadLetter, Item, Stats};
+use crate::store_conn::group_commit::{self, GroupCommit};
 use crate::store_conn::{redb_file, StoreError, StoreFuture};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 const ITEMS: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_items");
 const DUE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("queue_due");
@@ -47,25 +55,47 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("embedded queue: {e}"))
 }
 
-/// The tables one move changes, open in one write transaction.
+fn backend(e: String) -> StoreError {
+    err(e)
+}
+
+/// Route → the earliest time any of its deliveries is due (`u64::MAX`: none waiting). Written
+/// only by the writer, in the order of its writes; a route that is absent is unknown and read
+/// from the file. Earlier than the truth costs one empty take; never later.
+type Hints = Mutex<HashMap<Box<str>, u64>>;
+
+/// Deliveries of `route` may be due from `at` on.
+fn lower(hints: &Hints, route: &str, at: u64) {
+    if let Some(h) = hints.lock().unwrap_or_else(|p| p.into_inner()).get_mut(route) {
+        *h = (*h).min(at);
+    }
+}
+
+/// The tables one batch changes, open once in its write transaction.
 struct Tables<'t> {
     items: redb::Table<'t, u64, &'static [u8]>,
     due: redb::Table<'t, (&'static str, u64, u64), ()>,
     due_of: redb::Table<'t, u64, u64>,
     age: redb::Table<'t, (&'static str, u64, u64), ()>,
     counts: redb::Table<'t, (&'static str, u8), u64>,
+    dead: redb::Table<'t, u64, &'static [u8]>,
+    meta: redb::Table<'t, &'static str, u64>,
+    lines: redb::Table<'t, (&'static str, &'static str, u64), ()>,
     /// Rows read or written, for `rows_touched`.
     rows: u64,
 }
 
 impl<'t> Tables<'t> {
-    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
         Ok(Tables {
             items: txn.open_table(ITEMS).map_err(err)?,
             due: txn.open_table(DUE).map_err(err)?,
             due_of: txn.open_table(DUE_OF).map_err(err)?,
             age: txn.open_table(AGE).map_err(err)?,
             counts: txn.open_table(COUNTS).map_err(err)?,
+            dead: txn.open_table(DEAD).map_err(err)?,
+            meta: txn.open_table(META).map_err(err)?,
+            lines: txn.open_table(LINES).map_err(err)?,
             rows: 0,
         })
     }
@@ -81,6 +111,13 @@ impl<'t> Tables<'t> {
     fn item(&mut self, seq: u64) -> Result<Option<Item>, StoreError> {
         self.rows += 1;
         Ok(self.items.get(seq).map_err(err)?.and_then(|v| Item::decode(v.value())))
+    }
+
+    /// The next sequence number.
+    fn next_seq(&mut self) -> Result<u64, StoreError> {
+        let seq = self.meta.get("seq").map_err(err)?.map(|v| v.value()).unwrap_or(0) + 1;
+        self.meta.insert("seq", seq).map_err(err)?;
+        Ok(seq)
     }
 
     /// Makes `seq` due at `at` (wherever it was due before).
@@ -102,14 +139,22 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Adds a delivery to the backlog, due at `at`.
-    fn enqueue(&mut self, route: &str, seq: u64, item: &Item, at: u64) -> Result<(), StoreError> {
-        self.items.insert(seq, item.encode().as_slice()).map_err(err)?;
-        self.age.insert((route, item.first_seen_ms, seq), ()).map_err(err)?;
+    /// Adds a delivery (`encoded`, first seen at `first_seen_ms`, after `attempts`) to the
+    /// backlog, due at `at`.
+    fn enqueue(
+        &mut self,
+        route: &str,
+        seq: u64,
+        encoded: &[u8],
+        (first_seen_ms, attempts): (u64, u32),
+        at: u64,
+    ) -> Result<(), StoreError> {
+        self.items.insert(seq, encoded).map_err(err)?;
+        self.age.insert((route, first_seen_ms, seq), ()).map_err(err)?;
         self.rows += 2;
         self.set_due(route, seq, at)?;
         self.count(route, WAITING, 1)?;
-        if item.attempts > 0 {
+        if attempts > 0 {
             self.count(route, IN_RETRY, 1)?;
         }
         Ok(())
@@ -130,10 +175,88 @@ impl<'t> Tables<'t> {
         }
         Ok(stored)
     }
+
+    /// Lets the next delivery of the same ordering value go.
+    fn leave_line(&mut self, route: &str, order: Option<&str>, seq: u64) -> Result<(), StoreError> {
+        if let Some(order) = order {
+            self.lines.remove((route, order, seq)).map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+/// One write of the queue's writer, with its caller's reply.
+trait Job: Send {
+    fn durable(&self) -> bool;
+    fn apply(&mut self, t: &mut Tables<'_>, hints: &Hints) -> Result<(), StoreError>;
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+/// A write as a closure, and the value it answers once committed.
+struct Call<T, F> {
+    durable: bool,
+    f: Option<F>,
+    out: Option<T>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Call<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Tables<'_>, &Hints) -> Result<T, StoreError> + Send + 'static,
+{
+    fn durable(&self) -> bool {
+        self.durable
+    }
+
+    fn apply(&mut self, t: &mut Tables<'_>, hints: &Hints) -> Result<(), StoreError> {
+        let f = self.f.take().expect("a write is applied once");
+        self.out = Some(f(t, hints)?);
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>) {
+        let Call { out, reply, .. } = *self;
+        let _ = reply.send(committed.map(|_| out.expect("applied before its commit")));
+    }
+}
+
+/// What the writer keeps from batch to batch.
+struct Writer {
+    hints: Arc<Hints>,
+    rows: Arc<AtomicU64>,
+}
+
+impl group_commit::Write for Box<dyn Job> {
+    type State = Writer;
+
+    fn durable(&self) -> bool {
+        (**self).durable()
+    }
+
+    fn apply(txn: &WriteTransaction, w: &mut Writer, batch: &mut [Self]) -> Result<bool, StoreError> {
+        let mut t = Tables::open(txn)?;
+        for job in batch {
+            job.apply(&mut t, &w.hints)?;
+        }
+        w.rows.fetch_add(t.rows, Relaxed);
+        Ok(true)
+    }
+
+    fn aborted(w: &mut Writer) {
+        // The moves the hints followed did not happen: read the file again.
+        w.hints.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn answer(self, committed: Result<(), StoreError>) {
+        Job::answer(self, committed)
+    }
 }
 
 pub struct EmbeddedQueue {
     db: Arc<Database>,
+    writer: GroupCommit<Box<dyn Job>>,
+    hints: Arc<Hints>,
     rows: Arc<AtomicU64>,
 }
 
@@ -150,12 +273,16 @@ impl EmbeddedQueue {
             Self::build_indexes(&txn)?;
         }
         txn.commit().map_err(err)?;
-        Ok(EmbeddedQueue { db: Arc::new(db), rows: Arc::new(AtomicU64::new(0)) })
+        let db = Arc::new(db);
+        let (hints, rows) = (Arc::new(Hints::default()), Arc::new(AtomicU64::new(0)));
+        let state = Writer { hints: hints.clone(), rows: rows.clone() };
+        let writer = GroupCommit::start("embedded-queue", db.clone(), state, backend)?;
+        Ok(EmbeddedQueue { db, writer, hints, rows })
     }
 
     /// Builds `due_of`, `age` and `counts` from `due`, `items` and `dead`: once, for a file
     /// written before they existed.
-    fn build_indexes(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    fn build_indexes(txn: &WriteTransaction) -> Result<(), StoreError> {
         txn.delete_table(DUE_OF).map_err(err)?;
         txn.delete_table(AGE).map_err(err)?;
         txn.delete_table(COUNTS).map_err(err)?;
@@ -177,9 +304,8 @@ impl EmbeddedQueue {
                 }
             }
         }
-        let dead: Vec<String> = txn
-            .open_table(DEAD)
-            .map_err(err)?
+        let dead: Vec<String> = t
+            .dead
             .iter()
             .map_err(err)?
             .filter_map(|e| e.ok())
@@ -188,8 +314,7 @@ impl EmbeddedQueue {
         for route in dead {
             t.count(&route, DEAD_N, 1)?;
         }
-        drop(t);
-        txn.open_table(META).map_err(err)?.insert("index", INDEX_VERSION).map_err(err)?;
+        t.meta.insert("index", INDEX_VERSION).map_err(err)?;
         Ok(())
     }
 
@@ -198,60 +323,52 @@ impl EmbeddedQueue {
         self.rows.load(Relaxed)
     }
 
-    /// Runs `f` in a write transaction on a blocking thread.
+    /// The batch sizes the writer reached.
+    pub fn batch_stats(&self) -> &group_commit::BatchStats {
+        self.writer.stats()
+    }
+
+    /// Runs `f` in the writer's next transaction; answers once that transaction is committed
+    /// (on disk, when `durable`).
     async fn write<T: Send + 'static>(
         &self,
         durable: bool,
-        f: impl FnOnce(&redb::WriteTransaction, &AtomicU64) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut Tables<'_>, &Hints) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (db, rows) = (self.db.clone(), self.rows.clone());
-        tokio::task::spawn_blocking(move || {
-            let txn = redb_file::write(&db, durable, err)?;
-            let out = f(&txn, &rows)?;
-            txn.commit().map_err(err)?;
-            Ok(out)
-        })
-        .await
-        .map_err(err)?
-    }
-
-    /// The next sequence number.
-    fn next_seq(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
-        let mut meta = txn.open_table(META).map_err(err)?;
-        let seq = meta.get("seq").map_err(err)?.map(|v| v.value()).unwrap_or(0) + 1;
-        meta.insert("seq", seq).map_err(err)?;
-        Ok(seq)
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Call { durable, f: Some(f), out: None, reply });
+        self.writer.send(job, backend).await?;
+        rx.await.map_err(|_| err("the writer thread stopped"))?
     }
 
     /// Appends many deliveries in one (non-durable) transaction: for measurements.
     #[cfg(test)]
     pub(crate) async fn push_many(&self, route: &str, items: Vec<Item>) -> Result<(), StoreError> {
         let route = route.to_string();
-        self.write(false, move |txn, _| {
-            let seqs: Vec<u64> = (0..items.len()).map(|_| Self::next_seq(txn)).collect::<Result<_, _>>()?;
-            let mut t = Tables::open(txn)?;
-            for (seq, item) in seqs.into_iter().zip(items) {
-                t.enqueue(&route, seq, &item, now_ms())?;
+        self.write(false, move |t, hints| {
+            let now = now_ms();
+            for item in items {
+                let seq = t.next_seq()?;
+                t.enqueue(&route, seq, &item.encode(), (item.first_seen_ms, item.attempts), now)?;
             }
+            lower(hints, &route, now);
             Ok(())
         })
         .await
     }
 
     pub async fn push(&self, route: &str, item: &Item) -> Result<(), StoreError> {
-        let (route, item) = (route.to_string(), item.clone());
-        self.write(true, move |txn, rows| {
-            let seq = Self::next_seq(txn)?;
-            let mut t = Tables::open(txn)?;
-            t.enqueue(&route, seq, &item, now_ms())?;
-            rows.fetch_add(t.rows, Relaxed);
-            drop(t);
-            if let Some(order) = &item.order {
-                txn.open_table(LINES)
-                    .map_err(err)?
-                    .insert((route.as_str(), order.as_str(), seq), ())
-                    .map_err(err)?;
+        // Encoded here, on the caller's thread: the writer only copies bytes.
+        let (route, encoded) = (route.to_string(), item.encode());
+        let (meta, order) = ((item.first_seen_ms, item.attempts), item.order.clone());
+        self.write(true, move |t, hints| {
+            let seq = t.next_seq()?;
+            let now = now_ms();
+            t.enqueue(&route, seq, &encoded, meta, now)?;
+            if let Some(order) = &order {
+                t.lines.insert((route.as_str(), order.as_str(), seq), ()).map_err(err)?;
             }
+            lower(hints, &route, now);
             Ok(())
         })
         .await
@@ -274,19 +391,6 @@ impl EmbeddedQueue {
         })
     }
 
-    /// Lets the next delivery of the same ordering value go.
-    fn leave_line(
-        txn: &redb::WriteTransaction,
-        route: &str,
-        item: &Item,
-        seq: u64,
-    ) -> Result<(), StoreError> {
-        if let Some(order) = &item.order {
-            txn.open_table(LINES).map_err(err)?.remove((route, order.as_str(), seq)).map_err(err)?;
-        }
-        Ok(())
-    }
-
     pub async fn ensure_group(&self, _route: &str) -> Result<(), StoreError> {
         Ok(())
     }
@@ -297,75 +401,100 @@ impl EmbeddedQueue {
         count: usize,
         stale: Duration,
     ) -> Result<Vec<(String, Item)>, StoreError> {
+        // Nothing due before the route's hint: answered without a transaction.
+        let hint = self.hints.lock().unwrap_or_else(|p| p.into_inner()).get(route).copied();
+        if hint.is_some_and(|h| h > now_ms()) {
+            return Ok(Vec::new());
+        }
         let route = route.to_string();
-        self.write(false, move |txn, rows| {
-            let now = now_ms();
-            let mut t = Tables::open(txn)?;
-            // From the route's first due time up to now, and no further than `count`.
-            let ready: Vec<(u64, u64)> = t
-                .due
-                .range((route.as_str(), 0, 0)..=(route.as_str(), now, u64::MAX))
-                .map_err(err)?
-                .take(count)
-                .filter_map(|e| e.ok())
-                .map(|(k, _)| (k.value().1, k.value().2))
-                .collect();
-            t.rows += ready.len() as u64;
-            let mut out = Vec::with_capacity(ready.len());
-            for (_, seq) in ready {
-                // Leased: due again only if this worker does not finish in time.
-                t.set_due(&route, seq, now + stale.as_millis() as u64)?;
-                if let Some(mut item) = t.item(seq)? {
-                    if item.origin.is_empty() {
-                        item.origin = seq.to_string();
+        let taken: Vec<(u64, Vec<u8>)> = self
+            .write(false, move |t, hints| {
+                let now = now_ms();
+                // From the route's first due time up to now, and no further than `count`.
+                let ready: Vec<u64> = t
+                    .due
+                    .range((route.as_str(), 0, 0)..=(route.as_str(), now, u64::MAX))
+                    .map_err(err)?
+                    .take(count)
+                    .filter_map(|e| e.ok())
+                    .map(|(k, _)| k.value().2)
+                    .collect();
+                t.rows += ready.len() as u64;
+                let mut out = Vec::with_capacity(ready.len());
+                for seq in ready {
+                    // Leased: due again only if this worker does not finish in time.
+                    t.set_due(&route, seq, now + stale.as_millis() as u64)?;
+                    t.rows += 1;
+                    if let Some(v) = t.items.get(seq).map_err(err)? {
+                        out.push((seq, v.value().to_vec()));
                     }
-                    out.push((seq.to_string(), item));
                 }
-            }
-            rows.fetch_add(t.rows, Relaxed);
-            Ok(out)
-        })
-        .await
+                // The earliest due time left: until then, taking reads nothing.
+                let next = t
+                    .due
+                    .range((route.as_str(), 0, 0)..=(route.as_str(), u64::MAX, u64::MAX))
+                    .map_err(err)?
+                    .next()
+                    .transpose()
+                    .map_err(err)?
+                    .map_or(u64::MAX, |(k, _)| k.value().1);
+                t.rows += 1;
+                let mut hints = hints.lock().unwrap_or_else(|p| p.into_inner());
+                match hints.get_mut(route.as_str()) {
+                    Some(h) => *h = next,
+                    None => {
+                        hints.insert(route.into_boxed_str(), next);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        // Decoded on the caller's thread, not the writer's.
+        Ok(taken
+            .into_iter()
+            .filter_map(|(seq, v)| {
+                let mut item = Item::decode(&v)?;
+                if item.origin.is_empty() {
+                    item.origin = seq.to_string();
+                }
+                Some((seq.to_string(), item))
+            })
+            .collect())
     }
 
     pub async fn ack(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
-        let (route, seq, item) = (route.to_string(), id.parse::<u64>().map_err(err)?, item.clone());
-        self.write(true, move |txn, rows| {
-            let mut t = Tables::open(txn)?;
+        let (route, seq, order) = (route.to_string(), id.parse::<u64>().map_err(err)?, item.order.clone());
+        self.write(true, move |t, _| {
             t.dequeue(&route, seq)?;
-            rows.fetch_add(t.rows, Relaxed);
-            drop(t);
-            Self::leave_line(txn, &route, &item, seq)
+            t.leave_line(&route, order.as_deref(), seq)
         })
         .await
     }
 
     pub async fn retry(&self, route: &str, id: &str, item: &Item, due_ms: u64) -> Result<(), StoreError> {
-        let (route, seq, item) = (route.to_string(), id.parse::<u64>().map_err(err)?, item.clone());
-        self.write(true, move |txn, rows| {
-            let mut t = Tables::open(txn)?;
+        let (route, seq) = (route.to_string(), id.parse::<u64>().map_err(err)?);
+        let (encoded, meta) = (item.encode(), (item.first_seen_ms, item.attempts));
+        self.write(true, move |t, hints| {
             // Acknowledged meanwhile (a retry racing an ack): nothing to put back.
             if t.dequeue(&route, seq)?.is_some() {
-                t.enqueue(&route, seq, &item, due_ms)?;
+                t.enqueue(&route, seq, &encoded, meta, due_ms)?;
+                lower(hints, &route, due_ms);
             }
-            rows.fetch_add(t.rows, Relaxed);
             Ok(())
         })
         .await
     }
 
     pub async fn bury(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
-        let (route, seq, item) = (route.to_string(), id.parse::<u64>().map_err(err)?, item.clone());
-        self.write(true, move |txn, rows| {
-            let mut t = Tables::open(txn)?;
+        let (route, seq) = (route.to_string(), id.parse::<u64>().map_err(err)?);
+        let (encoded, order) = (item.encode(), item.order.clone());
+        self.write(true, move |t, _| {
             if t.dequeue(&route, seq)?.is_some() {
                 t.count(&route, DEAD_N, 1)?;
-                txn.open_table(DEAD).map_err(err)?.insert(seq, item.encode().as_slice()).map_err(err)?;
+                t.dead.insert(seq, encoded.as_slice()).map_err(err)?;
                 t.rows += 1;
             }
-            rows.fetch_add(t.rows, Relaxed);
-            drop(t);
-            Self::leave_line(txn, &route, &item, seq)
+            t.leave_line(&route, order.as_deref(), seq)
         })
         .await
     }
@@ -435,17 +564,18 @@ impl EmbeddedQueue {
             // Not an id this queue gives: no dead letter has it.
             Some(Err(_)) => return Ok(0),
         };
-        self.write(true, move |txn, rows| {
-            let mut dead = txn.open_table(DEAD).map_err(err)?;
+        self.write(true, move |t, hints| {
             let chosen: Vec<(u64, Item)> = match only {
-                Some(seq) => dead
+                Some(seq) => t
+                    .dead
                     .get(seq)
                     .map_err(err)?
                     .and_then(|v| Item::decode(v.value()))
                     .map(|i| (seq, i))
                     .into_iter()
                     .collect(),
-                None => dead
+                None => t
+                    .dead
                     .iter()
                     .map_err(err)?
                     .filter_map(|e| e.ok())
@@ -453,24 +583,22 @@ impl EmbeddedQueue {
                     .collect(),
             };
             let chosen: Vec<(u64, Item)> = chosen.into_iter().filter(|(_, i)| i.route == route).collect();
-            let mut t = Tables::open(txn)?;
-            let mut lines = txn.open_table(LINES).map_err(err)?;
             let now = now_ms();
             for (seq, mut item) in chosen.iter().cloned() {
-                dead.remove(seq).map_err(err)?;
+                t.dead.remove(seq).map_err(err)?;
                 t.count(&route, DEAD_N, -1)?;
                 item.attempts = 0;
                 item.first_seen_ms = now;
                 item.last_error.clear();
                 item.dead_at_ms = None;
-                t.enqueue(&route, seq, &item, now)?;
+                t.enqueue(&route, seq, &item.encode(), (now, 0), now)?;
                 if let Some(order) = &item.order {
                     // A replayed ordered delivery takes its place in its line again, by the
                     // order it was first accepted in.
-                    lines.insert((route.as_str(), order.as_str(), seq), ()).map_err(err)?;
+                    t.lines.insert((route.as_str(), order.as_str(), seq), ()).map_err(err)?;
                 }
             }
-            rows.fetch_add(t.rows, Relaxed);
+            lower(hints, &route, now);
             Ok(chosen.len() as u64)
         })
         .await
@@ -504,10 +632,10 @@ impl EmbeddedQueue {
             Some(Ok(seq)) => Some(seq),
             Some(Err(_)) => return Ok(0),
         };
-        self.write(true, move |txn, rows| {
-            let mut dead = txn.open_table(DEAD).map_err(err)?;
+        self.write(true, move |t, _| {
             let chosen: Vec<u64> = match only {
-                Some(seq) => dead
+                Some(seq) => t
+                    .dead
                     .get(seq)
                     .map_err(err)?
                     .and_then(|v| Item::decode(v.value()))
@@ -515,7 +643,8 @@ impl EmbeddedQueue {
                     .map(|_| seq)
                     .into_iter()
                     .collect(),
-                None => dead
+                None => t
+                    .dead
                     .iter()
                     .map_err(err)?
                     .filter_map(|e| e.ok())
@@ -523,12 +652,11 @@ impl EmbeddedQueue {
                     .map(|(k, _)| k.value())
                     .collect(),
             };
-            let mut t = Tables::open(txn)?;
             for seq in &chosen {
-                dead.remove(*seq).map_err(err)?;
+                t.dead.remove(*seq).map_err(err)?;
                 t.count(&route, DEAD_N, -1)?;
             }
-            rows.fetch_add(t.rows + chosen.len() as u64, Relaxed);
+            t.rows += chosen.len() as u64;
             Ok(chosen.len() as u64)
         })
         .await
@@ -783,6 +911,37 @@ mod tests {
         assert_eq!(large, small, "rows touched with 9 or 5,009 waiting");
         assert!(small <= 20, "{small} rows for one delivery and one stats read");
         assert_eq!(q.stats("/r").await.unwrap().depth, 5_008);
+        drop(q);
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[tokio::test]
+    async fn a_worker_asking_before_anything_is_due_costs_no_transaction_and_no_read() {
+        let p = path();
+        let q = EmbeddedQueue::open(&p).unwrap();
+        let stale = Duration::from_secs(60);
+        q.push("/r", &item("/r", "a")).await.unwrap();
+        let taken = q.take("/r", 1, stale).await.unwrap();
+        assert_eq!(taken.len(), 1);
+        let mut failed = taken[0].1.clone();
+        failed.attempts = 1;
+        q.retry("/r", &taken[0].0, &failed, now_ms() + 60_000).await.unwrap();
+        // Nothing due for a minute: the first take learns it, the next ones are answered
+        // from the hint, without a commit or a row read.
+        assert!(q.take("/r", 1, stale).await.unwrap().is_empty());
+        let (commits, rows) = (q.batch_stats().commits.load(Relaxed), q.rows_touched());
+        for _ in 0..50 {
+            assert!(q.take("/r", 1, stale).await.unwrap().is_empty());
+        }
+        assert_eq!(q.batch_stats().commits.load(Relaxed), commits, "no transaction");
+        assert_eq!(q.rows_touched(), rows, "no row read");
+        // A push makes the route due at once, and only the due one is taken.
+        q.push("/r", &item("/r", "b")).await.unwrap();
+        let taken = q.take("/r", 10, stale).await.unwrap();
+        assert_eq!(taken.iter().map(|(_, i)| i.id.clone()).collect::<Vec<_>>(), vec![b"b".to_vec()]);
+        // Another route knows nothing of this one's hint.
+        q.push("/other", &item("/other", "c")).await.unwrap();
+        assert_eq!(q.take("/other", 10, stale).await.unwrap().len(), 1);
         drop(q);
         let _ = std::fs::remove_file(p);
     }

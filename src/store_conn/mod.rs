@@ -2,8 +2,10 @@
 //! bound, and the connections to the outside stores.
 //!
 //! - [`redis_pool`]: the Redis connections the Redis store and the Redis queue send on;
-//! - [`redb_file`]: the redb file handling of the embedded store and the embedded queue.
+//! - [`redb_file`]: the redb file handling of the embedded store and the embedded queue;
+//! - [`group_commit`]: the one writer per redb file, one transaction and one commit per batch.
 
+pub mod group_commit;
 pub mod redb_file;
 pub mod redis_pool;
 
