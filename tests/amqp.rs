@@ -14,6 +14,7 @@ use portcullis::config::destination::AmqpSettings;
 use portcullis::destination::amqp::Amqp;
 use portcullis::destination::{Message, PublishError};
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,6 +53,7 @@ impl Parts {
             headers: &self.headers,
             body: &self.body,
             timeout: TIMEOUT,
+            destination: None,
         }
     }
 }
@@ -448,4 +450,48 @@ async fn no_confirm_within_the_timeout_is_a_timeout_and_the_publisher_goes_on() 
     let got = t.take_all().await;
     let ids: Vec<String> = got.iter().map(|d| header(d, "portcullis-event-id").unwrap()).collect();
     assert_eq!(ids, ["evt_t_1", "evt_t_2", "evt_t_3"]);
+}
+
+/// Regression (attack on issue 17): a server that accepts TCP and never answers left one
+/// connection (and one lapin I/O thread) behind per connection attempt, for good. The
+/// protocol header is asked on a socket of the gateway's own first; every socket closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_leaves_no_connection_behind() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let open = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (o, n) = (open.clone(), accepted.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            o.fetch_add(1, SeqCst);
+            n.fetch_add(1, SeqCst);
+            let o = o.clone();
+            // Reads everything, answers nothing; counts the connection closed at EOF.
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while matches!(tokio::io::AsyncReadExt::read(&mut s, &mut buf).await, Ok(n) if n > 0) {}
+                o.fetch_sub(1, SeqCst);
+            });
+        }
+    });
+    let amqp = Amqp::new(&url(&addr.to_string()), Duration::from_millis(300));
+    let parts = Parts::new("evt_silent", b"{}");
+    for attempt in 0..12 {
+        let m = Message { timeout: Duration::from_millis(300), ..parts.message() };
+        let started = Instant::now();
+        let r = amqp.publish(&settings("x", "k"), &m).await;
+        assert!(
+            matches!(r, Err(PublishError::Unavailable(_)) | Err(PublishError::Timeout(_))),
+            "attempt {attempt}: {r:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3), "attempt {attempt} took {:?}", started.elapsed());
+    }
+    assert!(accepted.load(SeqCst) >= 1, "the server was tried");
+    wait_until("every connection to the silent server closed", Duration::from_secs(10), || {
+        open.load(SeqCst) == 0
+    })
+    .await;
 }

@@ -47,6 +47,7 @@ impl Delivery {
             headers: &self.headers,
             body: &self.body,
             timeout,
+            destination: None,
         }
     }
 }
@@ -234,6 +235,7 @@ async fn publish_rate() {
                         headers: &headers,
                         body: &body,
                         timeout: Duration::from_secs(5),
+                        destination: None,
                     };
                     nats.publish(&s, &m).await.expect("a PubAck");
                     n += 1;
@@ -417,4 +419,43 @@ async fn fan_out_to_nats_and_http_with_nats_down_first_lands_once_in_each() {
     assert_eq!(up.count(), 1, "the HTTP destination got it once: {:?}", up.delivered());
     assert_eq!(up.seen()[0].body.as_ref(), paylent_body("evt_f1").as_slice());
     assert_eq!(stream.count().await, 1, "the NATS destination holds it once");
+}
+
+/// Regression (attack on issue 17): two destinations of one route publishing into one stream
+/// were de-duplicated by JetStream as one message (the same `Nats-Msg-Id`) while the gateway
+/// answered 200 for both. Each destination of several has an id of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_destinations_into_one_stream_both_land() {
+    if !nats_or_skip("two_destinations_into_one_stream_both_land") {
+        return;
+    }
+    let stream = TestStream::create(SHARED, "twins").await;
+    let dest = format!(
+        "    destinations:\n      - name: orders\n        nats: {{url: {SHARED:?}, subject: {s:?}}}\n      - name: audit\n        nats: {{url: {SHARED:?}, subject: {s:?}}}\n",
+        s = stream.subject
+    );
+    let gw = gateway("", &dest, "").await;
+    let c = client();
+    let a = deliver(&c, &gw, "evt_twins").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let all = stream.read_all().await;
+    assert_eq!(all.len(), 2, "one message per destination");
+    let mut ids: Vec<String> = all
+        .iter()
+        .map(|m| {
+            m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string()).unwrap_or_default()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["/n:evt_twins audit", "/n:evt_twins orders"]);
+    for m in &all {
+        let h = m.headers.as_ref().expect("headers");
+        assert_eq!(
+            h.get("Portcullis-Idempotency-Key").map(|v| v.to_string()).as_deref(),
+            Some("/n:evt_twins")
+        );
+    }
+    // The provider's retry: a duplicate, and still one message each.
+    assert!(deliver(&c, &gw, "evt_twins").await.text().contains("duplicate"));
+    assert_eq!(stream.count().await, 2);
 }

@@ -3,6 +3,7 @@
 mod admin_security;
 mod amqp;
 mod attack_console;
+mod attack_destinations;
 mod certificates;
 mod chaos;
 mod check_connect;

@@ -309,6 +309,14 @@ fn broker_url(url: &str, schemes: &[&str]) -> Result<(), String> {
     if !schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
         return Err(format!("'{shown}': the scheme must be {list}"));
     }
+    // A user name or password must be percent-encoded: an unescaped `/`, `?` or `#` before
+    // the `@` ends the authority early, so the broker's client would read a different host
+    // and the password could be shown as part of the URL. Said without the URL.
+    if let Some(at) = rest.rfind('@') {
+        if rest[..at].contains(['/', '?', '#']) {
+            return Err("the user name or password holds an unescaped '/', '?' or '#': percent-encode it (%2F, %3F, %23)".into());
+        }
+    }
     let host = rest.split(['/', '?']).next().unwrap_or_default().rsplit('@').next().unwrap_or_default();
     if host.is_empty() {
         return Err(format!("'{shown}' has no host"));

@@ -204,7 +204,18 @@ pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
 fn redact_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
     let Some(start) = url.find("://").map(|i| i + 3) else { return url.into() };
     let authority_end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
-    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else { return url.into() };
+    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else {
+        // A password holding an unescaped `/`, `?` or `#` (`amqp://u:pa#ss@host`) ends the
+        // authority early for a parser, but it is still a password to the person who wrote
+        // it. When what precedes that delimiter reads `user:something` and not `host:port`,
+        // and an `@` follows, everything before the last `@` is hidden.
+        let auth = &url[start..authority_end];
+        let user_colon = auth.rfind(':').is_some_and(|i| !auth[i + 1..].bytes().all(|b| b.is_ascii_digit()));
+        return match url[authority_end..].rfind('@') {
+            Some(i) if user_colon => format!("{}***{}", &url[..start], &url[authority_end + i..]).into(),
+            _ => url.into(),
+        };
+    };
     match url[start..at].find(':') {
         Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]).into(),
         // A user name alone is often a token (`redis://token@host`): hidden too.
@@ -511,6 +522,11 @@ mod tests {
         assert_eq!(redact_url("redis://token@h"), "redis://***@h");
         assert_eq!(redact_url("http://host/path@x?q=a:b@c"), "http://host/path@x?q=a:b@c");
         assert_eq!(redact_url("not a url"), "not a url");
+        // A password with an unescaped `#`, `/` or `?` is still hidden.
+        assert_eq!(redact_url("amqp://bob:pa#ss-hunter4@h:5672/%2f"), "amqp://***@h:5672/%2f");
+        assert_eq!(redact_url("nats://al:pa/ss-hunter5@h:4222"), "nats://***@h:4222");
+        assert_eq!(redact_url("nats://al:pa?ss@h"), "nats://***@h");
+        assert_eq!(redact_url("http://host:8080/p@x"), "http://host:8080/p@x");
         assert_eq!(
             redact_url("https://u:p@h/x?a=1&api_key=abc&Access_Token=t&sig=&SIGNATURE=s#f?key=z"),
             "https://u:***@h/x?a=1&api_key=***&Access_Token=***&sig=&SIGNATURE=***#f?key=z"

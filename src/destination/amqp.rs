@@ -238,6 +238,12 @@ impl Amqp {
         // and the provider's retry is the retry.
         let properties = ConnectionProperties::default().with_connection_name("portcullis".into());
         let limit = deadline.min(Instant::now() + self.connect_timeout);
+        // lapin starts the connection's I/O thread before the handshake, and a connect that is
+        // given up (our timeout) leaves that thread and its socket behind for good. So the
+        // broker is first asked, on a socket of ours, whether it speaks: only a server that
+        // answered the protocol header within the limit is handed to lapin, and one that
+        // accepts connections but never answers costs a socket we close, not a thread.
+        self.probe(&uri, limit).await?;
         let connection = match tokio::time::timeout_at(limit, Connection::connect_uri(uri, properties)).await
         {
             Ok(Ok(c)) => c,
@@ -252,6 +258,49 @@ impl Amqp {
         };
         tracing::info!(url = %self.shown, "AMQP connection made");
         Ok(Conn { connection, idle: Mutex::new(Vec::new()), permits: Arc::new(Semaphore::new(MAX_CHANNELS)) })
+    }
+
+    /// Connects to the broker's address and, for plain `amqp://`, sends the AMQP 0-9-1
+    /// protocol header and waits for the first byte of the server's answer (a method frame:
+    /// `connection.start`), all before `limit`; the socket is closed either way. For
+    /// `amqps://` the TCP connection alone is checked (the header would go inside TLS).
+    async fn probe(&self, uri: &AMQPUri, limit: Instant) -> Result<(), PublishError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let silent = || {
+            PublishError::Unavailable(format!(
+                "{}: the server did not answer the AMQP protocol header within {}",
+                self.shown,
+                humantime::format_duration(self.connect_timeout)
+            ))
+        };
+        let addr = (uri.authority.host.as_str(), uri.authority.port);
+        let mut stream = match tokio::time::timeout_at(limit, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return Err(PublishError::Unavailable(format!("{}: cannot connect: {e}", self.shown)))
+            }
+            Err(_) => return Err(silent()),
+        };
+        if uri.scheme != lapin::uri::AMQPScheme::AMQP {
+            return Ok(());
+        }
+        let exchange = async {
+            stream.write_all(b"AMQP\x00\x00\x09\x01").await?;
+            let mut first = [0u8; 1];
+            stream.read_exact(&mut first).await?;
+            Ok::<u8, std::io::Error>(first[0])
+        };
+        match tokio::time::timeout_at(limit, exchange).await {
+            // Frame type 1: a method frame. Anything else is not an AMQP 0-9-1 broker (a
+            // broker of another version answers with its own protocol header, `A`).
+            Ok(Ok(1)) => Ok(()),
+            Ok(Ok(_)) => Err(PublishError::Unavailable(format!(
+                "{}: the server does not speak AMQP 0-9-1",
+                self.shown
+            ))),
+            Ok(Err(e)) => Err(PublishError::Unavailable(format!("{}: connection lost: {e}", self.shown))),
+            Err(_) => Err(silent()),
+        }
     }
 
     /// A confirm-mode channel with nothing in flight, for one publish.
@@ -315,10 +364,16 @@ fn short(s: &str, what: &str) -> Result<ShortString, PublishError> {
 /// headers with string values. A header repeated in the request is one AMQP header, its
 /// values joined by ", " (HTTP's own folding).
 fn properties(m: &Message<'_>) -> Result<BasicProperties, PublishError> {
-    let key = String::from_utf8_lossy(m.key.as_bytes());
-    let message_id = ShortString::try_new(key.as_ref()).map_err(|_| {
-        PublishError::Refused("the event id is longer than AMQP's 255 bytes for a message_id".into())
-    })?;
+    // AMQP caps a short string at 255 bytes: a longer id (a long route name and event id)
+    // is sent as its SHA-256, so it still identifies the event rather than failing for good.
+    let id = m.broker_id();
+    let id = if id.len() > 255 {
+        format!("sha256:{}", crate::verify::body_sha256(id.as_bytes())).into()
+    } else {
+        id
+    };
+    let message_id = ShortString::try_new(id.as_ref())
+        .map_err(|_| PublishError::Refused("the message id cannot be an AMQP short string".into()))?;
     let mut headers = FieldTable::default();
     for name in m.headers.keys() {
         // A field name longer than 255 bytes cannot be written; no real header is.
@@ -354,7 +409,15 @@ mod tests {
     use http::{HeaderMap, HeaderValue};
 
     fn message<'a>(key: &'a HeaderValue, headers: &'a HeaderMap, body: &'a Bytes) -> Message<'a> {
-        Message { provider: "stripe", event_id: "evt_1", key, headers, body, timeout: Duration::from_secs(1) }
+        Message {
+            provider: "stripe",
+            event_id: "evt_1",
+            key,
+            headers,
+            body,
+            timeout: Duration::from_secs(1),
+            destination: None,
+        }
     }
 
     #[test]
@@ -381,11 +444,17 @@ mod tests {
     }
 
     #[test]
-    fn a_message_id_amqp_cannot_carry_is_refused_not_a_panic() {
+    fn a_message_id_longer_than_amqp_allows_is_sent_as_its_hash() {
         let key = HeaderValue::from_str(&"k".repeat(300)).unwrap();
         let headers = HeaderMap::new();
         let body = Bytes::new();
-        assert!(matches!(properties(&message(&key, &headers, &body)), Err(PublishError::Refused(_))));
+        let p = properties(&message(&key, &headers, &body)).unwrap();
+        let id = p.message_id().as_ref().unwrap().as_str().to_string();
+        assert!(id.starts_with("sha256:") && id.len() == 7 + 64, "{id}");
+        // A destination of several: the name follows the key, after a space.
+        let key = HeaderValue::from_static("/hooks:evt_1");
+        let m = Message { destination: Some("audit"), ..message(&key, &headers, &body) };
+        assert_eq!(properties(&m).unwrap().message_id().as_ref().unwrap().as_str(), "/hooks:evt_1 audit");
         assert!(matches!(short(&"x".repeat(256), "exchange"), Err(PublishError::Refused(_))));
     }
 

@@ -215,10 +215,12 @@ pub async fn send(
         headers: &o.headers,
         body: &o.body,
         timeout,
+        destination: (route.destinations.len() > 1).then_some(d.name.as_str()),
     };
-    // The publishers keep to `timeout`; this bound is the gateway's own guarantee that a
-    // broker never holds a delivery (and its claim) past the lease.
-    let bound = timeout + Duration::from_secs(1);
+    // The publishers keep to `timeout` (connecting included); this bound is the gateway's own
+    // guarantee that a broker never holds a delivery (and its claim, whose lease is longer
+    // than the timeout) past it.
+    let bound = timeout;
     let published = match &d.target {
         Target::Nats(n) => {
             let nats = s.brokers.nats(&n.url);

@@ -57,6 +57,25 @@ pub struct Message<'a> {
     /// How long to wait for the broker's acknowledgement (the route's `timeout`), connecting
     /// included.
     pub timeout: Duration,
+    /// For a route with several destinations, this destination's name: see
+    /// [`Message::broker_id`].
+    pub destination: Option<&'a str>,
+}
+
+impl Message<'_> {
+    /// The id the broker de-duplicates by (JetStream's `Nats-Msg-Id`, AMQP's `message_id`):
+    /// the route-scoped key, and for one of several destinations the key, a space and the
+    /// destination's name. JetStream de-duplicates per stream, and two destinations of one
+    /// route may publish into one stream (`orders.x` and `audit.x` under `>`): with the key
+    /// alone the second would be taken for a duplicate of the first and dropped, PubAck and
+    /// all. The key is visible ASCII (no space), so the pair is unambiguous.
+    pub fn broker_id(&self) -> std::borrow::Cow<'_, str> {
+        let key = String::from_utf8_lossy(self.key.as_bytes());
+        match self.destination {
+            None => key,
+            Some(name) => format!("{key} {name}").into(),
+        }
+    }
 }
 
 /// The options of the HTTP(S) clients the gateway makes, from `limits:`.

@@ -282,7 +282,7 @@ fn connect_error(e: &async_nats::ConnectError) -> String {
 fn headers(s: &NatsSettings, m: &Message<'_>) -> NatsHeaders {
     let key = text(m.key.as_bytes());
     let mut h = NatsHeaders::new();
-    h.insert(async_nats::header::NATS_MESSAGE_ID, value(&key));
+    h.insert(async_nats::header::NATS_MESSAGE_ID, value(&m.broker_id()));
     h.insert(PROVIDER.clone(), value(m.provider));
     h.insert(EVENT_ID.clone(), value(m.event_id));
     h.insert(IDEMPOTENCY_KEY.clone(), value(&key));
@@ -427,6 +427,7 @@ mod tests {
             headers: &prepared,
             body: &body,
             timeout: Duration::from_secs(1),
+            destination: None,
         };
         let mut s = NatsSettings { url: String::new(), subject: "s".into(), headers: true };
         let h = headers(&s, &m);
