@@ -27,7 +27,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$WORK/upstream.pid" ] && kill "$(cat "$WORK/upstream.pid")" 2>/dev/null || true
-  python3 "$ROOT/bench/brokers.py" delete "$RUN" >/dev/null 2>&1 || true
+  python3 "$ROOT/tools/brokers.py" delete "$RUN" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -43,8 +43,8 @@ http { access_log off; client_body_temp_path $WORK/up/body; keepalive_requests 1
   server { listen 127.0.0.1:$UP; location / { return 200 "ok"; } } }
 CONF
 nginx -c "$WORK/upstream.conf" -g 'daemon on;'
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r "$ROOT/bench/requirements.txt"
-python3 "$ROOT/bench/brokers.py" create "$RUN"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r "$ROOT/tools/requirements-brokers.txt"
+python3 "$ROOT/tools/brokers.py" create "$RUN"
 
 declare -A DEST=(
   [http]="    upstream: \"http://127.0.0.1:$UP/hook\""
@@ -94,4 +94,4 @@ print(f"{sys.argv[2]:<8} {r['rps']:>10.0f} {r['p50_ms']:>9.2f} {r['p99_ms']:>9.2
 EOF
   done
 done
-python3 "$ROOT/bench/brokers.py" count "$RUN"
+python3 "$ROOT/tools/brokers.py" count "$RUN"

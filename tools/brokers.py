@@ -1,7 +1,9 @@
-"""The brokers of bench/destinations.sh: a JetStream stream and a RabbitMQ queue named after
-the run, created before it, counted and deleted after it.
+"""A JetStream stream (subjects `NAME.>`) and a durable RabbitMQ queue `NAME` on this
+machine's brokers (127.0.0.1:4222, 127.0.0.1:5672 guest/guest): made for the README's
+destination example and for bench/destinations.sh, counted, deleted.
 
-    python3 bench/brokers.py create|count|delete RUN
+    python3 -m pip install -r tools/requirements-brokers.txt
+    python3 tools/brokers.py create|count|delete NAME
 """
 import asyncio
 import sys
