@@ -258,22 +258,7 @@ async fn drain(res: http::Response<hyper::body::Incoming>) {
 fn event_id(forwarded: &http::HeaderValue) -> String {
     let b = forwarded.as_bytes();
     let rest = b.iter().position(|&c| c == b':').map_or(b, |i| &b[i + 1..]);
-    let mut out = Vec::with_capacity(rest.len());
-    let mut i = 0;
-    while i < rest.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (rest[i], rest.get(i + 1).and_then(|&c| hex(c)), rest.get(i + 2).and_then(|&c| hex(c))) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode(rest).decode_utf8_lossy().into_owned()
 }
 
 #[cfg(test)]

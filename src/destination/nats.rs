@@ -359,23 +359,7 @@ fn split_credentials(url: &str) -> Result<(async_nats::ServerAddr, Auth), String
 
 /// `%XX` escapes of URL user info decoded (a `%` without two hex digits stands for itself).
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |i: usize| b.get(i).and_then(|&c| (c as char).to_digit(16));
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match (b[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h << 4 | l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 #[cfg(test)]
