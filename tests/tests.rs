@@ -4,6 +4,7 @@ mod admin_security;
 mod amqp;
 mod attack_console;
 mod attack_destinations;
+mod attack_round2;
 mod certificates;
 mod chaos;
 mod check_connect;
