@@ -494,6 +494,8 @@ async fn redis_queue_restarted_mid_load_delivers_every_202() {
 /// the reply on: a command whose answer is lost with the connection.
 struct ReplyDropper {
     addr: SocketAddr,
+    /// Set: the reply is held this long and then passed on (a late reply), not dropped.
+    delay: Arc<Mutex<Option<Duration>>>,
     armed: Arc<Mutex<Option<&'static [u8]>>>,
     dropped: Arc<AtomicUsize>,
 }
@@ -504,10 +506,11 @@ impl ReplyDropper {
         let addr = listener.local_addr().unwrap();
         let armed: Arc<Mutex<Option<&'static [u8]>>> = Arc::default();
         let dropped = Arc::new(AtomicUsize::new(0));
-        let (a, d) = (armed.clone(), dropped.clone());
+        let delay: Arc<Mutex<Option<Duration>>> = Arc::default();
+        let (a, d, l) = (armed.clone(), dropped.clone(), delay.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (armed, dropped, target) = (a.clone(), d.clone(), target.clone());
+                let (armed, dropped, target, delay) = (a.clone(), d.clone(), target.clone(), l.clone());
                 tokio::spawn(async move {
                     use tokio::io::{AsyncReadExt, AsyncWriteExt};
                     let Ok(server) = tokio::net::TcpStream::connect(&target).await else { return };
@@ -545,7 +548,14 @@ impl ReplyDropper {
                             };
                             if cut.load(Ordering::SeqCst) {
                                 dropped.fetch_add(1, Ordering::SeqCst);
-                                return; // the reply is lost, and the connection with it
+                                let late = *delay.lock().unwrap();
+                                match late {
+                                    Some(d) => {
+                                        cut.store(false, Ordering::SeqCst);
+                                        tokio::time::sleep(d).await;
+                                    }
+                                    None => return, // the reply is lost, and the connection with it
+                                }
                             }
                             if cw.write_all(&buf[..n]).await.is_err() {
                                 return;
@@ -556,7 +566,7 @@ impl ReplyDropper {
                 });
             }
         });
-        ReplyDropper { addr, armed, dropped }
+        ReplyDropper { addr, delay, armed, dropped }
     }
 
     fn url(&self) -> String {
@@ -662,4 +672,55 @@ async fn queued_fan_out_killed_while_retrying_the_broker_does_not_resend_to_the_
     assert!(web.delivered().values().all(|n| *n == 1), "{:?}", web.delivered());
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Regression (second attack round): a queued push whose reply is lost (the connection's one
+/// retry sends it again) or comes after `store.timeout` (answered 503, the provider retries)
+/// was appended twice, and the upstream got the event twice. The push is once per event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_push_whose_reply_is_lost_or_late_is_delivered_once() {
+    if !redis_or_skip("a_queued_push_whose_reply_is_lost_or_late_is_delivered_once") {
+        return;
+    }
+    for (late, id) in [(None, "evt_push_lost"), (Some(Duration::from_millis(1500)), "evt_push_late")] {
+        let redis = RedisServer::start();
+        let proxy = ReplyDropper::start(redis.addr()).await;
+        *proxy.delay.lock().unwrap() = late;
+        let up = Upstream::start().await;
+        let queued = "    delivery: queued\n    timeout: 1s\n    lease: 2s\n    queue: {backoff: 50ms, max_backoff: 200ms, max_attempts: 1000}\n";
+        let yaml = format!(
+            "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nstore:\n  kind: redis\n  url: {:?}\n  timeout: 1s\nroutes:\n{}",
+            proxy.url(),
+            route("/q", "paylent", &[SECRET], &up.url("/q"), queued)
+        );
+        let gw = TestGateway::start(&yaml, Clock::System).await;
+        let mut conn = Conn::open(gw.addr).await;
+        assert_eq!(conn.deliver("/q", "evt_warm").await.unwrap().0, StatusCode::ACCEPTED);
+        wait_until("the warm-up delivered", PATIENCE, || up.delivered().len() == 1).await;
+        // The push carries the body, where the id is quoted; the claim's key does not.
+        proxy.arm(if late.is_some() { b"\"evt_push_late\"" } else { b"\"evt_push_lost\"" });
+        let first = conn.deliver("/q", id).await;
+        assert_eq!(
+            proxy.dropped.load(Ordering::SeqCst),
+            1,
+            "{id}: the push's reply was held back: {first:?}"
+        );
+        // The provider retries until it is told the event is held (202) or a duplicate.
+        let d = Deadline::new("the provider's retry accepted", PATIENCE);
+        loop {
+            let mut c = Conn::open(gw.addr).await;
+            let (s, _) = c.deliver("/q", id).await.unwrap();
+            if s.is_success() {
+                break;
+            }
+            d.tick().await;
+        }
+        let key = format!("/q:{id}");
+        wait_until("delivered", PATIENCE, || up.delivered().contains_key(&key)).await;
+        let d = Deadline::new("the queue to drain", PATIENCE);
+        while !queue_drained(&gw.queue_stats().await) {
+            d.tick().await;
+        }
+        assert_eq!(up.delivered()[&key], 1, "{id}: {:?}", up.delivered());
+    }
 }

@@ -87,7 +87,8 @@ impl Service<Verified> for Forward {
                     return Ok(Rejection::Queue(e).into_response(Some(route), Some(key)));
                 };
                 // Accept-then-deliver: answered once the queue holds the delivery.
-                return Ok(match queue.push(&route, &outgoing).await {
+                // Once per event (a repeated push appends nothing), unless a forced replay.
+                return Ok(match queue.push(&route, &outgoing, !outlets.remember).await {
                     Ok(()) => Record { outcome: Outcome::Queued, ..record }.on(json_response(
                         StatusCode::from_u16(q.accept_status).unwrap_or(StatusCode::ACCEPTED),
                         r#"{"status":"queued"}"#,

@@ -664,7 +664,9 @@ impl EmbeddedQueue {
 }
 
 impl Backend for EmbeddedQueue {
-    fn push<'a>(&'a self, route: &'a str, item: &'a Item) -> StoreFuture<'a, ()> {
+    /// `once` is not needed here: the queue is in the process, so a push's answer is never
+    /// lost on the way back, and it is not bounded by a timeout that could outrun it.
+    fn push<'a>(&'a self, route: &'a str, item: &'a Item, _once: Option<Duration>) -> StoreFuture<'a, ()> {
         Box::pin(EmbeddedQueue::push(self, route, item))
     }
     fn ensure_group<'a>(&'a self, route: &'a str) -> StoreFuture<'a, ()> {

@@ -68,8 +68,10 @@ impl DeadLetter {
 
 /// A queue backend. Deliveries are named by the id the backend gave them when taken.
 pub trait Backend: Send + Sync + 'static {
-    /// Appends a delivery; answers once the backend holds it durably.
-    fn push<'a>(&'a self, route: &'a str, item: &'a Item) -> StoreFuture<'a, ()>;
+    /// Appends a delivery; answers once the backend holds it durably. With `once`, the same
+    /// event pushed again within that time appends nothing (it is there already): a push whose
+    /// answer was lost or late, which the connection or the provider's retry repeats.
+    fn push<'a>(&'a self, route: &'a str, item: &'a Item, once: Option<Duration>) -> StoreFuture<'a, ()>;
     /// Prepares the route's queue (a consumer group in Redis).
     fn ensure_group<'a>(&'a self, route: &'a str) -> StoreFuture<'a, ()>;
     /// Up to `count` deliveries due now, including those a dead worker left for longer than
@@ -138,10 +140,11 @@ impl Queue {
         }))
     }
 
-    /// Appends a delivery; returns once the queue holds it durably.
-    pub async fn push(&self, route: &Route, o: &Outgoing) -> Result<(), StoreError> {
+    /// Appends a delivery; returns once the queue holds it durably. Once per event within the
+    /// route's `ttl` (a repeated push appends nothing), unless `again` (a forced replay).
+    pub async fn push(&self, route: &Route, o: &Outgoing, again: bool) -> Result<(), StoreError> {
         let item = Item::from_outgoing(route, o);
-        self.backend.push(&route.name, &item).await
+        self.backend.push(&route.name, &item, (!again).then_some(route.ttl)).await
     }
     /// Whether `item` is the oldest undelivered one of its ordering value (always true for an
     /// unordered item).

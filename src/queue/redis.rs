@@ -43,12 +43,21 @@ return 1
     )
 });
 
-/// Appends to the stream and to the ordering line of the delivery's ordering value.
-static PUSH_ORDERED: LazyLock<Script> = LazyLock::new(|| {
+/// Appends to the stream; with a push mark (ARGV[2] > 0, the mark KEYS[2]) only if the mark
+/// was not set yet, and sets it; an ordered delivery joins its ordering value's line (the last
+/// key) in the same step. Returns the entry's id, or nil when the mark was set already.
+static PUSH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local line = nil
+if tonumber(ARGV[2]) > 0 then
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return false end
+  line = KEYS[3]
+else
+  line = KEYS[2]
+end
 local id = redis.call('XADD', KEYS[1], '*', 'd', ARGV[1])
-redis.call('RPUSH', KEYS[2], id)
+if line then redis.call('RPUSH', line, id) end
 return id
 ",
     )
@@ -164,22 +173,30 @@ impl RedisQueue {
     }
 
     /// Appends a delivery; returns once Redis holds it. An ordered delivery also joins the
-    /// end of its ordering value's line, in the same script.
-    pub async fn push(&self, route: &str, item: &Item) -> Result<(), StoreError> {
+    /// end of its ordering value's line, in the same script. With `once`, the script first sets
+    /// the event's push mark (`SET … NX PX once`, in the stream's slot) and appends only if it
+    /// was not set: repeating the push — the connection's one retry after a lost reply, or the
+    /// provider's retry after a reply that came past `store.timeout` — appends nothing.
+    pub async fn push(&self, route: &str, item: &Item, once: Option<Duration>) -> Result<(), StoreError> {
         let (stream, _, _) = self.keys(route);
         let mut c = self.conn().await?;
-        match &item.order {
-            None => {
-                let mut cmd = redis::cmd("XADD");
-                cmd.arg(&stream).arg("*").arg("d").arg(item.encode());
-                bounded(self.timeout, async { c.query::<String>(&cmd).await }).await.map(|_| ())
-            }
-            Some(order) => {
-                let mut inv = PUSH_ORDERED.prepare_invoke();
-                inv.key(&stream).key(self.order_key(route, order)).arg(item.encode());
-                bounded(self.timeout, c.invoke::<String>(&inv)).await.map(|_| ())
-            }
+        let mut inv = PUSH.prepare_invoke();
+        inv.key(&stream).arg(item.encode());
+        match once {
+            Some(ttl) => inv.arg(ttl.as_millis().max(1) as u64),
+            None => inv.arg(0),
+        };
+        if once.is_some() {
+            inv.key(format!(
+                "{}:p:{}",
+                self.redis.key(&format!("q:{route}")),
+                String::from_utf8_lossy(&item.id)
+            ));
         }
+        if let Some(order) = &item.order {
+            inv.key(self.order_key(route, order));
+        }
+        bounded(self.timeout, c.invoke::<Option<String>>(&inv)).await.map(|_| ())
     }
 
     pub async fn is_head(&self, route: &str, item: &Item) -> Result<bool, StoreError> {
@@ -411,8 +428,8 @@ impl RedisQueue {
 }
 
 impl Backend for RedisQueue {
-    fn push<'a>(&'a self, route: &'a str, item: &'a Item) -> StoreFuture<'a, ()> {
-        Box::pin(RedisQueue::push(self, route, item))
+    fn push<'a>(&'a self, route: &'a str, item: &'a Item, once: Option<Duration>) -> StoreFuture<'a, ()> {
+        Box::pin(RedisQueue::push(self, route, item, once))
     }
     fn ensure_group<'a>(&'a self, route: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(RedisQueue::ensure_group(self, route))

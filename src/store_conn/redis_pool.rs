@@ -30,9 +30,8 @@ fn connection_level(e: &redis::RedisError) -> bool {
 /// reconnects. So a command that fails at the connection level is sent once more, on the
 /// fresh connection, within the caller's time bound. Every command sent here must therefore
 /// be safe to repeat (the claim is: a claim that finds its own token is acquired; completion
-/// writes the same value again; release compares the token). One is not yet: the queue's
-/// push (`XADD *`), whose repeat after a lost reply appends the delivery twice — as a push
-/// whose reply came after the timeout does when the provider retries (see issue 18's notes).
+/// writes the same value again; release compares the token; the queue's push appends only
+/// if the event's push mark was not set yet).
 #[derive(Clone)]
 pub enum Conn {
     Single(ConnectionManager),
