@@ -1,13 +1,15 @@
 //! The embedded on-disk store (redb), for a single instance that must not forget delivered
 //! events when it restarts. Only "delivered" is written to the file, by its one writer
-//! ([`group_commit`]): every completion waiting at a moment goes into one transaction,
-//! committed durably (one `fsync` for the whole batch) before any of them is answered.
+//! ([`group_commit`]): every completion waiting at a moment goes into one transaction, made
+//! durable (one `fdatasync` of the file's redo log for the whole batch) before any of them is
+//! answered.
 //!
 //! The claims in flight (key → token, lease end) live in memory, decided under one lock in the
 //! order they come: the file is this process's alone (redb locks it), a claim is a lease that
 //! a crash ends anyway, and writing it would cost a commit and its pages for nothing a restart
-//! may keep. A claim reads the file (a read transaction sees only durable commits, as every
-//! commit here is durable) and answers at once, never waiting behind an `fsync`. A key being
+//! may keep. A claim reads the file (a read transaction sees a batch only once the writer has
+//! committed it, and it commits a completion only after its redo frame is on disk) and
+//! answers at once, never waiting behind an `fsync`. A key being
 //! completed stays in flight until the commit that records it delivered has returned, so no
 //! claim can slip between the two. (A file written by an earlier version may hold in-flight
 //! rows: they are honoured until their lease ends, and swept.)
@@ -15,6 +17,7 @@
 use super::{Claim, Store, StoreError, StoreFuture, Token};
 use crate::store_conn::group_commit::{self, GroupCommit};
 use crate::store_conn::redb_file;
+use crate::store_conn::redo::{self, Logged, Redo};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,6 +28,8 @@ use tokio::sync::oneshot;
 /// key → state (1 byte: 1 delivered; 0 in flight, written by earlier versions only) + token
 /// (16 bytes) + expiry (8 bytes, unix ms).
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
+/// `TABLE`'s number in the redo log.
+const TABLE_ID: u8 = 1;
 
 /// Expired entries removed per sweep, so that a sweep never stalls the writer for long.
 const SWEEP_LIMIT: usize = 10_000;
@@ -117,7 +122,7 @@ impl EmbeddedStore {
         }
         let (db, in_flight) = (Arc::new(db), Arc::new(InFlight::default()));
         let state = Writer { now: now.clone(), swept_at: Instant::now(), in_flight: in_flight.clone() };
-        let writer = GroupCommit::start("embedded-store", db.clone(), state, backend)?;
+        let writer = GroupCommit::start("embedded-store", db.clone(), &redo::beside(path), state, backend)?;
         Ok(EmbeddedStore { db, in_flight, now, writer })
     }
 
@@ -198,20 +203,32 @@ impl group_commit::Write for Complete {
         true
     }
 
-    fn apply(txn: &WriteTransaction, w: &mut Writer, batch: &mut [Complete]) -> Result<bool, StoreError> {
-        let mut table = txn.open_table(TABLE).map_err(db_err)?;
+    fn apply(
+        txn: &WriteTransaction,
+        w: &mut Writer,
+        batch: &mut [Complete],
+        redo: &mut Redo,
+    ) -> Result<bool, StoreError> {
+        let mut table = Logged::open(txn, TABLE, TABLE_ID).map_err(db_err)?;
         let now = (w.now)();
         if w.swept_at.elapsed() >= SWEEP_EVERY {
             w.swept_at = Instant::now();
             // Claims whose holder never finished: their lease is over.
             lock(&w.in_flight).retain(|_, h| h.completing || h.expires > now);
-            sweep(&mut table, now)?;
+            sweep(&mut table, redo, now)?;
         }
         for c in batch {
             let v = encode(DELIVERED, c.token, now + c.ttl.as_millis() as u64);
-            table.insert(&*c.key, &v[..]).map_err(db_err)?;
+            table.insert(redo, &*c.key, &v[..]).map_err(db_err)?;
         }
         Ok(true)
+    }
+
+    fn replay(txn: &WriteTransaction, op: &redo::Op<'_>) -> Result<(), String> {
+        match op.table {
+            TABLE_ID => op.apply(txn, TABLE),
+            n => Err(format!("no table {n} in the embedded store")),
+        }
     }
 
     fn answer(self, committed: Result<(), StoreError>) {
@@ -234,7 +251,7 @@ impl group_commit::Write for Complete {
 
 /// Removes entries expired at `now` (unix ms), at most `SWEEP_LIMIT` at a time, in the
 /// batch's transaction.
-fn sweep(table: &mut redb::Table<&str, &[u8]>, now: u64) -> Result<(), StoreError> {
+fn sweep(table: &mut Logged<&str, &[u8]>, redo: &mut Redo, now: u64) -> Result<(), StoreError> {
     let expired: Vec<String> = table
         .iter()
         .map_err(db_err)?
@@ -244,7 +261,7 @@ fn sweep(table: &mut redb::Table<&str, &[u8]>, now: u64) -> Result<(), StoreErro
         .map(|(k, _)| k.value().to_string())
         .collect();
     for k in &expired {
-        table.remove(k.as_str()).map_err(db_err)?;
+        table.remove(redo, k.as_str()).map_err(db_err)?;
     }
     if !expired.is_empty() {
         tracing::debug!(removed = expired.len(), "embedded store swept expired keys");

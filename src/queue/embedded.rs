@@ -18,13 +18,14 @@
 //! (`rows_touched` counts them, for the tests). Every write goes through the file's one writer
 //! ([`group_commit`]): the pushes, takes and acknowledgements waiting at a moment share one
 //! transaction, and a batch holding a push, an acknowledgement, a retry or a burial is
-//! committed durably (one `fsync` for the batch) before any of them is answered, so a provider
+//! made durable (one `fdatasync` of the file's redo log for the batch) before any of them is answered, so a provider
 //! hears 202 only once its delivery is on disk. The writer also keeps, per route, the earliest
 //! due time left after each move (`hints`): a worker asking for work before then is answered
 //! from memory, without a transaction or a read of what is not due.
 
 use super::{now_ms, Backend, DeadLetter, Item, Stats};
 use crate::store_conn::group_commit::{self, GroupCommit};
+use crate::store_conn::redo::{self, Logged, Redo};
 use crate::store_conn::{redb_file, StoreError, StoreFuture};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use std::collections::HashMap;
@@ -71,38 +72,51 @@ fn lower(hints: &Hints, route: &str, at: u64) {
     }
 }
 
-/// The tables one batch changes, open once in its write transaction.
+/// The tables' numbers in the redo log.
+const ITEMS_ID: u8 = 1;
+const DUE_ID: u8 = 2;
+const DUE_OF_ID: u8 = 3;
+const AGE_ID: u8 = 4;
+const COUNTS_ID: u8 = 5;
+const DEAD_ID: u8 = 6;
+const META_ID: u8 = 7;
+const LINES_ID: u8 = 8;
+
+/// The tables one batch changes, open once in its write transaction; every change also goes
+/// to `redo`.
 struct Tables<'t> {
-    items: redb::Table<'t, u64, &'static [u8]>,
-    due: redb::Table<'t, (&'static str, u64, u64), ()>,
-    due_of: redb::Table<'t, u64, u64>,
-    age: redb::Table<'t, (&'static str, u64, u64), ()>,
-    counts: redb::Table<'t, (&'static str, u8), u64>,
-    dead: redb::Table<'t, u64, &'static [u8]>,
-    meta: redb::Table<'t, &'static str, u64>,
-    lines: redb::Table<'t, (&'static str, &'static str, u64), ()>,
+    items: Logged<'t, u64, &'static [u8]>,
+    due: Logged<'t, (&'static str, u64, u64), ()>,
+    due_of: Logged<'t, u64, u64>,
+    age: Logged<'t, (&'static str, u64, u64), ()>,
+    counts: Logged<'t, (&'static str, u8), u64>,
+    dead: Logged<'t, u64, &'static [u8]>,
+    meta: Logged<'t, &'static str, u64>,
+    lines: Logged<'t, (&'static str, &'static str, u64), ()>,
+    redo: Redo,
     /// Rows read or written, for `rows_touched`.
     rows: u64,
 }
 
 impl<'t> Tables<'t> {
-    fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+    fn open(txn: &'t WriteTransaction, redo: Redo) -> Result<Self, StoreError> {
         Ok(Tables {
-            items: txn.open_table(ITEMS).map_err(err)?,
-            due: txn.open_table(DUE).map_err(err)?,
-            due_of: txn.open_table(DUE_OF).map_err(err)?,
-            age: txn.open_table(AGE).map_err(err)?,
-            counts: txn.open_table(COUNTS).map_err(err)?,
-            dead: txn.open_table(DEAD).map_err(err)?,
-            meta: txn.open_table(META).map_err(err)?,
-            lines: txn.open_table(LINES).map_err(err)?,
+            items: Logged::open(txn, ITEMS, ITEMS_ID).map_err(err)?,
+            due: Logged::open(txn, DUE, DUE_ID).map_err(err)?,
+            due_of: Logged::open(txn, DUE_OF, DUE_OF_ID).map_err(err)?,
+            age: Logged::open(txn, AGE, AGE_ID).map_err(err)?,
+            counts: Logged::open(txn, COUNTS, COUNTS_ID).map_err(err)?,
+            dead: Logged::open(txn, DEAD, DEAD_ID).map_err(err)?,
+            meta: Logged::open(txn, META, META_ID).map_err(err)?,
+            lines: Logged::open(txn, LINES, LINES_ID).map_err(err)?,
+            redo,
             rows: 0,
         })
     }
 
     fn count(&mut self, route: &str, kind: u8, delta: i64) -> Result<(), StoreError> {
         let now = self.counts.get((route, kind)).map_err(err)?.map(|v| v.value()).unwrap_or(0);
-        self.counts.insert((route, kind), now.saturating_add_signed(delta)).map_err(err)?;
+        self.counts.insert(&mut self.redo, (route, kind), now.saturating_add_signed(delta)).map_err(err)?;
         self.rows += 1;
         Ok(())
     }
@@ -116,15 +130,15 @@ impl<'t> Tables<'t> {
     /// The next sequence number.
     fn next_seq(&mut self) -> Result<u64, StoreError> {
         let seq = self.meta.get("seq").map_err(err)?.map(|v| v.value()).unwrap_or(0) + 1;
-        self.meta.insert("seq", seq).map_err(err)?;
+        self.meta.insert(&mut self.redo, "seq", seq).map_err(err)?;
         Ok(seq)
     }
 
     /// Makes `seq` due at `at` (wherever it was due before).
     fn set_due(&mut self, route: &str, seq: u64, at: u64) -> Result<(), StoreError> {
         self.undue(route, seq)?;
-        self.due.insert((route, at, seq), ()).map_err(err)?;
-        self.due_of.insert(seq, at).map_err(err)?;
+        self.due.insert(&mut self.redo, (route, at, seq), ()).map_err(err)?;
+        self.due_of.insert(&mut self.redo, seq, at).map_err(err)?;
         self.rows += 2;
         Ok(())
     }
@@ -132,8 +146,8 @@ impl<'t> Tables<'t> {
     /// Removes `seq` from the due index: one lookup, not a scan.
     fn undue(&mut self, route: &str, seq: u64) -> Result<(), StoreError> {
         self.rows += 1;
-        if let Some(at) = self.due_of.remove(seq).map_err(err)?.map(|v| v.value()) {
-            self.due.remove((route, at, seq)).map_err(err)?;
+        if let Some(at) = self.due_of.remove(&mut self.redo, seq).map_err(err)?.map(|v| v.value()) {
+            self.due.remove(&mut self.redo, (route, at, seq)).map_err(err)?;
             self.rows += 1;
         }
         Ok(())
@@ -149,8 +163,8 @@ impl<'t> Tables<'t> {
         (first_seen_ms, attempts): (u64, u32),
         at: u64,
     ) -> Result<(), StoreError> {
-        self.items.insert(seq, encoded).map_err(err)?;
-        self.age.insert((route, first_seen_ms, seq), ()).map_err(err)?;
+        self.items.insert(&mut self.redo, seq, encoded).map_err(err)?;
+        self.age.insert(&mut self.redo, (route, first_seen_ms, seq), ()).map_err(err)?;
         self.rows += 2;
         self.set_due(route, seq, at)?;
         self.count(route, WAITING, 1)?;
@@ -164,9 +178,10 @@ impl<'t> Tables<'t> {
     fn dequeue(&mut self, route: &str, seq: u64) -> Result<Option<Item>, StoreError> {
         self.undue(route, seq)?;
         self.rows += 1;
-        let stored = self.items.remove(seq).map_err(err)?.and_then(|v| Item::decode(v.value()));
+        let stored =
+            self.items.remove(&mut self.redo, seq).map_err(err)?.and_then(|v| Item::decode(v.value()));
         if let Some(old) = &stored {
-            self.age.remove((route, old.first_seen_ms, seq)).map_err(err)?;
+            self.age.remove(&mut self.redo, (route, old.first_seen_ms, seq)).map_err(err)?;
             self.rows += 1;
             self.count(route, WAITING, -1)?;
             if old.attempts > 0 {
@@ -179,7 +194,7 @@ impl<'t> Tables<'t> {
     /// Lets the next delivery of the same ordering value go.
     fn leave_line(&mut self, route: &str, order: Option<&str>, seq: u64) -> Result<(), StoreError> {
         if let Some(order) = order {
-            self.lines.remove((route, order, seq)).map_err(err)?;
+            self.lines.remove(&mut self.redo, (route, order, seq)).map_err(err)?;
         }
         Ok(())
     }
@@ -234,13 +249,33 @@ impl group_commit::Write for Box<dyn Job> {
         (**self).durable()
     }
 
-    fn apply(txn: &WriteTransaction, w: &mut Writer, batch: &mut [Self]) -> Result<bool, StoreError> {
-        let mut t = Tables::open(txn)?;
+    fn apply(
+        txn: &WriteTransaction,
+        w: &mut Writer,
+        batch: &mut [Self],
+        redo: &mut Redo,
+    ) -> Result<bool, StoreError> {
+        let mut t = Tables::open(txn, std::mem::take(redo))?;
         for job in batch {
             job.apply(&mut t, &w.hints)?;
         }
         w.rows.fetch_add(t.rows, Relaxed);
+        *redo = t.redo;
         Ok(true)
+    }
+
+    fn replay(txn: &WriteTransaction, op: &redo::Op<'_>) -> Result<(), String> {
+        match op.table {
+            ITEMS_ID => op.apply(txn, ITEMS),
+            DUE_ID => op.apply(txn, DUE),
+            DUE_OF_ID => op.apply(txn, DUE_OF),
+            AGE_ID => op.apply(txn, AGE),
+            COUNTS_ID => op.apply(txn, COUNTS),
+            DEAD_ID => op.apply(txn, DEAD),
+            META_ID => op.apply(txn, META),
+            LINES_ID => op.apply(txn, LINES),
+            n => Err(format!("no table {n} in the embedded queue")),
+        }
     }
 
     fn aborted(w: &mut Writer) {
@@ -276,7 +311,7 @@ impl EmbeddedQueue {
         let db = Arc::new(db);
         let (hints, rows) = (Arc::new(Hints::default()), Arc::new(AtomicU64::new(0)));
         let state = Writer { hints: hints.clone(), rows: rows.clone() };
-        let writer = GroupCommit::start("embedded-queue", db.clone(), state, backend)?;
+        let writer = GroupCommit::start("embedded-queue", db.clone(), &redo::beside(path), state, backend)?;
         Ok(EmbeddedQueue { db, writer, hints, rows })
     }
 
@@ -286,7 +321,8 @@ impl EmbeddedQueue {
         txn.delete_table(DUE_OF).map_err(err)?;
         txn.delete_table(AGE).map_err(err)?;
         txn.delete_table(COUNTS).map_err(err)?;
-        let mut t = Tables::open(txn)?;
+        // Written in the caller's own durable commit, not through the writer: nothing to log.
+        let mut t = Tables::open(txn, Redo::default())?;
         let due: Vec<(String, u64, u64)> = t
             .due
             .iter()
@@ -295,9 +331,9 @@ impl EmbeddedQueue {
             .map(|(k, _)| (k.value().0.to_string(), k.value().1, k.value().2))
             .collect();
         for (route, at, seq) in due {
-            t.due_of.insert(seq, at).map_err(err)?;
+            t.due_of.insert(&mut t.redo, seq, at).map_err(err)?;
             if let Some(item) = t.item(seq)? {
-                t.age.insert((route.as_str(), item.first_seen_ms, seq), ()).map_err(err)?;
+                t.age.insert(&mut t.redo, (route.as_str(), item.first_seen_ms, seq), ()).map_err(err)?;
                 t.count(&route, WAITING, 1)?;
                 if item.attempts > 0 {
                     t.count(&route, IN_RETRY, 1)?;
@@ -314,7 +350,7 @@ impl EmbeddedQueue {
         for route in dead {
             t.count(&route, DEAD_N, 1)?;
         }
-        t.meta.insert("index", INDEX_VERSION).map_err(err)?;
+        t.meta.insert(&mut t.redo, "index", INDEX_VERSION).map_err(err)?;
         Ok(())
     }
 
@@ -366,7 +402,7 @@ impl EmbeddedQueue {
             let now = now_ms();
             t.enqueue(&route, seq, &encoded, meta, now)?;
             if let Some(order) = &order {
-                t.lines.insert((route.as_str(), order.as_str(), seq), ()).map_err(err)?;
+                t.lines.insert(&mut t.redo, (route.as_str(), order.as_str(), seq), ()).map_err(err)?;
             }
             lower(hints, &route, now);
             Ok(())
@@ -491,7 +527,7 @@ impl EmbeddedQueue {
         self.write(true, move |t, _| {
             if t.dequeue(&route, seq)?.is_some() {
                 t.count(&route, DEAD_N, 1)?;
-                t.dead.insert(seq, encoded.as_slice()).map_err(err)?;
+                t.dead.insert(&mut t.redo, seq, encoded.as_slice()).map_err(err)?;
                 t.rows += 1;
             }
             t.leave_line(&route, order.as_deref(), seq)
@@ -585,7 +621,7 @@ impl EmbeddedQueue {
             let chosen: Vec<(u64, Item)> = chosen.into_iter().filter(|(_, i)| i.route == route).collect();
             let now = now_ms();
             for (seq, mut item) in chosen.iter().cloned() {
-                t.dead.remove(seq).map_err(err)?;
+                t.dead.remove(&mut t.redo, seq).map_err(err)?;
                 t.count(&route, DEAD_N, -1)?;
                 item.attempts = 0;
                 item.first_seen_ms = now;
@@ -595,7 +631,7 @@ impl EmbeddedQueue {
                 if let Some(order) = &item.order {
                     // A replayed ordered delivery takes its place in its line again, by the
                     // order it was first accepted in.
-                    t.lines.insert((route.as_str(), order.as_str(), seq), ()).map_err(err)?;
+                    t.lines.insert(&mut t.redo, (route.as_str(), order.as_str(), seq), ()).map_err(err)?;
                 }
             }
             lower(hints, &route, now);
@@ -653,7 +689,7 @@ impl EmbeddedQueue {
                     .collect(),
             };
             for seq in &chosen {
-                t.dead.remove(*seq).map_err(err)?;
+                t.dead.remove(&mut t.redo, *seq).map_err(err)?;
                 t.count(&route, DEAD_N, -1)?;
             }
             t.rows += chosen.len() as u64;

@@ -3,11 +3,13 @@
 //!
 //! - [`redis_pool`]: the Redis connections the Redis store and the Redis queue send on;
 //! - [`redb_file`]: the redb file handling of the embedded store and the embedded queue;
-//! - [`group_commit`]: the one writer per redb file, one transaction and one commit per batch.
+//! - [`group_commit`]: the one writer per redb file, one transaction and one commit per batch;
+//! - [`redo`]: the log that makes a batch durable with one small `fdatasync`.
 
 pub mod group_commit;
 pub mod redb_file;
 pub mod redis_pool;
+pub mod redo;
 
 use std::future::Future;
 use std::pin::Pin;
