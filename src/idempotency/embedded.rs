@@ -1,23 +1,27 @@
 //! The embedded on-disk store (redb), for a single instance that must not forget delivered
-//! events when it restarts. Only "delivered" is written to the file, by its one writer
-//! ([`group_commit`]): every completion waiting at a moment goes into one transaction, made
-//! durable (one `fdatasync` of the file's redo log for the whole batch) before any of them is
-//! answered.
+//! events when it restarts. Only "delivered" is kept on disk, by the file's one writer
+//! ([`group_commit`]): every completion waiting at a moment is appended to the file's redo log
+//! as one frame and made durable with one `fdatasync` before any of them is answered. The
+//! marks stay in memory, beside the claims, until the next checkpoint (every
+//! [`group_commit::CHECKPOINT_EVERY`]) writes them all into the redb file in one durable
+//! commit; so a batch costs a few hundred bytes of log and no redb transaction at all.
 //!
 //! The claims in flight (key → token, lease end) live in memory, decided under one lock in the
 //! order they come: the file is this process's alone (redb locks it), a claim is a lease that
 //! a crash ends anyway, and writing it would cost a commit and its pages for nothing a restart
-//! may keep. A claim reads the file (a read transaction sees a batch only once the writer has
-//! committed it, and it commits a completion only after its redo frame is on disk) and
-//! answers at once, never waiting behind an `fsync`. A key being
-//! completed stays in flight until the commit that records it delivered has returned, so no
-//! claim can slip between the two. (A file written by an earlier version may hold in-flight
-//! rows: they are honoured until their lease ends, and swept.)
+//! may keep. A claim looks in memory first (in flight, or delivered since the last
+//! checkpoint), then reads the file, and answers at once, never waiting behind an `fsync`. A
+//! key being completed stays in flight until its frame is on disk, then is marked delivered,
+//! so no claim can slip between the two; the checkpoint that writes a mark into the file
+//! removes it from memory only once that commit is durable. After a crash, the log's frames
+//! since the last checkpoint are replayed into the file before the store opens. (A file
+//! written by an earlier version may hold in-flight rows: they are honoured until their lease
+//! ends, and swept.)
 
 use super::{Claim, Store, StoreError, StoreFuture, Token};
 use crate::store_conn::group_commit::{self, GroupCommit};
 use crate::store_conn::redb_file;
-use crate::store_conn::redo::{self, Logged, Redo};
+use crate::store_conn::redo::{self, Redo};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,13 +41,16 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 const DELIVERED: u8 = 1;
 
-/// A claim in flight.
+/// A claim in flight, or a delivered mark not yet in the file.
 struct Held {
     token: Token,
-    /// Lease end, unix ms.
+    /// Lease end, unix ms; once `delivered`, the end of the delivered mark.
     expires: u64,
     /// Its completion is being committed: in flight until the commit returned.
     completing: bool,
+    /// Delivered: the mark is in the redo log (on disk), and in the file from the next
+    /// checkpoint on, which removes it from here.
+    delivered: bool,
 }
 
 type InFlight = Mutex<HashMap<Box<str>, Held>>;
@@ -57,6 +64,8 @@ struct Complete {
     key: Box<str>,
     token: Token,
     ttl: Duration,
+    /// The delivered mark's end, unix ms, set when it is logged.
+    until: u64,
     in_flight: Arc<InFlight>,
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
@@ -66,6 +75,11 @@ struct Writer {
     now: NowMs,
     swept_at: Instant,
     in_flight: Arc<InFlight>,
+    /// The delivered marks logged since the last checkpoint (key, token, row), in order: the
+    /// next checkpoint writes them into the file.
+    pending: Vec<(Box<str>, Token, [u8; 25])>,
+    /// `pending`'s length before the batch at hand, to take it back if the batch fails.
+    mark: usize,
 }
 
 pub struct EmbeddedStore {
@@ -121,7 +135,13 @@ impl EmbeddedStore {
             txn.commit().map_err(db_err)?;
         }
         let (db, in_flight) = (Arc::new(db), Arc::new(InFlight::default()));
-        let state = Writer { now: now.clone(), swept_at: Instant::now(), in_flight: in_flight.clone() };
+        let state = Writer {
+            now: now.clone(),
+            swept_at: Instant::now(),
+            in_flight: in_flight.clone(),
+            pending: Vec::new(),
+            mark: 0,
+        };
         let writer = GroupCommit::start("embedded-store", db.clone(), &redo::beside(path), state, backend)?;
         Ok(EmbeddedStore { db, in_flight, now, writer })
     }
@@ -136,8 +156,15 @@ impl EmbeddedStore {
     fn decide(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
         let now = (self.now)();
         let mut held = lock(&self.in_flight);
-        if let Some(h) = held.get(key).filter(|h| h.completing || h.expires > now) {
-            return Ok(Claim::InFlight { retry_after: Duration::from_millis(h.expires.saturating_sub(now)) });
+        if let Some(h) = held.get(key) {
+            if h.delivered && h.expires > now {
+                return Ok(Claim::Delivered);
+            }
+            if !h.delivered && (h.completing || h.expires > now) {
+                return Ok(Claim::InFlight {
+                    retry_after: Duration::from_millis(h.expires.saturating_sub(now)),
+                });
+            }
         }
         let stored = {
             let txn = self.db.begin_read().map_err(db_err)?;
@@ -153,7 +180,7 @@ impl EmbeddedStore {
             });
         }
         let token = Token::random();
-        let h = Held { token, expires: now + lease.as_millis() as u64, completing: false };
+        let h = Held { token, expires: now + lease.as_millis() as u64, completing: false, delivered: false };
         match held.get_mut(key) {
             // A lapsed claim taken over.
             Some(old) => *old = h,
@@ -168,14 +195,14 @@ impl EmbeddedStore {
         {
             let mut held = lock(&self.in_flight);
             match held.get_mut(key) {
-                Some(h) if h.token == token && !h.completing => h.completing = true,
+                Some(h) if h.token == token && !h.completing && !h.delivered => h.completing = true,
                 // No longer ours (the lease lapsed and another took it over), or already
                 // being completed: nothing to record.
                 _ => return Ok(()),
             }
         }
         let (reply, rx) = oneshot::channel();
-        let c = Complete { key: key.into(), token, ttl, in_flight: self.in_flight.clone(), reply };
+        let c = Complete { key: key.into(), token, ttl, until: 0, in_flight: self.in_flight.clone(), reply };
         if let Err(e) = self.writer.send(c, backend).await {
             // Never reached the writer: the claim is ours again, to complete or release.
             if let Some(h) = lock(&self.in_flight).get_mut(key).filter(|h| h.token == token) {
@@ -188,7 +215,7 @@ impl EmbeddedStore {
 
     fn release_held(&self, key: &str, token: Token) {
         let mut held = lock(&self.in_flight);
-        if held.get(key).is_some_and(|h| h.token == token && !h.completing) {
+        if held.get(key).is_some_and(|h| h.token == token && !h.completing && !h.delivered) {
             held.remove(key);
         }
     }
@@ -203,25 +230,58 @@ impl group_commit::Write for Complete {
         true
     }
 
+    /// A batch of completions is only logged: the marks stay in memory (the claims read
+    /// them there) until the next checkpoint writes them into the file.
+    fn log(w: &mut Writer, batch: &mut [Complete], redo: &mut Redo) -> Result<bool, StoreError> {
+        w.mark = w.pending.len();
+        let now = (w.now)();
+        for c in batch {
+            c.until = now + c.ttl.as_millis() as u64;
+            let v = encode(DELIVERED, c.token, c.until);
+            redo.put(TABLE_ID, c.key.as_bytes(), &v);
+            w.pending.push((c.key.clone(), c.token, v));
+        }
+        Ok(true)
+    }
+
     fn apply(
-        txn: &WriteTransaction,
+        _txn: &WriteTransaction,
         w: &mut Writer,
         batch: &mut [Complete],
         redo: &mut Redo,
     ) -> Result<bool, StoreError> {
-        let mut table = Logged::open(txn, TABLE, TABLE_ID).map_err(db_err)?;
+        // Only a checkpoint's batch comes here: its marks go in with the rest.
+        Self::log(w, batch, redo)
+    }
+
+    fn checkpoint(txn: &WriteTransaction, w: &mut Writer) -> Result<(), StoreError> {
+        let mut table = txn.open_table(TABLE).map_err(db_err)?;
         let now = (w.now)();
         if w.swept_at.elapsed() >= SWEEP_EVERY {
             w.swept_at = Instant::now();
             // Claims whose holder never finished: their lease is over.
-            lock(&w.in_flight).retain(|_, h| h.completing || h.expires > now);
-            sweep(&mut table, redo, now)?;
+            lock(&w.in_flight).retain(|_, h| h.completing || h.delivered || h.expires > now);
+            sweep(&mut table, now)?;
         }
-        for c in batch {
-            let v = encode(DELIVERED, c.token, now + c.ttl.as_millis() as u64);
-            table.insert(redo, &*c.key, &v[..]).map_err(db_err)?;
+        for (key, _, v) in &w.pending {
+            table.insert(&**key, &v[..]).map_err(db_err)?;
         }
-        Ok(true)
+        Ok(())
+    }
+
+    fn checkpointed(w: &mut Writer) {
+        let mut held = lock(&w.in_flight);
+        for (key, token, _) in w.pending.drain(..) {
+            // Read from the file from now on (unless a later claim took the key over).
+            if held.get(&key).is_some_and(|h| h.token == token) {
+                held.remove(&key);
+            }
+        }
+        w.mark = 0;
+    }
+
+    fn aborted(w: &mut Writer) {
+        w.pending.truncate(w.mark);
     }
 
     fn replay(txn: &WriteTransaction, op: &redo::Op<'_>) -> Result<(), String> {
@@ -234,15 +294,16 @@ impl group_commit::Write for Complete {
     fn answer(self, committed: Result<(), StoreError>) {
         {
             let mut held = lock(&self.in_flight);
-            if held.get(&*self.key).is_some_and(|h| h.token == self.token) {
+            if let Some(h) = held.get_mut(&*self.key).filter(|h| h.token == self.token) {
                 if committed.is_ok() {
-                    // Delivered is on disk and read by every claim from now on.
-                    held.remove(&*self.key);
-                } else if let Some(h) = held.get_mut(&*self.key) {
-                    // Not recorded: the claim is ours again, to complete (the caller retries)
-                    // or to lapse.
-                    h.completing = false;
+                    // Delivered is on disk (in the log) and read by every claim from now on;
+                    // from here until the next checkpoint writes it into the file.
+                    h.delivered = true;
+                    h.expires = self.until;
                 }
+                // Not recorded: the claim is ours again, to complete (the caller retries) or
+                // to lapse.
+                h.completing = false;
             }
         }
         let _ = self.reply.send(committed);
@@ -250,8 +311,8 @@ impl group_commit::Write for Complete {
 }
 
 /// Removes entries expired at `now` (unix ms), at most `SWEEP_LIMIT` at a time, in the
-/// batch's transaction.
-fn sweep(table: &mut Logged<&str, &[u8]>, redo: &mut Redo, now: u64) -> Result<(), StoreError> {
+/// checkpoint's transaction.
+fn sweep(table: &mut redb::Table<&str, &[u8]>, now: u64) -> Result<(), StoreError> {
     let expired: Vec<String> = table
         .iter()
         .map_err(db_err)?
@@ -261,7 +322,7 @@ fn sweep(table: &mut Logged<&str, &[u8]>, redo: &mut Redo, now: u64) -> Result<(
         .map(|(k, _)| k.value().to_string())
         .collect();
     for k in &expired {
-        table.remove(redo, k.as_str()).map_err(db_err)?;
+        table.remove(k.as_str()).map_err(db_err)?;
     }
     if !expired.is_empty() {
         tracing::debug!(removed = expired.len(), "embedded store swept expired keys");
@@ -382,6 +443,36 @@ mod tests {
         assert_eq!(s.claim("k", LEASE).await.unwrap(), Claim::Delivered);
         drop(s);
         let _ = std::fs::remove_file(p);
+    }
+
+    /// A delivered mark lives in memory (and the redo log) until a checkpoint writes it into
+    /// the file; after that it is read from the file, and memory holds nothing of it.
+    #[tokio::test]
+    async fn a_checkpoint_moves_delivered_marks_from_memory_into_the_file() {
+        let p = path();
+        let s = EmbeddedStore::open(&p).unwrap();
+        let Claim::Acquired(t) = s.claim("first", LEASE).await.unwrap() else { panic!() };
+        s.complete("first", t, TTL).await.unwrap();
+        assert!(lock(&s.in_flight).get("first").is_some_and(|h| h.delivered));
+        assert_eq!(s.claim("first", LEASE).await.unwrap(), Claim::Delivered);
+        // A checkpoint comes with the first batch past CHECKPOINT_EVERY: complete more keys
+        // until one has.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut n = 0;
+        while s.batch_stats().checkpoints.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint");
+            n += 1;
+            let key = format!("more-{n}");
+            let Claim::Acquired(t) = s.claim(&key, LEASE).await.unwrap() else { panic!() };
+            s.complete(&key, t, TTL).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(lock(&s.in_flight).is_empty(), "every mark is in the file now");
+        assert_eq!(s.claim("first", LEASE).await.unwrap(), Claim::Delivered);
+        assert_eq!(s.claim(&format!("more-{n}"), LEASE).await.unwrap(), Claim::Delivered);
+        drop(s);
+        let _ = std::fs::remove_file(&p);
+        let _ = std::fs::remove_file(redo::beside(&p));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

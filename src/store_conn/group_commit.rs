@@ -57,6 +57,20 @@ pub trait Write: Send + Sized + 'static {
         batch: &mut [Self],
         redo: &mut Redo,
     ) -> Result<bool, StoreError>;
+    /// Logs `batch` without a transaction, when the file can: its rows go to `redo` (through
+    /// [`Redo::put`]) and are kept in `state` until [`Write::checkpoint`] writes them, so a
+    /// batch costs the log's `fdatasync` and no redb commit at all. `Ok(false)`: the batch
+    /// needs [`Write::apply`] (the default). A checkpoint's batch always goes to `apply`.
+    fn log(_state: &mut Self::State, _batch: &mut [Self], _redo: &mut Redo) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    /// Writes into the checkpoint's transaction every row [`Write::log`] kept in `state`
+    /// since the last checkpoint.
+    fn checkpoint(_txn: &WriteTransaction, _state: &mut Self::State) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The checkpoint is durable: the rows it wrote are read from the file from now on.
+    fn checkpointed(_state: &mut Self::State) {}
     /// Applies one change read back from the redo log after a crash: `op.table` is the number
     /// `apply` opened the table under.
     fn replay(txn: &WriteTransaction, op: &redo::Op<'_>) -> Result<(), String>;
@@ -256,7 +270,7 @@ enum Committed {
     Checkpoint,
 }
 
-/// One transaction for the whole batch.
+/// One log frame, or one transaction, for the whole batch.
 #[allow(clippy::too_many_arguments)]
 fn commit<W: Write>(
     db: &Database,
@@ -268,6 +282,19 @@ fn commit<W: Write>(
     redo: &mut Redo,
     err: fn(String) -> StoreError,
 ) -> Result<Committed, StoreError> {
+    redo.clear();
+    if !checkpoint && W::log(state, batch, redo)? {
+        if redo.is_empty() {
+            return Ok(Committed::Nothing);
+        }
+        let start = log.len();
+        let logged = log.append(redo).and_then(|_| if durable { log.sync() } else { Ok(()) });
+        if let Err(e) = logged {
+            let _ = log.unappend(start);
+            return Err(err(format!("redo log: {e}")));
+        }
+        return Ok(Committed::Logged);
+    }
     let mut txn = db.begin_write().map_err(|e| err(e.to_string()))?;
     txn.set_durability(if checkpoint { Durability::Immediate } else { Durability::None })
         .map_err(|e| err(e.to_string()))?;
@@ -275,7 +302,6 @@ fn commit<W: Write>(
     // docs.
     txn.set_two_phase_commit(false);
     txn.set_quick_repair(false);
-    redo.clear();
     let wrote = match W::apply(&txn, state, batch, redo) {
         Ok(wrote) => wrote,
         Err(e) => {
@@ -284,9 +310,14 @@ fn commit<W: Write>(
         }
     };
     if checkpoint {
+        if let Err(e) = W::checkpoint(&txn, state) {
+            let _ = txn.abort();
+            return Err(e);
+        }
         let epoch = log.checkpoint(&txn).map_err(&err)?;
         txn.commit().map_err(|e| err(e.to_string()))?;
         log.started(epoch);
+        W::checkpointed(state);
         return Ok(Committed::Checkpoint);
     }
     if !wrote {

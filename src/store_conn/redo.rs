@@ -13,7 +13,7 @@
 //! order at the next start.
 //!
 //! The file: frames, one per batch, from offset 0, each `magic, payload length, epoch, frame
-//! number, CRC-32C of the rest` followed by the payload (the batch's rows, [`Op`]). The
+//! number, CRC-32 of the rest` followed by the payload (the batch's rows, [`Op`]). The
 //! *epoch* is a random 64-bit number chosen at each checkpoint and written in the checkpoint's
 //! own durable commit; a log is read from offset 0 for as long as frames carry that epoch,
 //! number on from 0 and check out (CRC-32), and no further. Frames left behind by an earlier epoch
@@ -64,6 +64,13 @@ impl Redo {
         self.buf.extend_from_slice(key);
         self.buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(value);
+    }
+
+    /// Logs row `key` of table `table` put to `value` without writing the table: for a file
+    /// that keeps its rows in memory until the next checkpoint ([`crate::store_conn::group_commit::Write::log`]).
+    /// `key` and `value` are the bytes redb's `as_bytes` gives, as replay reads them back.
+    pub fn put(&mut self, table: u8, key: &[u8], value: &[u8]) {
+        self.op(table, PUT, key, value);
     }
 
     pub fn is_empty(&self) -> bool {
