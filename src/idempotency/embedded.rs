@@ -53,10 +53,37 @@ struct Held {
     delivered: bool,
 }
 
-type InFlight = Mutex<HashMap<Box<str>, Held>>;
+/// The file as the last checkpoint left it. Nothing writes the table between checkpoints,
+/// so one read snapshot serves every claim until the next one replaces it.
+type FileView = redb::ReadOnlyTable<&'static str, &'static [u8]>;
 
-fn lock(m: &InFlight) -> MutexGuard<'_, HashMap<Box<str>, Held>> {
+/// What the claims read: the keys held in memory, and the file's snapshot that goes with
+/// them (a mark leaves `keys` only once `file` holds it).
+struct Memory {
+    keys: HashMap<Box<str>, Held>,
+    file: Arc<FileView>,
+}
+
+type InFlight = Mutex<Memory>;
+
+fn lock(m: &InFlight) -> MutexGuard<'_, Memory> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn snapshot(db: &Database) -> Result<Arc<FileView>, StoreError> {
+    Ok(Arc::new(db.begin_read().map_err(db_err)?.open_table(TABLE).map_err(db_err)?))
+}
+
+/// The answer memory gives for a key it holds, if any.
+fn from_memory(h: Option<&Held>, now: u64) -> Option<Claim> {
+    let h = h?;
+    if h.delivered && h.expires > now {
+        return Some(Claim::Delivered);
+    }
+    if !h.delivered && (h.completing || h.expires > now) {
+        return Some(Claim::InFlight { retry_after: Duration::from_millis(h.expires.saturating_sub(now)) });
+    }
+    None
 }
 
 /// A completion, for the writer.
@@ -72,6 +99,7 @@ struct Complete {
 
 /// What the writer keeps from batch to batch.
 struct Writer {
+    db: Arc<Database>,
     now: NowMs,
     swept_at: Instant,
     in_flight: Arc<InFlight>,
@@ -83,7 +111,6 @@ struct Writer {
 }
 
 pub struct EmbeddedStore {
-    db: Arc<Database>,
     in_flight: Arc<InFlight>,
     now: NowMs,
     writer: GroupCommit<Complete>,
@@ -134,8 +161,10 @@ impl EmbeddedStore {
             txn.open_table(TABLE).map_err(db_err)?;
             txn.commit().map_err(db_err)?;
         }
-        let (db, in_flight) = (Arc::new(db), Arc::new(InFlight::default()));
+        let db = Arc::new(db);
+        let in_flight = Arc::new(Mutex::new(Memory { keys: HashMap::new(), file: snapshot(&db)? }));
         let state = Writer {
+            db: db.clone(),
             now: now.clone(),
             swept_at: Instant::now(),
             in_flight: in_flight.clone(),
@@ -143,7 +172,9 @@ impl EmbeddedStore {
             mark: 0,
         };
         let writer = GroupCommit::start("embedded-store", db.clone(), &redo::beside(path), state, backend)?;
-        Ok(EmbeddedStore { db, in_flight, now, writer })
+        // The log replayed into the file: read it from there.
+        lock(&in_flight).file = snapshot(&db)?;
+        Ok(EmbeddedStore { in_flight, now, writer })
     }
 
     /// The batch sizes the writer reached.
@@ -152,49 +183,53 @@ impl EmbeddedStore {
     }
 
     /// Decided under the lock, in the order claims come: the first acquires, the next see it
-    /// in flight.
+    /// in flight. The file is read between two holds of the lock, so that the connection
+    /// workers never wait on each other's B-tree walk; a checkpoint that replaced the
+    /// snapshot meanwhile (and may have moved marks from memory into the file) means reading
+    /// again.
     fn decide(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
         let now = (self.now)();
-        let mut held = lock(&self.in_flight);
-        if let Some(h) = held.get(key) {
-            if h.delivered && h.expires > now {
-                return Ok(Claim::Delivered);
+        loop {
+            let file = {
+                let held = lock(&self.in_flight);
+                if let Some(c) = from_memory(held.keys.get(key), now) {
+                    return Ok(c);
+                }
+                held.file.clone()
+            };
+            let stored = file.get(key).map_err(db_err)?.and_then(|v| decode(v.value()));
+            let mut held = lock(&self.in_flight);
+            if !Arc::ptr_eq(&file, &held.file) {
+                continue;
             }
-            if !h.delivered && (h.completing || h.expires > now) {
-                return Ok(Claim::InFlight {
-                    retry_after: Duration::from_millis(h.expires.saturating_sub(now)),
+            if let Some(c) = from_memory(held.keys.get(key), now) {
+                return Ok(c);
+            }
+            if let Some((state, _, expires)) = stored.filter(|(_, _, exp)| *exp > now) {
+                return Ok(if state == DELIVERED {
+                    Claim::Delivered
+                } else {
+                    Claim::InFlight { retry_after: Duration::from_millis(expires - now) }
                 });
             }
-        }
-        let stored = {
-            let txn = self.db.begin_read().map_err(db_err)?;
-            let table = txn.open_table(TABLE).map_err(db_err)?;
-            let v = table.get(key).map_err(db_err)?;
-            v.and_then(|v| decode(v.value()))
-        };
-        if let Some((state, _, expires)) = stored.filter(|(_, _, exp)| *exp > now) {
-            return Ok(if state == DELIVERED {
-                Claim::Delivered
-            } else {
-                Claim::InFlight { retry_after: Duration::from_millis(expires - now) }
-            });
-        }
-        let token = Token::random();
-        let h = Held { token, expires: now + lease.as_millis() as u64, completing: false, delivered: false };
-        match held.get_mut(key) {
-            // A lapsed claim taken over.
-            Some(old) => *old = h,
-            None => {
-                held.insert(key.into(), h);
+            let token = Token::random();
+            let h =
+                Held { token, expires: now + lease.as_millis() as u64, completing: false, delivered: false };
+            match held.keys.get_mut(key) {
+                // A lapsed claim taken over.
+                Some(old) => *old = h,
+                None => {
+                    held.keys.insert(key.into(), h);
+                }
             }
+            return Ok(Claim::Acquired(token));
         }
-        Ok(Claim::Acquired(token))
     }
 
     async fn complete_held(&self, key: &str, token: Token, ttl: Duration) -> Result<(), StoreError> {
         {
             let mut held = lock(&self.in_flight);
-            match held.get_mut(key) {
+            match held.keys.get_mut(key) {
                 Some(h) if h.token == token && !h.completing && !h.delivered => h.completing = true,
                 // No longer ours (the lease lapsed and another took it over), or already
                 // being completed: nothing to record.
@@ -205,7 +240,7 @@ impl EmbeddedStore {
         let c = Complete { key: key.into(), token, ttl, until: 0, in_flight: self.in_flight.clone(), reply };
         if let Err(e) = self.writer.send(c, backend).await {
             // Never reached the writer: the claim is ours again, to complete or release.
-            if let Some(h) = lock(&self.in_flight).get_mut(key).filter(|h| h.token == token) {
+            if let Some(h) = lock(&self.in_flight).keys.get_mut(key).filter(|h| h.token == token) {
                 h.completing = false;
             }
             return Err(e);
@@ -215,8 +250,8 @@ impl EmbeddedStore {
 
     fn release_held(&self, key: &str, token: Token) {
         let mut held = lock(&self.in_flight);
-        if held.get(key).is_some_and(|h| h.token == token && !h.completing && !h.delivered) {
-            held.remove(key);
+        if held.keys.get(key).is_some_and(|h| h.token == token && !h.completing && !h.delivered) {
+            held.keys.remove(key);
         }
     }
 }
@@ -259,8 +294,9 @@ impl group_commit::Write for Complete {
         let now = (w.now)();
         if w.swept_at.elapsed() >= SWEEP_EVERY {
             w.swept_at = Instant::now();
-            // Claims whose holder never finished: their lease is over.
-            lock(&w.in_flight).retain(|_, h| h.completing || h.delivered || h.expires > now);
+            // Claims whose holder never finished (their lease is over), and marks that ended
+            // before a checkpoint could move them.
+            lock(&w.in_flight).keys.retain(|_, h| h.completing || h.expires > now);
             sweep(&mut table, now)?;
         }
         for (key, _, v) in &w.pending {
@@ -270,14 +306,25 @@ impl group_commit::Write for Complete {
     }
 
     fn checkpointed(w: &mut Writer) {
+        w.mark = 0;
+        // The marks are in the file: claims read them there once they read this snapshot.
+        let file = match snapshot(&w.db) {
+            Ok(f) => f,
+            Err(e) => {
+                // Memory keeps answering for them until they end.
+                tracing::warn!(error = %e, "embedded store: no read snapshot after a checkpoint");
+                w.pending.clear();
+                return;
+            }
+        };
         let mut held = lock(&w.in_flight);
+        held.file = file;
         for (key, token, _) in w.pending.drain(..) {
             // Read from the file from now on (unless a later claim took the key over).
-            if held.get(&key).is_some_and(|h| h.token == token) {
-                held.remove(&key);
+            if held.keys.get(&key).is_some_and(|h| h.token == token) {
+                held.keys.remove(&key);
             }
         }
-        w.mark = 0;
     }
 
     fn aborted(w: &mut Writer) {
@@ -294,7 +341,7 @@ impl group_commit::Write for Complete {
     fn answer(self, committed: Result<(), StoreError>) {
         {
             let mut held = lock(&self.in_flight);
-            if let Some(h) = held.get_mut(&*self.key).filter(|h| h.token == self.token) {
+            if let Some(h) = held.keys.get_mut(&*self.key).filter(|h| h.token == self.token) {
                 if committed.is_ok() {
                     // Delivered is on disk (in the log) and read by every claim from now on;
                     // from here until the next checkpoint writes it into the file.
@@ -453,7 +500,7 @@ mod tests {
         let s = EmbeddedStore::open(&p).unwrap();
         let Claim::Acquired(t) = s.claim("first", LEASE).await.unwrap() else { panic!() };
         s.complete("first", t, TTL).await.unwrap();
-        assert!(lock(&s.in_flight).get("first").is_some_and(|h| h.delivered));
+        assert!(lock(&s.in_flight).keys.get("first").is_some_and(|h| h.delivered));
         assert_eq!(s.claim("first", LEASE).await.unwrap(), Claim::Delivered);
         // A checkpoint comes with the first batch past CHECKPOINT_EVERY: complete more keys
         // until one has.
@@ -467,7 +514,7 @@ mod tests {
             s.complete(&key, t, TTL).await.unwrap();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(lock(&s.in_flight).is_empty(), "every mark is in the file now");
+        assert!(lock(&s.in_flight).keys.is_empty(), "every mark is in the file now");
         assert_eq!(s.claim("first", LEASE).await.unwrap(), Claim::Delivered);
         assert_eq!(s.claim(&format!("more-{n}"), LEASE).await.unwrap(), Claim::Delivered);
         drop(s);
