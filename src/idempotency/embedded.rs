@@ -113,7 +113,7 @@ struct Writer {
     /// The delivered marks logged since the last checkpoint (key, token, row), in order: the
     /// next checkpoint writes them into the file.
     pending: Vec<(Box<str>, Token, [u8; 25])>,
-    /// `pending`'s length before the batch at hand, to take it back if the batch fails.
+    /// `pending`'s length when the batch at hand began, to take it back if the batch fails.
     mark: usize,
 }
 
@@ -275,7 +275,6 @@ impl group_commit::Write for Complete {
     /// A batch of completions is only logged: the marks stay in memory (the claims read
     /// them there) until the next checkpoint writes them into the file.
     fn log(w: &mut Writer, batch: &mut [Complete], redo: &mut Redo) -> Result<bool, StoreError> {
-        w.mark = w.pending.len();
         let now = (w.now)();
         for c in batch {
             c.until = now + c.ttl.as_millis() as u64;
@@ -333,6 +332,10 @@ impl group_commit::Write for Complete {
                 held.keys.remove(&key);
             }
         }
+    }
+
+    fn begin(w: &mut Writer) {
+        w.mark = w.pending.len();
     }
 
     fn aborted(w: &mut Writer) {

@@ -74,7 +74,10 @@ pub trait Write: Send + Sized + 'static {
     /// Applies one change read back from the redo log after a crash: `op.table` is the number
     /// `apply` opened the table under.
     fn replay(txn: &WriteTransaction, op: &redo::Op<'_>) -> Result<(), String>;
-    /// The batch's transaction failed: whatever `apply` noted in `state` meanwhile is void.
+    /// A batch begins (before anything of it is logged or applied).
+    fn begin(_state: &mut Self::State) {}
+    /// The batch failed: whatever `log`, `apply` or `checkpoint` noted in `state` since
+    /// [`Write::begin`] is void.
     fn aborted(_state: &mut Self::State) {}
     /// Answers the caller with the fate of the commit that held the write.
     fn answer(self, committed: Result<(), StoreError>);
@@ -211,6 +214,7 @@ fn run<W: Write>(
     let mut batch: Vec<W> = Vec::with_capacity(MAX_BATCH);
     let mut redo = Redo::default();
     let mut checkpointed_at = Instant::now();
+    let mut failed = false;
     let (mut reported_at, mut reported) = (Instant::now(), 0);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -222,10 +226,15 @@ fn run<W: Write>(
             }
         }
         let durable = batch.iter().any(W::durable);
-        let checkpoint = log.len() >= CHECKPOINT_BYTES
+        let checkpoint = failed
+            || log.len() >= CHECKPOINT_BYTES
             || (!log.is_empty() && checkpointed_at.elapsed() >= CHECKPOINT_EVERY);
         let started = Instant::now();
+        W::begin(&mut state);
         let committed = commit(db, &mut log, durable, checkpoint, &mut state, &mut batch, &mut redo, err);
+        // After a failure the log's tail is uncertain (a frame taken back or not, a sync that
+        // failed): the next batch goes to redb durably and starts a new epoch instead.
+        failed = committed.is_err();
         match &committed {
             Err(_) => W::aborted(&mut state),
             Ok(Committed::Checkpoint) => {
@@ -302,12 +311,7 @@ fn commit<W: Write>(
         if redo.is_empty() {
             return Ok(Committed::Nothing);
         }
-        let start = log.len();
-        let logged = log.append(redo).and_then(|_| if durable { log.sync() } else { Ok(()) });
-        if let Err(e) = logged {
-            let _ = log.unappend(start);
-            return Err(err(format!("redo log: {e}")));
-        }
+        log_frame(log, redo, durable).map_err(|e| err(format!("redo log: {e}")))?;
         return Ok(Committed::Logged);
     }
     let mut txn = db.begin_write().map_err(|e| err(e.to_string()))?;
@@ -341,10 +345,8 @@ fn commit<W: Write>(
     }
     let start = log.len();
     if !redo.is_empty() {
-        let logged = log.append(redo).and_then(|_| if durable { log.sync() } else { Ok(()) });
-        if let Err(e) = logged {
+        if let Err(e) = log_frame(log, redo, durable) {
             let _ = txn.abort();
-            let _ = log.unappend(start);
             return Err(err(format!("redo log: {e}")));
         }
     }
@@ -356,6 +358,21 @@ fn commit<W: Write>(
         return Err(err(e.to_string()));
     }
     Ok(Committed::Logged)
+}
+
+/// Appends `redo` as one frame, synced when `durable`. A frame whose sync failed is taken
+/// back; one whose write failed was never counted. Whatever happened, the writer's next batch
+/// is a checkpoint, so no frame follows a failed one in the same epoch.
+fn log_frame(log: &mut Log, redo: &Redo, durable: bool) -> std::io::Result<()> {
+    let start = log.len();
+    log.append(redo)?;
+    if durable {
+        if let Err(e) = log.sync() {
+            let _ = log.unappend(start);
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -370,6 +387,8 @@ mod tests {
     struct Incr {
         k: u64,
         durable: bool,
+        /// Fails the batch it is in.
+        fail: bool,
         saw: u64,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     }
@@ -385,6 +404,9 @@ mod tests {
             batch: &mut [Self],
             redo: &mut Redo,
         ) -> Result<bool, StoreError> {
+            if batch.iter().any(|w| w.fail) {
+                return Err(StoreError::Backend("failed on purpose".into()));
+            }
             let mut t = redo::Logged::open(txn, T, 1).map_err(|e| StoreError::Backend(e.to_string()))?;
             for w in batch {
                 w.saw = t.get(w.k).map_err(|e| StoreError::Backend(e.to_string()))?.map_or(0, |v| v.value());
@@ -416,7 +438,7 @@ mod tests {
             let gc = gc.clone();
             tasks.push(tokio::spawn(async move {
                 let (reply, rx) = oneshot::channel();
-                gc.send(Incr { k: 7, durable: i % 2 == 0, saw: 0, reply }, StoreError::Backend)
+                gc.send(Incr { k: 7, durable: i % 2 == 0, fail: false, saw: 0, reply }, StoreError::Backend)
                     .await
                     .unwrap();
                 rx.await.unwrap().unwrap()
@@ -448,6 +470,39 @@ mod tests {
             .value();
         assert_eq!(v, n);
         drop(db);
+        let _ = std::fs::remove_file(p);
+        let _ = std::fs::remove_file(log);
+    }
+
+    /// After a failed batch the log's tail is uncertain: the next batch is a checkpoint, not
+    /// a frame after the failed one.
+    #[tokio::test]
+    async fn a_failed_batch_makes_the_next_one_a_checkpoint() {
+        let p = std::env::temp_dir().join(format!(
+            "portcullis-gc-{}-{}.redb",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let db = Arc::new(Database::create(&p).unwrap());
+        let log = redo::beside(&p);
+        let gc = GroupCommit::<Incr>::start("test", db, &log, (), StoreError::Backend).unwrap();
+        let send = |fail| {
+            let (reply, rx) = oneshot::channel();
+            let gc = &gc;
+            async move {
+                gc.send(Incr { k: 1, durable: true, fail, saw: 0, reply }, StoreError::Backend)
+                    .await
+                    .unwrap();
+                rx.await.unwrap()
+            }
+        };
+        assert_eq!(send(false).await.unwrap(), 0);
+        assert_eq!(gc.stats().checkpoints.load(Relaxed), 0, "logged, not checkpointed");
+        assert!(send(true).await.is_err());
+        assert_eq!(send(false).await.unwrap(), 1);
+        assert_eq!(gc.stats().checkpoints.load(Relaxed), 1, "the batch after the failure");
+        assert_eq!(send(false).await.unwrap(), 2);
+        drop(gc);
         let _ = std::fs::remove_file(p);
         let _ = std::fs::remove_file(log);
     }
