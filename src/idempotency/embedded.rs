@@ -380,22 +380,24 @@ impl group_commit::Write for Complete {
 type Table<'t> = redb::Table<'t, &'static str, &'static [u8]>;
 type Index<'t> = redb::Table<'t, (u64, &'static str), ()>;
 
+/// A row's place in the expiry index: its expiry, or 0 for a row that does not decode (so
+/// the next sweep removes it).
+fn expiry(v: &[u8]) -> u64 {
+    decode(v).map_or(0, |(_, _, exp)| exp)
+}
+
 /// Writes row `key`, keeping the expiry index one to one with the table.
 fn put(table: &mut Table<'_>, index: &mut Index<'_>, key: &str, v: &[u8]) -> Result<(), StoreError> {
-    let old = table.insert(key, v).map_err(db_err)?.and_then(|o| decode(o.value()));
-    if let Some((_, _, exp)) = old {
-        index.remove((exp, key)).map_err(db_err)?;
+    if let Some(old) = table.insert(key, v).map_err(db_err)?.map(|o| expiry(o.value())) {
+        index.remove((old, key)).map_err(db_err)?;
     }
-    if let Some((_, _, exp)) = decode(v) {
-        index.insert((exp, key), ()).map_err(db_err)?;
-    }
+    index.insert((expiry(v), key), ()).map_err(db_err)?;
     Ok(())
 }
 
 fn remove(table: &mut Table<'_>, index: &mut Index<'_>, key: &str) -> Result<(), StoreError> {
-    let old = table.remove(key).map_err(db_err)?.and_then(|o| decode(o.value()));
-    if let Some((_, _, exp)) = old {
-        index.remove((exp, key)).map_err(db_err)?;
+    if let Some(old) = table.remove(key).map_err(db_err)?.map(|o| expiry(o.value())) {
+        index.remove((old, key)).map_err(db_err)?;
     }
     Ok(())
 }
@@ -408,10 +410,8 @@ fn index_if_missing(txn: &WriteTransaction) -> Result<(), StoreError> {
         let mut n = 0u64;
         for row in table.iter().map_err(db_err)? {
             let (k, v) = row.map_err(db_err)?;
-            if let Some((_, _, exp)) = decode(v.value()) {
-                index.insert((exp, k.value()), ()).map_err(db_err)?;
-                n += 1;
-            }
+            index.insert((expiry(v.value()), k.value()), ()).map_err(db_err)?;
+            n += 1;
         }
         tracing::info!(rows = n, "embedded store: expiry index built");
     }
