@@ -422,8 +422,8 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_writes_share_commits_and_see_each_other_in_order() {
+    /// A fresh redb file, opened, and the path of its redo log.
+    fn file() -> (std::path::PathBuf, Arc<Database>, std::path::PathBuf) {
         let p = std::env::temp_dir().join(format!(
             "portcullis-gc-{}-{}.redb",
             std::process::id(),
@@ -431,6 +431,12 @@ mod tests {
         ));
         let db = Arc::new(Database::create(&p).unwrap());
         let log = redo::beside(&p);
+        (p, db, log)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_commits_and_see_each_other_in_order() {
+        let (p, db, log) = file();
         let gc = Arc::new(GroupCommit::<Incr>::start("test", db, &log, (), StoreError::Backend).unwrap());
         let n = 400u64;
         let mut tasks = Vec::new();
@@ -478,13 +484,7 @@ mod tests {
     /// a frame after the failed one.
     #[tokio::test]
     async fn a_failed_batch_makes_the_next_one_a_checkpoint() {
-        let p = std::env::temp_dir().join(format!(
-            "portcullis-gc-{}-{}.redb",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        let db = Arc::new(Database::create(&p).unwrap());
-        let log = redo::beside(&p);
+        let (p, db, log) = file();
         let gc = GroupCommit::<Incr>::start("test", db, &log, (), StoreError::Backend).unwrap();
         let send = |fail| {
             let (reply, rx) = oneshot::channel();
