@@ -6,7 +6,9 @@
 //! - `{prefix}{q:ROUTE}:x`, the dead-letter list;
 //! - `{prefix}{q:ROUTE}:o:VALUE`, the line of an ordering value (`queue.order_by`).
 //!
-//! Each move is one Lua script, so no other worker sees a delivery half moved.
+//! Each move is one Lua script, so no other worker sees a delivery half moved; the
+//! acknowledgement of a delivered one is two native commands in one pipeline (see
+//! [`RedisQueue::ack`]).
 //!
 //! "Accepted" is as durable as Redis is configured to be: with `appendonly yes` and
 //! `appendfsync always` an accepted delivery survives a Redis crash; with `everysec`, up to a
@@ -16,7 +18,8 @@ use super::{now_ms, Backend, DeadLetter, Item, Stats};
 use crate::store_conn::redis_pool::{Conn, RedisPool};
 use crate::store_conn::{bounded, StoreError, StoreFuture};
 use redis::Script;
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 const GROUP: &str = "portcullis";
@@ -59,15 +62,6 @@ end
 local id = redis.call('XADD', KEYS[1], '*', 'd', ARGV[1])
 if line then redis.call('RPUSH', line, id) end
 return id
-",
-    )
-});
-
-static ACK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-return redis.call('XDEL', KEYS[1], ARGV[2])
 ",
     )
 });
@@ -147,7 +141,13 @@ pub struct RedisQueue {
     timeout: Duration,
     /// This instance's name in the consumer group.
     consumer: String,
+    /// Per route, when (unix ms) a take next looks for entries a dead consumer left pending:
+    /// once a second, not on every take (it was one command of every delivery's few).
+    reclaim_at: Mutex<HashMap<String, u64>>,
 }
+
+/// How often a route's takes look for what dead consumers left pending.
+const RECLAIM_EVERY_MS: u64 = 1_000;
 
 type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
 
@@ -155,7 +155,7 @@ impl RedisQueue {
     pub fn new(redis: RedisPool, timeout: Duration) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let consumer = format!("{}-{}-{:08x}", host.trim(), std::process::id(), rand::random::<u32>());
-        RedisQueue { redis, timeout, consumer }
+        RedisQueue { redis, timeout, consumer, reclaim_at: Mutex::default() }
     }
 
     fn keys(&self, route: &str) -> (String, String, String) {
@@ -244,7 +244,8 @@ impl RedisQueue {
     }
 
     /// Up to `count` deliveries for this instance: first those another consumer left pending
-    /// for longer than `stale` (it died), then new ones.
+    /// for longer than `stale` (it died; looked for once a second per route, and again at
+    /// once while a look finds a full batch), then new ones.
     pub async fn take(
         &self,
         route: &str,
@@ -253,41 +254,75 @@ impl RedisQueue {
     ) -> Result<Vec<(String, Item)>, StoreError> {
         let (stream, _, _) = self.keys(route);
         let mut c = self.conn().await?;
-        let mut claim = redis::cmd("XAUTOCLAIM");
-        claim
-            .arg(&stream)
-            .arg(GROUP)
-            .arg(&self.consumer)
-            .arg(stale.as_millis() as u64)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(count);
-        let (_, claimed, _): (String, Entries, Vec<String>) = bounded(self.timeout, c.query(&claim)).await?;
-        let mut out = Self::parse_entries(claimed);
-        if out.len() < count {
-            let mut read = redis::cmd("XREADGROUP");
-            read.arg("GROUP")
+        let mut out = Vec::new();
+        if self.reclaim_due(route, now_ms()) {
+            let mut claim = redis::cmd("XAUTOCLAIM");
+            claim
+                .arg(&stream)
                 .arg(GROUP)
                 .arg(&self.consumer)
+                .arg(stale.as_millis() as u64)
+                .arg("0-0")
                 .arg("COUNT")
-                .arg(count - out.len())
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">");
-            let reply: Option<Vec<(String, Entries)>> = bounded(self.timeout, c.query(&read)).await?;
-            for (_, entries) in reply.unwrap_or_default() {
-                out.extend(Self::parse_entries(entries));
+                .arg(count);
+            let (_, claimed, _): (String, Entries, Vec<String>) =
+                bounded(self.timeout, c.query(&claim)).await.inspect_err(|_| self.reclaim_soon(route))?;
+            out = Self::parse_entries(claimed);
+            if out.len() >= count {
+                self.reclaim_soon(route);
+                return Ok(out);
             }
+        }
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count - out.len())
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg(">");
+        let reply: Option<Vec<(String, Entries)>> = bounded(self.timeout, c.query(&read)).await?;
+        for (_, entries) in reply.unwrap_or_default() {
+            out.extend(Self::parse_entries(entries));
         }
         Ok(out)
     }
 
+    /// Whether this take of `route` should look for abandoned entries; if so, the next look
+    /// is a second away.
+    fn reclaim_due(&self, route: &str, now: u64) -> bool {
+        let mut at = self.reclaim_at.lock().unwrap_or_else(|e| e.into_inner());
+        match at.get_mut(route) {
+            Some(next) if *next > now => false,
+            Some(next) => {
+                *next = now + RECLAIM_EVERY_MS;
+                true
+            }
+            None => {
+                at.insert(route.to_owned(), now + RECLAIM_EVERY_MS);
+                true
+            }
+        }
+    }
+
+    /// The next take of `route` looks again (the last look failed, or found a full batch).
+    fn reclaim_soon(&self, route: &str) {
+        self.reclaim_at.lock().unwrap_or_else(|e| e.into_inner()).insert(route.to_owned(), 0);
+    }
+
+    /// Forgets a delivered delivery: `XACK` and `XDEL` in one pipeline, native commands (a
+    /// script cost Redis more than both). Not atomic, and need not be: an entry acknowledged
+    /// but not deleted is never read again and only counts in the depth until the ack, which
+    /// the worker repeats after an error, deletes it; one deleted but still pending is dropped
+    /// from the pending list by the next `XAUTOCLAIM` that meets it.
     pub async fn ack(&self, route: &str, id: &str, item: &Item) -> Result<(), StoreError> {
         let (stream, _, _) = self.keys(route);
         let mut c = self.conn().await?;
-        let mut inv = ACK.prepare_invoke();
-        inv.key(&stream).arg(GROUP).arg(id);
-        bounded(self.timeout, c.invoke::<i64>(&inv)).await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("XACK").arg(&stream).arg(GROUP).arg(id).ignore();
+        pipe.cmd("XDEL").arg(&stream).arg(id).ignore();
+        bounded(self.timeout, c.pipe::<()>(&pipe)).await?;
         self.leave_line(route, item).await
     }
 
@@ -471,5 +506,27 @@ impl Backend for RedisQueue {
     }
     fn purge<'a>(&'a self, route: &'a str, id: Option<&'a str>) -> StoreFuture<'a, u64> {
         Box::pin(RedisQueue::purge(self, route, id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Abandoned entries are looked for on a route's first take, then once a second, and at
+    /// once again after a look that failed or found a full batch.
+    #[tokio::test]
+    async fn a_route_looks_for_abandoned_entries_once_a_second() {
+        let pool = RedisPool::single("redis://127.0.0.1:1/", "", Duration::from_secs(1), 1).unwrap();
+        let q = RedisQueue::new(pool, Duration::from_secs(1));
+        let t = 1_000_000;
+        assert!(q.reclaim_due("/a", t), "the first take looks");
+        assert!(!q.reclaim_due("/a", t + 1), "not again within the second");
+        assert!(!q.reclaim_due("/a", t + RECLAIM_EVERY_MS - 1));
+        assert!(q.reclaim_due("/b", t + 1), "each route on its own");
+        assert!(q.reclaim_due("/a", t + RECLAIM_EVERY_MS), "a second later");
+        assert!(!q.reclaim_due("/a", t + RECLAIM_EVERY_MS + 1));
+        q.reclaim_soon("/a");
+        assert!(q.reclaim_due("/a", t + RECLAIM_EVERY_MS + 2), "after a failed or full look");
     }
 }

@@ -60,6 +60,22 @@ impl Conn {
         }
     }
 
+    /// Sends a pipeline's commands in one write and reads their replies, once more after a
+    /// connection-level failure (every command in it must be safe to repeat).
+    pub async fn pipe<T: redis::FromRedisValue>(&mut self, pipe: &redis::Pipeline) -> Result<T, StoreError> {
+        match self.pipe_once(pipe).await {
+            Err(e) if connection_level(&e) => self.pipe_once(pipe).await.map_err(backend),
+            r => r.map_err(backend),
+        }
+    }
+
+    async fn pipe_once<T: redis::FromRedisValue>(&mut self, pipe: &redis::Pipeline) -> redis::RedisResult<T> {
+        match self {
+            Conn::Single(c) => pipe.query_async(c).await,
+            Conn::Cluster(c) => pipe.query_async(c).await,
+        }
+    }
+
     /// Runs a Lua script, once more after a connection-level failure.
     pub async fn invoke<T: redis::FromRedisValue>(
         &mut self,
