@@ -9,7 +9,8 @@
 #   TARGETS="portcullis-memory portcullis-memory-log-off" bash bench/callgrind.sh
 #   CALLGRIND_KEEP=/tmp/cg bash bench/callgrind.sh   # keep the profiles for callgrind_annotate
 #
-# Targets: floor (per core); portcullis with the memory store and the event log on (the
+# Targets: floor (per core), floor-conn (per core, its own `conn::http1` pool instead of the
+# legacy client: not run by default); portcullis with the memory store and the event log on (the
 # default), with the log off (`event_log: {enabled: false}`), and with the log on and the
 # route capturing every request (`capture: all`). The ratios against the log off close the
 # table: what the event log, and capture, cost each delivery.
@@ -113,6 +114,7 @@ PY
 run() { # target
   case $1 in
     floor) count floor "$ROOT/bench/target/release/floor" "127.0.0.1:$PORT" "http://127.0.0.1:$UP" "$SECRET" per-core ;;
+    floor-conn) count floor-conn "$ROOT/bench/target/release/floor" "127.0.0.1:$PORT" "http://127.0.0.1:$UP" "$SECRET" per-core-conn ;;
     portcullis-memory) count portcullis-memory "$ROOT/target/release/portcullis" serve --config "$WORK/memory.yaml" ;;
     portcullis-memory-log-off) count portcullis-memory-log-off "$ROOT/target/release/portcullis" serve --config "$WORK/memory-log-off.yaml" ;;
     portcullis-memory-capture-all) count portcullis-memory-capture-all "$ROOT/target/release/portcullis" serve --config "$WORK/memory-capture-all.yaml" ;;
