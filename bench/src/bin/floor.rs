@@ -177,20 +177,8 @@ async fn serve(listener: tokio::net::TcpListener, upstream: Arc<str>, key: Hmac<
                 async move {
                     let (mut parts, body) = req.into_parts();
                     let body = body.collect().await?.to_bytes();
-                    let sig = parts
-                        .headers
-                        .get("x-paylent-signature")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.strip_prefix("sha256="))
-                        .and_then(|v| hex::decode(v).ok());
-                    let mut mac = key;
-                    mac.update(&body);
-                    if sig.map(|s| mac.verify_slice(&s).is_ok()) != Some(true) {
-                        let mut res = http::Response::new(
-                            Full::new(Bytes::from_static(b"invalid")).map_err(|n| match n {}).boxed(),
-                        );
-                        *res.status_mut() = http::StatusCode::UNAUTHORIZED;
-                        return Ok::<_, hyper::Error>(res);
+                    if !verified(key, &parts, &body) {
+                        return Ok::<_, hyper::Error>(status(http::StatusCode::UNAUTHORIZED, "invalid"));
                     }
                     parts.uri = format!("{upstream}{}", parts.uri.path()).parse().unwrap();
                     parts.headers.remove("host");
