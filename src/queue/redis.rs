@@ -18,8 +18,7 @@ use super::{now_ms, Backend, DeadLetter, Item, Stats};
 use crate::store_conn::redis_pool::{Conn, RedisPool};
 use crate::store_conn::{bounded, StoreError, StoreFuture};
 use redis::Script;
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 const GROUP: &str = "portcullis";
@@ -141,13 +140,7 @@ pub struct RedisQueue {
     timeout: Duration,
     /// This instance's name in the consumer group.
     consumer: String,
-    /// Per route, when (unix ms) a take next looks for entries a dead consumer left pending:
-    /// once a second, not on every take (it was one command of every delivery's few).
-    reclaim_at: Mutex<HashMap<String, u64>>,
 }
-
-/// How often a route's takes look for what dead consumers left pending.
-const RECLAIM_EVERY_MS: u64 = 1_000;
 
 type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
 
@@ -155,7 +148,7 @@ impl RedisQueue {
     pub fn new(redis: RedisPool, timeout: Duration) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let consumer = format!("{}-{}-{:08x}", host.trim(), std::process::id(), rand::random::<u32>());
-        RedisQueue { redis, timeout, consumer, reclaim_at: Mutex::default() }
+        RedisQueue { redis, timeout, consumer }
     }
 
     fn keys(&self, route: &str) -> (String, String, String) {
@@ -244,8 +237,7 @@ impl RedisQueue {
     }
 
     /// Up to `count` deliveries for this instance: first those another consumer left pending
-    /// for longer than `stale` (it died; looked for once a second per route, and again at
-    /// once while a look finds a full batch), then new ones.
+    /// for longer than `stale` (it died), then new ones.
     pub async fn take(
         &self,
         route: &str,
@@ -254,61 +246,33 @@ impl RedisQueue {
     ) -> Result<Vec<(String, Item)>, StoreError> {
         let (stream, _, _) = self.keys(route);
         let mut c = self.conn().await?;
-        let mut out = Vec::new();
-        if self.reclaim_due(route, now_ms()) {
-            let mut claim = redis::cmd("XAUTOCLAIM");
-            claim
-                .arg(&stream)
-                .arg(GROUP)
-                .arg(&self.consumer)
-                .arg(stale.as_millis() as u64)
-                .arg("0-0")
-                .arg("COUNT")
-                .arg(count);
-            let (_, claimed, _): (String, Entries, Vec<String>) =
-                bounded(self.timeout, c.query(&claim)).await.inspect_err(|_| self.reclaim_soon(route))?;
-            out = Self::parse_entries(claimed);
-            if out.len() >= count {
-                self.reclaim_soon(route);
-                return Ok(out);
-            }
-        }
-        let mut read = redis::cmd("XREADGROUP");
-        read.arg("GROUP")
+        let mut claim = redis::cmd("XAUTOCLAIM");
+        claim
+            .arg(&stream)
             .arg(GROUP)
             .arg(&self.consumer)
+            .arg(stale.as_millis() as u64)
+            .arg("0-0")
             .arg("COUNT")
-            .arg(count - out.len())
-            .arg("STREAMS")
-            .arg(&stream)
-            .arg(">");
-        let reply: Option<Vec<(String, Entries)>> = bounded(self.timeout, c.query(&read)).await?;
-        for (_, entries) in reply.unwrap_or_default() {
-            out.extend(Self::parse_entries(entries));
+            .arg(count);
+        let (_, claimed, _): (String, Entries, Vec<String>) = bounded(self.timeout, c.query(&claim)).await?;
+        let mut out = Self::parse_entries(claimed);
+        if out.len() < count {
+            let mut read = redis::cmd("XREADGROUP");
+            read.arg("GROUP")
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(count - out.len())
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">");
+            let reply: Option<Vec<(String, Entries)>> = bounded(self.timeout, c.query(&read)).await?;
+            for (_, entries) in reply.unwrap_or_default() {
+                out.extend(Self::parse_entries(entries));
+            }
         }
         Ok(out)
-    }
-
-    /// Whether this take of `route` should look for abandoned entries; if so, the next look
-    /// is a second away.
-    fn reclaim_due(&self, route: &str, now: u64) -> bool {
-        let mut at = self.reclaim_at.lock().unwrap_or_else(|e| e.into_inner());
-        match at.get_mut(route) {
-            Some(next) if *next > now => false,
-            Some(next) => {
-                *next = now + RECLAIM_EVERY_MS;
-                true
-            }
-            None => {
-                at.insert(route.to_owned(), now + RECLAIM_EVERY_MS);
-                true
-            }
-        }
-    }
-
-    /// The next take of `route` looks again (the last look failed, or found a full batch).
-    fn reclaim_soon(&self, route: &str) {
-        self.reclaim_at.lock().unwrap_or_else(|e| e.into_inner()).insert(route.to_owned(), 0);
     }
 
     /// Forgets a delivered delivery: `XACK` and `XDEL` in one pipeline, native commands (a
@@ -506,27 +470,5 @@ impl Backend for RedisQueue {
     }
     fn purge<'a>(&'a self, route: &'a str, id: Option<&'a str>) -> StoreFuture<'a, u64> {
         Box::pin(RedisQueue::purge(self, route, id))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Abandoned entries are looked for on a route's first take, then once a second, and at
-    /// once again after a look that failed or found a full batch.
-    #[tokio::test]
-    async fn a_route_looks_for_abandoned_entries_once_a_second() {
-        let pool = RedisPool::single("redis://127.0.0.1:1/", "", Duration::from_secs(1), 1).unwrap();
-        let q = RedisQueue::new(pool, Duration::from_secs(1));
-        let t = 1_000_000;
-        assert!(q.reclaim_due("/a", t), "the first take looks");
-        assert!(!q.reclaim_due("/a", t + 1), "not again within the second");
-        assert!(!q.reclaim_due("/a", t + RECLAIM_EVERY_MS - 1));
-        assert!(q.reclaim_due("/b", t + 1), "each route on its own");
-        assert!(q.reclaim_due("/a", t + RECLAIM_EVERY_MS), "a second later");
-        assert!(!q.reclaim_due("/a", t + RECLAIM_EVERY_MS + 1));
-        q.reclaim_soon("/a");
-        assert!(q.reclaim_due("/a", t + RECLAIM_EVERY_MS + 2), "after a failed or full look");
     }
 }
