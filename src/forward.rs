@@ -12,8 +12,15 @@ use http::{Request, Response, Uri};
 use http_body_util::Full;
 use tokio_rustls::rustls;
 
-/// The pooled client of upstreams, `http://` and `https://` alike.
-pub type UpstreamClient = crate::upstream_tls::HttpsClient;
+use crate::upstream_tls::HttpsClient;
+
+/// The pooled clients of upstreams: `http://` ones on our own pool of HTTP/1 connections,
+/// `https://` ones (without `upstream_tls:`) on hyper-util's client with rustls.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    http: crate::upstream_pool::HttpPool,
+    https: HttpsClient,
+}
 
 static PORTCULLIS_PROVIDER: HeaderName = HeaderName::from_static("portcullis-provider");
 static PORTCULLIS_KEY: HeaderName = HeaderName::from_static("portcullis-idempotency-key");
@@ -30,7 +37,17 @@ pub fn client(limits: &crate::config::Limits) -> UpstreamClient {
         connect_timeout: limits.upstream_connect_timeout,
         max_idle_per_host: limits.upstream_max_idle_per_host,
     };
-    crate::upstream_tls::client(None, &opts)
+    UpstreamClient {
+        http: crate::upstream_pool::HttpPool::new(opts.connect_timeout, opts.max_idle_per_host),
+        https: crate::upstream_tls::client(None, &opts),
+    }
+}
+
+impl UpstreamClient {
+    /// The plain-HTTP pool (for tests and the bench: how many connections it holds).
+    pub fn http_pool(&self) -> &crate::upstream_pool::HttpPool {
+        &self.http
+    }
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
@@ -250,37 +267,46 @@ pub fn to_request(
     Ok(req)
 }
 
-/// Sends a request to the upstream under the route's timeout; connection failures are 502,
-/// timeouts (connect or answer) 504. The reason (for the log) is the error chain; a TLS
-/// failure is marked `TLS:` and keeps rustls' own text ("invalid peer certificate:
-/// UnknownIssuer", "received fatal alert: CertificateRequired"), which never holds key
-/// material.
+/// Sends a request to the upstream under the route's timeout: `https://` with `tls` (a
+/// route's `upstream_tls:` client) or the client's own, `http://` on the client's pool.
+/// Connection failures are 502, timeouts (connect or answer) 504. The reason (for the log)
+/// is the error chain; a TLS failure is marked `TLS:` and keeps rustls' own text ("invalid
+/// peer certificate: UnknownIssuer", "received fatal alert: CertificateRequired"), which
+/// never holds key material.
 pub async fn send(
     client: &UpstreamClient,
+    tls: Option<&HttpsClient>,
     route: &Route,
     req: Request<Full<Bytes>>,
 ) -> Result<Response<hyper::body::Incoming>, Rejection> {
     let timeout = route.upstream_timeout;
-    match tokio::time::timeout(timeout, client.request(req)).await {
-        Err(_) => Err(Rejection::UpstreamTimeout(timeout)),
-        Ok(Err(e)) => {
-            let mut msg = e.to_string();
-            let mut timed_out = false;
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg = if is_tls(s) { format!("{msg}: TLS: {s}") } else { format!("{msg}: {s}") };
-                timed_out |= s
-                    .downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
-                src = s.source();
-            }
-            Err(if timed_out {
-                Rejection::UpstreamTimeout(timeout)
-            } else {
-                Rejection::UpstreamUnavailable(msg)
-            })
-        }
-        Ok(Ok(res)) => Ok(res),
+    let res = if req.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+        let https = tls.unwrap_or(&client.https);
+        tokio::time::timeout(timeout, https.request(req)).await.map(|r| r.map_err(|e| failure(&e, timeout)))
+    } else {
+        tokio::time::timeout(timeout, client.http.send(req))
+            .await
+            .map(|r| r.map_err(|e| failure(&e, timeout)))
+    };
+    res.unwrap_or(Err(Rejection::UpstreamTimeout(timeout)))
+}
+
+/// The rejection of a request that got no response: 504 when a timeout is in the error's
+/// chain, else 502 with the chain as the reason.
+fn failure(e: &(dyn std::error::Error + 'static), timeout: std::time::Duration) -> Rejection {
+    let mut msg = e.to_string();
+    let mut timed_out = false;
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg = if is_tls(s) { format!("{msg}: TLS: {s}") } else { format!("{msg}: {s}") };
+        timed_out |=
+            s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        src = s.source();
+    }
+    if timed_out {
+        Rejection::UpstreamTimeout(timeout)
+    } else {
+        Rejection::UpstreamUnavailable(msg)
     }
 }
 

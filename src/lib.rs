@@ -31,6 +31,7 @@
 //! - [`forward`]: the pooled upstream client and the header hygiene of what is forwarded;
 //! - [`destination`]: a route's destinations (HTTP(S), NATS JetStream, RabbitMQ), fan-out and
 //!   filters;
+//! - [`upstream_pool`]: the keep-alive pool of plain-HTTP upstream connections;
 //! - [`upstream_tls`]: HTTPS upstreams' TLS: private CAs, client certificates;
 //! - [`stack`]: the one place the layers are assembled;
 //! - [`routing`]: the route table, each route paired with its metrics, and the handle a reload
@@ -84,6 +85,7 @@ pub mod stack;
 pub mod store_conn;
 pub mod telemetry;
 pub mod tls;
+pub mod upstream_pool;
 pub mod upstream_tls;
 pub mod verify;
 pub mod watch;

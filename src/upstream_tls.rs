@@ -1,11 +1,10 @@
-//! The HTTP(S) client of upstreams and its TLS: the system's roots for `https://`, and a
+//! The HTTPS client of upstreams and its TLS: the system's roots for `https://`, and a
 //! route's `upstream_tls: {ca_file, client_cert_file, client_key_file, server_name}` loaded
 //! into a rustls client configuration of its own. A leaf: `config` and `forward` both use it.
 //!
-//! One client type serves both schemes: hyper-rustls hands `http://` straight to the TCP
-//! connector (a plain stream, no TLS state) and wraps `https://` in rustls (ring provider,
-//! TLS 1.2 and 1.3, ALPN `http/1.1`). Pooled connections never pass through the connector
-//! again, so a kept-alive `http://` connection costs what it did before.
+//! hyper-util's legacy client with hyper-rustls (ring provider, TLS 1.2 and 1.3, ALPN
+//! `http/1.1`). It would take `http://` too (straight to the TCP connector), but `forward`
+//! sends those on its own pool (`upstream_pool`), which costs less per request.
 
 use bytes::Bytes;
 use http_body_util::Full;

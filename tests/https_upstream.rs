@@ -8,7 +8,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use portcullis::config::Limits;
 use portcullis::forward;
+use portcullis::forward::UpstreamClient;
 use portcullis::upstream_tls::{client, ClientOptions, HttpsClient, TlsFiles, UpstreamTls};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -256,8 +258,19 @@ fn route() -> Arc<portcullis::config::Route> {
 
 /// POSTs `body` to `url` through `client` with `forward::send`: the status, or the reason.
 async fn post(client: &HttpsClient, url: &str, body: &'static [u8]) -> Result<StatusCode, String> {
+    post_via(&forward::client(&Limits::default()), Some(client), url, body).await
+}
+
+/// The same through the gateway's upstream client: `http://` on its pool, `https://` with
+/// `tls` or its own.
+async fn post_via(
+    upstreams: &UpstreamClient,
+    tls: Option<&HttpsClient>,
+    url: &str,
+    body: &'static [u8],
+) -> Result<StatusCode, String> {
     let req = Request::post(url).header("x-test", "1").body(Full::new(Bytes::from_static(body))).unwrap();
-    match forward::send(client, &route(), req).await {
+    match forward::send(upstreams, tls, &route(), req).await {
         Ok(res) => {
             let status = res.status();
             // Read to the end, so the connection goes back to the pool.
@@ -356,10 +369,11 @@ async fn a_rotated_certificate_is_trusted_once_its_ca_is_loaded_again() {
     assert_eq!(bodies, [Bytes::from_static(b"1"), Bytes::from_static(b"3")]);
 }
 
-/// `http://` and `https://` through one client, each kept alive in the pool: a connection
-/// (a handshake) serves several deliveries. A connection goes back to the pool a moment after
-/// its answer (a task of the client's), so a delivery may rarely open a second one: at most
-/// two for five deliveries.
+/// `http://` and `https://` through one upstream client, each kept alive in its pool: a
+/// connection (a handshake) serves several deliveries. An HTTPS connection goes back to the
+/// pool a moment after its answer (a task of the client's), so a delivery may rarely open a
+/// second one: at most two for five deliveries; a plain one is reused once its answer is
+/// read.
 #[tokio::test]
 async fn both_schemes_share_one_client_and_reuse_pooled_connections() {
     let pki = Pki::new();
@@ -367,9 +381,18 @@ async fn both_schemes_share_one_client_and_reuse_pooled_connections() {
     let secure = TlsServer::start_with(Some(pki.server(false)), true).await;
     let plain = TlsServer::start_with(None, true).await;
     let c = tls.client(&OPTS);
+    let upstreams = forward::client(&Limits::default());
     for i in 0..5 {
-        assert_eq!(post(c, &secure.url("/s"), b"s").await, Ok(StatusCode::OK), "https #{i}");
-        assert_eq!(post(c, &plain.url("/p"), b"p").await, Ok(StatusCode::OK), "http #{i}");
+        assert_eq!(
+            post_via(&upstreams, Some(c), &secure.url("/s"), b"s").await,
+            Ok(StatusCode::OK),
+            "https #{i}"
+        );
+        assert_eq!(
+            post_via(&upstreams, Some(c), &plain.url("/p"), b"p").await,
+            Ok(StatusCode::OK),
+            "http #{i}"
+        );
     }
     assert_eq!((secure.received().len(), plain.received().len()), (5, 5));
     let (tls_conns, plain_conns) =
@@ -377,10 +400,10 @@ async fn both_schemes_share_one_client_and_reuse_pooled_connections() {
     assert!(tls_conns <= 2, "TLS connections reused: {tls_conns} for 5 deliveries");
     assert!(plain_conns <= 2, "plain connections reused: {plain_conns} for 5 deliveries");
     assert_eq!(plain.received()[0].alpn, None);
-    // The gateway's default client (system roots) reaches plain upstreams the same way.
-    let default = client(None, &OPTS);
-    assert_eq!(post(&default, &plain.url("/p"), b"p").await, Ok(StatusCode::OK));
+    // Without a route's TLS client, plain upstreams are reached the same way.
+    assert_eq!(post_via(&upstreams, None, &plain.url("/p"), b"p").await, Ok(StatusCode::OK));
     assert_eq!(plain.received().len(), 6);
+    assert!(plain.connections.load(Ordering::SeqCst) <= 2);
 }
 
 #[test]

@@ -193,11 +193,8 @@ pub async fn send(
     if let Target::Http(h) = &d.target {
         let req = crate::forward::to_request(route, &h.upstream, o.clone())
             .map_err(|e| Rejection::UpstreamUnavailable(e.to_string()))?;
-        let client = match &h.tls {
-            Some(tls) => tls.client(s.options),
-            None => s.client,
-        };
-        let res = crate::forward::send(client, route, req).await?;
+        let tls = h.tls.as_ref().map(|tls| tls.client(s.options));
+        let res = crate::forward::send(s.client, tls, route, req).await?;
         let status = res.status();
         drain(res).await;
         return if status.is_success() {

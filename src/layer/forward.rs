@@ -157,12 +157,9 @@ async fn forward_direct(
     if let (Some(t), Some(s)) = (&trace, &span) {
         t.set(req.headers_mut(), Some(s));
     }
-    let client = match &http.tls {
-        Some(tls) => tls.client(&outlets.options),
-        None => client,
-    };
+    let tls = http.tls.as_ref().map(|tls| tls.client(&outlets.options));
     let started = std::time::Instant::now();
-    let res = match send(client, &route, req).await {
+    let res = match send(client, tls, &route, req).await {
         Ok(res) => res,
         Err(e) => {
             if let Some(s) = &mut span {
