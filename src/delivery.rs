@@ -100,8 +100,14 @@ impl EventKey {
 pub fn forwarded_id(route: &str, event: &str) -> HeaderValue {
     fn push(out: &mut Vec<u8>, s: &str, encode_colon: bool) {
         const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let kept = |b: u8| (b'!'..=b'~').contains(&b) && b != b'%' && !(encode_colon && b == b':');
+        // Most ids need no escaping: copied whole.
+        if s.bytes().all(kept) {
+            out.extend_from_slice(s.as_bytes());
+            return;
+        }
         for &b in s.as_bytes() {
-            if (b'!'..=b'~').contains(&b) && b != b'%' && !(encode_colon && b == b':') {
+            if kept(b) {
                 out.push(b);
             } else {
                 out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);

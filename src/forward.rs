@@ -51,7 +51,7 @@ impl UpstreamClient {
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -62,11 +62,18 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// Whether `name` is hop-by-hop (of the list, or `Upgrade`). Most names are not, and have
+/// none of the list's lengths (2, 7, 10, 16–19): those are answered without a comparison.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(name.as_str().len(), 2 | 7 | 10 | 16..=19)
+        && (HOP_BY_HOP.contains(name) || name == header::UPGRADE)
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header names, and `Upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none of them: reading the few names there are costs less than a
     // lookup for each name of the list.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k) || k == header::UPGRADE) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     if headers.contains_key(header::CONNECTION) {
@@ -273,22 +280,23 @@ pub fn to_request(
 /// is the error chain; a TLS failure is marked `TLS:` and keeps rustls' own text ("invalid
 /// peer certificate: UnknownIssuer", "received fatal alert: CertificateRequired"), which
 /// never holds key material.
-pub async fn send(
-    client: &UpstreamClient,
-    tls: Option<&HttpsClient>,
+pub fn send<'a>(
+    client: &'a UpstreamClient,
+    tls: Option<&'a HttpsClient>,
     route: &Route,
     req: Request<Full<Bytes>>,
-) -> Result<Response<hyper::body::Incoming>, Rejection> {
+) -> impl std::future::Future<Output = Result<Response<hyper::body::Incoming>, Rejection>> + Send + 'a {
+    use futures_util::future::Either;
+    use futures_util::TryFutureExt;
     let timeout = route.upstream_timeout;
-    let res = if req.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
-        let https = tls.unwrap_or(&client.https);
-        tokio::time::timeout(timeout, https.request(req)).await.map(|r| r.map_err(|e| failure(&e, timeout)))
+    // Made here rather than in an `async fn`, so that the request is not kept in the future
+    // beside the client's own copy (a future is moved whole, every byte of it).
+    let answer = if req.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+        Either::Left(tls.unwrap_or(&client.https).request(req).map_err(move |e| failure(&e, timeout)))
     } else {
-        tokio::time::timeout(timeout, client.http.send(req))
-            .await
-            .map(|r| r.map_err(|e| failure(&e, timeout)))
+        Either::Right(client.http.send(req).map_err(move |e| failure(&e, timeout)))
     };
-    res.unwrap_or(Err(Rejection::UpstreamTimeout(timeout)))
+    async move { tokio::time::timeout(timeout, answer).await.unwrap_or(Err(Rejection::UpstreamTimeout(timeout))) }
 }
 
 /// The rejection of a request that got no response: 504 when a timeout is in the error's
@@ -347,6 +355,16 @@ mod tests {
         h.insert(header::UPGRADE, "h2c".parse().unwrap());
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn the_length_filter_lets_every_hop_by_hop_name_through() {
+        for n in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
+            assert!(is_hop_by_hop(n), "{n}");
+        }
+        for n in ["host", "content-type", "user-agent", "x-paylent-signature", "tes", "trailers"] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(n)), "{n}");
+        }
     }
 
     #[test]

@@ -30,7 +30,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
@@ -63,8 +62,10 @@ pub struct HttpPool {
 }
 
 struct Shared {
-    /// Per upstream authority (as written in the configuration).
-    hosts: Mutex<HashMap<Box<str>, Host>>,
+    /// Per upstream authority (as written in the configuration). A list, searched in order:
+    /// a worker reaches the few upstreams of its configuration, named by the operator, and
+    /// comparing a short string costs less than hashing it.
+    hosts: Mutex<Vec<Host>>,
     connect_timeout: Duration,
     max_idle_per_host: usize,
     /// Whether a sweeper task is running (it is started with the first connection, on the
@@ -73,6 +74,7 @@ struct Shared {
 }
 
 struct Host {
+    authority: Box<str>,
     /// The `Host` header of its requests, made once.
     host: HeaderValue,
     /// Its connections, newest on top: ready ones and those still reading a response body.
@@ -89,7 +91,7 @@ impl HttpPool {
     pub fn new(connect_timeout: Duration, max_idle_per_host: usize) -> Self {
         HttpPool {
             shared: Arc::new(Shared {
-                hosts: Mutex::new(HashMap::new()),
+                hosts: Mutex::new(Vec::new()),
                 connect_timeout,
                 max_idle_per_host,
                 sweeping: AtomicBool::new(false),
@@ -97,33 +99,47 @@ impl HttpPool {
         }
     }
 
-    /// Sends `req` (absolute URI, `http://`) on a pooled connection, or a new one.
-    pub async fn send(&self, mut req: Request<Full<Bytes>>) -> Result<Response<Incoming>, PoolError> {
+    /// Sends `req` (absolute URI, `http://`) on a pooled connection, or a new one. The
+    /// request is addressed and a connection checked out before the future is made, so that
+    /// the future holds the request once (it is moved whole, every byte of it).
+    pub fn send(
+        &self,
+        mut req: Request<Full<Bytes>>,
+    ) -> impl std::future::Future<Output = Result<Response<Incoming>, PoolError>> + Send + '_ {
         let parts = std::mem::take(req.uri_mut()).into_parts();
-        let authority = parts.authority.ok_or(PoolError::NoAuthority)?;
-        *req.uri_mut() = parts.path_and_query.map_or_else(|| Uri::from_static("/"), Uri::from);
-        let (mut idle, host) = self.shared.checkout(&authority);
-        if !req.headers().contains_key(HOST) {
-            req.headers_mut().insert(HOST, host);
-        }
-        loop {
-            let (mut sender, reused) = match idle.take() {
-                Some(s) => (s, true),
-                None => (self.connect(&authority).await?, false),
-            };
-            match sender.try_send_request(req).await {
-                Ok(res) => {
-                    self.shared.checkin(&authority, sender);
-                    return Ok(res);
+        let (mut idle, authority) = match parts.authority {
+            Some(authority) => {
+                *req.uri_mut() = parts.path_and_query.map_or_else(|| Uri::from_static("/"), Uri::from);
+                let (idle, host) = self.shared.checkout(&authority);
+                if !req.headers().contains_key(HOST) {
+                    req.headers_mut().insert(HOST, host);
                 }
-                Err(mut e) => match e.take_message() {
-                    // Never written: the connection had closed under us. Another one.
-                    Some(r) if reused => {
-                        req = r;
-                        idle = self.shared.checkout(&authority).0;
+                (idle, Some(authority))
+            }
+            None => (None, None),
+        };
+        async move {
+            let authority = authority.ok_or(PoolError::NoAuthority)?;
+            loop {
+                let (mut sender, reused) = match idle.take() {
+                    Some(s) => (s, true),
+                    // Boxed: connecting is rare, and its future would make every send's larger.
+                    None => (Box::pin(self.connect(&authority)).await?, false),
+                };
+                match sender.try_send_request(req).await {
+                    Ok(res) => {
+                        self.shared.checkin(&authority, sender);
+                        return Ok(res);
                     }
-                    _ => return Err(PoolError::Request(e.into_error())),
-                },
+                    Err(mut e) => match e.take_message() {
+                        // Never written: the connection had closed under us. Another one.
+                        Some(r) if reused => {
+                            req = r;
+                            idle = self.shared.checkout(&authority).0;
+                        }
+                        _ => return Err(PoolError::Request(e.into_error())),
+                    },
+                }
             }
         }
     }
@@ -173,7 +189,7 @@ impl HttpPool {
 
     /// How many connections are pooled for `authority` (ready or still reading); for tests.
     pub fn pooled(&self, authority: &str) -> usize {
-        self.shared.lock().get(authority).map_or(0, |h| h.conns.len())
+        self.shared.lock().iter().find(|h| &*h.authority == authority).map_or(0, |h| h.conns.len())
     }
 }
 
@@ -190,7 +206,7 @@ impl Drop for Sweeping {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Box<str>, Host>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Host>> {
         self.hosts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -198,7 +214,7 @@ impl Shared {
     /// `Host` value of its requests.
     fn checkout(&self, authority: &Authority) -> (Option<Sender>, HeaderValue) {
         let mut hosts = self.lock();
-        if let Some(h) = hosts.get_mut(authority.as_str()) {
+        if let Some(h) = hosts.iter_mut().find(|h| &*h.authority == authority.as_str()) {
             return (h.take(), h.host.clone());
         }
         // The legacy client's `Host`: no userinfo, the port only when not the default.
@@ -207,7 +223,7 @@ impl Shared {
             _ => HeaderValue::from_str(authority.host()),
         }
         .expect("an authority's host and port are a valid header value");
-        hosts.insert(authority.as_str().into(), Host { host: host.clone(), conns: Vec::new() });
+        hosts.push(Host { authority: authority.as_str().into(), host: host.clone(), conns: Vec::new() });
         (None, host)
     }
 
@@ -216,7 +232,7 @@ impl Shared {
             return;
         }
         let mut hosts = self.lock();
-        if let Some(h) = hosts.get_mut(authority.as_str()) {
+        if let Some(h) = hosts.iter_mut().find(|h| &*h.authority == authority.as_str()) {
             if h.conns.len() < self.max_idle_per_host {
                 h.conns.push(Idle { sender, marked: false });
             }
@@ -227,7 +243,7 @@ impl Shared {
     /// entry stays (its `Host` value): the map holds the configuration's upstreams.
     fn sweep(&self) {
         let mut hosts = self.lock();
-        for h in hosts.values_mut() {
+        for h in hosts.iter_mut() {
             h.conns.retain_mut(|c| {
                 if c.sender.is_closed() || (c.marked && c.sender.is_ready()) {
                     return false;
@@ -425,7 +441,7 @@ mod tests {
         text(pool.send(post(&format!("{base}/"))).await.unwrap()).await;
         // Ready again once the connection's task has read the end of the response.
         tokio::time::timeout(Duration::from_secs(10), async {
-            while !pool.shared.lock()[authority].conns[0].sender.is_ready() {
+            while !pool.shared.lock()[0].conns[0].sender.is_ready() {
                 tokio::task::yield_now().await;
             }
         })

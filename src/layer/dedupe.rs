@@ -146,7 +146,8 @@ where
                 },
             };
             if !d.batch.is_empty() {
-                return Ok(deliver_batch(inner, calls, abort, d, nonce).await);
+                // Boxed: the batch's future is large, and most deliveries are not batches.
+                return Ok(Box::pin(deliver_batch(inner, calls, abort, d, nonce)).await);
             }
             let token = match calls.claim(&key, route.lease).await {
                 Ok(Claim::Acquired(token)) => token,

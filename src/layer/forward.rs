@@ -68,14 +68,14 @@ impl Service<Verified> for Forward {
     fn call(&mut self, v: Verified) -> Self::Future {
         let client = self.client.clone();
         let outlets = self.outlets.clone();
+        if v.request.route.queue.is_none() && v.request.route.direct().is_some() {
+            return Box::pin(forward_direct(client, outlets, v));
+        }
         Box::pin(async move {
             let route = v.request.route.clone();
             let key = v.event.store_key().clone();
             // The outcome is set once the answer is known.
             let record = Record::verified(Outcome::Forwarded, &v);
-            if route.queue.is_none() && route.direct().is_some() {
-                return Ok(forward_direct(&client, &outlets, route, key, record, v).await);
-            }
             let event = v.event.clone();
             let outgoing = prepare(v);
             if let Some(q) = &route.queue {
@@ -136,56 +136,66 @@ pub fn answer(report: Report<'_>, route: &Arc<RouteEntry>, record: Record) -> Re
 }
 
 /// A route whose only destination is one HTTP(S) upstream without a filter: forwarded, and
-/// the upstream's answer relayed.
-async fn forward_direct(
-    client: &UpstreamClient,
-    outlets: &Outlets,
-    route: Arc<RouteEntry>,
-    key: Arc<str>,
-    record: Record,
+/// the upstream's answer relayed. The request is prepared before the future is made: the
+/// future holds only what outlives the wait (a future is moved whole, every byte of it, and
+/// the delivery it was prepared from would stay in it to the end).
+fn forward_direct(
+    client: Arc<UpstreamClient>,
+    outlets: Arc<Outlets>,
     v: Verified,
-) -> Response<Body> {
-    let http = route.direct().expect("checked by the caller");
+) -> impl std::future::Future<Output = Result<Response<Body>, Infallible>> + Send {
+    let route = v.request.route.clone();
+    let key = v.event.store_key().clone();
+    // The outcome is set once the answer is known.
+    let record = Record::verified(Outcome::Forwarded, &v);
     let trace = v.request.parts.extensions.get::<Trace>().cloned();
-    let outgoing = prepare(v);
-    let mut req = match to_request(&route, &http.upstream, outgoing) {
-        Ok(r) => r,
-        Err(e) => return Rejection::UpstreamUnavailable(e.to_string()).into_response(Some(route), Some(key)),
+    let req = {
+        let http = route.direct().expect("checked by the caller");
+        to_request(&route, &http.upstream, prepare(v))
     };
-    // The upstream call is a child span, and the upstream's parent in `traceparent`.
-    let mut span = ChildSpan::start(trace.as_ref(), "upstream", SpanKind::Client);
-    if let (Some(t), Some(s)) = (&trace, &span) {
-        t.set(req.headers_mut(), Some(s));
-    }
-    let tls = http.tls.as_ref().map(|tls| tls.client(&outlets.options));
-    let started = std::time::Instant::now();
-    let res = match send(client, tls, &route, req).await {
-        Ok(res) => res,
-        Err(e) => {
-            if let Some(s) = &mut span {
-                s.fail(&e);
+    async move {
+        let http = route.direct().expect("checked by the caller");
+        let mut req = match req {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Rejection::UpstreamUnavailable(e.to_string()).into_response(Some(route), Some(key)))
             }
-            return e.into_response(Some(route), Some(key));
+        };
+        // The upstream call is a child span, and the upstream's parent in `traceparent`.
+        let mut span = ChildSpan::start(trace.as_ref(), "upstream", SpanKind::Client);
+        if let (Some(t), Some(s)) = (&trace, &span) {
+            t.set(req.headers_mut(), Some(s));
         }
-    };
-    if let Some(s) = &mut span {
-        let status = i64::from(res.status().as_u16());
-        s.set(|| opentelemetry::KeyValue::new("http.response.status_code", status));
-        s.set(|| opentelemetry::KeyValue::new("server.address", http.upstream.authority.to_string()));
+        let tls = http.tls.as_ref().map(|tls| tls.client(&outlets.options));
+        let started = std::time::Instant::now();
+        let res = match send(&client, tls, &route, req).await {
+            Ok(res) => res,
+            Err(e) => {
+                if let Some(s) = &mut span {
+                    s.fail(&e);
+                }
+                return Ok(e.into_response(Some(route), Some(key)));
+            }
+        };
+        if let Some(s) = &mut span {
+            let status = i64::from(res.status().as_u16());
+            s.set(|| opentelemetry::KeyValue::new("http.response.status_code", status));
+            s.set(|| opentelemetry::KeyValue::new("server.address", http.upstream.authority.to_string()));
+        }
+        drop(span);
+        let (mut parts, body) = res.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        // The answer to the provider is the gateway's own HTTP/1.1 response, whatever HTTP
+        // version the upstream spoke (hyper still answers an HTTP/1.0 sender in HTTP/1.0).
+        parts.version = http::Version::HTTP_11;
+        let outcome = if parts.status.is_success() { Outcome::Forwarded } else { Outcome::UpstreamError };
+        parts.extensions.insert(Record {
+            outcome,
+            upstream_latency: Some(started.elapsed()),
+            upstream_status: Some(parts.status.as_u16()),
+            ..record
+        });
+        let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
+        Ok(Response::from_parts(parts, body))
     }
-    drop(span);
-    let (mut parts, body) = res.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    // The answer to the provider is the gateway's own HTTP/1.1 response, whatever HTTP
-    // version the upstream spoke (hyper still answers an HTTP/1.0 sender in HTTP/1.0).
-    parts.version = http::Version::HTTP_11;
-    let outcome = if parts.status.is_success() { Outcome::Forwarded } else { Outcome::UpstreamError };
-    parts.extensions.insert(Record {
-        outcome,
-        upstream_latency: Some(started.elapsed()),
-        upstream_status: Some(parts.status.as_u16()),
-        ..record
-    });
-    let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
-    Response::from_parts(parts, body)
 }
