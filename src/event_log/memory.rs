@@ -79,7 +79,12 @@ impl MemoryLog {
         let mut inner = self.lock();
         for Entry { event, capture } in entries {
             if let Some(i) = event.secret_index {
-                let t = inner.last.entry(event.route.clone()).or_default().entry(i).or_default();
+                // The route's name is cloned only the first time it is seen.
+                let by_secret = match inner.last.get_mut(&event.route) {
+                    Some(m) => m,
+                    None => inner.last.entry(event.route.clone()).or_default(),
+                };
+                let t = by_secret.entry(i).or_default();
                 *t = (*t).max(event.time_ms);
             }
             if inner.events.len() >= self.keep {

@@ -310,7 +310,11 @@ impl Ulids {
             self.last_rand = 0;
         }
         let value = (u128::from(self.last_ms & ((1 << 48) - 1)) << RAND_BITS) | self.last_rand;
-        (0..26).rev().map(|i| CROCKFORD[((value >> (i * 5)) & 31) as usize] as char).collect()
+        let mut id = [0u8; 26];
+        for (i, c) in id.iter_mut().rev().enumerate() {
+            *c = CROCKFORD[((value >> (i * 5)) & 31) as usize];
+        }
+        String::from_utf8(id.to_vec()).expect("Crockford base32 is ASCII")
     }
 
     /// The time of the ULID `id` (its first 10 characters), unix ms; none when `id` is not
