@@ -11,11 +11,17 @@
 //! - a request sent on a reused connection that the upstream had just closed (the keep-alive
 //!   race), and so never written, is sent again on another connection; a request that was
 //!   written is never sent twice;
-//! - idle connections are closed after 45–90 s unused, at most `max_idle_per_host` are kept
-//!   per upstream;
-//! - the connect timeout (an `io::ErrorKind::TimedOut` error, which `forward::send` answers
-//!   504), `TCP_NODELAY`, TCP keepalive after 60 s idle, `Host` from the URI's host and port
-//!   (never its userinfo) when the request has none, the request line in origin form.
+//!   A request written just as the upstream's close was on its way is not sent again (it may
+//!   have arrived): it fails with 502, the claim is released and the provider retries;
+//! - idle connections are closed after 45–90 s unused, at most `max_idle_per_host` idle ones
+//!   are kept per upstream;
+//! - connecting is hyper-util's `HttpConnector`, as before: the resolver off the runtime, each
+//!   address of a name tried with its share of the connect timeout, IPv6 and IPv4 raced
+//!   (happy eyeballs), `TCP_NODELAY`, TCP keepalive after 60 s idle; a timeout is an
+//!   `io::ErrorKind::TimedOut` error, which `forward::send` answers 504. Paid per connection,
+//!   not per request;
+//! - `Host` from the URI's host and port (never its userinfo) when the request has none, the
+//!   request line in origin form.
 //!
 //! A connection goes back on the stack as soon as the response head is in: it is ready for
 //! another request once the response body has been read (by the provider's connection, for
@@ -24,12 +30,12 @@
 
 use bytes::Bytes;
 use http::header::{HeaderValue, HOST};
-use http::uri::{Authority, Uri};
+use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::connect::HttpConnector;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
@@ -43,12 +49,12 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 type Sender = SendRequest<Full<Bytes>>;
 
-/// Why a request got no response. Its `source()` chain holds the cause (`io::Error` for a
-/// connect failure, `TimedOut` when the connect timeout passed).
+/// Why a request got no response. Its `source()` chain holds the cause (an `io::Error` for a
+/// connect failure, of kind `TimedOut` when the connect timeout passed).
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     #[error("connect error")]
-    Connect(#[source] std::io::Error),
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("request error")]
     Request(#[source] hyper::Error),
     #[error("the upstream URI has no authority")]
@@ -66,7 +72,7 @@ struct Shared {
     /// a worker reaches the few upstreams of its configuration, named by the operator, and
     /// comparing a short string costs less than hashing it.
     hosts: Mutex<Vec<Host>>,
-    connect_timeout: Duration,
+    connector: HttpConnector,
     max_idle_per_host: usize,
     /// Whether a sweeper task is running (it is started with the first connection, on the
     /// runtime that made it, and ends when the pool is dropped).
@@ -89,10 +95,14 @@ struct Idle {
 
 impl HttpPool {
     pub fn new(connect_timeout: Duration, max_idle_per_host: usize) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_keepalive(Some(TCP_KEEPALIVE));
         HttpPool {
             shared: Arc::new(Shared {
                 hosts: Mutex::new(Vec::new()),
-                connect_timeout,
+                connector,
                 max_idle_per_host,
                 sweeping: AtomicBool::new(false),
             }),
@@ -145,23 +155,17 @@ impl HttpPool {
     }
 
     async fn connect(&self, authority: &Authority) -> Result<Sender, PoolError> {
-        // Host and port only: an authority may hold userinfo (`user:pw@host`), never sent.
-        let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
-        let stream =
-            tokio::time::timeout(self.shared.connect_timeout, tokio::net::TcpStream::connect(addr.as_str()))
-                .await
-                .map_err(|_| {
-                    PoolError::Connect(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
-                })?
-                .map_err(PoolError::Connect)?;
-        stream.set_nodelay(true).map_err(PoolError::Connect)?;
-        socket2::SockRef::from(&stream)
-            .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE))
-            .map_err(PoolError::Connect)?;
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| PoolError::Connect(e.into()))?;
+        let io = tower::ServiceExt::oneshot(self.shared.connector.clone(), uri)
             .await
-            .map_err(PoolError::Request)?;
+            .map_err(|e| PoolError::Connect(e.into()))?;
+        let (sender, conn) =
+            hyper::client::conn::http1::Builder::new().handshake(io).await.map_err(PoolError::Request)?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream connection ended");
@@ -179,6 +183,9 @@ impl HttpPool {
         let guard = Sweeping(Arc::downgrade(&self.shared));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + IDLE, IDLE);
+            // After a stall, the next sweep is a whole period later: never two back to back
+            // (which would close connections idle for no time at all).
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 let Some(shared) = guard.0.upgrade() else { return };
@@ -233,22 +240,35 @@ impl Shared {
         }
         let mut hosts = self.lock();
         if let Some(h) = hosts.iter_mut().find(|h| &*h.authority == authority.as_str()) {
-            if h.conns.len() < self.max_idle_per_host {
-                h.conns.push(Idle { sender, marked: false });
+            if h.conns.len() >= self.max_idle_per_host {
+                // At the bound: closed ones go, and only idle (ready) ones count against it;
+                // those still reading a response are connections in use, not idle ones.
+                h.conns.retain(|c| !c.sender.is_closed());
+                if h.conns.iter().filter(|c| c.sender.is_ready()).count() >= self.max_idle_per_host {
+                    return;
+                }
             }
+            h.conns.push(Idle { sender, marked: false });
         }
     }
 
     /// Closes the connections idle since the last sweep, forgets closed ones. An upstream's
-    /// entry stays (its `Host` value): the map holds the configuration's upstreams.
+    /// entry stays (its `Host` value): the list holds the upstreams this worker has reached,
+    /// those of the configurations it has served (a reload that drops one leaves a few bytes).
     fn sweep(&self) {
         let mut hosts = self.lock();
         for h in hosts.iter_mut() {
             h.conns.retain_mut(|c| {
-                if c.sender.is_closed() || (c.marked && c.sender.is_ready()) {
+                if c.sender.is_closed() {
                     return false;
                 }
-                c.marked = true;
+                // Only an idle connection is marked: one still reading a response is in use.
+                if c.sender.is_ready() {
+                    if c.marked {
+                        return false;
+                    }
+                    c.marked = true;
+                }
                 true
             });
         }
@@ -276,6 +296,7 @@ impl Host {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+    use hyper_util::rt::TokioIo;
     use std::sync::atomic::AtomicUsize;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -292,6 +313,12 @@ mod tests {
                 count.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        if req.uri().path() == "/big" {
+                            // More than hyper's body channel and the socket buffers hold: the
+                            // connection is busy until the caller reads it all.
+                            let big = Bytes::from(vec![b'x'; 8 << 20]);
+                            return Ok::<_, std::convert::Infallible>(Response::new(Full::new(big)));
+                        }
                         let host = req.headers().get(HOST).map(|h| h.to_str().unwrap().to_owned());
                         let line = format!("{} {} {}", req.method(), req.uri(), host.unwrap_or_default());
                         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(line))))
@@ -413,8 +440,8 @@ mod tests {
         drop(listener);
         let pool = HttpPool::new(Duration::from_secs(5), 8);
         let e = pool.send(post(&format!("http://{addr}/"))).await.unwrap_err();
-        let PoolError::Connect(io) = &e else { panic!("{e:?}") };
-        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(matches!(e, PoolError::Connect(_)), "{e:?}");
+        assert_eq!(io_kind(&e), Some(std::io::ErrorKind::ConnectionRefused), "{e:?}");
         // A listener whose accept queue is full drops further SYNs: the connect hangs.
         let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         full.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
@@ -429,8 +456,34 @@ mod tests {
         }
         let pool = HttpPool::new(Duration::from_millis(200), 8);
         let e = pool.send(post(&format!("http://{addr}/"))).await.unwrap_err();
-        let PoolError::Connect(io) = &e else { panic!("{e:?}") };
-        assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+        assert!(matches!(e, PoolError::Connect(_)), "{e:?}");
+        assert_eq!(io_kind(&e), Some(std::io::ErrorKind::TimedOut), "{e:?}");
+    }
+
+    /// The kind of the first `io::Error` in the error's chain (what `forward::send` reads).
+    fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+        let mut src = Some(e);
+        while let Some(e) = src {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                return Some(io.kind());
+            }
+            src = e.source();
+        }
+        None
+    }
+
+    /// A connection still reading a large response is in use, not idle: it does not count
+    /// against the bound of idle connections, so the one that finished is kept and reused.
+    #[tokio::test]
+    async fn connections_in_use_do_not_count_against_the_idle_bound() {
+        let (base, accepted) = upstream().await;
+        let pool = HttpPool::new(Duration::from_secs(5), 1);
+        let busy = pool.send(post(&format!("{base}/big"))).await.unwrap();
+        text(pool.send(post(&format!("{base}/a"))).await.unwrap()).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        text(pool.send(post(&format!("{base}/b"))).await.unwrap()).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "the idle connection was kept and reused");
+        assert_eq!(busy.into_body().collect().await.unwrap().to_bytes().len(), 8 << 20);
     }
 
     #[tokio::test]
