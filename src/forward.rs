@@ -43,13 +43,6 @@ pub fn client(limits: &crate::config::Limits) -> UpstreamClient {
     }
 }
 
-impl UpstreamClient {
-    /// The plain-HTTP pool (for tests and the bench: how many connections it holds).
-    pub fn http_pool(&self) -> &crate::upstream_pool::HttpPool {
-        &self.http
-    }
-}
-
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
 static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,

@@ -194,8 +194,9 @@ impl HttpPool {
         });
     }
 
-    /// How many connections are pooled for `authority` (ready or still reading); for tests.
-    pub fn pooled(&self, authority: &str) -> usize {
+    /// How many connections are pooled for `authority` (ready or still reading).
+    #[cfg(test)]
+    fn pooled(&self, authority: &str) -> usize {
         self.shared.lock().iter().find(|h| &*h.authority == authority).map_or(0, |h| h.conns.len())
     }
 }
